@@ -1,0 +1,69 @@
+"""``fastmmd`` console script: one entry point, two kinds of subcommand.
+
+``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.cli`); ``optimize``,
+``export``, ``stylize`` and ``compare`` go to their modules' ``build_parser``/``run``. Modules are
+imported only for the command that runs, so ``stylize`` never imports Lightning. This is the only
+place that turns a :class:`~fastmmd.errors.UserError` into one stderr line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+from collections.abc import Sequence
+
+from fastmmd.errors import UserError, exit_on_user_error
+
+LIGHTNING_COMMANDS = {
+    "fit": "train a feed-forward stylization network (LightningCLI; --config configs/quickstart.yaml)",
+    "validate": "run validation of a trained network (LightningCLI)",
+    "test": "run the test loop (LightningCLI)",
+    "predict": "stylize a dataset with a checkpoint (LightningCLI)",
+}
+COMMANDS = {
+    "optimize": ("fastmmd.optimize", "per-image (Gatys-style) optimization with any style loss"),
+    "export": ("fastmmd.export", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
+    "stylize": ("fastmmd.stylize", "stylize images with an exported model or a checkpoint"),
+    "compare": ("fastmmd.compare", "compare style losses on your images: grid.png + report"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: fastmmd COMMAND [options]   (fastmmd COMMAND --help for a command's options)", "", "commands:"]
+    for name, text in LIGHTNING_COMMANDS.items():
+        lines.append(f"  {name:<9} {text}")
+    for name, (_, text) in COMMANDS.items():
+        lines.append(f"  {name:<9} {text}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one subcommand; returns its exit code (0 success, 1 partial failure, 2 user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        from fastmmd import __version__
+
+        print(f"fastmmd {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    with exit_on_user_error():
+        if command in LIGHTNING_COMMANDS:
+            from fastmmd.cli import run_lightning
+
+            return run_lightning(command, rest)
+        if command in COMMANDS:
+            module = importlib.import_module(COMMANDS[command][0])
+            args = module.build_parser().parse_args(rest)
+            return int(module.run(args) or 0)
+        close = difflib.get_close_matches(command, [*LIGHTNING_COMMANDS, *COMMANDS], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown command {command!r}{hint} (fastmmd --help lists them)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,210 @@
+"""The one loss used by both per-image optimization and feed-forward training.
+
+total = style_weight * style + content_weight * content + tv_weight * tv, per sample, with
+
+    style = sum_l w_l * sum_k a_k * s_k * L_k(F_l, S_l) / n_lk
+
+where l runs over the style layers (weights w_l normalised to sum to 1), k over the fused methods
+(weights a_k), L_k is the paper-normalised distance of :mod:`fastmmd.losses.style`, n_lk the
+target's ``null`` value (``normalization="relative"``, default) or 1 (``"paper"``), and s_k a
+per-method calibration constant (:data:`CALIBRATION`) that makes one style weight about equally
+strong for every method. The content term is the relative feature MSE at the content layer(s),
+mean (F - P)^2 / mean P^2, and tv the total variation of the image (:mod:`fastmmd.losses.content`).
+
+Style targets are computed once (:meth:`StyleCriterion.set_style`) and stored as non-persistent
+buffers: they follow the module across devices but never enter a checkpoint. VGG activations may
+be computed under autocast (bf16); every statistic and loss is evaluated in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from fastmmd.errors import UserError
+from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures, check_taps
+from fastmmd.losses import METHODS, LossOptions, content_loss, parse_loss, total_variation
+from fastmmd.losses import moments
+
+#: Per-method constants s_k under relative normalisation, measured by scripts/calibrate_losses.py
+#: so that the image-gradient norm of the style term at a content-image start matches Gram's
+#: (Caffe VGG, 256 px, relu1_1..relu5_1, median over the shared/data style x content pairs).
+CALIBRATION: dict[str, float] = {"gram": 1.0, "poly": 1.0, "linear": 1.0, "gaussian": 1.0, "bn": 1.0}
+
+Normalization = Literal["relative", "paper"]
+
+
+class StyleCriterion(nn.Module):
+    """Style + content + total-variation loss against fixed style (and optionally content) targets.
+
+    Args:
+        loss: method or fusion, e.g. ``"gram"``, ``"bn+poly"``, ``"0.5*bn+0.5*poly"``.
+        style_weight, content_weight, tv_weight: term weights (see module docstring).
+        style_layers: VGG taps for the style term; ``style_layer_weights`` their w_l (default equal).
+        content_layers: VGG taps for the content term.
+        fusion_weights: per-method weights a_k (default from ``loss``; 1/k when not given).
+        options: kernel and estimator settings (:class:`~fastmmd.losses.LossOptions`).
+        normalization: ``"relative"`` (default) or ``"paper"`` (the raw 1/Z_k * MMD^2).
+        vgg: a :class:`VGGFeatures` to use; built from ``vgg_weights``/``vgg_pooling``/
+            ``vgg_width_divisor`` with exactly the needed taps when not given.
+        seed: seeds the generator behind the Gaussian estimators' random positions.
+    """
+
+    def __init__(
+        self,
+        loss: str = "gram",
+        style_weight: float = 1.0,
+        content_weight: float = 1.0,
+        tv_weight: float = 0.0,
+        style_layers: Sequence[str] = STYLE_LAYERS,
+        style_layer_weights: Sequence[float] | None = None,
+        content_layers: Sequence[str] = CONTENT_LAYERS,
+        fusion_weights: Sequence[float] | None = None,
+        options: LossOptions | None = None,
+        normalization: Normalization = "relative",
+        vgg: VGGFeatures | None = None,
+        vgg_weights: str = "caffe",
+        vgg_pooling: Literal["max", "avg"] = "max",
+        vgg_width_divisor: int = 1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.style_layers = tuple(style_layers)
+        self.content_layers = tuple(content_layers)
+        if not self.style_layers:
+            raise UserError("at least one style layer is needed")
+        check_taps(self.style_layers + self.content_layers)
+        if style_layer_weights is None:
+            style_layer_weights = [1.0] * len(self.style_layers)
+        if len(style_layer_weights) != len(self.style_layers) or min(style_layer_weights) < 0 or sum(style_layer_weights) <= 0:
+            raise UserError(f"style_layer_weights must be {len(self.style_layers)} non-negative numbers, not all zero")
+        total = float(sum(style_layer_weights))
+        self.layer_weights = {t: float(w) / total for t, w in zip(self.style_layers, style_layer_weights, strict=True)}
+        if normalization not in ("relative", "paper"):
+            raise UserError(f"normalization must be 'relative' or 'paper', not {normalization!r}")
+        for name, value in (("style_weight", style_weight), ("content_weight", content_weight), ("tv_weight", tv_weight)):
+            if not value >= 0:
+                raise UserError(f"{name} must be a non-negative number, not {value}")
+        self.options = options or LossOptions()
+        if self.options.gaussian_estimator not in ("linear", "subset", "rff"):
+            raise UserError(f"gaussian_estimator must be linear, subset or rff, not {self.options.gaussian_estimator!r}")
+        self.loss_spec = str(loss)
+        self.fusion = parse_loss(loss, fusion_weights)
+        self.methods = {name: METHODS[name](self.options) for name, _ in self.fusion}
+        self.normalization = normalization
+        self.style_weight, self.content_weight, self.tv_weight = float(style_weight), float(content_weight), float(tv_weight)
+        if vgg is None:
+            vgg = VGGFeatures(self.style_layers + self.content_layers, vgg_weights, vgg_pooling, vgg_width_divisor)
+        missing = [t for t in self.style_layers + self.content_layers if t not in vgg.taps]
+        if missing:
+            raise UserError(f"the VGG extractor does not tap {missing}")
+        self.vgg = vgg
+        self.generator = torch.Generator().manual_seed(seed)
+        self._targets: dict[str, dict[str, str]] = {}  # (layer/method) -> {key: buffer name}
+        self.has_style = False
+        self.has_content = False
+
+    # ----------------------------------------------------------------------------- targets
+    def _store(self, key: str, tensors: dict[str, Tensor]) -> None:
+        names = {}
+        for k, v in tensors.items():
+            name = f"target__{key.replace('/', '__')}__{k}"
+            self.register_buffer(name, v.detach().float(), persistent=False)
+            names[k] = name
+        self._targets[key] = names
+
+    def _target(self, key: str) -> dict[str, Tensor]:
+        return {k: getattr(self, name) for k, name in self._targets[key].items()}
+
+    @torch.no_grad()
+    def set_style(self, images: Sequence[Tensor], blend: Sequence[float] | None = None) -> None:
+        """Computes the style targets once from one or more (1, 3, H, W) RGB images in [0, 1].
+
+        Several images are blended as a mixture distribution with weights ``blend`` (default equal).
+        """
+        images = list(images)
+        if not images:
+            raise UserError("at least one style image is needed")
+        blend = [1.0] * len(images) if blend is None else [float(b) for b in blend]
+        if len(blend) != len(images) or min(blend) < 0 or sum(blend) <= 0:
+            raise UserError(f"--style-blend needs {len(images)} non-negative weights, not all zero (got {blend})")
+        device = self._device()
+        with torch.autocast(device.type, enabled=False):
+            maps = [self.vgg(img.to(device, torch.float32), self.style_layers) for img in images]
+        for layer in self.style_layers:
+            y, w = moments.weighted_sample([m[layer].float() for m in maps], blend)
+            for name, method in self.methods.items():
+                self._store(f"{layer}/{name}", method.prepare(y, w, self.generator))
+        self.has_style = True
+
+    @torch.no_grad()
+    def set_content(self, image: Tensor) -> None:
+        """Fixes the content target to the features of one (1, 3, H, W) image (per-image optimization)."""
+        with torch.autocast(self._device().type, enabled=False):
+            feats = self.vgg(image.to(self._device(), torch.float32), self.content_layers)
+        for layer in self.content_layers:
+            self._store(f"content/{layer}", {"features": feats[layer].float()})
+        self.has_content = True
+
+    def _device(self) -> torch.device:
+        return next(self.vgg.parameters()).device
+
+    # ----------------------------------------------------------------------------- loss
+    def forward(self, generated: Tensor, content: Tensor | None = None) -> dict[str, Tensor]:
+        """Loss terms for a batch of generated images (B, 3, H, W), RGB in [0, 1].
+
+        Args:
+            generated: the images being optimised or produced by the network.
+            content: the matching content images (B, 3, H, W) (training); when ``None`` the target
+                fixed by :meth:`set_content` is used, or the content term is skipped.
+
+        Returns:
+            ``{"total", "style", "content", "tv"}`` plus ``"style/<method>"`` per fused method,
+            each of shape (B,) (unweighted terms; ``total`` applies the weights).
+        """
+        if not self.has_style:
+            raise RuntimeError("call set_style() before computing the loss")
+        need_content = self.content_weight > 0 and (content is not None or self.has_content)
+        taps = self.style_layers + (self.content_layers if need_content else ())
+        feats = self.vgg(generated, taps)
+        terms: dict[str, Tensor] = {}
+        style = generated.new_zeros(generated.shape[0], dtype=torch.float32)
+        for name, weight in self.fusion:
+            method, value = self.methods[name], 0.0
+            for layer in self.style_layers:
+                target = self._target(f"{layer}/{name}")
+                x = moments.positions(feats[layer].float())  # (B, C, N)
+                d = method(x, target, self.generator)
+                if self.normalization == "relative":
+                    d = CALIBRATION[name] * d / target["null"].clamp_min(1e-12)
+                value = value + self.layer_weights[layer] * d
+            terms[f"style/{name}"] = value
+            style = style + weight * value
+        terms["style"] = style
+        content_term = style.new_zeros(style.shape)
+        if need_content:
+            if content is not None:
+                with torch.no_grad():
+                    targets = self.vgg(content, self.content_layers)
+            else:
+                targets = {layer: self._target(f"content/{layer}")["features"] for layer in self.content_layers}
+            for layer in self.content_layers:
+                p = targets[layer].float()
+                rel = p.pow(2).flatten(1).mean(1).clamp_min(1e-12)
+                content_term = content_term + content_loss(feats[layer].float(), p) / rel / len(self.content_layers)
+        terms["content"] = content_term
+        terms["tv"] = total_variation(generated.float())
+        terms["total"] = self.style_weight * style + self.content_weight * content_term + self.tv_weight * terms["tv"]
+        return terms
+
+    def describe(self) -> dict[str, object]:
+        """Settings recorded in outputs and checkpoints."""
+        return {
+            "loss": self.loss_spec, "fusion": self.fusion, "style_weight": self.style_weight,
+            "content_weight": self.content_weight, "tv_weight": self.tv_weight,
+            "style_layers": list(self.style_layers), "content_layers": list(self.content_layers),
+            "normalization": self.normalization, "vgg": self.vgg.describe(),
+        }

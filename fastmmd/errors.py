@@ -1,0 +1,50 @@
+"""User errors and the one place that turns them into a line on stderr and exit code 2.
+
+Library code raises :class:`UserError` (or a subclass) with a message that names the flag or file
+at fault and how to fix it. Only the command-line entry point catches it (:func:`exit_on_user_error`),
+so the Python API keeps ordinary exceptions and the command line never shows a traceback for a
+mistake the user can fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """Bad input the user can fix: a wrong path, an unreadable image, a bad option value."""
+
+
+class ImageError(UserError):
+    """An image that cannot be read: missing, not an image, truncated, too large, odd format."""
+
+
+class NonFiniteLossError(UserError):
+    """A loss became NaN or Inf; the message says which term and what to lower."""
+
+
+def one_line(message: str) -> str:
+    """Collapses a message to one line (the CLI's contract is one line per error)."""
+    return " ".join(str(message).split())
+
+
+@contextlib.contextmanager
+def exit_on_user_error(prog: str = "fastmmd") -> Iterator[None]:
+    """Turns a :class:`UserError` into ``prog: error: <message>`` on stderr and exit code 2.
+
+    ``KeyboardInterrupt`` becomes one line and exit code 130; whatever the command had already
+    written stays (every writer in fastmmd writes atomically, so nothing is half-written).
+    """
+    try:
+        yield
+    except UserError as err:
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; files already written are complete", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None

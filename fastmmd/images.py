@@ -1,0 +1,184 @@
+"""Reading and writing images safely; RGB float tensors in [0, 1] everywhere else in fastmmd.
+
+Reading honours EXIF orientation, converts every mode (L, LA, P, RGBA, CMYK, I;16, I, F, 1) to
+RGB (keeping alpha apart for callers that want it back), refuses decompression bombs and reports
+missing, non-image and truncated files as one-line :class:`~fastmmd.errors.ImageError`. Writing is
+atomic (a temporary file in the target folder, then ``os.replace``) and PNG files carry the
+settings as text metadata, so an interrupted run never leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, PngImagePlugin
+from torch import Tensor
+
+from fastmmd.errors import ImageError, UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: Refuse images above this many pixels (Pillow's own bomb limit is 89 Mpx and only warns).
+MAX_PIXELS = 178_956_970
+MIN_SIDE = 8
+
+
+def _to_rgb(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Any Pillow mode -> (RGB image, alpha channel or None). 16-bit and float are rescaled."""
+    alpha = None
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        alpha = img.getchannel("A")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        t = torch.frombuffer(bytearray(img.convert("F").tobytes()), dtype=torch.float32)
+        hi = 65535.0 if img.mode.startswith("I;16") or float(t.max()) > 255 else 255.0
+        t = (t / hi).clamp(0, 1).mul(255).round().to(torch.uint8)
+        img = Image.frombytes("L", img.size, t.numpy().tobytes())
+    if img.mode == "CMYK":
+        img = img.convert("RGB")  # Pillow's CMYK->RGB (inverted-Adobe JPEGs are handled by Pillow)
+    return img.convert("RGB"), alpha
+
+
+def open_image(path: str | os.PathLike, with_alpha: bool = False) -> tuple[Image.Image, Image.Image | None]:
+    """Opens, fully decodes, EXIF-rotates and converts an image to RGB (plus its alpha channel).
+
+    Raises:
+        ImageError: missing file, a folder, not an image, truncated or corrupt, too many pixels,
+            smaller than 8 px on a side.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"image {str(p)!r} does not exist")
+    if p.is_dir():
+        raise ImageError(f"{str(p)!r} is a folder, not an image")
+    if p.stat().st_size == 0:
+        raise ImageError(f"image {str(p)!r} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise ImageError(f"image {str(p)!r} is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the {MAX_PIXELS / 1e6:.0f} Mpx limit (decompression bomb?)")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb, alpha = _to_rgb(img)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(f"image {str(p)!r} is too large ({err})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{str(p)!r} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"image {str(p)!r} is corrupt or truncated ({err})") from None
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageError(f"image {str(p)!r} is only {rgb.size[0]}x{rgb.size[1]} px; at least {MIN_SIDE} px per side is needed")
+    return rgb, (alpha if with_alpha else None)
+
+
+def pil_to_tensor(img: Image.Image) -> Tensor:
+    """RGB (or L) Pillow image -> float tensor (C, H, W) in [0, 1]."""
+    t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    channels = len(img.getbands())
+    return t.view(img.size[1], img.size[0], channels).permute(2, 0, 1).float().div(255.0)
+
+
+def tensor_to_pil(t: Tensor) -> Image.Image:
+    """Float tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> RGB Pillow image (rounded, clipped)."""
+    t = t.detach()
+    if t.dim() == 4:
+        t = t[0]
+    arr = t.float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu()
+    mode = "RGB" if arr.shape[2] == 3 else "L"
+    return Image.frombytes(mode, (arr.shape[1], arr.shape[0]), arr.numpy().tobytes() if mode == "RGB" else arr[..., 0].numpy().tobytes())
+
+
+def fit_size(height: int, width: int, long_edge: int | None) -> tuple[int, int]:
+    """(H, W) scaled so the longer side is ``long_edge`` (aspect kept, at least 1 px)."""
+    if long_edge is None:
+        return height, width
+    if long_edge < MIN_SIDE:
+        raise UserError(f"size must be at least {MIN_SIDE} px, not {long_edge}")
+    scale = long_edge / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Antialiased bilinear resize of (B, C, H, W) or (C, H, W) to ``size`` = (H, W)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    batch = image if image.dim() == 4 else image.unsqueeze(0)
+    out = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    return out if image.dim() == 4 else out[0]
+
+
+def read_image(path: str | os.PathLike, long_edge: int | None = None) -> Tensor:
+    """Reads an image as (3, H, W) RGB in [0, 1], optionally resized to a long edge of ``long_edge``."""
+    rgb, _ = open_image(path)
+    t = pil_to_tensor(rgb)
+    return resize(t, fit_size(t.shape[1], t.shape[2], long_edge))
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fails early (before any work) if ``path`` cannot be written: missing folder, no permission."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UserError(f"output {str(p)!r} is a folder; give a file name such as {str(p / 'out.png')!r}")
+    if not folder.exists():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create output folder {str(folder)!r}: {err.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"output folder {str(folder)!r} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; on success it replaces ``path`` in one step."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_image(image: Tensor | Image.Image, path: str | os.PathLike, metadata: Mapping[str, object] | None = None,
+               alpha: Image.Image | None = None) -> Path:
+    """Writes an image atomically; PNG gets ``metadata`` as text chunks, ``alpha`` is re-attached.
+
+    The format follows the suffix (PNG, JPEG at quality 95, WebP, BMP, TIFF).
+    """
+    p = check_writable(path)
+    img = tensor_to_pil(image) if isinstance(image, Tensor) else image
+    if alpha is not None:
+        img = img.convert("RGBA")
+        img.putalpha(alpha.resize(img.size))
+    fmt = Image.registered_extensions().get(p.suffix.lower())
+    if fmt is None:
+        raise UserError(f"cannot tell the image format of {str(p)!r}; use .png, .jpg, .webp, .bmp or .tif")
+    kwargs: dict[str, object] = {}
+    if fmt == "PNG" and metadata:
+        info = PngImagePlugin.PngInfo()
+        for k, v in metadata.items():
+            info.add_text(str(k), str(v))
+        kwargs["pnginfo"] = info
+    if fmt == "JPEG":
+        img = img.convert("RGB")
+        kwargs["quality"] = 95
+    with atomic_path(p) as tmp:
+        img.save(tmp, format=fmt, **kwargs)
+    return p
