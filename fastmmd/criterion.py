@@ -29,10 +29,11 @@ from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures, check_ta
 from fastmmd.losses import METHODS, LossOptions, content_loss, parse_loss, total_variation
 from fastmmd.losses import moments
 
-#: Per-method constants s_k under relative normalisation, measured by scripts/calibrate_losses.py
-#: so that the image-gradient norm of the style term at a content-image start matches Gram's
-#: (Caffe VGG, 256 px, relu1_1..relu5_1, median over the shared/data style x content pairs).
-CALIBRATION: dict[str, float] = {"gram": 1.0, "poly": 1.0, "linear": 1.0, "gaussian": 1.0, "bn": 1.0}
+#: Per-method constants s_k under relative normalisation, measured by scripts/calibrate_losses.py:
+#: the median over 12 real (content, style) pairs of ||d gram / d image|| / ||d method / d image||
+#: at the content image (Caffe VGG, 256 px, relu1_1..relu5_1); see docs/benchmarks.md. Poly (c=0)
+#: equals Gram exactly under relative normalisation, so its constant is 1 by construction.
+CALIBRATION: dict[str, float] = {"gram": 1.0, "poly": 1.0, "linear": 1.8, "gaussian": 7.3, "bn": 2.8}
 
 Normalization = Literal["relative", "paper"]
 

@@ -10,6 +10,7 @@ settings as text metadata, so an interrupted run never leaves a half-written ima
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import warnings
@@ -59,26 +60,42 @@ def open_image(path: str | os.PathLike, with_alpha: bool = False) -> tuple[Image
         raise ImageError(f"{str(p)!r} is a folder, not an image")
     if p.stat().st_size == 0:
         raise ImageError(f"image {str(p)!r} is empty (0 bytes)")
+    return _decode(p, str(p), with_alpha)
+
+
+def decode_image(data: bytes, name: str = "<bytes>", with_alpha: bool = False) -> tuple[Image.Image, Image.Image | None]:
+    """:func:`open_image` for encoded bytes (how Hugging Face datasets store images); ``name`` is for messages.
+
+    Raises:
+        ImageError: empty, not an image, truncated or corrupt, too many pixels, too small.
+    """
+    if not data:
+        raise ImageError(f"image {name!r} is empty (0 bytes)")
+    return _decode(io.BytesIO(data), name, with_alpha)
+
+
+def _decode(source: Path | io.BytesIO, name: str, with_alpha: bool) -> tuple[Image.Image, Image.Image | None]:
+    """Decodes ``source`` fully (bomb check, EXIF rotation, RGB conversion); ``name`` goes in errors."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(source) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
-                    raise ImageError(f"image {str(p)!r} is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the {MAX_PIXELS / 1e6:.0f} Mpx limit (decompression bomb?)")
+                    raise ImageError(f"image {name!r} is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the {MAX_PIXELS / 1e6:.0f} Mpx limit (decompression bomb?)")
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 rgb, alpha = _to_rgb(img)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"image {str(p)!r} is too large ({err})") from None
+        raise ImageError(f"image {name!r} is too large ({err})") from None
     except Image.UnidentifiedImageError:
-        raise ImageError(f"{str(p)!r} is not an image Pillow can read") from None
+        raise ImageError(f"{name!r} is not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageError(f"image {str(p)!r} is corrupt or truncated ({err})") from None
+        raise ImageError(f"image {name!r} is corrupt or truncated ({err})") from None
     if min(rgb.size) < MIN_SIDE:
-        raise ImageError(f"image {str(p)!r} is only {rgb.size[0]}x{rgb.size[1]} px; at least {MIN_SIDE} px per side is needed")
+        raise ImageError(f"image {name!r} is only {rgb.size[0]}x{rgb.size[1]} px; at least {MIN_SIDE} px per side is needed")
     return rgb, (alpha if with_alpha else None)
 
 
