@@ -13,6 +13,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from fastmmd.losses import moments
 
@@ -44,18 +45,26 @@ def poly_mmd2(x: Tensor, y: Tensor, w: Tensor, c: float = 0.0, degree: int = 3, 
     """
     n = x.shape[-1]
 
+    def chunk_sum(xc: Tensor, b: Tensor, wb: Tensor | None) -> Tensor:
+        k = (xc.transpose(-1, -2) @ b + c).pow(degree)  # (B, chunk, m)
+        return (k.mean(-1) if wb is None else k @ wb).sum(-1)
+
     def kernel_sum(b: Tensor, wb: Tensor | None) -> Tensor:
-        # sum over generated points i of E_j k(x_i, b_j), chunked over i; b (..., C, m)
+        # sum over generated points i of E_j k(x_i, b_j), chunked over i; b (..., C, m). Each chunk is
+        # recomputed in the backward pass (checkpoint), so autograd never holds more than one chunk.
         total = x.new_zeros(x.shape[0])
         for start in range(0, n, chunk):
-            k = (x[..., start:start + chunk].transpose(-1, -2) @ b + c).pow(degree)  # (B, chunk, m)
-            total = total + (k.mean(-1) if wb is None else k @ wb).sum(-1)
+            xc = x[..., start:start + chunk]
+            if torch.is_grad_enabled() and (xc.requires_grad or b.requires_grad):
+                total = total + checkpoint(chunk_sum, xc, b, wb, use_reentrant=False)
+            else:
+                total = total + chunk_sum(xc, b, wb)
         return total
 
-    return (kernel_sum(x, None) - 2 * kernel_sum(y, w)) / n + _weighted_self_sum(y, w, c, degree, chunk)
+    return (kernel_sum(x, None) - 2 * kernel_sum(y, w)) / n + poly_self_term(y, w, c, degree, chunk)
 
 
-def _weighted_self_sum(y: Tensor, w: Tensor, c: float, degree: int, chunk: int) -> Tensor:
+def poly_self_term(y: Tensor, w: Tensor, c: float, degree: int, chunk: int) -> Tensor:
     """sum_ij w_i w_j (y_i^T y_j + c)^d in chunks (a constant of the style target)."""
     total = y.new_zeros(())
     for start in range(0, y.shape[-1], chunk):

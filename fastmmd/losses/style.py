@@ -114,15 +114,16 @@ class Poly(StyleMethod):
             return {"second": second, "mean": mu, "null": null / channels**2}
         ys = moments.resample(y, w, self.options.target_positions, generator)
         ws = torch.full((ys.shape[1],), 1.0 / ys.shape[1], dtype=ys.dtype, device=ys.device)
-        null = mmd._weighted_self_sum(ys, ws, c, d, 1024) - c**d
+        null = mmd.poly_self_term(ys, ws, c, d, 1024) - c**d
         return {"sample": ys, "weights": ws, "null": null.abs() / channels**2}
 
     def __call__(self, x, target, generator=None):
         c, d = self.options.poly_c, self.options.poly_degree
         if d == 2:
             value = mmd.poly2_mmd2(x, target["second"], target["mean"], c)
-        else:
-            value = mmd.poly_mmd2(x, target["sample"], target["weights"], c, d)
+        else:  # O(N^2 C): at most target_positions random generated positions take part
+            xs = moments.subsample(x, self.options.target_positions, generator) if x.shape[-1] > self.options.target_positions else x
+            value = mmd.poly_mmd2(xs, target["sample"], target["weights"], c, d)
         return value / x.shape[-2] ** 2
 
 
