@@ -83,6 +83,9 @@ def test_save_is_atomic_and_keeps_metadata(tmp_path):
     images.save_image(torch.rand(3, 20, 30), out, {"fastmmd": '{"loss": "gram"}'})
     assert Image.open(out).text["fastmmd"] == '{"loss": "gram"}'
     assert [p.name for p in out.parent.iterdir()] == ["out.png"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     before = out.read_bytes()
 
     class Boom(Exception):

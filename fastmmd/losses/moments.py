@@ -86,9 +86,14 @@ def subsample(x: Tensor, count: int, generator: torch.Generator | None) -> Tenso
 
 
 def resample(y: Tensor, w: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
-    """``count`` points drawn from a weighted sample (C, M), (M,) (without replacement if possible)."""
+    """An unweighted sample of at most ``count`` points from a weighted sample (C, M), (M,).
+
+    Equal weights and M <= count: the points themselves. Otherwise ``count`` draws by weight
+    (without replacement when M >= count).
+    """
     m = y.shape[-1]
+    if m <= count and bool((w - w[0]).abs().max() <= 1e-6 * w[0].abs()):
+        return y
     replace = count > m
-    index = torch.multinomial(w.detach().float().cpu(), min(count, m) if not replace else count,
-                              replacement=replace, generator=generator)
+    index = torch.multinomial(w.detach().float().cpu(), count, replacement=replace, generator=generator)
     return y.index_select(-1, index.to(y.device))

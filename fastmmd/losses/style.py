@@ -42,26 +42,30 @@ class LossOptions:
     Attributes:
         poly_c: the polynomial kernel's offset c in (x^T y + c)^d.
         poly_degree: its degree d; 2 uses the exact moment route, others the chunked exact sum.
+        poly_positions: for d != 2 (cost O(N^2 C)), random positions per side that take part.
         gaussian_estimator: ``linear`` (the paper's linear-time unbiased estimator over random
             disjoint pairs), ``subset`` (unbiased quadratic estimator on a random subset) or
             ``rff`` (random Fourier features).
         gaussian_sigma2: fixed sigma^2; ``None`` sets 2 sigma^2 to the mean squared pair distance.
-        gaussian_pairs: most pairs the linear estimator uses per step.
+        gaussian_pairs: most pairs the linear estimator uses per step (32768: every position of a
+            256 px image's relu1_1 map takes part in each step, freshly paired).
         gaussian_subset: positions per side for the subset estimator.
         gaussian_features: number D of random Fourier features.
         bn_eps: epsilon inside the standard deviation, sqrt(var + eps).
-        target_positions: style positions kept per layer by sample-based estimators.
+        target_positions: style positions kept per layer by sample-based estimators (65536: all
+            of them up to a 256 px style at relu1_1; 16 MB there).
     """
 
     poly_c: float = 0.0
     poly_degree: int = 2
+    poly_positions: int = 4096
     gaussian_estimator: Literal["linear", "subset", "rff"] = "linear"
     gaussian_sigma2: float | None = None
-    gaussian_pairs: int = 8192
+    gaussian_pairs: int = 32768
     gaussian_subset: int = 1024
     gaussian_features: int = 256
     bn_eps: float = 1e-5
-    target_positions: int = 16384
+    target_positions: int = 65536
 
 
 class StyleMethod:
@@ -112,7 +116,7 @@ class Poly(StyleMethod):
             second, mu = moments.second_moment(y, w), moments.mean(y, w)
             null = second.pow(2).sum() + 2 * c * mu.pow(2).sum()
             return {"second": second, "mean": mu, "null": null / channels**2}
-        ys = moments.resample(y, w, self.options.target_positions, generator)
+        ys = moments.resample(y, w, self.options.poly_positions, generator)
         ws = torch.full((ys.shape[1],), 1.0 / ys.shape[1], dtype=ys.dtype, device=ys.device)
         null = mmd.poly_self_term(ys, ws, c, d, 1024) - c**d
         return {"sample": ys, "weights": ws, "null": null.abs() / channels**2}
@@ -121,8 +125,9 @@ class Poly(StyleMethod):
         c, d = self.options.poly_c, self.options.poly_degree
         if d == 2:
             value = mmd.poly2_mmd2(x, target["second"], target["mean"], c)
-        else:  # O(N^2 C): at most target_positions random generated positions take part
-            xs = moments.subsample(x, self.options.target_positions, generator) if x.shape[-1] > self.options.target_positions else x
+        else:  # O(N^2 C): at most poly_positions random generated positions take part
+            cap = self.options.poly_positions
+            xs = moments.subsample(x, cap, generator) if x.shape[-1] > cap else x
             value = mmd.poly_mmd2(xs, target["sample"], target["weights"], c, d)
         return value / x.shape[-2] ** 2
 
