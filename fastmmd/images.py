@@ -30,7 +30,7 @@ MAX_PIXELS = 178_956_970
 MIN_SIDE = 8
 
 
-def _to_rgb(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+def to_rgb(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     """Any Pillow mode -> (RGB image, alpha channel or None). 16-bit and float are rescaled."""
     alpha = None
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -85,7 +85,7 @@ def _decode(source: Path | io.BytesIO, name: str, with_alpha: bool) -> tuple[Ima
                     raise ImageError(f"image {name!r} is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the {MAX_PIXELS / 1e6:.0f} Mpx limit (decompression bomb?)")
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                rgb, alpha = _to_rgb(img)
+                rgb, alpha = to_rgb(img)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

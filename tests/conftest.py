@@ -54,3 +54,79 @@ def make_image(tmp_path: Path):
         return path
 
     return make
+
+
+# ----------------------------------------------------------------------------- training (fastmmd fit)
+def tiny_fit_args(root: Path, photos: int = 20, size: int = 32) -> list[str]:
+    """Writes ``photos`` synthetic photos and a style image under ``root`` and returns CLI arguments
+    for a tiny ``fastmmd fit``: VGG stand-in, width-8 network with one residual block, 32 px crops,
+    batch 2, no workers, run folders under ``root/runs`` (add ``--trainer.max_steps`` etc.)."""
+    folder = root / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(photos):
+        synthetic_image(40 + i % 5, 36 + i % 7, seed=i).save(folder / f"{i:03d}.png")
+    style = root / "style.png"
+    synthetic_image(64, 64, seed=99).save(style)
+    return [
+        "--model.style_images", f"[{style}]", "--model.vgg_weights", "random", "--model.vgg_width_divisor", "8",
+        "--model.network_width", "8", "--model.residual_blocks", "1",
+        "--data.root", str(folder), "--data.image_size", "32", "--data.batch_size", "2", "--data.num_workers", "0",
+        "--data.val_size", "4", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.log_every_n_steps", "1", "--runs_dir", str(root / "runs"),
+    ]
+
+
+@pytest.fixture
+def fit_args(tmp_path: Path) -> list[str]:
+    """CLI arguments for a tiny ``fastmmd fit`` on synthetic data (see :func:`tiny_fit_args`)."""
+    return tiny_fit_args(tmp_path)
+
+
+# ----------------------------------------------------------------------------- export / stylize
+def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, seed: int = 0) -> Path:
+    """Writes a fake training checkpoint (format 1: ``network.*`` keys + ``"fastmmd"`` entry) holding a
+    seeded random :class:`TransformerNet`, as ``fastmmd fit`` would, without Lightning or training."""
+    from fastmmd import __version__
+    from fastmmd.networks import TransformerNet
+
+    torch.manual_seed(seed)
+    net = TransformerNet(width=width, residual_blocks=residual_blocks)
+    with torch.no_grad():  # IN affine weights away from 1/0 so the network is not near-identity
+        for m in net.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    meta = {"format_version": 1, "fastmmd_version": __version__, "network": net.config(),
+            "style_images": ["tiny_style.png"], "style_blend": [1.0], "loss": "gram", "style_weight": 5.0,
+            "content_weight": 1.0, "tv_weight": 1e-6,
+            "vgg": {"weights": "random", "pooling": "max", "width_divisor": 8}, "global_step": 3}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {"network." + k: v for k, v in net.state_dict().items()}, "fastmmd": meta}, path)
+    return path
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A fake width-8, 1-residual-block training checkpoint (see :func:`write_tiny_checkpoint`)."""
+    return write_tiny_checkpoint(tmp_path / "tiny.ckpt")
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory) -> dict[str, Path]:
+    """A fake checkpoint and its exports, written once per session: keys ``ckpt``, ``torchscript``
+    (.pt), ``pt2`` and, when onnx is installed, ``onnx``. Treat the files as read-only."""
+    from fastmmd.export import FORMATS, export_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_exports")
+    files = {"ckpt": write_tiny_checkpoint(root / "tiny.ckpt")}
+    for fmt, suffix in FORMATS.items():
+        if fmt == "onnx":
+            try:
+                import onnx  # noqa: F401
+                import onnxscript  # noqa: F401
+            except ImportError:
+                continue
+        files[fmt] = root / f"style{suffix}"
+        export_checkpoint(files["ckpt"], files[fmt], fmt=fmt)
+    return files

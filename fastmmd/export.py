@@ -1,0 +1,349 @@
+"""Exporting a trained network for inference without fastmmd, verified before it is written.
+
+Three formats, each one file that loads with torch (or onnxruntime) alone:
+
+* ``torchscript`` (``.pt``): ``torch.jit.load(path)``; metadata in the archive's ``fastmmd.json``
+  (``torch.jit.load(path, _extra_files={"fastmmd.json": ""})``) and as the module's ``metadata``
+  string attribute. Takes uint8 0-255 or float 0-1 input and returns the same dtype. TorchScript is
+  deprecated from torch 2.14 (every ``torch.jit`` call of fastmmd lives in this module, with that
+  FutureWarning filtered narrowly), so also:
+* ``pt2`` (``.pt2``): ``torch.export.load(path).module()``, the successor format; metadata in the
+  archive's ``extra_files`` (``torch.export.load(path, extra_files={"fastmmd.json": ""})``), so
+  one file travels, no sidecar. A traced graph fixes the input dtype: float 0-1 in, float out.
+* ``onnx`` (``.onnx``): input ``image`` / output ``stylized``, float32 0-1, dynamic batch, height and
+  width; metadata in the model's ``metadata_props["fastmmd"]``.
+
+All take RGB NCHW batches of any height and width (pt2/ONNX: at least 8 px per side) and return
+the same size; padding to a multiple of 4, cropping and value scaling happen inside. The file holds
+only the transformation network (no VGG), so its size is about 4 bytes per parameter (2 with
+``--half``). ``--half`` stores fp16 weights for GPUs: on CPU fp16 convolutions are ~30x slower than
+fp32 in torch 2.14, so ``fastmmd stylize`` upcasts a half TorchScript file on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import io
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fastmmd.errors import UserError
+from fastmmd.images import MIN_SIDE, atomic_path, check_writable
+from fastmmd.networks import TransformerNet
+
+FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
+METADATA_FILE = "fastmmd.json"
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-2}
+INPUT_CONVENTION = {
+    "torchscript": "RGB NCHW batch, uint8 0-255 or float 0-1, any height/width; returns the input's dtype and size",
+    "pt2": "RGB NCHW batch, float32 0-1, height/width >= 8; returns float32 0-1 of the same size",
+    "onnx": "input 'image': RGB NCHW float32 0-1, dynamic batch/height/width >= 8; output 'stylized' float32 0-1, same size",
+}
+_MAX_SIDE = 1 << 15
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silences only torch 2.14's "`torch.jit.*` is deprecated" FutureWarning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        yield
+
+
+class ExportedStylizer(nn.Module):
+    """A :class:`TransformerNet` behind an image-in, image-out interface that scripts and exports.
+
+    ``forward(x)``: x is RGB (B, 3, H, W), uint8 0-255 or float 0-1; the result has x's dtype and
+    size (uint8: ``round(255 y)``). Inputs are cast to the weights' dtype, so fp16 weights take
+    fp32 images.
+
+    Args:
+        net: the trained network (its padding logic is reused by the TorchScript path).
+        metadata: JSON text carried as the ``metadata`` attribute.
+        traceable: use a branch-free pad/crop for ``torch.export``/ONNX: reflect-pad by
+            ``(-H) mod 4`` and crop with a negative constant pad, so one graph serves every
+            H, W >= 8 (the data-dependent ``if`` of ``TransformerNet.forward`` would specialise).
+    """
+
+    def __init__(self, net: TransformerNet, metadata: str = "{}", traceable: bool = False) -> None:
+        super().__init__()
+        self.net = net
+        self.metadata = metadata
+        self.traceable = traceable
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = self.net.encoder[0][1].weight.dtype
+        if x.dtype == torch.uint8:
+            y = self._stylize(x.to(dtype) / 255.0)
+            return y.float().mul(255.0).round().clamp(0.0, 255.0).to(torch.uint8)
+        return self._stylize(x.to(dtype)).to(x.dtype)
+
+    def _stylize(self, x: Tensor) -> Tensor:
+        if not self.traceable:
+            return self.net(x)
+        h, w = x.shape[2], x.shape[3]
+        x = F.pad(x, [0, (-w) % 4, 0, (-h) % 4], mode="reflect")
+        y = torch.sigmoid(self.net.decoder(self.net.residuals(self.net.encoder(x))))
+        return F.pad(y, [0, w - y.shape[3], 0, h - y.shape[2]])  # negative pad = crop, no shape guard
+
+
+def format_for(path: str | os.PathLike, fmt: str | None) -> str:
+    """The export format: ``fmt`` if given, else from the suffix (.pt, .pt2, .onnx)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    for name, ext in FORMATS.items():
+        if suffix == ext:
+            return name
+    raise UserError(f"cannot tell the format of {str(path)!r} from its suffix; use .pt, .pt2 or .onnx, or pass --format")
+
+
+def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, dtype: torch.dtype, source: str) -> dict[str, Any]:
+    """What travels in the file: the style, loss and weights it was trained with, versions, input convention."""
+    from fastmmd import __version__
+
+    return {
+        "fastmmd_version": __version__,
+        "format": fmt,
+        "input": INPUT_CONVENTION[fmt],
+        "min_size": 1 if fmt == "torchscript" else MIN_SIDE,
+        "dtype": str(dtype).removeprefix("torch."),
+        "network": net.config(),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "style_images": meta.get("style_images"),
+        "loss": meta.get("loss"),
+        "style_weight": meta.get("style_weight"),
+        "content_weight": meta.get("content_weight"),
+        "tv_weight": meta.get("tv_weight"),
+        "training_steps": meta.get("global_step"),
+        "source_checkpoint": source,
+        "torch_version": torch.__version__,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "training": meta,
+    }
+
+
+def _dynamic_shapes() -> dict[str, dict[int, Any]]:
+    from torch.export import Dim
+
+    return {"x": {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=MIN_SIDE, max=_MAX_SIDE),
+                  3: Dim("width", min=MIN_SIDE, max=_MAX_SIDE)}}
+
+
+def _example(dtype: torch.dtype = torch.float32) -> Tensor:
+    """A random odd-sized batch (odd sizes exercise the pad/crop path)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(2, 3, 37, 45, generator=g).to(dtype)
+
+
+def _build_torchscript(module: ExportedStylizer) -> Any:
+    with quiet_jit():
+        return torch.jit.script(module)
+
+
+def _save_torchscript(scripted: Any, path: Path, metadata: str) -> None:
+    scripted.metadata = metadata
+    with quiet_jit():
+        torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: metadata})
+
+
+def _build_pt2(module: ExportedStylizer) -> Any:
+    return torch.export.export(module, (_example(),), dynamic_shapes=_dynamic_shapes())
+
+
+def _save_pt2(program: Any, path: Path, metadata: str) -> None:
+    buffer = io.BytesIO()  # torch.export.save wants a buffer or a name ending in .pt2 (ours is a temp name)
+    torch.export.save(program, buffer, extra_files={METADATA_FILE: metadata})
+    path.write_bytes(buffer.getvalue())
+
+
+def _build_onnx(module: ExportedStylizer) -> Any:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise UserError("ONNX export needs the onnx extra: pip install 'fastmmd[onnx]'") from None
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        program = torch.onnx.export(module, (_example(),), dynamo=True, dynamic_shapes=_dynamic_shapes(),
+                                    input_names=["image"], output_names=["stylized"], external_data=False)
+    return program.model_proto
+
+
+def _save_onnx(proto: Any, path: Path, metadata: str) -> None:
+    import onnx
+
+    del proto.metadata_props[:]
+    proto.metadata_props.append(onnx.StringStringEntryProto(key="fastmmd", value=metadata))
+    onnx.save_model(proto, str(path))
+
+
+def load_exported(path: str | os.PathLike, fmt: str | None = None) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
+    """Loads an exported ``.pt`` (TorchScript), ``.pt2`` (torch.export) or ``.onnx`` file.
+
+    Args:
+        path: the file.
+        fmt: its format; None = from the suffix.
+
+    Returns:
+        (module, metadata): the module maps a float 0-1 (B, 3, H, W) batch to its stylization
+        (``.onnx`` gives an onnxruntime-backed callable on CPU tensors).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model {str(p)!r} does not exist")
+    fmt = format_for(p, fmt)
+    extra = {METADATA_FILE: ""}
+    try:
+        if fmt == "torchscript":
+            with quiet_jit():
+                module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
+            module.eval()
+        elif fmt == "pt2":
+            module = torch.export.load(io.BytesIO(p.read_bytes()), extra_files=extra).module()
+        else:
+            module, extra[METADATA_FILE] = _load_onnx(p)
+    except UserError:
+        raise
+    except Exception as err:
+        raise UserError(f"cannot load {str(p)!r} as a {fmt} model ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})"
+                        f"; was it written by `fastmmd export`?") from None
+    return module, _parse_metadata(extra[METADATA_FILE], p)
+
+
+def _load_onnx(path: Path) -> tuple[Callable[[Tensor], Tensor], str]:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("running .onnx models needs onnxruntime: pip install 'fastmmd[onnx]'") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    text = session.get_modelmeta().custom_metadata_map.get("fastmmd", "")
+
+    def run(x: Tensor) -> Tensor:
+        out = session.run(None, {"image": x.detach().float().cpu().contiguous().numpy()})[0]
+        return torch.from_numpy(out)
+
+    return run, text
+
+
+def _parse_metadata(text: str, path: Path) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise UserError(f"{str(path)!r} has unreadable fastmmd metadata; re-export it") from None
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata stored in an exported file (``export --info``)."""
+    _, meta = load_exported(path)
+    if not meta:
+        raise UserError(f"{str(path)!r} carries no fastmmd metadata; was it written by `fastmmd export`?")
+    return meta
+
+
+def max_abs_diff(module: Callable[[Tensor], Tensor], reference: nn.Module, x: Tensor) -> float:
+    """max |module(x) - reference(x)| over a batch (the export parity figure)."""
+    with torch.inference_mode():
+        return float((module(x).float() - reference(x).float()).abs().max())
+
+
+_BUILDERS = {"torchscript": (_build_torchscript, _save_torchscript), "pt2": (_build_pt2, _save_pt2),
+             "onnx": (_build_onnx, _save_onnx)}
+
+
+def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | None = None, half: bool = False,
+                   meta: dict[str, Any] | None = None, source: str = "", tolerance: float | None = None) -> dict[str, Any]:
+    """Exports ``net`` to ``output``, after checking the written file against eager execution.
+
+    The file is written to a temporary name, loaded back and run on a random odd-sized batch
+    (float, and uint8 for TorchScript); only if max |exported - eager| <= tolerance (1e-5 fp32,
+    2e-2 fp16; uint8: one level) is it rewritten with the measured difference in its metadata
+    and moved to ``output``.
+
+    Returns:
+        The metadata stored in the file, plus ``parity_max_abs_diff``.
+
+    Raises:
+        UserError: bad format/suffix, unwritable output, or a parity mismatch (nothing written).
+    """
+    fmt = format_for(output, fmt)
+    out = check_writable(output)
+    dtype = torch.float16 if half else torch.float32
+    tol = TOLERANCE[dtype] if tolerance is None else tolerance
+    net = copy.deepcopy(net).eval().to(device="cpu", dtype=dtype)  # the caller's network stays as it was
+    for p in net.parameters():
+        p.requires_grad_(False)
+    metadata = build_metadata(meta or {}, net, fmt, dtype, source)
+    module = ExportedStylizer(net, json.dumps(metadata), traceable=fmt != "torchscript").eval()
+    reference = ExportedStylizer(net).eval()
+    x = _example()
+    build, save = _BUILDERS[fmt]
+    artifact = build(module)
+    with atomic_path(out) as tmp:
+        save(artifact, tmp, json.dumps(metadata))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            loaded, _ = load_exported(tmp, fmt)
+        diff = max_abs_diff(loaded, reference, x)
+        # the uint8 path (TorchScript): rounding may differ by one level at most
+        diff8 = max_abs_diff(loaded, reference, x.mul(255).round().to(torch.uint8)) if fmt == "torchscript" else 0.0
+        if not (diff <= tol and diff8 <= 1):
+            raise UserError(f"exported {fmt} model differs from the network by {max(diff, diff8):.3g} (> {tol:g}); "
+                            f"nothing written to {str(out)!r}; try another --format or fp32")
+        metadata["parity_max_abs_diff"] = diff
+        save(artifact, tmp, json.dumps(metadata))
+    return metadata
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None,
+                      half: bool = False) -> dict[str, Any]:
+    """Exports the network of a training ``.ckpt`` (see :func:`export_network`)."""
+    from fastmmd.checkpoints import network_from_checkpoint
+
+    net, meta = network_from_checkpoint(checkpoint)
+    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name)
+
+
+def build_parser():
+    """``fastmmd export CKPT --output style.pt [--format ...] [--half]`` and ``fastmmd export --info FILE``."""
+    from fastmmd.commands import CommandParser
+
+    parser = CommandParser("fastmmd export", "Export a trained network to TorchScript (.pt), torch.export (.pt2) "
+                           "or ONNX (.onnx), verified against the network before writing; or show a file's metadata.")
+    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint (.ckpt) written by `fastmmd fit`")
+    parser.add_argument("--output", "-o", type=Optional[str], default=None, help="file to write; the suffix picks the format "
+                        "unless --format is given; default: the checkpoint's name with the format's suffix")
+    parser.add_argument("--format", type=Optional[Literal["torchscript", "pt2", "onnx"]], default=None,
+                        help="torchscript (.pt) | pt2 (torch.export, .pt2) | onnx (.onnx); default: from --output's suffix")
+    parser.add_argument("--half", action="store_true", help="store fp16 weights (for GPUs; slow on CPU)")
+    parser.add_argument("--info", default=None, help="print the metadata of an exported file and exit")
+    return parser
+
+
+def run(args) -> int:
+    """Runs ``fastmmd export``; returns the exit code."""
+    if args.info:
+        print(json.dumps(read_metadata(args.info), indent=2, default=str))
+        return 0
+    if not args.checkpoint:
+        raise UserError("fastmmd export: give a checkpoint (fastmmd export CKPT --output style.pt) or --info FILE")
+    fmt = args.format
+    output = args.output or str(Path(args.checkpoint).with_suffix(FORMATS[fmt or "torchscript"]))
+    meta = export_checkpoint(args.checkpoint, output, fmt=fmt, half=args.half)
+    size = Path(output).stat().st_size
+    print(f"wrote {output} ({meta['format']}, {meta['dtype']}, {size / 1e6:.2f} MB, "
+          f"{meta['parameters']:,} parameters, max |exported - eager| = {meta['parity_max_abs_diff']:.2g})")
+    return 0

@@ -1,0 +1,200 @@
+"""Evaluation distances between feature distributions, the same for every style loss.
+
+``fastmmd compare`` judges every method (and every feed-forward model) with these functions, none
+of which is one of the training losses' own objectives alone, so no method is graded by its own
+yardstick only. They are pure functions of VGG feature tensors (points as columns: (B, C, N) or
+(C, N), as in :mod:`fastmmd.losses.moments`):
+
+* :func:`sliced_wasserstein`: the sliced 2-Wasserstein distance (Rabin et al. 2011; Heitz et al.
+  2021 use it as a style loss): project both samples on P random unit directions, compare the
+  sorted projections (1-D optimal transport), average the squared gaps, take the root. It sees the
+  whole distribution, not a few moments, so it can tell apart methods that match different moments.
+* :func:`gram_distance`: the relative Gram (second-moment) error ||G^_x - G^_y||^2 / ||G^_y||^2.
+* :func:`content_distance`: the relative feature MSE mean (F - P)^2 / mean P^2.
+* :func:`gram_mmd_identity`: Gatys' Gram loss and the biased poly-kernel MMD^2 / (4 C^2) computed
+  by two independent routes (C x C Gram matrices vs N x N kernel sums) on the same positions; their
+  ratio is 1 up to rounding (Li et al. 2017, Theorem 1; PAPER.md Identity 3).
+
+Everything is seeded: a call with the same inputs gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from fastmmd.losses import matching, moments
+
+
+def _as_batch(x: Tensor) -> tuple[Tensor, bool]:
+    x = moments.positions(x) if x.dim() == 4 else x
+    return (x.unsqueeze(0), True) if x.dim() == 2 else (x, False)
+
+
+def _quantiles(sorted_values: Tensor, count: int) -> Tensor:
+    """Values of the empirical quantile function at levels (k + 1/2) / count, k = 0..count-1.
+
+    ``sorted_values`` is (..., n, P), sorted along n. Sample i of n sits at level (i + 1/2) / n;
+    levels in between are linearly interpolated, levels outside are clamped to the extremes. With
+    count == n this returns the sorted values unchanged.
+    """
+    n = sorted_values.shape[-2]
+    if n == count:
+        return sorted_values
+    levels = (torch.arange(count, device=sorted_values.device, dtype=sorted_values.dtype) + 0.5) / count
+    pos = (levels * n - 0.5).clamp(0, n - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=n - 1)
+    frac = (pos - lo.to(pos.dtype)).unsqueeze(-1)  # (count, 1)
+    return sorted_values.index_select(-2, lo) * (1 - frac) + sorted_values.index_select(-2, hi) * frac
+
+
+def sliced_wasserstein(
+    x: Tensor, y: Tensor, projections: int = 64, generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sliced 2-Wasserstein distance between the positions of ``x`` and the sample ``y``.
+
+    SW_2(x, y) = sqrt( mean_p  mean_k (Q_{x.theta_p}(q_k) - Q_{y.theta_p}(q_k))^2 ), with theta_p
+    random unit directions in R^C and Q the quantile function of the projected sample. When the
+    sample sizes differ (N != M), both quantile functions are evaluated at the max(N, M) levels
+    q_k = (k + 1/2) / max(N, M) by linear interpolation between order statistics, so an image and a
+    style of different sizes are compared as distributions; with N == M this is exactly the mean
+    squared gap between sorted projections.
+
+    Args:
+        x: generated features (B, C, N), (B, C, H, W) or (C, N).
+        y: reference features (C, M) or (1, C, H, W).
+        projections: number P of random directions.
+        generator: source of the directions (CPU); default a fresh one seeded with 0, so the same
+            directions are used for every call with the same C and P.
+
+    Returns:
+        (B,), or a scalar when ``x`` was (C, N). In the units of the features.
+    """
+    xb, single = _as_batch(x)
+    yb, _ = _as_batch(y)
+    if yb.shape[0] != 1:
+        raise ValueError("y must be one sample (C, M)")
+    c = xb.shape[-2]
+    if yb.shape[-2] != c:
+        raise ValueError(f"x has {c} channels, y has {yb.shape[-2]}")
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    dirs = torch.randn(c, projections, generator=gen, dtype=torch.float64)
+    dirs = (dirs / dirs.norm(dim=0, keepdim=True)).to(xb.device, xb.dtype)  # (C, P)
+    px = (xb.transpose(-1, -2) @ dirs).sort(dim=-2).values  # (B, N, P)
+    py = (yb[0].transpose(-1, -2) @ dirs).sort(dim=-2).values  # (M, P)
+    count = max(px.shape[-2], py.shape[-2])
+    gap = _quantiles(px, count) - _quantiles(py, count)
+    value = gap.pow(2).mean((-1, -2)).sqrt()
+    return value[0] if single else value
+
+
+def gram_distance(x: Tensor, y: Tensor, relative: bool = True) -> Tensor:
+    """Gram (second-moment) distance between the positions of ``x`` and ``y``.
+
+    ``relative=True``: ||G^_x - G^_y||_F^2 / ||G^_y||_F^2 with G^ = F F^T / N (0 = same second
+    moments, 1 = as far as an all-zero map); ``relative=False``: Gatys' layer loss
+    ||G^_x - G^_y||_F^2 / (4 C^2).
+
+    Returns:
+        (B,) for x (B, C, N), a scalar for x (C, N).
+    """
+    xb, single = _as_batch(x)
+    yb, _ = _as_batch(y)
+    target = moments.second_moment(yb[0])
+    value = matching.gram_loss(xb, target)
+    if relative:
+        c = xb.shape[-2]
+        value = value * (4 * c * c) / target.pow(2).sum().clamp_min(1e-30)
+    return value[0] if single else value
+
+
+def content_distance(x: Tensor, target: Tensor) -> Tensor:
+    """Relative feature MSE mean (F - P)^2 / mean P^2 per sample: (B, C, ...) vs (B or 1, C, ...) -> (B,)."""
+    diff = (x - target).pow(2).flatten(1).mean(1)
+    return diff / target.pow(2).flatten(1).mean(1).clamp_min(1e-30)
+
+
+def poly_kernel_mmd2(x: Tensor, y: Tensor, c: float = 0.0, degree: int = 2, chunk: int = 1024) -> Tensor:
+    """Biased MMD^2 with k(a, b) = (a^T b + c)^d straight from kernel sums (the N x N route).
+
+    MMD_b^2 = mean_ij k(x_i, x_j) + mean_ij k(y_i, y_j) - 2 mean_ij k(x_i, y_j), accumulated over
+    row chunks so no full N x M matrix exists. Cost O(N M C): meant for checks, not for training.
+    x (C, N), y (C, M) -> scalar.
+    """
+
+    def mean_kernel(a: Tensor, b: Tensor) -> Tensor:
+        total = a.new_zeros(())
+        for start in range(0, a.shape[-1], chunk):
+            total = total + (a[:, start:start + chunk].T @ b + c).pow(degree).sum()
+        return total / (a.shape[-1] * b.shape[-1])
+
+    return mean_kernel(x, x) + mean_kernel(y, y) - 2 * mean_kernel(x, y)
+
+
+def gram_mmd_identity(
+    x: Tensor, y: Tensor, max_positions: int = 2048, generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """Gatys' Gram loss and poly-MMD^2 / (4 C^2) of the same samples, by two independent routes.
+
+    Both samples are cut to the same m = min(N, M, max_positions) positions (a seeded random subset
+    when larger), so Gatys' own formula applies: E = 1/(4 C^2 m^2) sum_ij (G_ij - A_ij)^2 with
+    G = F F^T, A = S S^T (computed by :func:`fastmmd.losses.matching.gram_loss`), against
+    MMD_b^2[k = (a^T b)^2] / (4 C^2) from :func:`poly_kernel_mmd2`. Both run in float64.
+
+    Args:
+        x, y: features (C, N) and (C, M) (or (1, C, H, W)).
+
+    Returns:
+        ``(gram, mmd)``; ``gram / mmd == 1`` up to rounding (PAPER.md Identity 3).
+    """
+    xs, ys = _as_batch(x)[0][0].double(), _as_batch(y)[0][0].double()
+    m = min(xs.shape[-1], ys.shape[-1], max_positions)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    xs = moments.subsample(xs, m, gen) if xs.shape[-1] > m else xs
+    ys = moments.subsample(ys, m, gen) if ys.shape[-1] > m else ys
+    c = xs.shape[0]
+    gram = matching.gram_loss(xs.unsqueeze(0), moments.second_moment(ys))[0]
+    mmd = poly_kernel_mmd2(xs, ys) / (4 * c * c)
+    return float(gram), float(mmd)
+
+
+def evaluate_features(
+    output: Mapping[str, Tensor],
+    style: Mapping[str, Tensor],
+    style_layers: Sequence[str],
+    content: Mapping[str, Tensor] | None = None,
+    content_layers: Sequence[str] = (),
+    projections: int = 64,
+    identity_positions: int = 1024,
+    seed: int = 0,
+) -> dict[str, object]:
+    """The evaluation ``fastmmd compare`` applies to every cell, from feature maps (1, C, H, W).
+
+    Per style layer: ``sw`` (sliced Wasserstein), ``sw_rel`` (``sw`` over the RMS of the style
+    features, so layers of different scale can be averaged), ``gram`` (relative Gram distance) and
+    the Gram/MMD identity (``identity_gram``, ``identity_mmd``, ``identity_ratio``). Summaries:
+    ``style_sw`` = mean of ``sw_rel``, ``style_gram`` = mean of ``gram`` over layers, ``content``
+    = mean relative content distance over ``content_layers`` (``None`` without a content image).
+    Directions and subsets come from generators seeded with ``seed`` per layer.
+    """
+    layers: dict[str, dict[str, float]] = {}
+    for i, layer in enumerate(style_layers):
+        x = moments.positions(output[layer].float())[0]
+        y = moments.positions(style[layer].float())[0]
+        sw = float(sliced_wasserstein(x, y, projections, torch.Generator().manual_seed(seed + i)))
+        rms = float(y.pow(2).mean().sqrt().clamp_min(1e-12))
+        g, k = gram_mmd_identity(x, y, identity_positions, torch.Generator().manual_seed(seed + i))
+        layers[layer] = {"sw": sw, "sw_rel": sw / rms, "gram": float(gram_distance(x, y)),
+                         "identity_gram": g, "identity_mmd": k, "identity_ratio": g / k if k else float("nan")}
+    result: dict[str, object] = {
+        "style_sw": sum(v["sw_rel"] for v in layers.values()) / len(layers),
+        "style_gram": sum(v["gram"] for v in layers.values()) / len(layers),
+        "content": None, "layers": layers,
+    }
+    if content is not None and content_layers:
+        result["content"] = sum(float(content_distance(output[t].float(), content[t].float())[0])
+                                for t in content_layers) / len(content_layers)
+    return result

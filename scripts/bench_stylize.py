@@ -1,0 +1,171 @@
+"""Benchmark feed-forward stylization: exported (TorchScript, torch.export, ONNX) vs eager vs naive.
+
+All variants run the same Johnson network (random weights: speed does not depend on them) on the
+same input in one run, and the table reports ms/image, images/s and the speed-up over the naive
+baseline (eager fp32, NCHW, ``torch.no_grad()`` as in pytorch/examples: no channels-last, no
+inference mode, no export). Variants:
+
+* ``naive``        eager fp32 under no_grad
+* ``eager-<dtype>`` fastmmd's eager path: inference_mode (+ channels-last; one row per ``--dtype``)
+* ``torchscript``  the file written by ``fastmmd export --format torchscript``, torch.jit.load
+* ``pt2``          the file written by ``fastmmd export --format pt2``, torch.export.load().module()
+* ``onnxruntime``  the ``.onnx`` file on onnxruntime's CPU provider (CPU only, if installed)
+* ``compile``      ``torch.compile`` of the eager path (``--compile``; meant for GPUs)
+
+Usage::
+
+    python scripts/bench_stylize.py --dtype fp32,bf16      # CPU, 512x512 and 1920x1080
+    python scripts/bench_stylize.py --device cuda --dtype fp16 --compile --iters 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastmmd.export import ExportedStylizer, export_network, load_exported  # noqa: E402
+from fastmmd.networks import TransformerNet  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(h), int(w)
+
+
+def timed(fn, x: torch.Tensor, warmup: int, iters: int, device: torch.device) -> float:
+    """Median seconds per call after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", help="precisions of the eager variant, comma-separated (fp32, fp16, bf16); "
+                    "the first is also used by --compile")
+    ap.add_argument("--sizes", default="512x512,1920x1080", help="comma-separated WxH")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--residual-blocks", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="channels-last for the eager variant (default: on for CUDA)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (GPU)")
+    ap.add_argument("--variants", default="naive,eager,torchscript,pt2,onnxruntime")
+    args = ap.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtypes = [DTYPES[d] for d in args.dtype.split(",")]
+    channels_last = device.type == "cuda" if args.channels_last is None else args.channels_last
+    variants = [v for v in args.variants.split(",") if v]
+    if args.compile:
+        variants.append("compile")
+    if device.type != "cpu" and "onnxruntime" in variants:
+        variants.remove("onnxruntime")
+
+    torch.manual_seed(0)
+    net = TransformerNet(args.width, args.residual_blocks).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_stylize_"))
+    fns = {}
+    naive_net = TransformerNet(args.width, args.residual_blocks).eval().to(device)
+    naive_net.load_state_dict(net.state_dict())
+
+    def naive(x):
+        with torch.no_grad():
+            return naive_net(x.float())
+
+    fns["naive"] = naive
+    eager_models = {}
+    for name, dt in zip(args.dtype.split(","), dtypes):
+        model = ExportedStylizer(TransformerNet(args.width, args.residual_blocks)).eval()
+        model.net.load_state_dict(net.state_dict())
+        model = model.to(device=device, dtype=dt)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        eager_models[name] = model
+
+        def eager(x, model=model):
+            with torch.inference_mode():
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                return model(x)
+
+        fns[f"eager-{name}"] = eager
+    eager_model = next(iter(eager_models.values()))
+    for fmt, suffix in (("torchscript", ".pt"), ("pt2", ".pt2"), ("onnxruntime", ".onnx")):
+        if fmt not in variants:
+            continue
+        path = tmp / f"style{suffix}"
+        try:
+            export_network(net, path, fmt="onnx" if fmt == "onnxruntime" else fmt)
+            module, _ = load_exported(path)
+        except Exception as err:  # an optional dependency missing: skip the variant
+            print(f"# {fmt}: skipped ({type(err).__name__}: {err})", file=sys.stderr)
+            continue
+        if fmt != "onnxruntime":
+            module = module.to(device)
+
+        def run(x, module=module):
+            with torch.inference_mode():
+                return module(x)
+
+        fns[fmt] = run
+    if "compile" in variants:
+        compiled = torch.compile(eager_model, dynamic=False)
+
+        def run_compiled(x):
+            with torch.inference_mode():
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                return compiled(x)
+
+        fns["compile"] = run_compiled
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    print(f"# {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, network width {args.width} x "
+          f"{args.residual_blocks} blocks, batch {args.batch}, eager dtype {args.dtype}, channels_last {channels_last}, "
+          f"median of {args.iters} after {args.warmup} warm-up")
+    print("| size | variant | ms/image | images/s | speed-up vs naive |")
+    print("|------|---------|---------:|---------:|------------------:|")
+    for size in args.sizes.split(","):
+        h, w = parse_size(size)
+        x = torch.rand(args.batch, 3, h, w, device=device)
+        base = None
+        order = ["naive", *(f"eager-{d}" for d in args.dtype.split(",") if "eager" in variants), "torchscript", "pt2",
+                 "onnxruntime", "compile"]
+        for v in [v for v in order if v in fns and (v in variants or v.startswith("eager-"))]:
+            sec = timed(fns[v], x if v != "onnxruntime" else x.cpu(), args.warmup, args.iters, device) / args.batch
+            base = sec if v == "naive" else base
+            ratio = f"{base / sec:.2f}x" if base else "-"
+            print(f"| {w}x{h} | {v} | {sec * 1e3:.0f} | {1 / sec:.2f} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""fastmmd export: parity of TorchScript / torch.export / ONNX files with the eager network, metadata,
+loading without fastmmd, size, refusal on mismatch, one-line CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastmmd.__main__ import main
+from fastmmd.checkpoints import network_from_checkpoint
+from fastmmd.errors import UserError
+from fastmmd.export import ExportedStylizer, export_checkpoint, load_exported, read_metadata
+
+ODD_SIZES = [(2, 3, 13, 21), (1, 3, 8, 9)]
+
+
+@pytest.fixture(scope="module")
+def eager(tiny_exports):
+    net, _ = network_from_checkpoint(tiny_exports["ckpt"])
+    return net
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2", "onnx"])
+def test_exported_matches_eager_fp32(tiny_exports, eager, fmt):
+    if fmt not in tiny_exports:
+        pytest.skip("onnx/onnxscript not installed")
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    module, meta = load_exported(tiny_exports[fmt])
+    assert meta["format"] == fmt
+    g = torch.Generator().manual_seed(1)
+    for shape in ODD_SIZES:
+        x = torch.rand(*shape, generator=g)
+        with torch.inference_mode():
+            y, ref = module(x), eager(x)
+        assert y.shape == x.shape and y.dtype == torch.float32
+        assert (y - ref).abs().max().item() <= 1e-5, (fmt, shape)
+
+
+def test_torchscript_uint8_in_uint8_out_any_size(tiny_exports, eager):
+    module, _ = load_exported(tiny_exports["torchscript"])
+    g = torch.Generator().manual_seed(2)
+    for shape in [(2, 3, 13, 21), (1, 3, 5, 3)]:
+        x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        y = module(x)
+        assert y.dtype == torch.uint8 and y.shape == x.shape
+        with torch.inference_mode():
+            ref = eager(x.float() / 255).mul(255).round()
+        assert (y.float() - ref).abs().max().item() <= 1.0
+    x64 = torch.rand(1, 3, 11, 9, dtype=torch.float64)
+    assert module(x64).dtype == torch.float64
+
+
+def test_loads_with_torch_alone(tiny_exports, tmp_path):
+    """A subprocess that cannot import fastmmd loads both formats and reads the metadata."""
+    script = f"""
+import sys, json
+sys.modules["fastmmd"] = None  # any `import fastmmd` now fails
+import torch
+extra = {{"fastmmd.json": ""}}
+m = torch.jit.load({str(tiny_exports["torchscript"])!r}, _extra_files=extra)
+y = m(torch.randint(0, 256, (1, 3, 15, 11), dtype=torch.uint8))
+assert y.dtype == torch.uint8 and tuple(y.shape) == (1, 3, 15, 11)
+assert json.loads(extra["fastmmd.json"])["loss"] == "gram" and json.loads(m.metadata)["loss"] == "gram"
+extra = {{"fastmmd.json": ""}}
+p = torch.export.load({str(tiny_exports["pt2"])!r}, extra_files=extra).module()
+assert tuple(p(torch.rand(2, 3, 15, 11)).shape) == (2, 3, 15, 11)
+assert json.loads(extra["fastmmd.json"])["format"] == "pt2"
+try:
+    import fastmmd
+    raise SystemExit("fastmmd was importable")
+except ImportError:
+    pass
+print("ok", sorted(k for k in sys.modules if k.startswith("fastmmd") and sys.modules[k] is not None))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-W", "ignore::FutureWarning", "-c", script], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "ok []"
+
+
+def test_info_prints_metadata(tiny_exports, capsys):
+    assert main(["export", "--info", str(tiny_exports["torchscript"])]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["style_images"] == ["tiny_style.png"] and meta["loss"] == "gram"
+    assert meta["style_weight"] == 5.0 and meta["training_steps"] == 3
+    assert 0 <= meta["parity_max_abs_diff"] <= 1e-5  # the check's result travels in the file
+    assert meta["fastmmd_version"] and "uint8" in meta["input"] and meta["network"] == {"width": 8, "residual_blocks": 1}
+    assert read_metadata(tiny_exports["pt2"])["format"] == "pt2"
+
+
+def test_file_size_is_the_network(tiny_exports, eager):
+    params = sum(p.numel() for p in eager.parameters())
+    for fmt in ("torchscript", "pt2"):
+        size = tiny_exports[fmt].stat().st_size
+        # weights (4 bytes each) plus code; a VGG-19 stand-in alone would add > 1 MB
+        assert 4 * params <= size <= 4 * params + 300_000, (fmt, size, params)
+
+
+def test_half_export_is_smaller_and_close(tiny_exports, eager, tmp_path):
+    out = tmp_path / "half.pt"
+    meta = export_checkpoint(tiny_exports["ckpt"], out, half=True)
+    assert meta["dtype"] == "float16"
+    assert out.stat().st_size < tiny_exports["torchscript"].stat().st_size
+    module, _ = load_exported(out)
+    x = torch.rand(1, 3, 13, 21)
+    y = module(x)  # fp32 in -> cast to fp16 inside -> fp32 out
+    assert y.dtype == torch.float32 and (y - eager(x)).abs().max().item() < 2e-2
+
+
+def test_refuses_to_write_on_mismatch(tiny_exports, tmp_path, monkeypatch):
+    import fastmmd.export as export
+
+    monkeypatch.setattr(export, "max_abs_diff", lambda *a: 0.5)
+    out = tmp_path / "bad.pt"
+    with pytest.raises(UserError, match="differs"):
+        export_checkpoint(tiny_exports["ckpt"], out)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary one
+
+
+def test_jit_warnings_do_not_leak(tiny_exports):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        load_exported(tiny_exports["torchscript"])
+
+
+def test_wrapper_scripts_and_keeps_size(eager):
+    x = torch.rand(2, 3, 9, 14)
+    wrapped = ExportedStylizer(eager, traceable=True)
+    assert (wrapped(x) - eager(x)).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["export", "missing.ckpt", "-o", "x.pt"], "does not exist"),
+    (["export", "{png}", "-o", "x.pt"], "cannot read checkpoint"),
+    (["export", "{ckpt}", "-o", "x.xyz"], "suffix"),
+    (["export"], "give a checkpoint"),
+    (["export", "--info", "{png}"], "suffix"),
+])
+def test_cli_errors_are_one_line(tiny_exports, tmp_path, capsys, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    png = tmp_path / "picture.png"
+    png.write_bytes(b"\x89PNG not really")
+    argv = [a.format(png=png, ckpt=tiny_exports["ckpt"]) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not Path(tmp_path / "x.pt").exists()
