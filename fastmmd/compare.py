@@ -38,12 +38,12 @@ from torch import Tensor
 
 from fastmmd import __version__
 from fastmmd.commands import CommandParser, float_list, resolve_device, str_list
-from fastmmd.criterion import StyleCriterion
+from fastmmd.criterion import CALIBRATION, StyleCriterion
 from fastmmd.errors import UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.grid import draw_grid, tile_size
 from fastmmd.images import atomic_path, check_writable, pil_to_tensor, read_image, save_image, tensor_to_pil
-from fastmmd.losses import parse_loss
+from fastmmd.losses import LossOptions, parse_loss
 from fastmmd.metrics import evaluate_features
 from fastmmd.optimize import optimize_image
 from fastmmd.report import render_markdown
@@ -168,7 +168,8 @@ def _plan(args, losses, weights, contents, styles, models) -> list[Cell]:
 
 
 def _key(cell: Cell, common: dict, digests: dict[str, list[str]]) -> str:
-    spec = {"format": CELL_FORMAT, **common, "kind": cell.kind, "style": digests["style"][cell.style],
+    # the loss definitions themselves: a change of calibration or estimator defaults invalidates cells
+    spec = {"format": CELL_FORMAT, **common, "calibration": CALIBRATION, "loss_options": asdict(LossOptions()), "kind": cell.kind, "style": digests["style"][cell.style],
             "content": None if cell.content is None else digests["content"][cell.content], "loss": cell.loss,
             "style_weight": cell.style_weight, "layers": list(cell.layers),
             "model": None if cell.model is None else digests["model"][cell.model]}
