@@ -1,0 +1,220 @@
+"""Feed-forward training (Johnson et al. 2016) with any style loss of Li et al. (2017).
+
+:class:`StyleTransferModule` only wires things together: a :class:`~fastmmd.networks.TransformerNet`
+is trained so that ``criterion(network(x), x)`` is small, where the criterion is the same
+:class:`~fastmmd.criterion.StyleCriterion` that ``fastmmd optimize`` uses (one implementation of
+every loss for both modes). The style targets are computed once from the style image(s); the VGG
+is frozen and never enters a checkpoint, which holds only ``network.*`` weights, the optimizer and
+schedule state, the config and the ``"fastmmd"`` description of :mod:`fastmmd.checkpoints`.
+
+Each step runs the network on the content batch, then VGG over the generated images with gradients
+and over the content images without (truncated at the content layer, see ``scripts/bench_train.py``
+for why that beats one joint pass). Precision comes from the Trainer (``32``, ``16-mixed``,
+``bf16-mixed``): the network and VGG run under autocast, every statistic and loss in float32.
+Image grids, the NaN guard and checkpoint I/O live in :mod:`fastmmd.callbacks`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+import fastmmd
+from fastmmd.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX
+from fastmmd.criterion import Normalization, StyleCriterion
+from fastmmd.errors import UserError
+from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS
+from fastmmd.images import read_image
+from fastmmd.losses import LossOptions
+from fastmmd.networks import TransformerNet
+
+RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
+
+
+class StyleTransferModule(L.LightningModule):
+    """Trains a TransformerNet for one style (or a blend of several) with a chosen style loss.
+
+    Args:
+        style_images: style image file(s); several are blended as a mixture distribution.
+        style_blend: their weights (default equal).
+        style_size: long edge of the style image(s) in px (default: ``image_size``).
+        image_size: training crop size, linked from ``data.image_size`` by the CLI.
+        loss, style_weight, content_weight, tv_weight, style_layers, style_layer_weights,
+            content_layers, fusion_weights, normalization: as :class:`StyleCriterion`.
+        poly_c, poly_degree, gaussian_*, bn_eps: :class:`~fastmmd.losses.LossOptions`.
+        vgg_weights, vgg_pooling, vgg_width_divisor: the frozen VGG-19 (``random`` and ``8`` in tests).
+        network_width, residual_blocks: the TransformerNet (Johnson: 32 and 5).
+        lr: Adam learning rate. ``lr_schedule``: ``constant``, ``cosine`` (to ``lr_min`` at the last
+            step) or ``step`` (times ``lr_gamma`` every ``lr_step_size`` steps).
+        channels_last: NHWC memory format for ``vgg`` (default: its convolutions run faster, most of
+            all under bf16) or ``all`` (the network and its inputs too; on CPU this is slower, because
+            instance norm converts NHWC back to NCHW at every layer; see docs/benchmarks.md).
+        seed: seeds the criterion's generator (Gaussian estimators).
+    """
+
+    def __init__(
+        self,
+        style_images: list[str],
+        style_blend: list[float] | None = None,
+        style_size: int | None = None,
+        image_size: int = 256,
+        loss: str = "gram",
+        style_weight: float = 5.0,
+        content_weight: float = 1.0,
+        tv_weight: float = 0.0,
+        style_layers: list[str] = list(STYLE_LAYERS),
+        style_layer_weights: list[float] | None = None,
+        content_layers: list[str] = list(CONTENT_LAYERS),
+        fusion_weights: list[float] | None = None,
+        normalization: Normalization = "relative",
+        poly_c: float = 0.0,
+        poly_degree: int = 2,
+        gaussian_estimator: Literal["linear", "subset", "rff"] = "linear",
+        gaussian_sigma2: float | None = None,
+        gaussian_pairs: int = 8192,
+        gaussian_subset: int = 1024,
+        gaussian_features: int = 256,
+        bn_eps: float = 1e-5,
+        vgg_weights: str = "caffe",
+        vgg_pooling: Literal["max", "avg"] = "max",
+        vgg_width_divisor: int = 1,
+        network_width: int = 32,
+        residual_blocks: int = 5,
+        lr: float = 1e-3,
+        lr_schedule: Literal["constant", "cosine", "step"] = "constant",
+        lr_min: float = 0.0,
+        lr_step_size: int = 10000,
+        lr_gamma: float = 0.5,
+        channels_last: Literal["none", "vgg", "all"] = "vgg",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not style_images:
+            raise UserError("model.style_images needs at least one style image")
+        if not lr > 0:
+            raise UserError(f"model.lr must be positive, not {lr}")
+        self.network = TransformerNet(network_width, residual_blocks)
+        options = LossOptions(poly_c=poly_c, poly_degree=poly_degree, gaussian_estimator=gaussian_estimator,
+                              gaussian_sigma2=gaussian_sigma2, gaussian_pairs=gaussian_pairs,
+                              gaussian_subset=gaussian_subset, gaussian_features=gaussian_features, bn_eps=bn_eps)
+        self.criterion = StyleCriterion(
+            loss, style_weight, content_weight, tv_weight, style_layers, style_layer_weights, content_layers,
+            fusion_weights, options, normalization, vgg_weights=vgg_weights, vgg_pooling=vgg_pooling,
+            vgg_width_divisor=vgg_width_divisor, seed=seed)
+        self.metric_names = ["total", "style", "content", "tv", *(f"style/{m}" for m, _ in self.criterion.fusion)]
+        self.train_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
+        self.val_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
+        self.last_terms: dict[str, Tensor] = {}  # batch means of the last training step (NaN guard)
+        if channels_last not in ("none", "vgg", "all"):
+            raise UserError(f"model.channels_last must be none, vgg or all, not {channels_last!r}")
+        if channels_last != "none":
+            self.criterion.vgg.to(memory_format=torch.channels_last)
+        if channels_last == "all":
+            self.network.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------------- style targets
+    def _ensure_style(self) -> None:
+        """Reads the style image(s) and computes the targets once, on the module's device."""
+        if self.criterion.has_style:
+            return
+        size = self.hparams.style_size or self.hparams.image_size
+        images = [read_image(p, size).unsqueeze(0) for p in self.hparams.style_images]
+        self.criterion.set_style(images, self.hparams.style_blend)
+
+    def on_fit_start(self) -> None:
+        self._ensure_style()
+
+    def on_validation_start(self) -> None:
+        self._ensure_style()
+
+    def on_test_start(self) -> None:
+        self._ensure_style()
+
+    # ------------------------------------------------------------------------- steps
+    def _prepare(self, images: Tensor) -> Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last == "all" else images
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Stylizes RGB images in [0, 1], (B, 3, H, W), any H and W."""
+        return self.network(self._prepare(images))
+
+    def _terms(self, content: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        content = self._prepare(content)
+        generated = self.network(content)
+        return generated, self.criterion(generated, content)
+
+    def _log_terms(self, stage: str, metrics: nn.ModuleDict, terms: dict[str, Tensor]) -> None:
+        on_step = stage == "train"
+        for name in self.metric_names:
+            metric = metrics[name.replace("/", "_")]
+            metric(terms[name].detach().float())
+            self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=True, prog_bar=name == "total")
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        _, terms = self._terms(batch)
+        self.last_terms = {k: v.detach().mean() for k, v in terms.items()}
+        self._log_terms("train", self.train_metrics, terms)
+        return terms["total"].mean()
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
+        generated, terms = self._terms(batch)
+        self._log_terms("val", self.val_metrics, terms)
+        return {"generated": generated.detach()}
+
+    def test_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
+        return self.validation_step(batch, batch_idx)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(images).float()
+
+    # ------------------------------------------------------------------------- optimization
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.network.parameters(), lr=hp.lr)
+        if hp.lr_schedule == "constant":
+            return optimizer
+        if hp.lr_schedule == "cosine":
+            steps = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+            if not 0 < steps < float("inf"):
+                raise UserError("lr_schedule cosine needs a finite trainer.max_steps or max_epochs")
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(steps), eta_min=hp.lr_min)
+        else:
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------------- checkpoints
+    def describe(self) -> dict[str, Any]:
+        """The checkpoint's ``"fastmmd"`` entry (format of :mod:`fastmmd.checkpoints`)."""
+        hp, c = self.hparams, self.criterion
+        blend = hp.style_blend or [1.0] * len(hp.style_images)
+        return {
+            "format_version": FORMAT_VERSION, "fastmmd_version": fastmmd.__version__,
+            "network": self.network.config(), "style_images": [Path(p).name for p in hp.style_images],
+            "style_blend": [float(b) / sum(blend) for b in blend], "style_size": hp.style_size or hp.image_size,
+            "image_size": hp.image_size, "loss": c.loss_spec, "style_weight": c.style_weight,
+            "content_weight": c.content_weight, "tv_weight": c.tv_weight, "vgg": c.vgg.describe(),
+            "global_step": int(self.trainer.global_step) if self._trainer is not None else 0,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keeps only the network's weights (never the frozen VGG) and adds the description."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
+        checkpoint[KEY] = self.describe()
+        checkpoint[RNG_KEY] = self.criterion.generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Re-adds this module's own frozen (non-network) weights so strict loading still checks the network."""
+        meta = checkpoint.get(KEY, {})
+        if int(meta.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
+            raise UserError(f"checkpoint format {meta['format_version']} is newer than this fastmmd; upgrade fastmmd")
+        own = {k: v for k, v in self.state_dict().items() if not k.startswith(NETWORK_PREFIX)}
+        checkpoint["state_dict"] = {**own, **checkpoint["state_dict"]}
+        if RNG_KEY in checkpoint:
+            self.criterion.generator.set_state(checkpoint[RNG_KEY])

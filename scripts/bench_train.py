@@ -1,0 +1,202 @@
+"""Feed-forward training speed and memory: fastmmd's step vs a naive baseline, same run.
+
+One training step = network forward, style/content/TV loss through VGG-19 (Caffe weights), backward,
+Adam update, for a batch of ``--batch`` random ``--size``² images, TransformerNet width 32 with 5
+residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is per variant):
+
+* ``naive``: the pytorch/examples fast_neural_style loop: fp32, NCHW, VGG run twice (generated and
+  content, both through relu5_1), style Gram targets recomputed from the style image every step.
+* ``ours-fp32``: fastmmd's StyleTransferModule step (StyleCriterion: style targets cached, content
+  through VGG without gradients and only up to relu4_2), VGG in channels_last, fp32.
+* ``ours-bf16``: the same under bfloat16 autocast (statistics and losses stay fp32), what
+  ``--trainer.precision bf16-mixed`` runs.
+* ``all-cl-bf16``: ``ours-bf16`` with the network and its inputs in channels_last too
+  (``model.channels_last: all``).
+* ``joint-bf16``: like ``ours-bf16`` but VGG runs once over generated and content images together
+  (content rows detached), to decide which of the two is faster.
+
+Peak memory is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the variant's process (resident
+set, includes the ~0.5 GB of torch itself). Quality of bf16: the fp32 criterion scores the network
+after ``--quality-steps`` steps trained each way from the same start; the ratio is reported.
+
+    python scripts/bench_train.py --size 128 --steps 5
+    python scripts/bench_train.py --size 256 --steps 3 --quality-steps 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import Tensor, nn
+
+VARIANTS = ("naive", "ours-fp32", "ours-bf16", "all-cl-bf16", "joint-bf16")
+
+
+def style_image(size: int) -> Tensor:
+    """A smooth colourful pattern (1, 3, size, size): self-contained, no files needed."""
+    g = torch.Generator().manual_seed(1)
+    low = torch.rand(1, 3, 8, 8, generator=g)
+    return nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def content_batch(batch: int, size: int, step: int) -> Tensor:
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(100 + step))
+
+
+# --------------------------------------------------------------------------------------- naive
+def gram(x: Tensor) -> Tensor:
+    b, c, h, w = x.shape
+    f = x.reshape(b, c, h * w)
+    return f.bmm(f.transpose(1, 2)) / (c * h * w)
+
+
+def naive_step(net, vgg, optimizer, content: Tensor, style: Tensor, style_weight: float) -> float:
+    """pytorch/examples fast_neural_style, with targets recomputed each step (no caching)."""
+    from fastmmd.features import STYLE_LAYERS
+
+    optimizer.zero_grad()
+    y = net(content)
+    features_y = vgg(y)  # with gradients, to relu5_1
+    features_x = vgg(content)  # full second pass, same depth
+    with torch.no_grad():
+        features_s = vgg(style)
+    content_loss = nn.functional.mse_loss(features_y["relu4_2"], features_x["relu4_2"].detach())
+    style_loss = sum(nn.functional.mse_loss(gram(features_y[t]), gram(features_s[t]).expand(y.shape[0], -1, -1))
+                     for t in STYLE_LAYERS)
+    loss = content_loss + style_weight * style_loss
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+
+# --------------------------------------------------------------------------------------- joint pass
+class JointVGG(nn.Module):
+    """Runs VGG once over [generated; content]; the criterion's second (content) call gets the stash."""
+
+    def __init__(self, vgg: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.content, self.stash = vgg, None, None
+        self.taps = vgg.taps
+
+    def forward(self, image: Tensor, taps=None):
+        if self.stash is not None:  # the criterion's no-grad content call
+            out, self.stash = {t: self.stash[t] for t in taps}, None
+            return out
+        if self.content is None:  # set_style etc.
+            return self.inner(image, taps)
+        b = image.shape[0]
+        feats = self.inner(torch.cat([image, self.content]), taps)
+        self.stash = {t: v[b:].detach() for t, v in feats.items()}
+        self.content = None
+        return {t: v[:b] for t, v in feats.items()}
+
+    def parameters(self, recurse: bool = True):
+        return self.inner.parameters(recurse)
+
+
+# --------------------------------------------------------------------------------------- variants
+def build(variant: str, size: int, width: int, style_weight: float, seed: int = 0):
+    from fastmmd.training import StyleTransferModule
+
+    torch.manual_seed(seed)
+    layout = {"naive": "none", "all-cl-bf16": "all"}.get(variant, "vgg")
+    module = StyleTransferModule(["<bench>"], image_size=size, network_width=width, style_weight=style_weight,
+                                 channels_last=layout)
+    if variant == "joint-bf16":
+        module.criterion.vgg = JointVGG(module.criterion.vgg)
+    if variant != "naive":
+        module.criterion.set_style([style_image(size)])
+    optimizer = torch.optim.Adam(module.network.parameters(), lr=1e-3)
+    return module, optimizer
+
+
+def ours_step(module, optimizer, content: Tensor, bf16: bool) -> float:
+    optimizer.zero_grad()
+    if isinstance(module.criterion.vgg, JointVGG):
+        module.criterion.vgg.content = content
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        _, terms = module._terms(content)  # puts content in channels_last when the module uses "all"
+        loss = terms["total"].mean()
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+
+def run_variant(args) -> dict:
+    torch.set_num_threads(args.threads)
+    module, optimizer = build(args.variant, args.size, args.width, args.style_weight)
+    style = style_image(args.size)
+    if args.variant == "naive":
+        vgg = module.criterion.vgg
+        step = lambda c: naive_step(module.network, vgg, optimizer, c, style, args.style_weight)  # noqa: E731
+    else:
+        step = lambda c: ours_step(module, optimizer, c, args.variant.endswith("bf16"))  # noqa: E731
+    for i in range(args.warmup):
+        step(content_batch(args.batch, args.size, i))
+    times = []
+    for i in range(args.steps):
+        c = content_batch(args.batch, args.size, 1000 + i)
+        start = time.perf_counter()
+        step(c)
+        times.append(time.perf_counter() - start)
+    result = {"variant": args.variant, "seconds_per_step": statistics.median(times), "times": times,
+              "images_per_s": args.batch / statistics.median(times),
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if args.quality_steps and args.variant in ("ours-fp32", "ours-bf16"):
+        module, optimizer = build(args.variant, args.size, args.width, args.style_weight, seed=1)
+        for i in range(args.quality_steps):
+            ours_step(module, optimizer, content_batch(args.batch, args.size, 5000 + i), args.variant.endswith("bf16"))
+        with torch.no_grad():
+            probe = content_batch(args.batch, args.size, 9999)
+            result["quality_loss_fp32"] = float(module._terms(probe)[1]["total"].mean())
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--style-weight", type=float, default=5.0)
+    p.add_argument("--quality-steps", type=int, default=20, help="steps trained per precision for the bf16 quality check")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args)))
+        return
+    results = {}
+    for variant in args.variants.split(","):
+        cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        results[variant] = json.loads(out)
+        r = results[variant]
+        print(f"{variant:>11}: {r['seconds_per_step']:.3f} s/step (min {min(r['times']):.3f})  {r['images_per_s']:.2f} img/s  "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    base = results.get("naive")
+    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
+          f"batch {args.batch}, {args.size}px, width {args.width}")
+    if base:
+        for variant, r in results.items():
+            print(f"{variant:>11}: {base['seconds_per_step'] / r['seconds_per_step']:.2f}x naive speed, "
+                  f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}x naive memory")
+    if "ours-fp32" in results and "quality_loss_fp32" in results.get("ours-bf16", {}):
+        q32, q16 = results["ours-fp32"]["quality_loss_fp32"], results["ours-bf16"]["quality_loss_fp32"]
+        print(f"quality after {args.quality_steps} steps (fp32 loss): fp32-trained {q32:.4f}, bf16-trained {q16:.4f} "
+              f"(ratio {q16 / q32:.3f})")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Feed-forward training: every loss fits, one batch overfits, resume is exact, checkpoints stay small.
+
+All runs use the VGG stand-in (widths / 8, random weights), a width-8 network and 32 px crops of
+synthetic photos, through the real CLI (:func:`fastmmd.cli.build_cli`) unless the test is about the
+module alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from PIL import Image
+
+from fastmmd.callbacks import AtomicCheckpointIO, StylizedImageWriter
+from fastmmd.checkpoints import network_from_checkpoint, read_checkpoint
+from fastmmd.cli import build_cli
+from fastmmd.errors import NonFiniteLossError
+from fastmmd.training import StyleTransferModule
+
+
+def fit(args: list[str], *extra: str):
+    cli = build_cli(["fit", *args, *extra])
+    return cli, Path(cli.trainer.log_dir)
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(ckpt)["state_dict"]
+
+
+@pytest.mark.parametrize("loss", ["gram", "linear", "poly", "gaussian", "bn", "bn+poly"])
+def test_fit_every_loss(fit_args, loss):
+    cli, run = fit(fit_args, "--model.loss", loss, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+                   "--run_name", "r")
+    assert run.name == "r" and (run / "config.yaml").is_file() and (run / "last.ckpt").is_file()
+    metrics = cli.trainer.logged_metrics
+    assert torch.isfinite(metrics["train/total_step"]) and torch.isfinite(metrics["val/total"])
+    methods = ["bn", "poly"] if loss == "bn+poly" else [loss]
+    assert all(f"train/style/{m}_step" in metrics for m in methods)
+    assert read_checkpoint(run / "last.ckpt")["global_step"] == 2
+    grid = Image.open(run / "grids" / "latest.png")  # content row over stylized row
+    assert grid.size[1] == 2 * 32 + 3 * 2
+
+
+def test_checkpoint_holds_only_the_network_and_loads_back(fit_args):
+    cli, run = fit(fit_args, "--model.loss", "bn+poly", "--model.fusion_weights", "[0.5,0.5]", "--trainer.max_steps", "4",
+                   "--checkpoint.every_n_train_steps", "3", "--model.lr_schedule", "cosine", "--run_name", "r")
+    # last.ckpt holds the final step even though the periodic saves were at step 3
+    assert sorted(p.name for p in run.glob("*.ckpt")) == ["last.ckpt", "step=0000003.ckpt"]
+    ckpt = read_checkpoint(run / "last.ckpt")
+    assert ckpt["global_step"] == 4 and ckpt["optimizer_states"] and ckpt["hyper_parameters"]["loss"] == "bn+poly"
+    schedule = ckpt["lr_schedulers"][0]  # cosine over max_steps, stepped every step: at the end lr = lr_min = 0
+    assert schedule["last_epoch"] == 4 and schedule["T_max"] == 4 and schedule["_last_lr"][0] == pytest.approx(0, abs=1e-12)
+    assert ckpt["state_dict"] and all(k.startswith("network.") for k in ckpt["state_dict"])
+    params = sum(p.numel() for p in cli.model.network.parameters())
+    # network + two Adam moments in float32 plus a few KB of config: no VGG (which alone is ~6x the network here)
+    assert (run / "last.ckpt").stat().st_size < 3 * 4 * params + 60_000
+    meta = ckpt["fastmmd"]
+    assert meta["format_version"] == 1 and meta["loss"] == "bn+poly" and meta["style_images"] == ["style.png"]
+    assert meta["network"] == {"width": 8, "residual_blocks": 1} and meta["global_step"] == 4
+    assert meta["vgg"] == {"weights": "random", "pooling": "max", "width_divisor": 8}
+    net, _ = network_from_checkpoint(run / "last.ckpt")
+    x = torch.rand(2, 3, 29, 35)
+    cli.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(net(x), cli.model.network(x), atol=1e-6)  # channels_last vs contiguous convs
+    # and Lightning loads it back into a full module (VGG rebuilt, not read from the file)
+    module = StyleTransferModule.load_from_checkpoint(run / "last.ckpt")
+    with torch.no_grad():
+        assert torch.allclose(module.eval().network(x), net(x), atol=1e-6)
+
+
+def test_resume_equals_uninterrupted_run(fit_args):
+    """fit 2N steps == fit N, then `--ckpt_path last` to 2N (N mid-epoch: 8 batches per epoch here)."""
+    common = [*fit_args, "--checkpoint.every_n_train_steps", "100", "--trainer.val_check_interval", "4",
+              "--model.lr", "3e-3"]
+    _, straight = fit(common, "--trainer.max_steps", "10", "--run_name", "straight")
+    _, split = fit(common, "--trainer.max_steps", "5", "--run_name", "split")
+    fit(common, "--trainer.max_steps", "10", "--run_name", "split", "--ckpt_path", "last")
+    a, b = read_checkpoint(straight / "last.ckpt"), read_checkpoint(split / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 10
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value, b["state_dict"][key], rtol=0, atol=1e-6), key
+    moments_a = [s["exp_avg"] for s in a["optimizer_states"][0]["state"].values()]
+    moments_b = [s["exp_avg"] for s in b["optimizer_states"][0]["state"].values()]
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-6) for x, y in zip(moments_a, moments_b, strict=True))
+    # and the network actually changed from its initialisation in both
+    assert not torch.equal(read_checkpoint(split / "last.ckpt")["state_dict"]["network.encoder.0.1.weight"],
+                           StyleTransferModule(["x.png"], network_width=8, residual_blocks=1, vgg_weights="random",
+                                               vgg_width_divisor=8).state_dict()["network.encoder.0.1.weight"])
+
+
+def test_overfitting_one_batch_lowers_the_loss(make_image):
+    style = make_image("style.png", 64, 64, seed=99)
+    torch.manual_seed(0)
+    module = StyleTransferModule([str(style)], image_size=32, network_width=16, residual_blocks=1, vgg_weights="random",
+                                 vgg_width_divisor=8, lr=1e-2)
+    batch = torch.stack([torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(2)])
+    module._ensure_style()
+    optimizer = module.configure_optimizers()  # Adam at model.lr (constant schedule)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(module.criterion(module.network(batch), batch)["total"].mean())
+
+    before = loss()
+    for _ in range(30):  # the same step Lightning runs (Trainer.fit gives bitwise the same weights)
+        optimizer.zero_grad()
+        module._terms(batch)[1]["total"].mean().backward()
+        optimizer.step()
+    after = loss()
+    assert after < 0.5 * before, (before, after)
+
+
+def test_odd_sizes_keep_their_size(make_image, tmp_path):
+    style = make_image("style.png", 64, 64, seed=99)
+    module = StyleTransferModule([str(style)], image_size=32, network_width=8, residual_blocks=1, vgg_weights="random",
+                                 vgg_width_divisor=8)
+    sizes = [(37, 53), (41, 29), (9, 13)]
+    images = [(torch.rand(3, h, w), f"/photos/odd{i}.jpg") for i, (h, w) in enumerate(sizes)]
+    loader = torch.utils.data.DataLoader(images, batch_size=1)
+    out = tmp_path / "stylized"
+    trainer = L.Trainer(logger=False, accelerator="cpu", enable_progress_bar=False, callbacks=[StylizedImageWriter(str(out))])
+    predictions = trainer.predict(module, loader)
+    assert [tuple(p.shape[-2:]) for p in predictions] == sizes
+    assert [Image.open(out / f"odd{i}.png").size for i in range(3)] == [(w, h) for h, w in sizes]
+    shapes = []
+
+    class Shapes(L.Callback):
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            shapes.append((tuple(batch.shape), tuple(outputs["generated"].shape)))
+
+    odd = torch.utils.data.DataLoader([torch.rand(3, 37, 53), torch.rand(3, 37, 53)], batch_size=2)
+    metrics = L.Trainer(logger=False, accelerator="cpu", enable_progress_bar=False, callbacks=[Shapes()]).validate(module, odd)
+    assert shapes == [((2, 3, 37, 53), (2, 3, 37, 53))] and metrics[0]["val/total"] > 0
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fit_args, monkeypatch):
+    terms = StyleTransferModule._terms
+
+    def poisoned(self, content):
+        generated, out = terms(self, content)
+        if self.training and self.global_step >= 3:
+            out = {**out, "style": out["style"] * float("nan")}
+            out["total"] = out["total"] + out["style"]
+        return generated, out
+
+    monkeypatch.setattr(StyleTransferModule, "_terms", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"style.*NaN/Inf at step 3.*--ckpt_path last"):
+        fit(fit_args, "--trainer.max_steps", "10", "--checkpoint.every_n_train_steps", "2", "--run_name", "r")
+    ckpt = read_checkpoint(Path(fit_args[fit_args.index("--runs_dir") + 1]) / "r" / "last.ckpt")
+    assert ckpt["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def killed(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(3))
