@@ -37,7 +37,7 @@ from PIL import Image
 from torch import Tensor
 
 from fastmmd import __version__
-from fastmmd.commands import CommandParser, float_list, resolve_device, str_list
+from fastmmd.commands import CommandParser, float_list, resolve_device, resolve_precision, str_list
 from fastmmd.criterion import CALIBRATION, StyleCriterion
 from fastmmd.errors import UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
@@ -98,7 +98,8 @@ def build_parser() -> CommandParser:
     p.add_argument("--projections", type=int, default=64, help="random directions of the sliced Wasserstein distance")
     p.add_argument("--identity-positions", type=int, default=1024, help="positions per side for the Gram == MMD check")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["32", "bf16"], default="32", help="bf16: VGG under bfloat16 autocast")
+    p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
+                   help="bf16: VGG under bfloat16 autocast (statistics stay fp32); auto: bf16 where the hardware does it fast")
     p.add_argument("--vgg-weights", default="caffe", help="caffe (default, offline) | torchvision | random (tests) | PATH")
     p.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests: random weights, widths / 8
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -186,6 +187,7 @@ def run(args) -> int:
     out = Path(args.output_dir)
     check_writable(out / "cells" / "report.json")
     device = resolve_device(args.device)
+    args.precision = resolve_precision(args.precision, device)  # resolved once: cell keys record what ran
     contents = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.content), args.content)]
     styles = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.style), args.style)]
     models = [(n, _load_model(p, device)) for n, p in zip(_unique_stems(args.models), args.models)]

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from fastmmd import __version__
-from fastmmd.commands import CommandParser, float_list, resolve_device, str_list
+from fastmmd.commands import CommandParser, float_list, resolve_device, resolve_precision, str_list
 from fastmmd.criterion import StyleCriterion
 from fastmmd.errors import NonFiniteLossError, UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS
@@ -140,7 +140,8 @@ def build_parser() -> CommandParser:
     p.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG pooling (the authors' code used avg)")
     p.add_argument("--vgg-weights", default="caffe", help="caffe (default, offline) | torchvision (download) | PATH")
     p.add_argument("--vgg-width-divisor", type=int, default=1, help="divide VGG widths (with --vgg-weights random: the test stand-in)")
-    p.add_argument("--precision", choices=["32", "bf16"], default="32", help="bf16: VGG under bfloat16 autocast")
+    p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
+                   help="bf16: VGG under bfloat16 autocast (statistics stay fp32); auto: bf16 where the hardware does it fast")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=0, help="also save every N steps as OUTPUT_STEM.NNNN.png")
@@ -168,6 +169,7 @@ def run(args) -> int:
     torch.manual_seed(args.seed)
     output = check_writable(args.output)
     device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     content = read_image(args.content, args.size).unsqueeze(0)
     h, w = content.shape[-2:]
     style_edge = args.style_size or max(8, round(max(h, w) * args.style_scale))
@@ -186,7 +188,7 @@ def run(args) -> int:
     settings = {"fastmmd_version": __version__, "content": Path(args.content).name, "styles": [Path(s).name for s in args.style],
                 "style_blend": float_list(args.style_blend), "size": [h, w], "style_size": style_edge, "init": args.init,
                 "optimizer": args.optimizer, "iterations": args.iterations, "lr": args.lr, "seed": args.seed,
-                "precision": args.precision, "preserve_color": args.preserve_color, **criterion.describe()}
+                "precision": precision, "preserve_color": args.preserve_color, **criterion.describe()}
     bar = tqdm(total=args.iterations, desc="optimize", disable=args.no_progress, unit="it")
 
     def finish(image: Tensor) -> Tensor:
@@ -204,7 +206,7 @@ def run(args) -> int:
                        {"fastmmd": json.dumps({**settings, "step": step})})
 
     try:
-        result = optimize_image(criterion, init.to(device), args.optimizer, args.iterations, args.lr, args.precision,
+        result = optimize_image(criterion, init.to(device), args.optimizer, args.iterations, args.lr, precision,
                                 args.stop_tol, on_step=on_step)
     finally:
         bar.close()

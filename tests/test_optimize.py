@@ -113,3 +113,17 @@ def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["optimise"])
     assert exit_info.value.code == 2
+
+
+def test_precision_auto_resolves_per_hardware(monkeypatch):
+    import torch
+
+    from fastmmd.commands import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("32", cpu) == "32" and resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert resolve_precision("auto", cpu) == "32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resolve_precision("auto", cpu) == "bf16"
