@@ -169,3 +169,33 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
     assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(3))
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(fit_args, tmp_path):
+    """A run killed with SIGKILL mid-training resumes from its last checkpoint with nothing lost:
+    the final weights equal an uninterrupted run's."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    common = [*fit_args, "--checkpoint.every_n_train_steps", "1", "--trainer.val_check_interval", "4", "--model.lr", "3e-3"]
+    _, straight = fit(common, "--trainer.max_steps", "12", "--run_name", "straight")
+    run = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "fastmmd", "fit", *common, "--trainer.max_steps", "12",
+                             "--run_name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "step=0000002.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # it was killed, not finished
+    killed_at = read_checkpoint(run / "last.ckpt")["global_step"]  # the last checkpoint is whole
+    assert 1 <= killed_at < 12  # last.ckpt may trail the newest step=N file by one save
+    fit(common, "--trainer.max_steps", "12", "--run_name", "killed", "--ckpt_path", "last")
+    a, b = weights(straight / "last.ckpt"), weights(run / "last.ckpt")
+    assert read_checkpoint(run / "last.ckpt")["global_step"] == 12
+    for key, value in a.items():
+        assert torch.allclose(value, b[key], rtol=0, atol=1e-6), key
