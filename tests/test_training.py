@@ -174,6 +174,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 def test_sigkill_then_resume_equals_uninterrupted_run(fit_args, tmp_path):
     """A run killed with SIGKILL mid-training resumes from its last checkpoint with nothing lost:
     the final weights equal an uninterrupted run's."""
+    import os
     import signal
     import subprocess
     import sys
@@ -182,8 +183,10 @@ def test_sigkill_then_resume_equals_uninterrupted_run(fit_args, tmp_path):
     common = [*fit_args, "--checkpoint.every_n_train_steps", "1", "--trainer.val_check_interval", "4", "--model.lr", "3e-3"]
     _, straight = fit(common, "--trainer.max_steps", "12", "--run_name", "straight")
     run = tmp_path / "runs" / "killed"
+    # same thread count as this process: bitwise-equal arithmetic is what makes the runs comparable
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "fastmmd", "fit", *common, "--trainer.max_steps", "12",
-                             "--run_name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--run_name", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 120
         while not (run / "step=0000002.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
