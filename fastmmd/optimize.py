@@ -127,7 +127,8 @@ def build_parser() -> CommandParser:
     p.add_argument("--normalization", choices=["relative", "paper"], default="relative", help="relative: scale-free losses (default); paper: 1/Z_k MMD^2 as in Li et al.")
     p.add_argument("--poly-c", type=float, default=0.0, help="polynomial kernel offset c in (x^T y + c)^d")
     p.add_argument("--poly-degree", type=int, default=2, help="polynomial kernel degree d")
-    p.add_argument("--gaussian-estimator", choices=["linear", "subset", "rff"], default="linear", help="Gaussian MMD estimator")
+    p.add_argument("--gaussian-estimator", choices=["linear", "subset", "rff"], default="subset",
+                   help="Gaussian MMD estimator: subset (unbiased, low variance), linear (the paper's linear-time one), rff")
     p.add_argument("--gaussian-sigma2", type=float, default=None, help="fixed Gaussian sigma^2 (default: mean squared pair distance)")
     p.add_argument("--size", type=int, default=512, help="long edge of the output in px (content aspect kept)")
     p.add_argument("--style-size", type=int, default=None, help="long edge of the style image(s) in px (default: --size x --style-scale)")
