@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from fastmmd.errors import UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures, check_taps
-from fastmmd.losses import METHODS, LossOptions, content_loss, parse_loss, total_variation
+from fastmmd.losses import METHODS, LossOptions, parse_loss, relative_content_loss, total_variation
 from fastmmd.losses import moments
 
 #: Per-method constants s_k under relative normalisation, measured by scripts/calibrate_losses.py:
@@ -195,8 +195,7 @@ class StyleCriterion(nn.Module):
                 targets = {layer: self._target(f"content/{layer}")["features"] for layer in self.content_layers}
             for layer in self.content_layers:
                 p = targets[layer].float()
-                rel = p.pow(2).flatten(1).mean(1).clamp_min(1e-12)
-                content_term = content_term + content_loss(feats[layer].float(), p) / rel / len(self.content_layers)
+                content_term = content_term + relative_content_loss(feats[layer].float(), p) / len(self.content_layers)
         terms["content"] = content_term
         terms["tv"] = total_variation(generated.float())
         terms["total"] = self.style_weight * style + self.content_weight * content_term + self.tv_weight * terms["tv"]

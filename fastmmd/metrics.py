@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from fastmmd.losses import matching, moments
+from fastmmd.losses import matching, mmd, moments
+from fastmmd.losses.content import relative_content_loss
 
 
 def _as_batch(x: Tensor) -> tuple[Tensor, bool]:
@@ -113,25 +114,7 @@ def gram_distance(x: Tensor, y: Tensor, relative: bool = True) -> Tensor:
 
 def content_distance(x: Tensor, target: Tensor) -> Tensor:
     """Relative feature MSE mean (F - P)^2 / mean P^2 per sample: (B, C, ...) vs (B or 1, C, ...) -> (B,)."""
-    diff = (x - target).pow(2).flatten(1).mean(1)
-    return diff / target.pow(2).flatten(1).mean(1).clamp_min(1e-30)
-
-
-def poly_kernel_mmd2(x: Tensor, y: Tensor, c: float = 0.0, degree: int = 2, chunk: int = 1024) -> Tensor:
-    """Biased MMD^2 with k(a, b) = (a^T b + c)^d straight from kernel sums (the N x N route).
-
-    MMD_b^2 = mean_ij k(x_i, x_j) + mean_ij k(y_i, y_j) - 2 mean_ij k(x_i, y_j), accumulated over
-    row chunks so no full N x M matrix exists. Cost O(N M C): meant for checks, not for training.
-    x (C, N), y (C, M) -> scalar.
-    """
-
-    def mean_kernel(a: Tensor, b: Tensor) -> Tensor:
-        total = a.new_zeros(())
-        for start in range(0, a.shape[-1], chunk):
-            total = total + (a[:, start:start + chunk].T @ b + c).pow(degree).sum()
-        return total / (a.shape[-1] * b.shape[-1])
-
-    return mean_kernel(x, x) + mean_kernel(y, y) - 2 * mean_kernel(x, y)
+    return relative_content_loss(x, target, eps=1e-30)
 
 
 def gram_mmd_identity(
@@ -142,7 +125,8 @@ def gram_mmd_identity(
     Both samples are cut to the same m = min(N, M, max_positions) positions (a seeded random subset
     when larger), so Gatys' own formula applies: E = 1/(4 C^2 m^2) sum_ij (G_ij - A_ij)^2 with
     G = F F^T, A = S S^T (computed by :func:`fastmmd.losses.matching.gram_loss`), against
-    MMD_b^2[k = (a^T b)^2] / (4 C^2) from :func:`poly_kernel_mmd2`. Both run in float64.
+    MMD_b^2[k = (a^T b)^2] / (4 C^2) from kernel sums (:func:`fastmmd.losses.mmd.poly_mmd2`, chunked,
+    never a whole N x M kernel matrix). Both run in float64.
 
     Args:
         x, y: features (C, N) and (C, M) (or (1, C, H, W)).
@@ -157,8 +141,9 @@ def gram_mmd_identity(
     ys = moments.subsample(ys, m, gen) if ys.shape[-1] > m else ys
     c = xs.shape[0]
     gram = matching.gram_loss(xs.unsqueeze(0), moments.second_moment(ys))[0]
-    mmd = poly_kernel_mmd2(xs, ys) / (4 * c * c)
-    return float(gram), float(mmd)
+    uniform = torch.full((ys.shape[-1],), 1.0 / ys.shape[-1], dtype=ys.dtype)
+    kernel = mmd.poly_mmd2(xs.unsqueeze(0), ys, uniform, c=0.0, degree=2)[0] / (4 * c * c)
+    return float(gram), float(kernel)
 
 
 def evaluate_features(

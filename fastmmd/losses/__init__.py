@@ -13,10 +13,10 @@ import re
 from collections.abc import Sequence
 
 from fastmmd.errors import UserError
-from fastmmd.losses.content import content_loss, total_variation
+from fastmmd.losses.content import content_loss, relative_content_loss, total_variation
 from fastmmd.losses.style import METHODS, LossOptions, StyleMethod
 
-__all__ = ["METHODS", "LossOptions", "StyleMethod", "content_loss", "parse_loss", "total_variation"]
+__all__ = ["METHODS", "LossOptions", "StyleMethod", "content_loss", "parse_loss", "relative_content_loss", "total_variation"]
 
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]+)\s*$")
 
