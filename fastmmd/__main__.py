@@ -1,19 +1,19 @@
 """``fastmmd`` console script: one entry point, two kinds of subcommand.
 
 ``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.cli`); ``optimize``,
-``export``, ``stylize`` and ``compare`` go to their modules' ``build_parser``/``run``. Modules are
-imported only for the command that runs, so ``stylize`` never imports Lightning. This is the only
-place that turns a :class:`~fastmmd.errors.UserError` into one stderr line and exit code 2.
+``export``, ``stylize``, ``compare``, ``evaluate`` and ``models`` go to their modules'
+``build_parser``/``run``. Modules are imported only for the command that runs, so ``stylize``
+never imports Lightning. This is the only place that turns a :class:`~fastmmd.errors.UserError`
+into one stderr line and exit code 2.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 from collections.abc import Sequence
 
-from fastmmd.errors import UserError, exit_on_user_error
+from fastmmd.errors import UserError, did_you_mean, exit_on_user_error
 
 LIGHTNING_COMMANDS = {
     "fit": "train a feed-forward stylization network (LightningCLI; --config configs/quickstart.yaml)",
@@ -26,6 +26,8 @@ COMMANDS = {
     "export": ("fastmmd.export", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
     "stylize": ("fastmmd.stylize", "stylize images with an exported model or a checkpoint"),
     "compare": ("fastmmd.compare", "compare style losses on your images: grid.png + report"),
+    "evaluate": ("fastmmd.evaluate", "score trained networks against per-image optimization: grid.png + report"),
+    "models": ("fastmmd.zoo", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
 }
 
 
@@ -51,18 +53,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     with exit_on_user_error():
-        if command in LIGHTNING_COMMANDS:
-            from fastmmd.cli import run_lightning
+        if command not in LIGHTNING_COMMANDS and command not in COMMANDS:
+            hint = did_you_mean(command, [*LIGHTNING_COMMANDS, *COMMANDS])
+            raise UserError(f"unknown command {command!r}{hint} (fastmmd --help lists them)")
+        from fastmmd.model_files import weights_only_loads
+        from fastmmd.outputs import cleanup_on_failure, remove_created
 
-            return run_lightning(command, rest)
-        if command in COMMANDS:
-            module = importlib.import_module(COMMANDS[command][0])
-            args = module.build_parser().parse_args(rest)
-            return int(module.run(args) or 0)
-        close = difflib.get_close_matches(command, [*LIGHTNING_COMMANDS, *COMMANDS], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UserError(f"unknown command {command!r}{hint} (fastmmd --help lists them)")
-    return 0
+        # No unrestricted unpickling anywhere in the command (libraries included), and a failed
+        # command leaves no folder it created empty behind (fastmmd.outputs).
+        with weights_only_loads(), cleanup_on_failure() as created:
+            if command in LIGHTNING_COMMANDS:
+                from fastmmd.cli import run_lightning
+
+                code = run_lightning(command, rest)
+            else:
+                module = importlib.import_module(COMMANDS[command][0])
+                code = int(module.run(module.build_parser().parse_args(rest)) or 0)
+            if code:
+                remove_created(created)
+            return code
+    return 0  # not reached: exit_on_user_error raises SystemExit
 
 
 if __name__ == "__main__":

@@ -10,11 +10,15 @@
   folder is on another file system the "move" is a copy straight into the final path, so a run
   killed mid-save can leave a truncated ``last.ckpt``.
 * :class:`StylizedImageWriter` saves what ``fastmmd predict`` produces.
+* :class:`ValidationScores` scores the validation photos with ``fastmmd compare``'s metrics
+  (``val/style_swd``, ``val/content_distance``) and :class:`ElapsedTime` logs the fit's wall-clock
+  (``time/elapsed_s``), so a learning curve can be read against time in ``metrics.csv``.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from fastmmd.errors import NonFiniteLossError
-from fastmmd.images import atomic_path, save_image
+from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+from fastmmd.images import atomic_path, read_image, save_image
+from fastmmd.metrics import content_score, style_swd
 
 
 def run_folder(trainer: L.Trainer) -> Path:
@@ -116,7 +122,13 @@ class RunCheckpoint(ModelCheckpoint):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` into a temporary file in the target folder, fsync, then ``os.replace``."""
+    """``torch.save`` into a temporary file in the target folder, fsync, then ``os.replace``; loads
+    with the weights-only unpickler only (:func:`fastmmd.model_files.load_pickle`), whatever Lightning asks."""
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+        from fastmmd.model_files import load_pickle
+
+        return load_pickle(path)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         target = Path(path)
@@ -146,3 +158,105 @@ class StylizedImageWriter(BasePredictionWriter):
         for i, (image, source) in enumerate(zip(prediction, paths, strict=True)):
             name = Path(source).stem if source else f"{batch_idx:06d}-{i:03d}"
             save_image(image, folder / f"{name}.png", {"source": source or "", "step": trainer.global_step})
+
+
+class ValidationScores(L.Callback):
+    """Logs ``fastmmd compare``'s metrics of the stylized validation photos after each validation.
+
+    * ``val/style_swd``: sliced-Wasserstein style distance, relu1_1..relu5_1, each layer divided by
+      the RMS of the style's features, averaged over layers (:func:`fastmmd.metrics.style_swd`);
+    * ``val/content_distance``: relative relu4_2 distance mean (F - P)^2 / mean P^2 between the
+      output and its input photo (:func:`fastmmd.metrics.content_score`). Not ``val/content``: that
+      name is the criterion's content term (same formula, on the training's own content layers and
+      precision, before rounding).
+
+    Both are means over the validation photos, measured as ``compare``/``evaluate`` measure a saved
+    output: the output rounded to 8 bits, VGG in float32 (autocast off), the style image(s) the
+    module trains on read at the validation size (long edge ``model.image_size``; several style
+    images are pooled into one sample, their blend weights not applied), the module's own VGG
+    weights, ``projections`` directions seeded with ``seed``. The cost is one extra VGG pass over
+    the ``data.val_size`` photos per validation. Skipped during the sanity check.
+
+    Args:
+        projections: random directions of the sliced Wasserstein distance (``compare``: 64).
+        seed: seeds the directions (``compare``: 0).
+    """
+
+    def __init__(self, projections: int = 64, seed: int = 0) -> None:
+        self.projections, self.seed = projections, seed
+        self._vgg: VGGFeatures | None = None
+        self._style: dict[str, torch.Tensor] = {}  # layer -> (C, M) style features, on the module's device
+
+    def _extractor(self, pl_module: L.LightningModule) -> VGGFeatures:
+        """The module's VGG when it taps every layer scored, else a twin with the same weights (built once)."""
+        vgg = pl_module.criterion.vgg
+        if set(STYLE_LAYERS + CONTENT_LAYERS) <= set(vgg.taps):
+            return vgg
+        if self._vgg is None:
+            self._vgg = VGGFeatures(STYLE_LAYERS + CONTENT_LAYERS, vgg.weights_name, vgg.pooling, vgg.width_divisor)
+        return self._vgg.to(pl_module.device)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not hasattr(pl_module, "criterion"):
+            return
+        hp = pl_module.hparams
+        if self._style and next(iter(self._style.values())).device == pl_module.device:
+            return  # computed by an earlier validation
+        with torch.autocast(pl_module.device.type, enabled=False):
+            maps = [self._extractor(pl_module)(read_image(p, hp.image_size).unsqueeze(0).to(pl_module.device), STYLE_LAYERS)
+                    for p in hp.style_images]
+        self._style = {t: torch.cat([m[t].float().flatten(2)[0] for m in maps], dim=1) for t in STYLE_LAYERS}  # (C, M)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if trainer.sanity_checking or not isinstance(outputs, dict) or not self._style:
+            return
+        vgg = self._extractor(pl_module)
+        with torch.autocast(pl_module.device.type, enabled=False):
+            output = outputs["generated"].float().clamp(0, 1).mul(255).round().div(255)  # as saved in 8 bits
+            features = vgg(output)
+            content = vgg(batch.float(), CONTENT_LAYERS)
+        scores = {"val/style_swd": style_swd(features, self._style, STYLE_LAYERS, self.projections, self.seed),
+                  "val/content_distance": content_score(features, content, CONTENT_LAYERS)}
+        for name, value in scores.items():
+            pl_module.log(name, value.mean(), on_step=False, on_epoch=True, batch_size=output.shape[0], sync_dist=True)
+
+
+class ElapsedTime(L.Callback):
+    """Logs ``time/elapsed_s``, the fit's wall-clock seconds, with the training losses and after each validation.
+
+    The clock starts when ``fit`` starts (start-up, validation and checkpointing included). Its value
+    travels in every checkpoint, so a resumed run goes on from the value of the checkpoint it resumes
+    from: time after that checkpoint (work the resumed run does again) and the time the run was down
+    are not counted, the resumed run's own start-up is. (A validation that ran just after that
+    checkpoint keeps its row in ``metrics.csv``, so the clock can step back by about its duration
+    there.) Not logged by ``validate``/``test``.
+    """
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._start: float | None = None
+
+    def elapsed(self) -> float:
+        """Seconds of fit so far, across resumes."""
+        return self._offset + (time.monotonic() - self._start if self._start is not None else 0.0)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._offset, self._start = self.elapsed(), None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        pl_module.log("time/elapsed_s", self.elapsed(), on_step=True, on_epoch=False, rank_zero_only=True)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._start is not None and not trainer.sanity_checking:
+            pl_module.log("time/elapsed_s", self.elapsed(), on_step=False, on_epoch=True, rank_zero_only=True)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed_s": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._offset = float(state_dict.get("elapsed_s", 0.0))

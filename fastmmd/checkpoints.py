@@ -11,8 +11,8 @@ transformation network (keys ``network.*``; never the frozen VGG, so it stays a 
      "vgg": {"weights": "caffe", "pooling": "max", "width_divisor": 1},
      "global_step": 1200}
 
-Loading needs only torch (``weights_only=True``), so ``stylize`` and ``export`` never import
-Lightning.
+Loading needs only torch (the weights-only unpickler of :mod:`fastmmd.model_files`), so ``stylize``
+and ``export`` never import Lightning.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fastmmd.errors import UserError
+from fastmmd.model_files import load_pickle, network_from_state, not_a_model
 from fastmmd.networks import TransformerNet
 
 FORMAT_VERSION = 1
@@ -32,31 +31,37 @@ NETWORK_PREFIX = "network."
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Loads a checkpoint dict safely (``weights_only=True``), with one-line errors."""
+    """Loads a checkpoint dict with the weights-only unpickler (:func:`fastmmd.model_files.load_pickle`).
+
+    Raises:
+        UserError: missing, unreadable, crafted, or not a training checkpoint (one line).
+    """
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"checkpoint {str(p)!r} does not exist")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"cannot read checkpoint {str(p)!r}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise UserError(f"{str(p)!r} is not a fastmmd training checkpoint (no state_dict)")
+        raise UserError(f"checkpoint {str(p)!r} does not exist" if not p.is_dir() else f"checkpoint {str(p)!r} is a folder")
+    ckpt = load_pickle(p)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise not_a_model(p, "no state_dict")
     return ckpt
+
+
+def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's ``"fastmmd"`` description, checked (present, a known format version)."""
+    meta = ckpt.get(KEY)
+    if not isinstance(meta, dict):
+        raise not_a_model(path, "no fastmmd description; was it written by `fastmmd fit`?")
+    version = meta.get("format_version", 0)
+    if type(version) is not int:
+        raise not_a_model(path, f"format version {str(version)[:20]!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{str(path)!r} uses checkpoint format {version}; upgrade fastmmd to read it")
+    return meta
 
 
 def network_from_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
     """The trained :class:`TransformerNet` (eval mode, CPU) and the checkpoint's description."""
     ckpt = read_checkpoint(path)
-    meta = ckpt.get(KEY)
-    if not isinstance(meta, dict):
-        raise UserError(f"{str(path)!r} has no fastmmd description; was it written by `fastmmd fit`?")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise UserError(f"{str(path)!r} uses checkpoint format {meta['format_version']}; upgrade fastmmd to read it")
-    state = {k[len(NETWORK_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
-    net = TransformerNet(**meta["network"])
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise UserError(f"{str(path)!r}: network weights do not match its description ({str(err).splitlines()[0]})") from None
-    return net.eval(), meta
+    meta = describe_checkpoint(ckpt, path)
+    state = {k[len(NETWORK_PREFIX):]: v for k, v in ckpt["state_dict"].items()
+             if isinstance(k, str) and k.startswith(NETWORK_PREFIX)}
+    return network_from_state(meta.get("network"), state, path), meta

@@ -1,7 +1,8 @@
 """``fastmmd fit|validate|test|predict``: LightningCLI with fastmmd's defaults and run folders.
 
 Every run lives in ``<runs_dir>/<run_name>/`` (default ``checkpoints/<config stem>-<timestamp>/``):
-the resolved ``config.yaml``, TensorBoard events, ``last.ckpt`` plus periodic ``step=NNNNNNN.ckpt``
+the resolved ``config.yaml``, TensorBoard events, ``metrics.csv`` (every logged scalar, one row per
+logging step; see :func:`csv_logger` for resumes), ``last.ckpt`` plus periodic ``step=NNNNNNN.ckpt``
 files and ``grids/*.png``. ``--ckpt_path last`` resumes the newest run of the same config (or the
 run named by ``--run_name``); a checkpoint file resumes in its own folder. Defaults set here:
 
@@ -9,7 +10,9 @@ run named by ``--run_name``); a checkpoint file resumes in its own folder. Defau
   seeded order), ``seed_everything=0``;
 * callbacks always present: LearningRateMonitor (``lr-Adam``), ThroughputMonitor
   (``train/device/samples_per_sec`` = images/s per device, plus ``train/samples_per_sec`` under
-  DDP), :class:`~fastmmd.callbacks.NonFiniteGuard`; configurable: ``checkpoint``
+  DDP), :class:`~fastmmd.callbacks.NonFiniteGuard`, :class:`~fastmmd.callbacks.ValidationScores`
+  (``val/style_swd``, ``val/content_distance``), :class:`~fastmmd.callbacks.ElapsedTime` (``time/elapsed_s``);
+  configurable: ``checkpoint``
   (:class:`~fastmmd.callbacks.RunCheckpoint`: ``save_last``, every 1000 steps, all kept,
   ``step=NNNNNNN.ckpt``), ``grid`` (:class:`~fastmmd.callbacks.ValidationGrid`) and ``predictions``
   (:class:`~fastmmd.callbacks.StylizedImageWriter`);
@@ -22,6 +25,10 @@ Parse errors (unknown key, wrong type, missing file) become one-line
 
 from __future__ import annotations
 
+import csv
+import logging
+import math
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -31,9 +38,11 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ThroughputMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
-from fastmmd.callbacks import AtomicCheckpointIO, NonFiniteGuard, RunCheckpoint, StylizedImageWriter, ValidationGrid
+from fastmmd.callbacks import (AtomicCheckpointIO, ElapsedTime, NonFiniteGuard, RunCheckpoint, StylizedImageWriter,
+                               ValidationGrid, ValidationScores)
 from fastmmd.errors import UserError, one_line
 from fastmmd.training import StyleTransferModule
 
@@ -46,6 +55,7 @@ QUIET_WARNINGS = (
     r"Found \d+ module\(s\) in eval mode",
     "When using the `ThroughputMonitor`, you need to define a `flops_per_batch`",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Experiment logs directory .* exists and is not empty",  # the CSV logger's; csv_logger() keeps the rows
 )
 
 
@@ -53,7 +63,9 @@ class FastMMDParser(LightningArgumentParser):
     """Reports parse errors as one-line :class:`UserError` instead of usage text and ``exit(2)``."""
 
     def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
-        text = one_line(message)
+        from fastmmd.commands import plain_parse_error
+
+        text = plain_parse_error(one_line(message), dashes=False)
         raise UserError(f"{text[:400]}{'...' if len(text) > 400 else ''} (--help lists the options)")
 
 
@@ -73,6 +85,8 @@ class FastMMDCLI(LightningCLI):
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="run folder name under runs_dir (default: <config stem>-<timestamp>)")
         parser.add_argument("--runs_dir", type=str, default="checkpoints", help="folder that holds the run folders")
+        parser.add_argument("--overwrite", type=bool, default=False,
+                            help="fit: replace an existing run of the same --run_name (its checkpoints and logs are deleted)")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000,
                              "checkpoint.save_top_k": -1, "checkpoint.filename": "{step:07d}"})
@@ -84,7 +98,10 @@ class FastMMDCLI(LightningCLI):
         """Picks the run folder: --run_name, the checkpoint's folder, the newest run (``last``) or a new one."""
         runs, ckpt = Path(cfg.runs_dir), cfg.get("ckpt_path")
         if cfg.run_name:
-            return runs / cfg.run_name
+            name = str(cfg.run_name)
+            if name in (".", "..") or "/" in name or "\\" in name or not name.strip():
+                raise UserError(f"--run_name must be a plain folder name (no '/', not '.' or '..'), not {name!r}")
+            return runs / name
         if ckpt and Path(ckpt).is_file():
             return Path(ckpt).resolve().parent
         configs = cfg.get("config") or []
@@ -104,6 +121,50 @@ class FastMMDCLI(LightningCLI):
         cfg.runs_dir = str(self.run_dir.parent)
         if cfg.checkpoint.dirpath is None:
             cfg.checkpoint.dirpath = str(self.run_dir)
+        if cfg.get("ckpt_path") == "last" and (self.run_dir / "last.ckpt").is_file():
+            self._check_checkpoint(self.run_dir / "last.ckpt")
+        if rank_zero_only.rank == 0:  # other ranks (DDP, torchrun, SLURM) use the folder rank 0 prepares
+            self._claim_run_dir(cfg)
+
+    def _parse_ckpt_path(self) -> None:
+        """Checks ``--ckpt_path`` with fastmmd's safe reader before Lightning reads it (Lightning 2.6 loads
+        its hyper-parameters right after parsing); one line and exit 2 for anything that is not a
+        fastmmd checkpoint this command can use."""
+        ckpt_path = self.config.get("subcommand") and self.config[self.config.subcommand].get("ckpt_path")
+        if ckpt_path and ckpt_path != "last":
+            if ckpt_path in ("best", "hpc", "registry") or not Path(ckpt_path).is_file():
+                what = "is a folder" if Path(ckpt_path).is_dir() else "does not exist"
+                raise UserError(f"--ckpt_path {ckpt_path!r} {what}; give last or a .ckpt file written by `fastmmd fit`")
+            self._check_checkpoint(Path(ckpt_path))
+        super()._parse_ckpt_path()
+
+    def _check_checkpoint(self, path: Path) -> None:
+        from fastmmd.checkpoints import read_checkpoint
+        from fastmmd.model_files import read_network
+
+        read_network(path, "checkpoint")  # readable, written by fastmmd, weights match their description
+        ckpt = read_checkpoint(path)
+        if "_class_path" in (ckpt.get("hyper_parameters") or {}):
+            raise UserError(f"--ckpt_path {str(path)!r} names a model class to import; fastmmd checkpoints never do")
+        missing = [k for k in ("loops", "optimizer_states", "global_step") if k not in ckpt]
+        if self.config.get("subcommand") == "fit" and missing:
+            raise UserError(f"--ckpt_path {str(path)!r} holds a network but no training state ({missing[0]}); "
+                            "to start a new run from its weights use --model.init_from instead")
+
+    def _claim_run_dir(self, cfg: Any) -> None:
+        """fit: refuses to write over an existing run unless resuming or ``--overwrite``; notes a new run folder
+        so that a fit failing before its first checkpoint removes it again (:mod:`fastmmd.outputs`)."""
+        from fastmmd.outputs import make_dirs
+
+        run = self.run_dir
+        if self.subcommand == "fit" and run.is_dir() and any(run.iterdir()) and not cfg.get("ckpt_path"):
+            if not cfg.get("overwrite"):
+                raise UserError(f"run folder {str(run)!r} already holds a run; resume it with --ckpt_path last, "
+                                f"choose another --run_name, or pass --overwrite to replace it")
+            shutil.rmtree(run)
+        if run.exists() and not run.is_dir():
+            raise UserError(f"run folder {str(run)!r} is a file")
+        make_dirs(run, keep="*.ckpt")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         config = self._get(self.config_init, "trainer", default={})
@@ -113,10 +174,59 @@ class FastMMDCLI(LightningCLI):
             plugins.append(AtomicCheckpointIO())
         kwargs.setdefault("plugins", plugins)
         if config.get("logger") in (None, True):
-            kwargs.setdefault("logger", TensorBoardLogger(save_dir=str(self.run_dir.parent), name=self.run_dir.name,
-                                                          version="", default_hp_metric=False))
+            keep = self._rows_to_keep(self.config[self.subcommand].get("ckpt_path"))
+            kwargs.setdefault("logger", [TensorBoardLogger(save_dir=str(self.run_dir.parent), name=self.run_dir.name,
+                                                           version="", default_hp_metric=False),
+                                         csv_logger(self.run_dir, keep)])
         kwargs.setdefault("default_root_dir", str(self.run_dir))
         return super().instantiate_trainer(**kwargs)
+
+    def _rows_to_keep(self, ckpt_path: str | None) -> float | None:
+        """Last step of an existing metrics.csv to keep: all for validate/test/predict, up to the
+        checkpoint's step when fit resumes, none (a fresh curve) for a fit from scratch."""
+        if self.subcommand != "fit":
+            return math.inf
+        if not ckpt_path:
+            return None
+        path = self.run_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+        if not path.is_file():
+            return math.inf
+        from fastmmd.checkpoints import read_checkpoint
+
+        return float(read_checkpoint(path).get("global_step", math.inf))
+
+
+def csv_logger(run_dir: Path, keep_until: float | None) -> CSVLogger:
+    """Lightning's CSVLogger writing ``<run_dir>/metrics.csv``, continuing the rows already there.
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts. So that a resumed run
+    (or ``fastmmd validate`` on a run folder) keeps the whole learning curve in one file, the rows
+    with ``step <= keep_until`` are logged again first and written at once; rows after the resumed
+    checkpoint's step (work the resumed run does again) are dropped. ``keep_until=None`` starts anew.
+    """
+    path = run_dir / "metrics.csv"
+    rows: list[dict[str, float]] = []
+    if keep_until is not None and path.is_file() and rank_zero_only.rank == 0:  # only rank 0 logs
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                numbers = {k: _number(v) for k, v in row.items() if k}
+                numbers = {k: v for k, v in numbers.items() if v is not None}
+                if "step" in numbers and numbers["step"] <= keep_until:
+                    rows.append(numbers)
+    logger = CSVLogger(save_dir=str(run_dir.parent), name=run_dir.name, version="")
+    for row in rows:
+        step = int(row.pop("step"))
+        logger.log_metrics(row, step=step)
+    if rows:
+        logger.save()
+    return logger
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def build_cli(args: list[str], run: bool = True) -> FastMMDCLI:
@@ -125,6 +235,8 @@ def build_cli(args: list[str], run: bool = True) -> FastMMDCLI:
 
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+    # "Seed set to 0" on stderr would precede every error line (the seed is in config.yaml anyway)
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
     return FastMMDCLI(
         StyleTransferModule, StyleDataModule, args=args, run=run, parser_class=FastMMDParser,
         save_config_callback=RunConfig, save_config_kwargs={"overwrite": True},
@@ -132,7 +244,8 @@ def build_cli(args: list[str], run: bool = True) -> FastMMDCLI:
         trainer_defaults={
             "use_distributed_sampler": False,
             "callbacks": [LearningRateMonitor(logging_interval="step"),
-                          ThroughputMonitor(batch_size_fn=len, window_size=10), NonFiniteGuard()],
+                          ThroughputMonitor(batch_size_fn=len, window_size=10), NonFiniteGuard(),
+                          ValidationScores(), ElapsedTime()],
         },
     )
 

@@ -8,6 +8,9 @@ point prints one line and exits 2 like every other user error.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import re
 from collections.abc import Sequence
 
 from jsonargparse import ActionConfigFile, ArgumentParser
@@ -23,19 +26,45 @@ class CommandParser(ArgumentParser):
         self.add_argument("--config", action=ActionConfigFile, help="YAML file with any of these options (keys use underscores)")
 
     def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
-        raise UserError(f"{self.prog}: {one_line(message)} (see `{self.prog} --help`)")
+        raise UserError(f"{self.prog}: {plain_parse_error(one_line(message))} (see `{self.prog} --help`)")
 
 
-def float_list(text: str | Sequence[float] | None) -> list[float] | None:
-    """``"0.7,0.3"`` (or a YAML list) -> ``[0.7, 0.3]``."""
+_TYPE_ERROR = re.compile(r"""Parser key "([\w.-]+)":\s*Expected a <class '(float|int)'>\. Got value: (.*)$""")
+
+
+def plain_parse_error(message: str, dashes: bool = True) -> str:
+    """jsonargparse's "Parser key "x_y": Expected a <class 'float'>. Got value: nan" -> "--x-y must be finite, not nan".
+
+    Args:
+        dashes: flags spell ``_`` as ``-`` (fastmmd's own commands; LightningCLI keeps underscores).
+    """
+    match = _TYPE_ERROR.search(message)
+    if not match:
+        return message
+    flag, kind, value = f"--{match[1].replace('_', '-') if dashes else match[1]}", match[2], match[3].strip()
+    if kind == "float":
+        with contextlib.suppress(ValueError):
+            if not math.isfinite(float(value)):
+                return f"{flag} must be finite, not {value}"
+        return f"{flag} must be a number, not {value!r}"
+    return f"{flag} must be a whole number, not {value!r}"
+
+
+def float_list(text: str | Sequence[float] | None, flag: str = "value") -> list[float] | None:
+    """``"0.7,0.3"`` (or a YAML list) -> ``[0.7, 0.3]``; every value must be finite.
+
+    Args:
+        flag: the option's name for messages (``--style-blend``).
+    """
     if text is None or text == "":
         return None
-    if isinstance(text, (list, tuple)):
-        return [float(v) for v in text]
     try:
-        return [float(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"expected comma-separated numbers such as 0.7,0.3, not {text!r}") from None
+        values = [float(v) for v in (text if isinstance(text, (list, tuple)) else str(text).split(",")) if str(v).strip()]
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} expects comma-separated numbers such as 0.7,0.3, not {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"{flag} must be finite, not {text!r}")
+    return values
 
 
 def str_list(text: str | Sequence[str] | None) -> list[str] | None:

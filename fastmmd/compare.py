@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -42,11 +43,13 @@ from fastmmd.criterion import CALIBRATION, StyleCriterion
 from fastmmd.errors import UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.grid import draw_grid, tile_size
-from fastmmd.images import atomic_path, check_writable, pil_to_tensor, read_image, save_image, tensor_to_pil
+from fastmmd.images import atomic_path, fit_size, image_size, pil_to_tensor, read_image, save_image, tensor_to_pil
 from fastmmd.losses import LossOptions, parse_loss
 from fastmmd.metrics import evaluate_features
-from fastmmd.optimize import optimize_image
+from fastmmd.optimize import check_memory, optimize_image
+from fastmmd.outputs import check_output_dir, make_dirs, refuse_inputs
 from fastmmd.report import render_markdown
+from fastmmd.zoo import resolve_model
 
 CELL_FORMAT = 1
 CAPTION_LINES = 2  # under each grid tile: "time, steps" and "SW ..., C ..."
@@ -94,7 +97,8 @@ def build_parser() -> CommandParser:
     p.add_argument("--reconstruct-style", action="store_true", help="also rebuild each style from noise, content weight 0 (recon_<style>.png)")
     p.add_argument("--reconstruct-layers", choices=["cumulative", "single"], default="cumulative",
                    help="layer sets of the reconstructions: relu1_1, relu1_1+relu2_1, ... (cumulative, the paper's) or one layer each")
-    p.add_argument("--models", nargs="*", default=[], help="feed-forward models (.pt/.pt2 exports or .ckpt checkpoints) shown as extra rows")
+    p.add_argument("--models", nargs="*", default=[], help="feed-forward models (.pt/.pt2 exports, .ckpt checkpoints or "
+                   "shipped style names: fastmmd models) shown as extra rows")
     p.add_argument("--projections", type=int, default=64, help="random directions of the sliced Wasserstein distance")
     p.add_argument("--identity-positions", type=int, default=1024, help="positions per side for the Gram == MMD check")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -125,11 +129,11 @@ def _layer_sets(mode: str) -> list[tuple[tuple[str, ...], str]]:
 
 
 def _validate(args) -> tuple[list[str], list[float]]:
-    for name in ("size", "iterations", "projections", "identity_positions"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
     if args.size < 16:
         raise UserError(f"--size must be at least 16 px (VGG pools 4 times), not {args.size}")
+    for name in ("iterations", "projections", "identity_positions"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
     for name in ("content_weight", "tv_weight"):
         if not getattr(args, name) >= 0:
             raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, not {getattr(args, name)}")
@@ -138,7 +142,7 @@ def _validate(args) -> tuple[list[str], list[float]]:
         raise UserError("--losses is empty; give e.g. gram,linear,poly,gaussian,bn,bn+poly")
     for loss in losses:
         parse_loss(loss)
-    weights = float_list(args.style_weights) or []
+    weights = float_list(args.style_weights, "--style-weights") or []
     if not weights or any(not w >= 0 for w in weights):
         raise UserError(f"--style-weights must be non-negative numbers such as 0.1,1,5,10, not {args.style_weights!r}")
     return losses, list(dict.fromkeys(weights))
@@ -184,10 +188,15 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     losses, weights = _validate(args)
-    out = Path(args.output_dir)
-    check_writable(out / "cells" / "report.json")
+    args.models = [str(resolve_model(m)) for m in args.models]  # shipped style names -> their files
+    inputs = [*(("--content", p) for p in args.content), *(("--style", p) for p in args.style),
+              *(("--models", p) for p in args.models)]
+    out = check_output_dir(args.output_dir, inputs)
+    _check_outputs(out, args, inputs)
     device = resolve_device(args.device)
     args.precision = resolve_precision(args.precision, device)  # resolved once: cell keys record what ran
+    check_memory(max(math.prod(fit_size(*image_size(p), args.size)) for p in [*args.content, *args.style]),
+                 sum(math.prod(fit_size(*image_size(p), args.size)) for p in args.style), device, "--size", args.size)
     contents = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.content), args.content)]
     styles = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.style), args.style)]
     models = [(n, _load_model(p, device)) for n, p in zip(_unique_stems(args.models), args.models)]
@@ -245,6 +254,21 @@ def run(args) -> int:
     print(f"wrote {out / 'report.md'} and {len({c.group for c in cells})} grid(s): "
           f"{report['computed']} cell(s) computed, {report['reused']} reused")
     return 0
+
+
+def _check_outputs(out: Path, args, inputs: list[tuple[str, str]]) -> None:
+    """Every file compare writes, checked against the inputs before any work (an input inside
+    ``--output-dir`` named like a grid or kept cell would otherwise be replaced)."""
+    names = ["report.json", "report.md", "grid.png"]
+    names += [f"grid_{c}_{s}.png" for c in _unique_stems(args.content) for s in _unique_stems(args.style)]
+    names += [f"recon_{s}.png" for s in _unique_stems(args.style)]
+    for name in names:
+        refuse_inputs(out / name, inputs)
+    cells = (out / "cells").resolve()
+    for flag, path in inputs:
+        if Path(path).resolve().parent == cells:
+            raise UserError(f"{flag} {path!r} lies in {str(out / 'cells')!r}, where compare keeps its cells; move it")
+    make_dirs(out / "cells")
 
 
 class _Evaluator:

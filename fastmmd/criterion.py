@@ -5,10 +5,11 @@ total = style_weight * style + content_weight * content + tv_weight * tv, per sa
     style = sum_l w_l * sum_k a_k * s_k * L_k(F_l, S_l) / n_lk
 
 where l runs over the style layers (weights w_l normalised to sum to 1), k over the fused methods
-(weights a_k), L_k is the paper-normalised distance of :mod:`fastmmd.losses.style`, n_lk the
-target's ``null`` value (``normalization="relative"``, default) or 1 (``"paper"``), and s_k a
-per-method calibration constant (:data:`CALIBRATION`) that makes one style weight about equally
-strong for every method. The content term is the relative feature MSE at the content layer(s),
+(weights a_k), L_k is the paper-normalised distance of :mod:`fastmmd.losses.style`, and under
+``normalization="relative"`` (default) n_lk is the target's ``null`` value (L_k for an all-zero
+map) and s_k a per-method calibration constant (:data:`CALIBRATION`) that makes one style weight
+about equally strong for every method; under ``"paper"`` both are 1 (the paper's (1/Z)·MMD² as
+it stands: the constants were measured for relative errors and mean nothing on raw scales). The content term is the relative feature MSE at the content layer(s),
 mean (F - P)^2 / mean P^2, and tv the total variation of the image (:mod:`fastmmd.losses.content`).
 
 Style targets are computed once (:meth:`StyleCriterion.set_style`) and stored as non-persistent
@@ -18,6 +19,7 @@ be computed under autocast (bf16); every statistic and loss is evaluated in floa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -81,15 +83,16 @@ class StyleCriterion(nn.Module):
         check_taps(self.style_layers + self.content_layers)
         if style_layer_weights is None:
             style_layer_weights = [1.0] * len(self.style_layers)
-        if len(style_layer_weights) != len(self.style_layers) or min(style_layer_weights) < 0 or sum(style_layer_weights) <= 0:
-            raise UserError(f"style_layer_weights must be {len(self.style_layers)} non-negative numbers, not all zero")
+        if (len(style_layer_weights) != len(self.style_layers) or min(style_layer_weights) < 0 or sum(style_layer_weights) <= 0
+                or not all(math.isfinite(w) for w in style_layer_weights)):
+            raise UserError(f"style_layer_weights must be {len(self.style_layers)} finite non-negative numbers, not all zero")
         total = float(sum(style_layer_weights))
         self.layer_weights = {t: float(w) / total for t, w in zip(self.style_layers, style_layer_weights, strict=True)}
         if normalization not in ("relative", "paper"):
             raise UserError(f"normalization must be 'relative' or 'paper', not {normalization!r}")
         for name, value in (("style_weight", style_weight), ("content_weight", content_weight), ("tv_weight", tv_weight)):
-            if not value >= 0:
-                raise UserError(f"{name} must be a non-negative number, not {value}")
+            if not (value >= 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a finite non-negative number, not {value}")
         self.options = options or LossOptions()
         if self.options.gaussian_estimator not in ("linear", "subset", "rff"):
             raise UserError(f"gaussian_estimator must be linear, subset or rff, not {self.options.gaussian_estimator!r}")
@@ -131,8 +134,8 @@ class StyleCriterion(nn.Module):
         if not images:
             raise UserError("at least one style image is needed")
         blend = [1.0] * len(images) if blend is None else [float(b) for b in blend]
-        if len(blend) != len(images) or min(blend) < 0 or sum(blend) <= 0:
-            raise UserError(f"--style-blend needs {len(images)} non-negative weights, not all zero (got {blend})")
+        if len(blend) != len(images) or min(blend) < 0 or sum(blend) <= 0 or not all(math.isfinite(b) for b in blend):
+            raise UserError(f"--style-blend needs {len(images)} finite non-negative weights, not all zero (got {blend})")
         device = self._device()
         with torch.autocast(device.type, enabled=False):
             maps = [self.vgg(img.to(device, torch.float32), self.style_layers) for img in images]

@@ -40,6 +40,9 @@ TRAIN_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 _MIX = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D)  # odd constants that spread (seed, epoch, index) over 63 bits
 
 
+_SPLITS = {"train": "training", "val": "validation", "predict": "prediction"}
+
+
 class SkippedImageWarning(UserWarning):
     """An unreadable training image was skipped (the message names the file and the reason)."""
 
@@ -56,11 +59,28 @@ def list_images(root: str | os.PathLike) -> list[str]:
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise UserError(f"image folder {str(folder)!r} does not exist or is not a folder; check --data.root")
-    paths = [os.path.join(d, f) for d, _, files in os.walk(folder, followlinks=True) for f in files
+    paths = [os.path.join(d, f) for d, files in _walk_once(folder) for f in files
              if f.lower().endswith(TRAIN_SUFFIXES) and not f.startswith(".")]
     if not paths:
         raise UserError(f"no images in {str(folder)!r}: searched its sub-folders for {', '.join(TRAIN_SUFFIXES)} (any case)")
     return sorted(paths)
+
+
+def _walk_once(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """``os.walk(followlinks=True)`` that enters each real folder once: a symlink back to a folder
+    already seen (``ln -s . loop``) is skipped, so links are followed but can never loop."""
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []  # os.walk descends into what is left in ``dirs``
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        yield folder, files
 
 
 def read_file_list(path: str | os.PathLike) -> list[str]:
@@ -149,13 +169,20 @@ def _augment_seed(seed: int, epoch: int, index: int) -> int:
     return (seed * _MIX[0] + (epoch + 1) * _MIX[1] + (index + 1) * _MIX[2]) % (2**63 - 1)
 
 
-def transform(img: Image.Image, size: int, mode: str, flip: bool = False, generator: torch.Generator | None = None) -> Tensor:
+def transform(img: Image.Image, size: int, mode: str, flip: bool = False, generator: torch.Generator | None = None,
+              zoom: float = 1.0) -> Tensor:
     """Resizes the shorter side to ``size``, then crops ``size``² -> float (3, size, size) in [0, 1].
 
-    ``mode="train"`` crops at random (and flips half the images if ``flip``), drawing from
+    ``mode="train"`` first resizes the shorter side to ``size · u``, u ~ U(1, ``zoom``), so that a
+    crop's top and bottom rows are seldom the photo's own (see ``StyleDataModule``'s ``zoom``);
+    then crops at random (and flips half the images if ``flip``), drawing from
     ``generator``; ``"val"`` crops the centre; ``"predict"`` keeps the whole resized image.
     """
-    img = TF.resize(img, [size], antialias=True)
+    if mode == "train" and zoom > 1.0:
+        scale = 1.0 + (zoom - 1.0) * float(torch.rand((), generator=generator))
+        img = TF.resize(img, [round(size * scale)], antialias=True)
+    else:
+        img = TF.resize(img, [size], antialias=True)
     if mode == "train":
         w, h = img.size
         top = int(torch.randint(h - size + 1, (1,), generator=generator))
@@ -180,9 +207,9 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, source: FileSource | HFSource, indices: Sequence[int], image_size: int, mode: str = "train",
-                 flip: bool = True, seed: int = 0) -> None:
+                 flip: bool = True, seed: int = 0, zoom: float = 1.0) -> None:
         self.source, self.indices = source, list(indices)
-        self.image_size, self.mode, self.flip, self.seed = image_size, mode, flip, seed
+        self.image_size, self.mode, self.flip, self.seed, self.zoom = image_size, mode, flip, seed, zoom
         self.bad = torch.zeros(len(self.indices), dtype=torch.uint8).share_memory_()
 
     def __len__(self) -> int:
@@ -207,9 +234,25 @@ class ImageDataset(Dataset):
                 warnings.warn(f"skipped unreadable image ({self.skipped} so far): {one_line(err)}", SkippedImageWarning, stacklevel=2)
                 continue
             gen = torch.Generator().manual_seed(_augment_seed(self.seed, epoch, position)) if self.mode == "train" else None
-            image = transform(img, self.image_size, self.mode, self.flip, gen)
+            image = transform(img, self.image_size, self.mode, self.flip, gen, self.zoom)
             return (image, self.source.name(index)) if self.mode == "predict" else image
-        raise UserError(f"none of the {n} images can be read (first: {self.source.name(self.indices[0])!r})")
+        raise UserError(self._unreadable_message())
+
+    def _unreadable_message(self) -> str:
+        """Every item of this split is unreadable: count the rest of the source too, so the message
+        gives the number of files really looked at (stops at the first readable one)."""
+        n, first = len(self.indices), self.source.name(self.indices[0])
+        mine = set(self.indices)
+        for index in range(len(self.source)):
+            if index in mine:
+                continue
+            try:
+                self.source.load(index)
+            except (ImageError, OSError):
+                continue
+            return (f"none of the {n} {_SPLITS.get(self.mode, self.mode)} images can be read (first: {first!r}), "
+                    f"though others can; replace them or change --data.val_size/--data.seed")
+        return f"none of the {len(self.source)} images can be read (first: {first!r})"
 
 
 class StreamDataset(IterableDataset):
@@ -219,8 +262,10 @@ class StreamDataset(IterableDataset):
     shuffle seed). ``skipped`` is per process here: workers count their own.
     """
 
-    def __init__(self, stream: Any, column: str, image_size: int, mode: str, flip: bool, seed: int) -> None:
+    def __init__(self, stream: Any, column: str, image_size: int, mode: str, flip: bool, seed: int,
+                 zoom: float = 1.0) -> None:
         self.stream, self.column, self.image_size, self.mode, self.flip, self.seed = stream, column, image_size, mode, flip, seed
+        self.zoom = zoom
         self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.skipped = 0
 
@@ -239,7 +284,7 @@ class StreamDataset(IterableDataset):
                 warnings.warn(f"skipped unreadable image ({self.skipped} so far in this process): {one_line(err)}", SkippedImageWarning, stacklevel=2)
                 continue
             gen = torch.Generator().manual_seed(_augment_seed(self.seed, epoch, i)) if self.mode == "train" else None
-            image = transform(img, self.image_size, self.mode, self.flip, gen)
+            image = transform(img, self.image_size, self.mode, self.flip, gen, self.zoom)
             yield (image, name) if self.mode == "predict" else image
 
 
@@ -269,6 +314,12 @@ class StyleDataModule(pl.LightningDataModule):
         val_size: Held-out validation images (0: no validation).
         val_root: Folder of validation images instead of holding some out.
         flip: Flip half the training crops horizontally.
+        zoom: Resize each training photo's shorter side to ``image_size`` times a random factor in
+            [1, zoom] before cropping. With ``1`` the crop of a landscape photo always spans its full
+            height, so the crop's top row is always the photo's top (mostly sky) and its bottom row
+            the photo's bottom; 1.25 decouples the crop's borders from the photo's at a small change
+            of scale. Measured alone it thinned but did not remove the top-edge band, whose cause
+            was the style's scale (docs/benchmarks.md, "Edge band and lattice").
         pin_memory: Pin batches for faster copies to the GPU (only used when CUDA is available).
         persistent_workers: Keep workers between epochs (only when ``num_workers > 0``).
         seed: Seeds the validation split, every epoch's order and the crops.
@@ -277,7 +328,7 @@ class StyleDataModule(pl.LightningDataModule):
     def __init__(self, root: str | None = None, file_list: str | None = None, hf_dataset: str | None = None,
                  hf_split: str = "train", hf_image_column: str = "image", streaming: bool = False,
                  image_size: int = 256, batch_size: int = 4, num_workers: int = 2, val_size: int = 8,
-                 val_root: str | None = None, flip: bool = True, pin_memory: bool = True,
+                 val_root: str | None = None, flip: bool = True, zoom: float = 1.25, pin_memory: bool = True,
                  persistent_workers: bool = True, seed: int = 0) -> None:
         super().__init__()
         given = [f"--data.{k}" for k, v in (("root", root), ("file_list", file_list), ("hf_dataset", hf_dataset)) if v]
@@ -285,6 +336,8 @@ class StyleDataModule(pl.LightningDataModule):
             raise UserError(f"give exactly one of --data.root, --data.file_list or --data.hf_dataset (got {', '.join(given) or 'none'})")
         if streaming and not hf_dataset:
             raise UserError("--data.streaming only applies to --data.hf_dataset")
+        if not 1.0 <= zoom <= 4.0:
+            raise UserError(f"--data.zoom must be between 1 and 4, not {zoom}")
         for flag, value, low in (("image_size", image_size, 8), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("val_size", val_size, 0)):
             if value < low:
                 raise UserError(f"--data.{flag} must be at least {low}, not {value}")
@@ -297,6 +350,7 @@ class StyleDataModule(pl.LightningDataModule):
         self.root, self.file_list, self.hf_dataset, self.hf_split, self.hf_image_column = root, file_list, hf_dataset, hf_split, hf_image_column
         self.streaming, self.image_size, self.batch_size, self.num_workers = streaming, image_size, batch_size, num_workers
         self.val_size, self.val_root, self.flip, self.seed = val_size, val_root, flip, seed
+        self.zoom = zoom
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.train_set: ImageDataset | StreamDataset | None = None
         self.val_set: ImageDataset | StreamDataset | None = None
@@ -315,7 +369,7 @@ class StyleDataModule(pl.LightningDataModule):
             if self._world_size > 1:
                 from datasets.distributed import split_dataset_by_node
                 train = split_dataset_by_node(train, rank=self._rank, world_size=self._world_size)
-            self.train_set = StreamDataset(train, col, size, "train", flip, seed)
+            self.train_set = StreamDataset(train, col, size, "train", flip, seed, self.zoom)
             self.val_set = StreamDataset(stream.take(held), col, size, "val", False, seed) if held else None
             self.predict_set = StreamDataset(stream, col, size, "predict", False, seed)
         else:
@@ -326,7 +380,7 @@ class StyleDataModule(pl.LightningDataModule):
             everything = list(range(len(source)))
             held = [] if self.val_root else self._held_out(len(source))
             train = sorted(set(everything) - set(held))
-            self.train_set = ImageDataset(source, train, size, "train", flip, seed)
+            self.train_set = ImageDataset(source, train, size, "train", flip, seed, self.zoom)
             self.val_set = ImageDataset(source, held, size, "val", seed=seed) if held else None
             self.predict_set = ImageDataset(source, everything, size, "predict", seed=seed)
         if self.val_root and self.val_size:

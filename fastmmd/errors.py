@@ -9,8 +9,9 @@ mistake the user can fix.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -26,6 +27,13 @@ class ImageError(UserError):
 
 class NonFiniteLossError(UserError):
     """A loss became NaN or Inf; the message says which term and what to lower."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'gram'?"`` for the closest of ``choices``, or ``""``: the one hint every
+    "unknown name" message ends with (commands, losses, VGG layers, shipped styles)."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def one_line(message: str) -> str:

@@ -38,11 +38,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastmmd.errors import UserError
-from fastmmd.images import MIN_SIDE, atomic_path, check_writable
+from fastmmd.images import MIN_SIDE, atomic_path
+from fastmmd.model_files import METADATA_FILE, open_onnx, parse_metadata, read_metadata, read_network, weights_only_loads
 from fastmmd.networks import TransformerNet
+from fastmmd.outputs import check_output_file
 
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
-METADATA_FILE = "fastmmd.json"
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-2}
 INPUT_CONVENTION = {
     "torchscript": "RGB NCHW batch, uint8 0-255 or float 0-1, any height/width; returns the input's dtype and size",
@@ -190,7 +191,13 @@ def _save_onnx(proto: Any, path: Path, metadata: str) -> None:
 
 
 def load_exported(path: str | os.PathLike, fmt: str | None = None) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
-    """Loads an exported ``.pt`` (TorchScript), ``.pt2`` (torch.export) or ``.onnx`` file.
+    """Loads the program in an exported ``.pt`` (TorchScript), ``.pt2`` (torch.export) or ``.onnx`` file.
+
+    This runs the file's own program (TorchScript code, a torch.export graph with its guards), so it
+    is only for files this process wrote itself: the parity check of :func:`export_network`, tests
+    and benchmarks. Files from anyone else go through :func:`fastmmd.model_files.read_network`,
+    which reads only their weights. Even here no pickle is ever loaded unrestricted
+    (:func:`~fastmmd.model_files.weights_only_loads`).
 
     Args:
         path: the file.
@@ -204,54 +211,21 @@ def load_exported(path: str | os.PathLike, fmt: str | None = None) -> tuple[Call
     if not p.is_file():
         raise UserError(f"model {str(p)!r} does not exist")
     fmt = format_for(p, fmt)
+    if fmt == "onnx":
+        return open_onnx(p)
     extra = {METADATA_FILE: ""}
     try:
-        if fmt == "torchscript":
-            with quiet_jit():
-                module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
-            module.eval()
-        elif fmt == "pt2":
-            module = torch.export.load(io.BytesIO(p.read_bytes()), extra_files=extra).module()
-        else:
-            module, extra[METADATA_FILE] = _load_onnx(p)
-    except UserError:
-        raise
+        with weights_only_loads():
+            if fmt == "torchscript":
+                with quiet_jit():
+                    module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
+                module.eval()
+            else:
+                module = torch.export.load(io.BytesIO(p.read_bytes()), extra_files=extra).module()
     except Exception as err:
-        raise UserError(f"cannot load {str(p)!r} as a {fmt} model ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})"
-                        f"; was it written by `fastmmd export`?") from None
-    return module, _parse_metadata(extra[METADATA_FILE], p)
-
-
-def _load_onnx(path: Path) -> tuple[Callable[[Tensor], Tensor], str]:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("running .onnx models needs onnxruntime: pip install 'fastmmd[onnx]'") from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    text = session.get_modelmeta().custom_metadata_map.get("fastmmd", "")
-
-    def run(x: Tensor) -> Tensor:
-        out = session.run(None, {"image": x.detach().float().cpu().contiguous().numpy()})[0]
-        return torch.from_numpy(out)
-
-    return run, text
-
-
-def _parse_metadata(text: str, path: Path) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise UserError(f"{str(path)!r} has unreadable fastmmd metadata; re-export it") from None
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata stored in an exported file (``export --info``)."""
-    _, meta = load_exported(path)
-    if not meta:
-        raise UserError(f"{str(path)!r} carries no fastmmd metadata; was it written by `fastmmd export`?")
-    return meta
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")[:160]
+        raise UserError(f"cannot load {str(p)!r} as a {fmt} model ({type(err).__name__}: {reason})") from None
+    return module, parse_metadata(extra[METADATA_FILE], p) if extra[METADATA_FILE] else {}
 
 
 def max_abs_diff(module: Callable[[Tensor], Tensor], reference: nn.Module, x: Tensor) -> float:
@@ -280,7 +254,7 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
         UserError: bad format/suffix, unwritable output, or a parity mismatch (nothing written).
     """
     fmt = format_for(output, fmt)
-    out = check_writable(output)
+    out = check_output_file(output)
     dtype = torch.float16 if half else torch.float32
     tol = TOLERANCE[dtype] if tolerance is None else tolerance
     net = copy.deepcopy(net).eval().to(device="cpu", dtype=dtype)  # the caller's network stays as it was
@@ -303,6 +277,12 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
         if not (diff <= tol and diff8 <= 1):
             raise UserError(f"exported {fmt} model differs from the network by {max(diff, diff8):.3g} (> {tol:g}); "
                             f"nothing written to {str(out)!r}; try another --format or fp32")
+        if fmt != "onnx":  # what `fastmmd stylize` reads from the file (its weights only) must be this network too
+            read_back, _ = read_network(tmp, fmt)
+            if not all(torch.equal(a.to(dtype).float(), b) for a, b in zip(net.state_dict().values(),
+                                                                            read_back.state_dict().values(), strict=True)):
+                raise UserError(f"the weights read back from the exported {fmt} file differ from the network; "
+                                f"nothing written to {str(out)!r}")
         metadata["parity_max_abs_diff"] = diff
         save(artifact, tmp, json.dumps(metadata))
     return metadata
@@ -310,9 +290,11 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
 
 def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None,
                       half: bool = False) -> dict[str, Any]:
-    """Exports the network of a training ``.ckpt`` (see :func:`export_network`)."""
+    """Exports the network of a training ``.ckpt`` (see :func:`export_network`); the output is checked
+    (writable, not the checkpoint itself) before the checkpoint is read."""
     from fastmmd.checkpoints import network_from_checkpoint
 
+    check_output_file(output, [("the checkpoint", checkpoint)], suffixes=None if fmt else FORMATS.values())
     net, meta = network_from_checkpoint(checkpoint)
     return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name)
 
@@ -329,14 +311,17 @@ def build_parser():
     parser.add_argument("--format", type=Optional[Literal["torchscript", "pt2", "onnx"]], default=None,
                         help="torchscript (.pt) | pt2 (torch.export, .pt2) | onnx (.onnx); default: from --output's suffix")
     parser.add_argument("--half", action="store_true", help="store fp16 weights (for GPUs; slow on CPU)")
-    parser.add_argument("--info", default=None, help="print the metadata of an exported file and exit")
+    parser.add_argument("--info", default=None, help="print the metadata of an exported file (or a shipped style: "
+                        "fastmmd models) and exit")
     return parser
 
 
 def run(args) -> int:
     """Runs ``fastmmd export``; returns the exit code."""
     if args.info:
-        print(json.dumps(read_metadata(args.info), indent=2, default=str))
+        from fastmmd.zoo import resolve_model
+
+        print(json.dumps(read_metadata(resolve_model(args.info)), indent=2, default=str))
         return 0
     if not args.checkpoint:
         raise UserError("fastmmd export: give a checkpoint (fastmmd export CKPT --output style.pt) or --info FILE")

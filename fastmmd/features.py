@@ -13,14 +13,13 @@ valid.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from fastmmd.errors import UserError
+from fastmmd.errors import UserError, did_you_mean
 
 #: VGG-19 ("E" in Simonyan & Zisserman 2015): conv widths, "M" marks a 2x2 pooling layer.
 VGG19_CONFIG: tuple[int | str, ...] = (
@@ -58,9 +57,8 @@ def check_taps(taps: Sequence[str]) -> None:
     """Raises a :class:`UserError` naming an unknown tap, with a "did you mean" hint."""
     for tap in taps:
         if tap not in LAYER_NAMES:
-            close = difflib.get_close_matches(tap, LAYER_NAMES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserError(f"unknown VGG-19 layer {tap!r}{hint} (layers are named like relu4_2, conv1_1, pool3)")
+            raise UserError(f"unknown VGG-19 layer {tap!r}{did_you_mean(tap, LAYER_NAMES)} "
+                            "(layers are named like relu4_2, conv1_1, pool3)")
 
 
 def build_vgg19(pooling: Pooling = "max", width_divisor: int = 1, depth: int | None = None) -> nn.Sequential:

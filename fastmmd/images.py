@@ -14,7 +14,7 @@ import io
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -23,8 +23,11 @@ from PIL import Image, ImageOps, PngImagePlugin
 from torch import Tensor
 
 from fastmmd.errors import ImageError, UserError
+from fastmmd.outputs import check_output_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+#: Suffixes :func:`save_image` writes (its message lists the same ones).
+WRITABLE_SUFFIXES = IMAGE_SUFFIXES
 #: Refuse images above this many pixels (Pillow's own bomb limit is 89 Mpx and only warns).
 MAX_PIXELS = 178_956_970
 MIN_SIDE = 8
@@ -61,6 +64,29 @@ def open_image(path: str | os.PathLike, with_alpha: bool = False) -> tuple[Image
     if p.stat().st_size == 0:
         raise ImageError(f"image {str(p)!r} is empty (0 bytes)")
     return _decode(p, str(p), with_alpha)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image as :func:`open_image` would return it (EXIF rotation applied),
+    read from its header only, so sizes can be planned before any pixel is decoded.
+
+    Raises:
+        ImageError: missing, a folder, empty or not an image.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"image {str(p)!r} does not exist")
+    if p.is_dir():
+        raise ImageError(f"{str(p)!r} is a folder, not an image")
+    try:
+        with Image.open(p) as img:
+            w, h = img.size
+            rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn swaps the sides
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{str(p)!r} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"image {str(p)!r} is corrupt or truncated ({err})") from None
+    return (w, h) if rotated else (h, w)
 
 
 def decode_image(data: bytes, name: str = "<bytes>", with_alpha: bool = False) -> tuple[Image.Image, Image.Image | None]:
@@ -143,19 +169,14 @@ def read_image(path: str | os.PathLike, long_edge: int | None = None) -> Tensor:
 
 
 def check_writable(path: str | os.PathLike) -> Path:
-    """Fails early (before any work) if ``path`` cannot be written: missing folder, no permission."""
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise UserError(f"output {str(p)!r} is a folder; give a file name such as {str(p / 'out.png')!r}")
-    if not folder.exists():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"cannot create output folder {str(folder)!r}: {err.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"output folder {str(folder)!r} is not writable")
-    return p
+    """Fails early (before any work) if ``path`` cannot be written (see :func:`fastmmd.outputs.check_output_file`)."""
+    return check_output_file(path)
+
+
+def check_image_output(path: str | os.PathLike, inputs: Iterable[tuple[str, str | os.PathLike | None]] = (),
+                       what: str = "output") -> Path:
+    """:func:`check_writable` plus a suffix Pillow can write (checked before any work, not after it)."""
+    return check_output_file(path, inputs, WRITABLE_SUFFIXES, what)
 
 
 @contextlib.contextmanager

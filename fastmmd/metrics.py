@@ -11,9 +11,13 @@ yardstick only. They are pure functions of VGG feature tensors (points as column
   whole distribution, not a few moments, so it can tell apart methods that match different moments.
 * :func:`gram_distance`: the relative Gram (second-moment) error ||G^_x - G^_y||^2 / ||G^_y||^2.
 * :func:`content_distance`: the relative feature MSE mean (F - P)^2 / mean P^2.
+* :func:`style_swd` and :func:`content_score`: ``compare``'s two summary numbers (``style_sw``,
+  ``content``) for a whole batch at once; training logs them on the validation photos
+  (``val/style_swd``, ``val/content_distance``), so its learning curves and ``compare``/``evaluate``
+  reports are the same measurement.
 * :func:`gram_mmd_identity`: Gatys' Gram loss and the biased poly-kernel MMD^2 / (4 C^2) computed
   by two independent routes (C x C Gram matrices vs N x N kernel sums) on the same positions; their
-  ratio is 1 up to rounding (Li et al. 2017, Theorem 1; PAPER.md Identity 3).
+  ratio is 1 up to rounding (Li et al. 2017: the Gram loss is MMD² under k(x, y) = (xᵀy)², divided by 4C²).
 
 Everything is seeded: a call with the same inputs gives the same numbers.
 """
@@ -132,7 +136,7 @@ def gram_mmd_identity(
         x, y: features (C, N) and (C, M) (or (1, C, H, W)).
 
     Returns:
-        ``(gram, mmd)``; ``gram / mmd == 1`` up to rounding (PAPER.md Identity 3).
+        ``(gram, mmd)``; ``gram / mmd == 1`` up to rounding (Li et al. 2017: Gram loss = MMD² with (xᵀy)² over 4C²).
     """
     xs, ys = _as_batch(x)[0][0].double(), _as_batch(y)[0][0].double()
     m = min(xs.shape[-1], ys.shape[-1], max_positions)
@@ -144,6 +148,42 @@ def gram_mmd_identity(
     uniform = torch.full((ys.shape[-1],), 1.0 / ys.shape[-1], dtype=ys.dtype)
     kernel = mmd.poly_mmd2(xs.unsqueeze(0), ys, uniform, c=0.0, degree=2)[0] / (4 * c * c)
     return float(gram), float(kernel)
+
+
+def _relative_sw(x: Tensor, y: Tensor, projections: int, seed: int) -> tuple[Tensor, Tensor]:
+    """(SW_2(x, y), RMS of y): the layer's distance and the scale that makes layers comparable."""
+    sw = sliced_wasserstein(x, y, projections, torch.Generator().manual_seed(seed))
+    return sw, y.pow(2).mean().sqrt().clamp_min(1e-12)
+
+
+def style_swd(
+    output: Mapping[str, Tensor], style: Mapping[str, Tensor], style_layers: Sequence[str],
+    projections: int = 64, seed: int = 0,
+) -> Tensor:
+    """``style_sw`` of :func:`evaluate_features` for a batch: (1/L) sum_l SW_2(F_l, S_l) / RMS(S_l).
+
+    Args:
+        output: features ``{layer: (B, C, H, W)}`` of the images to score.
+        style: features ``{layer: (1, C, H, W) or (C, M)}`` of the style.
+        style_layers: the L layers averaged (``compare``: relu1_1..relu5_1).
+        projections, seed: as :func:`evaluate_features` (layer i's directions are seeded with
+            ``seed + i``), so a one-image batch gives the number ``compare`` gives that image.
+
+    Returns:
+        (B,), float32.
+    """
+    total = None
+    for i, layer in enumerate(style_layers):
+        x = moments.positions(output[layer].float())  # (B, C, N)
+        y = _as_batch(style[layer].float())[0][0]  # (C, M)
+        sw, rms = _relative_sw(x, y, projections, seed + i)
+        total = sw / rms if total is None else total + sw / rms
+    return total / len(style_layers)
+
+
+def content_score(output: Mapping[str, Tensor], content: Mapping[str, Tensor], content_layers: Sequence[str]) -> Tensor:
+    """``content`` of :func:`evaluate_features` for a batch: mean over layers of :func:`content_distance`, (B,)."""
+    return sum(content_distance(output[t].float(), content[t].float()) for t in content_layers) / len(content_layers)
 
 
 def evaluate_features(
@@ -169,8 +209,7 @@ def evaluate_features(
     for i, layer in enumerate(style_layers):
         x = moments.positions(output[layer].float())[0]
         y = moments.positions(style[layer].float())[0]
-        sw = float(sliced_wasserstein(x, y, projections, torch.Generator().manual_seed(seed + i)))
-        rms = float(y.pow(2).mean().sqrt().clamp_min(1e-12))
+        sw, rms = (float(v) for v in _relative_sw(x, y, projections, seed + i))
         g, k = gram_mmd_identity(x, y, identity_positions, torch.Generator().manual_seed(seed + i))
         layers[layer] = {"sw": sw, "sw_rel": sw / rms, "gram": float(gram_distance(x, y)),
                          "identity_gram": g, "identity_mmd": k, "identity_ratio": g / k if k else float("nan")}
@@ -180,6 +219,5 @@ def evaluate_features(
         "content": None, "layers": layers,
     }
     if content is not None and content_layers:
-        result["content"] = sum(float(content_distance(output[t].float(), content[t].float())[0])
-                                for t in content_layers) / len(content_layers)
+        result["content"] = float(content_score(output, content, content_layers)[0])
     return result

@@ -1,10 +1,22 @@
 """The image transformation network of Johnson et al. (2016), with instance normalisation.
 
-Layout (width w = 32 by default): reflection-padded 9x9 conv (w) -> two stride-2 3x3 convs
+Layout (width w = 32 by default): reflection-padded 9x9 conv (w) -> two stride-2 4x4 convs
 (2w, 4w) -> ``residual_blocks`` residual blocks (4w) -> two nearest-neighbour x2 upsamplings each
-followed by a 3x3 conv (2w, w) -> 9x9 conv (3) -> sigmoid. Every conv but the last is followed by
-instance norm (Ulyanov et al. 2016) and ReLU.
+followed by a 3x3 conv (2w, w) -> 9x9 conv (3) -> sigmoid. Every conv is followed by instance norm
+(Ulyanov et al. 2016), and by ReLU except the second conv of each residual block (added to the
+skip path before any non-linearity) and the last conv (which goes to the sigmoid).
 
+* Downsampling convs are 4x4 with stride 2 (Johnson et al. used 3x3). A 3x3 stride-2 conv on an
+  even size is lopsided: output row i is centred on input row 2i, so its first row reads the
+  reflected padding while its last row reads none, and it covers even input rows twice and odd
+  rows once, a period-2 unevenness (Odena et al.'s "kernel size not divisible by the stride"). A
+  4x4 stride-2 conv with 1 px of padding is centred on 2i + 0.5, reads padding at both ends and
+  covers every input pixel exactly twice. Measured (docs/benchmarks.md, "Edge band and lattice"):
+  it lowered the period-4 lattice in both runs compared (by 11 % and 21 %); the period-2 part
+  fell at 128 px and rose at 256 px; the top-edge band had another cause (the style's scale, see
+  ``fastmmd.training.MIN_STYLE_SIZE``). ``downsample_kernel=3`` rebuilds the original layout
+  (files written before this change record no kernel and load as 3, see
+  :meth:`TransformerNet.from_config`).
 * Upsampling is resize-then-conv, not a transposed conv, which avoids checkerboard artifacts
   (Odena et al., "Deconvolution and Checkerboard Artifacts", distill.pub 2016).
 * Reflection padding everywhere avoids dark borders.
@@ -24,8 +36,10 @@ from torch import Tensor, nn
 class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ instance norm + ReLU)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True) -> None:
-        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
+                 padding: int | None = None) -> None:
+        pad = kernel // 2 if padding is None else padding
+        layers: list[nn.Module] = [nn.ReflectionPad2d(pad), nn.Conv2d(cin, cout, kernel, stride)]
         if norm:
             layers.append(nn.InstanceNorm2d(cout, affine=True))
         if relu:
@@ -62,16 +76,19 @@ class TransformerNet(nn.Module):
     Args:
         width: channels of the first layer (the paper: 32); the bottleneck has 4 x width.
         residual_blocks: number of residual blocks (the paper: 5).
+        downsample_kernel: 4 (symmetric, default) or 3 (Johnson et al.; see the module docstring).
     """
 
-    def __init__(self, width: int = 32, residual_blocks: int = 5) -> None:
+    def __init__(self, width: int = 32, residual_blocks: int = 5, downsample_kernel: int = 4) -> None:
         super().__init__()
-        if width < 1 or residual_blocks < 0:
-            raise ValueError("width must be >= 1 and residual_blocks >= 0")
+        if width < 1 or residual_blocks < 0 or downsample_kernel not in (3, 4):
+            raise ValueError("width must be >= 1, residual_blocks >= 0 and downsample_kernel 3 or 4")
         self.width = width
         self.residual_blocks = residual_blocks
-        w = width
-        self.encoder = nn.Sequential(ConvLayer(3, w, 9), ConvLayer(w, 2 * w, 3, 2), ConvLayer(2 * w, 4 * w, 3, 2))
+        self.downsample_kernel = downsample_kernel
+        w, k = width, downsample_kernel
+        self.encoder = nn.Sequential(ConvLayer(3, w, 9), ConvLayer(w, 2 * w, k, 2, padding=1),
+                                     ConvLayer(2 * w, 4 * w, k, 2, padding=1))
         self.residuals = nn.Sequential(*[ResidualBlock(4 * w) for _ in range(residual_blocks)])
         self.decoder = nn.Sequential(UpsampleConv(4 * w, 2 * w), UpsampleConv(2 * w, w),
                                      ConvLayer(w, 3, 9, norm=False, relu=False))
@@ -90,4 +107,11 @@ class TransformerNet(nn.Module):
 
     def config(self) -> dict[str, int]:
         """Constructor arguments, recorded in checkpoints and exported files."""
-        return {"width": self.width, "residual_blocks": self.residual_blocks}
+        return {"width": self.width, "residual_blocks": self.residual_blocks,
+                "downsample_kernel": self.downsample_kernel}
+
+    @classmethod
+    def from_config(cls, config: dict[str, int]) -> "TransformerNet":
+        """The network a recorded :meth:`config` describes; files written before ``downsample_kernel``
+        existed used 3x3 downsampling and record no kernel."""
+        return cls(**{"downsample_kernel": 3, **config})

@@ -1,9 +1,11 @@
-"""``report.md`` of ``fastmmd compare``: the report.json numbers as Markdown tables.
+"""``report.md`` of ``fastmmd compare`` and ``fastmmd evaluate``: the report.json numbers as Markdown tables.
 
-One table per content x style pair (a row per loss and style weight, then the feed-forward models,
-with the unstyled content image as a reference row), the Gram == poly-MMD identity per layer, and
-the style reconstructions. Rendering is a pure function of the report dict, so a partial report
-(interrupted run) renders the same way with the missing cells counted as pending.
+``compare`` (:func:`render_markdown`): one table per content x style pair (a row per loss and style
+weight, then the feed-forward models, with the unstyled content image as a reference row), the
+Gram == poly-MMD identity per layer, and the style reconstructions. Rendering is a pure function of
+the report dict, so a partial report (interrupted run) renders the same way with the missing cells
+counted as pending. ``evaluate`` (:func:`render_evaluation`): a summary (means per method) and one
+table per model, photo by photo, next to per-image optimization.
 """
 
 from __future__ import annotations
@@ -94,4 +96,62 @@ def render_markdown(report: Mapping) -> str:
                          f"| {r['iterations']} | {_n(r['metrics']['style_sw'])} | {_n(r['metrics']['style_gram'])} |")
         groups = list(dict.fromkeys(r["group"] for r in recon))
         lines += [""] + [f"![{g}]({g}.png)" for g in groups] + [""]
+    return "\n".join(lines)
+
+
+EVALUATE_EXPLAIN = (
+    "Every image is measured from its saved 8-bit PNG exactly as `fastmmd compare` measures its cells, on the "
+    "VGG-19 of `settings.vgg`: **SW** = sliced 2-Wasserstein distance to the style's features at relu1_1..relu5_1, "
+    "each layer divided by the RMS of the style features, averaged; **Gram** = relative Gram error averaged over "
+    "the same layers; **content** = relative relu4_2 error mean(F − P)²/mean P² to the photo. Lower is closer. "
+    "**ratio** = model / optimize (below 1: the model is closer to the style, or to the photo, than per-image "
+    "optimization; for time, faster); the mean row gives the means and the ratios of the means. Times: the model's "
+    "forward pass per image (after one untimed warm-up); optimize: the optimization loop as first computed "
+    "(reused images keep that time)."
+)
+
+
+def render_evaluation(report: Mapping) -> str:
+    """The Markdown report of ``fastmmd evaluate`` for its ``report.json`` dict."""
+    s, opt = report["settings"], report["optimize"]
+    opt_label = f"optimize: {s['loss']}, {s['iterations']} {s['optimizer']} steps"
+    lines = [
+        "# fastmmd evaluate", "",
+        f"{len(report['models'])} model(s) on {len(report['photos'])} photo(s), {s['size']} px (long edge); style "
+        f"`{s['style']}` at {s['style_size']} px. Optimize: {s['loss']}, style weight {s['style_weight']:g}, content "
+        f"weight {s['content_weight']:g}, TV weight {s['tv_weight']:g}, {s['iterations']} {s['optimizer']} steps from the "
+        f"photo, seed {s['seed']}, precision {s['precision']} ({report['computed']} optimized, {report['reused']} reused). "
+        f"VGG {s['vgg']}, device {s['device']}.", "",
+        EVALUATE_EXPLAIN, "", "![grid](grid.png)", "",
+        f"## Summary: means over the {len(report['photos'])} photo(s)", "",
+        "| method | SW ↓ | Gram ↓ | content ↓ | time / image (s) | SW ratio | Gram ratio | content ratio | time ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ref = report["reference"]["mean"]
+    lines.append(f"| photo (unstyled) | {_n(ref['style_swd'])} | {_n(ref['style_gram'])} | {_n(ref['content'])} "
+                 "| – | – | – | – | – |")
+    m = opt["mean"]
+    lines.append(f"| {opt_label} | {_n(m['style_swd'])} | {_n(m['style_gram'])} | {_n(m['content'])} "
+                 f"| {_n(m['seconds'], 3)} | 1 | 1 | 1 | 1 |")
+    for model in report["models"]:
+        m, r = model["mean"], model["ratio"]
+        lines.append(f"| model: {model['name']} | {_n(m['style_swd'])} | {_n(m['style_gram'])} | {_n(m['content'])} "
+                     f"| {_n(m['seconds'], 3)} | {_n(r['style_swd'], 3)} | {_n(r['style_gram'], 3)} "
+                     f"| {_n(r['content'], 3)} | {_n(r['seconds'], 3)} |")
+    lines.append("")
+    for model in report["models"]:
+        t = model["trained"]
+        lines += [f"## model: {model['name']}", "",
+                  f"`{model['path']}` ({model['format']}): trained with {t['loss']} on "
+                  f"{', '.join(t['style_images'] or ['?'])}, style weight {_n(t['style_weight'])}, {_n(t['steps'])} steps.", "",
+                  "| photo | SW model | SW optimize | SW ratio | content model | content optimize | content ratio "
+                  "| time model (s) | time optimize (s) |", "|---|---|---|---|---|---|---|---|---|"]
+        for row, o in zip(model["rows"], opt["rows"]):
+            lines.append(f"| {row['photo']} | {_n(row['style_swd'])} | {_n(o['style_swd'])} | {_n(row['ratio']['style_swd'], 3)} "
+                         f"| {_n(row['content'])} | {_n(o['content'])} | {_n(row['ratio']['content'], 3)} "
+                         f"| {_n(row['seconds'], 3)} | {_n(o['seconds'], 3)} |")
+        m, r, om = model["mean"], model["ratio"], opt["mean"]
+        lines += [f"| **mean** | {_n(m['style_swd'])} | {_n(om['style_swd'])} | {_n(r['style_swd'], 3)} "
+                  f"| {_n(m['content'])} | {_n(om['content'])} | {_n(r['content'], 3)} "
+                  f"| {_n(m['seconds'], 3)} | {_n(om['seconds'], 3)} |", ""]
     return "\n".join(lines)

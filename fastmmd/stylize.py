@@ -9,7 +9,8 @@ implements Gatys et al.'s luminance-only transfer ("Controlling Perceptual Facto
 Transfer", 2017) as a post-filter: the output keeps the stylized luma Y and the content's chroma
 Cb, Cr (full-range BT.601 YCbCr).
 
-Python API: ``fastmmd.load_stylizer(path)(pil_image) -> pil_image``.
+Python API: ``fastmmd.load_stylizer(path)(pil_image) -> pil_image``. Wherever a model file is
+taken, a shipped style's name is too (``starry_night``, ``starry_night:pt2``; :mod:`fastmmd.zoo`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from fastmmd.errors import ImageError, UserError
-from fastmmd.export import ExportedStylizer, load_exported
-from fastmmd.networks import TransformerNet
+from fastmmd.export import ExportedStylizer
+from fastmmd.model_files import open_onnx, read_network
 from fastmmd.color import preserve_color
-from fastmmd.images import (IMAGE_SUFFIXES, to_rgb, check_writable, fit_size, open_image, pil_to_tensor, resize,
-                            save_image, tensor_to_pil)
+from fastmmd.images import (IMAGE_SUFFIXES, to_rgb, fit_size, open_image, pil_to_tensor, resize, save_image,
+                            tensor_to_pil)
+from fastmmd.outputs import check_output_dir
 from fastmmd.tiling import fixed_norm_statistics, global_norm_statistics, stylize_tiled
+from fastmmd.zoo import print_styles, resolve_model
 
 LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 MODEL_SUFFIXES = (".pt", ".pt2", ".onnx", ".ckpt")
@@ -62,57 +65,39 @@ def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype
                channels_last: bool) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
     """Loads a model as a float-0-1-in, float-0-1-out callable on ``device`` (+ its metadata).
 
+    Nothing in the file runs: from a ``.ckpt``, ``.pt`` or ``.pt2`` only the weights and the
+    description are read (:func:`fastmmd.model_files.read_network`) and fastmmd's own network runs
+    them (``fastmmd export`` verified that the file's program computes the same); an ``.onnx``
+    graph runs in onnxruntime.
+
     Args:
-        path: exported ``.pt``/``.pt2``/``.onnx`` or training ``.ckpt``.
+        path: exported ``.pt``/``.pt2``/``.onnx``, training ``.ckpt``, or a shipped style's name.
         device: where to run.
         dtype: float16/bfloat16 to run in, or None for the file's own precision (fp32 on CPU).
         channels_last: convert the weights to channels-last memory format.
     """
-    p = Path(path)
+    p = resolve_model(path)
     if not p.exists():
         raise UserError(f"model {str(p)!r} does not exist; give an exported .pt/.pt2 file or a training .ckpt")
     if p.suffix.lower() not in MODEL_SUFFIXES:
         raise UserError(f"{str(p)!r} is not a model file; give an exported .pt/.pt2/.onnx (fastmmd export) or a training .ckpt")
-    if p.suffix.lower() == ".ckpt":
-        module, meta = _checkpoint_model(p)
-    else:
-        try:
-            module, meta = load_exported(p)
-        except UserError as err:
-            if p.suffix.lower() != ".pt":
-                raise
-            try:  # a training checkpoint saved as .pt
-                module, meta = _checkpoint_model(p)
-            except UserError:
-                raise err from None
-    fmt = meta.get("format", "torchscript")
-    stored = getattr(torch, str(meta.get("dtype", "float32")), torch.float32)
-    if fmt == "onnx":
+    if p.suffix.lower() == ".onnx":
         if device.type != "cpu" or dtype is not None:
             raise UserError(f"{str(p)!r} is an ONNX model; fastmmd runs it on the CPU in its stored precision "
                             "(drop --device cuda/--half/--bf16, or export to .pt/.pt2)")
-        return module, meta
-    if fmt == "pt2" and dtype not in (None, stored):
-        raise UserError(f"{str(p)!r} stores {meta.get('dtype')} weights and a torch.export graph cannot change "
-                        "precision; drop --half/--bf16, or use a .pt export (or re-export .pt2 with --half for fp16)")
-    module = module.to(device)
-    if fmt != "pt2":
-        if dtype is not None:
-            module = module.to(dtype)
-        elif device.type == "cpu" and stored != torch.float32:
-            module = module.float()  # fp16 convolutions are very slow on CPU
+        module, meta = open_onnx(p)
+        return module, {"format": "onnx", **meta}
+    net, meta = read_network(p)
+    meta = {"format": "checkpoint", "dtype": "float32", **meta}
+    stored = getattr(torch, str(meta["dtype"]), torch.float32)
+    module = ExportedStylizer(net.requires_grad_(False)).eval().to(device)
+    if dtype is not None:
+        module = module.to(dtype)
+    elif device.type != "cpu" and stored != torch.float32:
+        module = module.to(stored)  # the file's precision on GPUs (fp16 convolutions are very slow on CPU)
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     return module, meta
-
-
-def _checkpoint_model(path: Path) -> tuple[ExportedStylizer, dict[str, Any]]:
-    from fastmmd.checkpoints import network_from_checkpoint
-
-    net, meta = network_from_checkpoint(path)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return ExportedStylizer(net).eval(), {"format": "checkpoint", "dtype": "float32", **meta}
 
 
 class Stylizer:
@@ -145,20 +130,8 @@ class Stylizer:
             return (model or self.model)(x).float().cpu()
 
     def eager_model(self) -> ExportedStylizer | None:
-        """An eager twin of the model (same weights, device, precision) whose instance norms can be
-        hooked for global tile statistics; None for ONNX."""
-        if isinstance(self.model, ExportedStylizer):
-            return self.model
-        if not hasattr(self.model, "state_dict") or not self.metadata.get("network"):
-            return None
-        if getattr(self, "_twin", None) is None:
-            state = {k[len("net."):]: v for k, v in self.model.state_dict().items() if k.startswith("net.")}
-            net = TransformerNet(**self.metadata["network"])
-            net.load_state_dict({k: v.float() for k, v in state.items()})
-            ref = next(iter(state.values()))
-            twin = ExportedStylizer(net.requires_grad_(False)).eval().to(device=ref.device, dtype=ref.dtype)
-            self._twin = twin.to(memory_format=torch.channels_last) if self.channels_last else twin
-        return self._twin
+        """The model as a module whose instance norms can be hooked for global tile statistics; None for ONNX."""
+        return self.model if isinstance(self.model, ExportedStylizer) else None
 
     def _tiled(self, batch: Tensor, tile: int, overlap: int) -> Tensor:
         twin = self.eager_model() if self.tile_stats == "global" else None
@@ -222,7 +195,8 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     """Loads an exported model or training checkpoint as ``Stylizer``: ``stylizer(pil_image) -> pil_image``.
 
     Args:
-        path: ``.pt`` (TorchScript), ``.pt2`` (torch.export), ``.onnx`` or training ``.ckpt``.
+        path: ``.pt`` (TorchScript), ``.pt2`` (torch.export), ``.onnx``, training ``.ckpt``, or the
+            name of a shipped style (``fastmmd models``; ``NAME:pt2`` for its ``.pt2``).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         half: run in float16 (GPU only: fp16 convolutions are ~30x slower than fp32 on CPU).
         bf16: run in bfloat16.
@@ -283,27 +257,37 @@ def expand_inputs(specs: list[str]) -> tuple[list[Path], list[str]]:
     return unique, problems
 
 
-def output_path(source: Path, out_dir: Path, has_alpha: bool, avoid: set[Path]) -> Path:
+def output_path(source: Path, out_dir: Path, has_alpha: bool, avoid: set[Path],
+                inodes: set[tuple[int, int]] = frozenset()) -> Path:
     """``<stem>_stylized<suffix>`` in ``out_dir``: the input's suffix if lossless (PNG for alpha or
-    lossy inputs); a numbered name if it would hit an input or an earlier output of this run."""
+    lossy inputs); a numbered name if it would hit an input (by path, or by ``(st_dev, st_ino)``
+    in ``inodes``: a hard link) or an earlier output of this run."""
     suffix = source.suffix.lower()
     suffix = ".png" if has_alpha or suffix not in LOSSLESS_SUFFIXES else suffix
     candidate = out_dir / f"{source.stem}_stylized{suffix}"
     n = 2
-    while candidate.resolve() in avoid:
+    while candidate.resolve() in avoid or (candidate.exists() and _inode(candidate) in inodes):
         candidate = out_dir / f"{source.stem}_stylized_{n}{suffix}"
         n += 1
     return candidate
 
 
+def _inode(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
 def build_parser():
-    """``fastmmd stylize MODEL INPUT... --output-dir DIR``."""
+    """``fastmmd stylize MODEL INPUT... --output-dir DIR`` and ``fastmmd stylize --list``."""
     from fastmmd.commands import CommandParser
 
-    parser = CommandParser("fastmmd stylize", "Stylize images with an exported model (.pt/.pt2/.onnx from `fastmmd export`) "
-                           "or a training checkpoint (.ckpt). Outputs are <name>_stylized.png (or the input's lossless suffix).")
-    parser.add_argument("model", help="exported .pt / .pt2 / .onnx file or training .ckpt")
-    parser.add_argument("inputs", nargs="+", help="image files, folders or globs (quote globs such as 'photos/**/*.jpg')")
+    parser = CommandParser("fastmmd stylize", "Stylize images with a shipped style (--list), an exported model (.pt/.pt2/.onnx "
+                           "from `fastmmd export`) or a training checkpoint (.ckpt). Outputs are <name>_stylized.png "
+                           "(or the input's lossless suffix).")
+    parser.add_argument("model", nargs="?", default=None, help="exported .pt / .pt2 / .onnx file, training .ckpt, or a "
+                        "shipped style's name (--list shows them; NAME:pt2 picks its .pt2)")
+    parser.add_argument("inputs", nargs="*", default=[], help="image files, folders or globs (quote globs such as 'photos/**/*.jpg')")
+    parser.add_argument("--list", action="store_true", help="list the shipped styles (as `fastmmd models`) and exit")
     parser.add_argument("--output-dir", "-o", default="stylized", help="folder for the results (created if missing)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
@@ -326,22 +310,28 @@ def run(args) -> int:
     """Runs ``fastmmd stylize``; exit code 0, or 1 when some inputs were skipped."""
     from tqdm import tqdm
 
+    if args.list:
+        return print_styles()
+    if not args.model or not args.inputs:
+        raise UserError("fastmmd stylize: give a MODEL (a file or a shipped style) and at least one INPUT image, "
+                        "or --list for the shipped styles")
+    model = resolve_model(args.model)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
-    stylizer = load_stylizer(args.model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
-                             tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
-                             tile_stats=args.tile_stats)
     files, problems = expand_inputs(list(args.inputs))
     if not files:
         raise UserError(f"no images to stylize: {'; '.join(problems) or 'no inputs'}")
-    out_dir = Path(args.output_dir)
-    check_writable(out_dir / "probe.png")
+    out_dir = check_output_dir(args.output_dir)
+    stylizer = load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
+                             tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
+                             tile_stats=args.tile_stats)
     for line in problems:
         print(f"fastmmd stylize: skipped: {line}", file=sys.stderr)
     failures = len(problems)
     avoid = {f.resolve() for f in files}
+    inodes = {_inode(f) for f in files}
     style = ", ".join(stylizer.metadata.get("style_images") or []) or "?"
-    info = {"Software": "fastmmd stylize", "fastmmd:model": Path(args.model).name, "fastmmd:style": style}
+    info = {"Software": "fastmmd stylize", "fastmmd:model": model.name, "fastmmd:style": style}
     bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=True if args.quiet else None, dynamic_ncols=True)
     pending: list[tuple[Path, Tensor, Image.Image | None]] = []
 
@@ -354,7 +344,7 @@ def run(args) -> int:
         for (src, rgb, alpha), out in zip(pending, outputs):
             if stylizer.preserve_color:
                 out = preserve_color(out, rgb)
-            dest = output_path(src, out_dir, alpha is not None, avoid)
+            dest = output_path(src, out_dir, alpha is not None, avoid, inodes)
             avoid.add(dest.resolve())
             try:
                 save_image(out, dest, metadata={**info, "fastmmd:source": src.name}, alpha=alpha)

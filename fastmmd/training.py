@@ -22,6 +22,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from torch import Tensor, nn
+from PIL import Image
 from torchmetrics import MeanMetric
 
 import fastmmd
@@ -34,6 +35,12 @@ from fastmmd.losses import LossOptions
 from fastmmd.networks import TransformerNet
 
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
+#: Smallest default long edge of the style image. With the style as small as 128 px crops, VGG's
+#: deepest style layers see it in 5x8 positions, nearly all at its border, so the painting's motif at
+#: its top (Starry Night's stars) is learned as "motif along the top edge": networks trained that way
+#: drew a row of stars along the top of every output. At 256 px the band was gone
+#: (docs/benchmarks.md, "Edge band and lattice").
+MIN_STYLE_SIZE = 256
 
 
 class StyleTransferModule(L.LightningModule):
@@ -42,13 +49,20 @@ class StyleTransferModule(L.LightningModule):
     Args:
         style_images: style image file(s); several are blended as a mixture distribution.
         style_blend: their weights (default equal).
-        style_size: long edge of the style image(s) in px (default: ``image_size``).
+        style_size: long edge of the style image(s) in px (default: ``image_size``, at least
+            :data:`MIN_STYLE_SIZE`; see :meth:`style_sizes`).
         image_size: training crop size, linked from ``data.image_size`` by the CLI.
         loss, style_weight, content_weight, tv_weight, style_layers, style_layer_weights,
             content_layers, fusion_weights, normalization: as :class:`StyleCriterion`.
         poly_c, poly_degree, gaussian_*, bn_eps: :class:`~fastmmd.losses.LossOptions`.
         vgg_weights, vgg_pooling, vgg_width_divisor: the frozen VGG-19 (``random`` and ``8`` in tests).
-        network_width, residual_blocks: the TransformerNet (Johnson: 32 and 5).
+        network_width, residual_blocks, downsample_kernel: the TransformerNet (Johnson: 32, 5 and 3;
+            the default kernel 4 removes the top-edge band and lattice, see :mod:`fastmmd.networks`).
+        init_from: warm start: the network's weights from any fastmmd file (a ``.ckpt`` of another
+            run, or an exported ``.pt``/``.pt2``), read by :func:`fastmmd.model_files.read_network`
+            (weights only, no code). The optimizer, schedule and step start fresh; ``--ckpt_path``
+            (resume) overrides these weights with the checkpoint's. A new style reaches a given
+            quality sooner from a network that already reproduces photos (docs/benchmarks.md).
         lr: Adam learning rate. ``lr_schedule``: ``constant``, ``cosine`` (to ``lr_min`` at the last
             step) or ``step`` (times ``lr_gamma`` every ``lr_step_size`` steps).
         channels_last: NHWC memory format for ``vgg`` (default: its convolutions run faster, most of
@@ -85,6 +99,8 @@ class StyleTransferModule(L.LightningModule):
         vgg_width_divisor: int = 1,
         network_width: int = 32,
         residual_blocks: int = 5,
+        downsample_kernel: int = 4,
+        init_from: str | None = None,
         lr: float = 1e-3,
         lr_schedule: Literal["constant", "cosine", "step"] = "constant",
         lr_min: float = 0.0,
@@ -99,7 +115,9 @@ class StyleTransferModule(L.LightningModule):
             raise UserError("model.style_images needs at least one style image")
         if not lr > 0:
             raise UserError(f"model.lr must be positive, not {lr}")
-        self.network = TransformerNet(network_width, residual_blocks)
+        self.network = TransformerNet(network_width, residual_blocks, downsample_kernel)
+        if init_from:
+            self._warm_start(init_from)
         options = LossOptions(poly_c=poly_c, poly_degree=poly_degree, gaussian_estimator=gaussian_estimator,
                               gaussian_sigma2=gaussian_sigma2, gaussian_pairs=gaussian_pairs,
                               gaussian_subset=gaussian_subset, gaussian_features=gaussian_features, bn_eps=bn_eps)
@@ -110,6 +128,7 @@ class StyleTransferModule(L.LightningModule):
         self.metric_names = ["total", "style", "content", "tv", *(f"style/{m}" for m, _ in self.criterion.fusion)]
         self.train_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
         self.val_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
+        self.test_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
         self.last_terms: dict[str, Tensor] = {}  # batch means of the last training step (NaN guard)
         if channels_last not in ("none", "vgg", "all"):
             raise UserError(f"model.channels_last must be none, vgg or all, not {channels_last!r}")
@@ -118,14 +137,42 @@ class StyleTransferModule(L.LightningModule):
         if channels_last == "all":
             self.network.to(memory_format=torch.channels_last)
 
+    def _warm_start(self, path: str) -> None:
+        """Copies the weights of the network in ``path``, which must have this network's layout."""
+        from fastmmd.model_files import read_network
+
+        source, _ = read_network(path)
+        if source.config() != self.network.config():
+            mine = ", ".join(f"{k}={v}" for k, v in self.network.config().items())
+            theirs = ", ".join(f"{k}={v}" for k, v in source.config().items())
+            raise UserError(f"--model.init_from {path!r} holds a network with {theirs}, but this run trains {mine}; "
+                            "set model.network_width/residual_blocks/downsample_kernel to match")
+        self.network.load_state_dict(source.state_dict())
+
     # ------------------------------------------------------------------------- style targets
     def _ensure_style(self) -> None:
         """Reads the style image(s) and computes the targets once, on the module's device."""
         if self.criterion.has_style:
             return
-        size = self.hparams.style_size or self.hparams.image_size
-        images = [read_image(p, size).unsqueeze(0) for p in self.hparams.style_images]
+        images = [read_image(p, size).unsqueeze(0) for p, size in zip(self.hparams.style_images, self.style_sizes())]
         self.criterion.set_style(images, self.hparams.style_blend)
+
+    def style_sizes(self) -> list[int]:
+        """Long edge each style image is read at: ``style_size`` if set, else
+        ``max(image_size, min(MIN_STYLE_SIZE, the image's own long edge))`` (a small painting is not
+        enlarged to reach the minimum)."""
+        hp = self.hparams
+        if hp.style_size:
+            return [hp.style_size] * len(hp.style_images)
+        sizes = []
+        for path in hp.style_images:
+            try:
+                with Image.open(path) as img:
+                    own = max(img.size)
+            except OSError:  # unreadable: read_image reports it properly
+                own = MIN_STYLE_SIZE
+            sizes.append(max(hp.image_size, min(MIN_STYLE_SIZE, own)))
+        return sizes
 
     def on_fit_start(self) -> None:
         self._ensure_style()
@@ -168,7 +215,10 @@ class StyleTransferModule(L.LightningModule):
         return {"generated": generated.detach()}
 
     def test_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
-        return self.validation_step(batch, batch_idx)
+        """As validation, logged under ``test/*`` (``fastmmd test``)."""
+        generated, terms = self._terms(batch)
+        self._log_terms("test", self.test_metrics, terms)
+        return {"generated": generated.detach()}
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -197,9 +247,10 @@ class StyleTransferModule(L.LightningModule):
         return {
             "format_version": FORMAT_VERSION, "fastmmd_version": fastmmd.__version__,
             "network": self.network.config(), "style_images": [Path(p).name for p in hp.style_images],
-            "style_blend": [float(b) / sum(blend) for b in blend], "style_size": hp.style_size or hp.image_size,
+            "style_blend": [float(b) / sum(blend) for b in blend], "style_size": max(self.style_sizes()),
             "image_size": hp.image_size, "loss": c.loss_spec, "style_weight": c.style_weight,
             "content_weight": c.content_weight, "tv_weight": c.tv_weight, "vgg": c.vgg.describe(),
+            "init_from": Path(hp.init_from).name if hp.init_from else None,
             "global_step": int(self.trainer.global_step) if self._trainer is not None else 0,
         }
 

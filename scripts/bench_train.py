@@ -14,6 +14,12 @@ residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is
   (``model.channels_last: all``).
 * ``joint-bf16``: like ``ours-bf16`` but VGG runs once over generated and content images together
   (content rows detached), to decide which of the two is faster.
+* ``compile-bf16``: ``ours-bf16`` with the network and VGG wrapped in ``torch.compile`` (inductor;
+  on the CPU it needs a C++ compiler). Warm-up steps include the compilation.
+* ``all-cl-compile-bf16``: ``compile-bf16`` with the network in channels_last too.
+
+``--device cuda`` runs every variant on the GPU (autocast on CUDA, timings synchronised, peak memory
+from ``torch.cuda.max_memory_allocated``); ``--batch`` takes a comma-separated list.
 
 Peak memory is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the variant's process (resident
 set, includes the ~0.5 GB of torch itself). Quality of bf16: the fp32 criterion scores the network
@@ -37,7 +43,7 @@ import time
 import torch
 from torch import Tensor, nn
 
-VARIANTS = ("naive", "ours-fp32", "ours-bf16", "all-cl-bf16", "joint-bf16")
+VARIANTS = ("naive", "ours-fp32", "ours-bf16", "all-cl-bf16", "joint-bf16", "compile-bf16", "all-cl-compile-bf16")
 
 
 def style_image(size: int) -> Tensor:
@@ -103,18 +109,22 @@ class JointVGG(nn.Module):
 
 
 # --------------------------------------------------------------------------------------- variants
-def build(variant: str, size: int, width: int, style_weight: float, seed: int = 0):
+def build(variant: str, size: int, width: int, style_weight: float, seed: int = 0, device: str = "cpu"):
     from fastmmd.training import StyleTransferModule
 
     torch.manual_seed(seed)
-    layout = {"naive": "none", "all-cl-bf16": "all"}.get(variant, "vgg")
+    layout = {"naive": "none", "all-cl-bf16": "all", "all-cl-compile-bf16": "all"}.get(variant, "vgg")
     module = StyleTransferModule(["<bench>"], image_size=size, network_width=width, style_weight=style_weight,
                                  channels_last=layout)
     if variant == "joint-bf16":
         module.criterion.vgg = JointVGG(module.criterion.vgg)
+    module = module.to(device)
     if variant != "naive":
-        module.criterion.set_style([style_image(size)])
+        module.criterion.set_style([style_image(size).to(device)])
     optimizer = torch.optim.Adam(module.network.parameters(), lr=1e-3)
+    if "compile" in variant:
+        module.network = torch.compile(module.network)
+        module.criterion.vgg = torch.compile(module.criterion.vgg)
     return module, optimizer
 
 
@@ -122,7 +132,7 @@ def ours_step(module, optimizer, content: Tensor, bf16: bool) -> float:
     optimizer.zero_grad()
     if isinstance(module.criterion.vgg, JointVGG):
         module.criterion.vgg.content = content
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(content.device.type, dtype=torch.bfloat16, enabled=bf16):
         _, terms = module._terms(content)  # puts content in channels_last when the module uses "all"
         loss = terms["total"].mean()
     loss.backward()
@@ -132,30 +142,37 @@ def ours_step(module, optimizer, content: Tensor, bf16: bool) -> float:
 
 def run_variant(args) -> dict:
     torch.set_num_threads(args.threads)
-    module, optimizer = build(args.variant, args.size, args.width, args.style_weight)
-    style = style_image(args.size)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    module, optimizer = build(args.variant, args.size, args.width, args.style_weight, device=args.device)
+    style = style_image(args.size).to(device)
     if args.variant == "naive":
         vgg = module.criterion.vgg
         step = lambda c: naive_step(module.network, vgg, optimizer, c, style, args.style_weight)  # noqa: E731
     else:
         step = lambda c: ours_step(module, optimizer, c, args.variant.endswith("bf16"))  # noqa: E731
-    for i in range(args.warmup):
-        step(content_batch(args.batch, args.size, i))
+    warmup = args.warmup + (2 if "compile" in args.variant else 0)  # compile, then recompile-free steps
+    for i in range(warmup):
+        step(content_batch(args.batch, args.size, i).to(device))
+    sync()
     times = []
     for i in range(args.steps):
-        c = content_batch(args.batch, args.size, 1000 + i)
+        c = content_batch(args.batch, args.size, 1000 + i).to(device)
+        sync()
         start = time.perf_counter()
         step(c)
+        sync()
         times.append(time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result = {"variant": args.variant, "seconds_per_step": statistics.median(times), "times": times,
-              "images_per_s": args.batch / statistics.median(times),
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+              "images_per_s": args.batch / statistics.median(times), "peak_rss_mb": peak}
     if args.quality_steps and args.variant in ("ours-fp32", "ours-bf16"):
-        module, optimizer = build(args.variant, args.size, args.width, args.style_weight, seed=1)
+        module, optimizer = build(args.variant, args.size, args.width, args.style_weight, seed=1, device=args.device)
         for i in range(args.quality_steps):
-            ours_step(module, optimizer, content_batch(args.batch, args.size, 5000 + i), args.variant.endswith("bf16"))
+            ours_step(module, optimizer, content_batch(args.batch, args.size, 5000 + i).to(device), args.variant.endswith("bf16"))
         with torch.no_grad():
-            probe = content_batch(args.batch, args.size, 9999)
+            probe = content_batch(args.batch, args.size, 9999).to(device)
             result["quality_loss_fp32"] = float(module._terms(probe)[1]["total"].mean())
     return result
 
@@ -163,7 +180,8 @@ def run_variant(args) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--batch", default="4", help="images per step; a comma-separated list runs each")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -174,19 +192,30 @@ def main() -> None:
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
+        args.batch = int(args.batch)
         print(json.dumps(run_variant(args)))
         return
+    if "," in args.batch:  # one full comparison per batch size
+        for batch in args.batch.split(","):
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--batch", batch], check=False)
+        return
+    args.batch = int(args.batch)
     results = {}
     for variant in args.variants.split(","):
         cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        results[variant] = json.loads(out)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:  # one broken variant (e.g. no compiler for torch.compile) must not stop the rest
+            print(f"{variant:>11}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:300]}", flush=True)
+            continue
+        results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
         r = results[variant]
         print(f"{variant:>11}: {r['seconds_per_step']:.3f} s/step (min {min(r['times']):.3f})  {r['images_per_s']:.2f} img/s  "
               f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     base = results.get("naive")
-    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
-          f"batch {args.batch}, {args.size}px, width {args.width}")
+    where = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
+             else f"{platform.processor() or platform.machine()}, {args.threads} threads")
+    memory = "peak GPU memory (MB)" if args.device.startswith("cuda") else "peak RSS (MB)"
+    print(f"\n{where}, torch {torch.__version__}, batch {args.batch}, {args.size}px, width {args.width}, memory = {memory}")
     if base:
         for variant, r in results.items():
             print(f"{variant:>11}: {base['seconds_per_step'] / r['seconds_per_step']:.2f}x naive speed, "

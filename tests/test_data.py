@@ -50,6 +50,32 @@ def test_folder_listing_is_recursive_case_insensitive_and_sorted(tmp_path: Path)
     assert [b.shape for b in got] == [(2, 3, S, S)] * 2 and got[0].dtype == torch.float32
 
 
+def test_folder_links_are_followed_but_each_folder_is_read_once(tmp_path: Path) -> None:
+    """``ln -s . a; ln -s . b`` used to make the walk loop forever (issue 8)."""
+    write_images(tmp_path / "photos", 2)
+    (tmp_path / "photos" / "a").symlink_to(".")
+    (tmp_path / "photos" / "b").symlink_to(".")
+    (tmp_path / "photos" / "up").symlink_to("..")
+    (tmp_path / "elsewhere").mkdir()
+    write_images(tmp_path / "elsewhere", 1, start=5)
+    (tmp_path / "photos" / "linked").symlink_to(tmp_path / "elsewhere")  # a link to a new folder is followed
+    found = [Path(p).name for p in list_images(tmp_path / "photos")]
+    assert sorted(found) == ["img_000.png", "img_001.png", "img_005.png"]
+
+
+def test_unreadable_split_counts_every_file_looked_at(tmp_path: Path) -> None:
+    make_bad_files(tmp_path)  # 4 unreadable files
+    source = FileSource(list_images(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedImageWarning)
+        with pytest.raises(UserError, match="none of the 4 images can be read"):
+            ImageDataset(source, [0, 1], S, "val")[0]
+        write_images(tmp_path, 1)
+        source = FileSource(list_images(tmp_path))
+        with pytest.raises(UserError, match="none of the 2 validation images can be read.*others can"):
+            ImageDataset(source, [1, 2], S, "val")[0]  # img_000.png sorts first and reads
+
+
 def test_file_list_resolves_relative_paths_and_skips_comments(tmp_path: Path) -> None:
     paths = write_images(tmp_path / "imgs", 5)
     listing = tmp_path / "lists" / "train.txt"

@@ -93,7 +93,7 @@ def test_info_prints_metadata(tiny_exports, capsys):
     assert meta["style_images"] == ["tiny_style.png"] and meta["loss"] == "gram"
     assert meta["style_weight"] == 5.0 and meta["training_steps"] == 3
     assert 0 <= meta["parity_max_abs_diff"] <= 1e-5  # the check's result travels in the file
-    assert meta["fastmmd_version"] and "uint8" in meta["input"] and meta["network"] == {"width": 8, "residual_blocks": 1}
+    assert meta["fastmmd_version"] and "uint8" in meta["input"] and meta["network"] == {"width": 8, "residual_blocks": 1, "downsample_kernel": 4}
     assert read_metadata(tiny_exports["pt2"])["format"] == "pt2"
 
 
@@ -140,7 +140,7 @@ def test_wrapper_scripts_and_keeps_size(eager):
 
 @pytest.mark.parametrize("argv, needle", [
     (["export", "missing.ckpt", "-o", "x.pt"], "does not exist"),
-    (["export", "{png}", "-o", "x.pt"], "cannot read checkpoint"),
+    (["export", "{png}", "-o", "x.pt"], "not a fastmmd checkpoint or model"),
     (["export", "{ckpt}", "-o", "x.xyz"], "suffix"),
     (["export"], "give a checkpoint"),
     (["export", "--info", "{png}"], "suffix"),

@@ -82,7 +82,7 @@ def test_bad_weight_sources_are_one_line_errors(tmp_path, monkeypatch):
         VGGFeatures(["relu2_1"], weights=str(bad))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="not a VGG-19 weights file"):
         VGGFeatures(["relu1_1"], weights=str(junk))
 
     def no_network(*args, **kwargs):

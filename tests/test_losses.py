@@ -51,7 +51,7 @@ def test_gram_loss_is_gatys_and_poly_mmd_over_4c2():
     mmd_kernel = kernel_mmd2_biased(x, y, lambda a, b: (a @ b) ** 2)  # Identity 1, N x N route
     ours = matching.gram_loss(x[None], moments.second_moment(y, uniform(y)))[0]
     assert torch.allclose(ours, gatys, rtol=1e-10)
-    assert torch.allclose(ours, mmd_kernel / (4 * c**2), rtol=1e-10)  # Identity 3: the constant is 1/(4 C^2)
+    assert torch.allclose(ours, mmd_kernel / (4 * c**2), rtol=1e-10)  # Li et al. 2017 (Gram loss as MMD²): the constant is 1/(4 C^2)
     poly = mmd.poly2_mmd2(x[None], moments.second_moment(y, uniform(y)), moments.mean(y, uniform(y)))[0]
     assert torch.allclose(poly, mmd_kernel, rtol=1e-10)
 

@@ -83,7 +83,7 @@ def test_gram_and_content_distances():
 
 @pytest.mark.parametrize("n,m,cap", [(40, 40, 4096), (37, 61, 4096), (300, 200, 64)])
 def test_gram_equals_poly_mmd_over_4c2(n, m, cap):
-    """PAPER.md Identity 3: Gatys' E = MMD_b^2[(x^T y)^2] / (4 C^2), here by two independent routes."""
+    """Li et al. 2017 (Gram loss as MMD²): Gatys' E = MMD_b^2[(x^T y)^2] / (4 C^2), here by two independent routes."""
     gram, kernel = gram_mmd_identity(features(n=n, seed=1), features(n=m, seed=2) * 1.3, max_positions=cap)
     assert gram > 0
     assert gram / kernel == pytest.approx(1.0, abs=1e-5)

@@ -99,6 +99,39 @@ def test_bad_input_is_one_line_and_exit_2(pair, tmp_path, capsys, case):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--style-weight", "nan"], "--style-weight must be finite, not nan"),
+    (["--style-weight", "inf"], "--style-weight must be finite, not inf"),
+    (["--lr=-inf"], "--lr must be finite"),
+    (["--style-blend", "0.7,nan"], "--style-blend must be finite"),
+    (["--size", "0"], "--size must be at least 8 px, not 0"),
+    (["--size", "4"], "--size must be at least 8 px, not 4"),
+    (["--size", "100000"], "GiB of cpu memory"),  # before any image is resized (that alone took 100 GB)
+])
+def test_bad_numbers_name_the_flag(pair, tmp_path, capsys, monkeypatch, extra, needle):
+    import fastmmd.optimize
+
+    monkeypatch.setattr(fastmmd.optimize, "read_image", lambda *a, **k: pytest.fail("read before the checks"))
+    content, style = pair
+    with pytest.raises(SystemExit) as exit_info:
+        main(["optimize", "--content", str(content), "--style", str(style), "--style", str(style), *extra,
+              "--output", str(tmp_path / "out.png"), "--iterations", "1", "--device", "cpu", *TINY])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_memory_estimate_suggests_a_size_that_fits(pair, tmp_path, capsys, monkeypatch):
+    import fastmmd.stylize
+
+    monkeypatch.setattr(fastmmd.stylize, "available_memory", lambda device: 40 * 40 * 6500)
+    content, style = pair
+    with pytest.raises(SystemExit):
+        optimize(content, style, tmp_path / "out.png", "--size", "400")
+    err = capsys.readouterr().err
+    assert "about --size 40 would fit" in err or "about --size 48 would fit" in err, err
+    assert optimize(content, style, tmp_path / "out.png", "--size", "32") == 0
+
+
 def test_console_script_prints_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fastmmd", "optimize", "--content", str(tmp_path / "x.png"),
                            "--style", "y.png"], capture_output=True, text=True)
@@ -108,7 +141,7 @@ def test_console_script_prints_no_traceback(tmp_path):
 def test_help_lists_every_subcommand(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for command in ("fit", "validate", "test", "predict", "optimize", "export", "stylize", "compare"):
+    for command in ("fit", "validate", "test", "predict", "optimize", "export", "stylize", "compare", "evaluate", "models"):
         assert f"  {command} " in text
     with pytest.raises(SystemExit) as exit_info:
         main(["optimise"])

@@ -211,7 +211,7 @@ print("heavy:", heavy)
 @pytest.mark.parametrize("argv, needle", [
     (["stylize", "missing.pt", "{img}"], "does not exist"),
     (["stylize", "{img}", "{img}"], "not a model file"),
-    (["stylize", "{fake}", "{img}"], "cannot load"),
+    (["stylize", "{fake}", "{img}"], "not a fastmmd checkpoint or model"),
     (["stylize", "{ckpt}", "nothing/*.png"], "no images"),
     (["stylize", "{ckpt}", "{img}", "--half", "--device", "cpu"], "--half"),
     (["stylize", "{ckpt}", "{img}", "--tile", "5"], "--tile"),

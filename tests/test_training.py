@@ -59,7 +59,7 @@ def test_checkpoint_holds_only_the_network_and_loads_back(fit_args):
     assert (run / "last.ckpt").stat().st_size < 3 * 4 * params + 60_000
     meta = ckpt["fastmmd"]
     assert meta["format_version"] == 1 and meta["loss"] == "bn+poly" and meta["style_images"] == ["style.png"]
-    assert meta["network"] == {"width": 8, "residual_blocks": 1} and meta["global_step"] == 4
+    assert meta["network"] == {"width": 8, "residual_blocks": 1, "downsample_kernel": 4} and meta["global_step"] == 4
     assert meta["vgg"] == {"weights": "random", "pooling": "max", "width_divisor": 8}
     net, _ = network_from_checkpoint(run / "last.ckpt")
     x = torch.rand(2, 3, 29, 35)
@@ -202,3 +202,97 @@ def test_sigkill_then_resume_equals_uninterrupted_run(fit_args, tmp_path):
     assert read_checkpoint(run / "last.ckpt")["global_step"] == 12
     for key, value in a.items():
         assert torch.allclose(value, b[key], rtol=0, atol=1e-6), key
+
+
+def test_validation_logs_compare_metrics_and_elapsed_time_to_metrics_csv(fit_args):
+    """val/style_swd, val/content_distance and time/elapsed_s reach the logged metrics and <run>/metrics.csv,
+    and a resume keeps the earlier rows and continues the clock from the checkpoint."""
+    import csv
+
+    def validations(run: Path) -> list[dict[str, float]]:
+        with open(run / "metrics.csv", newline="") as f:
+            return [{k: float(r[k]) for k in ("step", "val/style_swd", "val/content_distance", "time/elapsed_s")}
+                    for r in csv.DictReader(f) if r.get("val/style_swd")]
+
+    common = [*fit_args, "--trainer.val_check_interval", "2", "--run_name", "r"]
+    cli, run = fit(common, "--trainer.max_steps", "4")
+    logged = cli.trainer.logged_metrics
+    assert all(torch.isfinite(logged[k]) for k in ("val/style_swd", "val/content_distance", "time/elapsed_s"))
+    first = validations(run)
+    assert len(first) == 2  # after steps 2 and 4
+    assert all(v["val/style_swd"] > 0 and v["val/content_distance"] > 0 for v in first)
+    assert 0 < first[0]["time/elapsed_s"] < first[1]["time/elapsed_s"]
+    stored = read_checkpoint(run / "last.ckpt")["callbacks"]["ElapsedTime"]["elapsed_s"]
+    assert 0 < stored <= first[1]["time/elapsed_s"]
+    fit(common, "--trainer.max_steps", "6", "--ckpt_path", "last")
+    second = validations(run)
+    assert second[:2] == first and len(second) == 3
+    assert second[2]["time/elapsed_s"] > stored
+
+
+def test_validation_scores_are_the_compare_metrics(make_image):
+    """The logged val/style_swd and val/content_distance are fastmmd compare's style_sw and content of the outputs."""
+    from fastmmd.callbacks import ValidationScores
+    from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS
+    from fastmmd.images import read_image
+    from fastmmd.metrics import evaluate_features
+
+    style = make_image("style.png", 64, 48, seed=99)
+    module = StyleTransferModule([str(style)], image_size=32, network_width=8, residual_blocks=1, vgg_weights="random",
+                                 vgg_width_divisor=8)
+    photos = [torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    trainer = L.Trainer(logger=False, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[ValidationScores()])
+    logged = trainer.validate(module, torch.utils.data.DataLoader(photos, batch_size=2))[0]
+    vgg = module.criterion.vgg
+    with torch.no_grad():
+        style_features = vgg(read_image(style, 32).unsqueeze(0))  # the style at the validation size
+        expected = [evaluate_features(vgg(module.network(p[None]).mul(255).round().div(255)), style_features, STYLE_LAYERS,
+                                      vgg(p[None]), CONTENT_LAYERS) for p in photos]
+    assert logged["val/style_swd"] == pytest.approx(sum(e["style_sw"] for e in expected) / 3, rel=1e-4)
+    assert logged["val/content_distance"] == pytest.approx(sum(e["content"] for e in expected) / 3, rel=1e-4)
+
+
+def test_init_from_starts_from_another_networks_weights_with_a_fresh_optimizer(fit_args, tmp_path):
+    from fastmmd.__main__ import main
+    from fastmmd.model_files import read_network
+
+    _, source_run = fit(fit_args, "--trainer.max_steps", "3", "--run_name", "source")
+    source = source_run / "last.ckpt"
+    exported = tmp_path / "source.pt"
+    assert main(["export", str(source), "--output", str(exported)]) == 0
+    source_net, _ = read_network(source)
+    for path in (source, exported):  # a training checkpoint or an exported network
+        module = StyleTransferModule(["unread.png"], vgg_weights="random", vgg_width_divisor=8, network_width=8,
+                                     residual_blocks=1, init_from=str(path))
+        state = module.network.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in source_net.state_dict().items())
+    cli, run = fit(fit_args, "--model.init_from", str(source), "--trainer.max_steps", "2", "--run_name", "warm")
+    ckpt = read_checkpoint(run / "last.ckpt")  # the step and Adam's moments start fresh
+    assert ckpt["global_step"] == 2 and ckpt["optimizer_states"][0]["state"][0]["step"] == 2
+    assert ckpt["fastmmd"]["init_from"] == "last.ckpt"
+
+
+def test_init_from_a_different_layout_or_a_bad_file_is_one_line(fit_args, tmp_path, capsys):
+    from fastmmd.__main__ import main
+
+    _, source_run = fit(fit_args, "--trainer.max_steps", "1", "--run_name", "source")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    for path, words in ((source_run / "last.ckpt", "network_width"), (junk, "not a fastmmd"),
+                        (tmp_path / "missing.ckpt", "does not exist")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main(["fit", *fit_args, "--model.network_width", "4", "--model.init_from", str(path),
+                  "--trainer.max_steps", "1", "--run_name", f"bad-{path.stem}"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and words in err[0], err
+        assert not (tmp_path / "runs" / f"bad-{path.stem}").exists()  # nothing left behind
+
+
+def test_the_test_loop_logs_under_test(fit_args):
+    _, run = fit(fit_args, "--trainer.max_steps", "1", "--run_name", "r")
+    cli = build_cli(["test", *fit_args, "--ckpt_path", str(run / "last.ckpt")])
+    logged = cli.trainer.logged_metrics
+    assert "test/total" in logged and torch.isfinite(logged["test/total"])
+    assert not any(k.startswith("val/") for k in logged)

@@ -8,11 +8,11 @@ entry, so "0.5,0.5" gave 0.25 and 1; fastmmd does what was intended: w_i for met
 
 from __future__ import annotations
 
-import difflib
+import math
 import re
 from collections.abc import Sequence
 
-from fastmmd.errors import UserError
+from fastmmd.errors import UserError, did_you_mean
 from fastmmd.losses.content import content_loss, relative_content_loss, total_variation
 from fastmmd.losses.style import METHODS, LossOptions, StyleMethod
 
@@ -35,9 +35,7 @@ def parse_loss(spec: str, weights: Sequence[float] | None = None) -> list[tuple[
             raise UserError(f"cannot parse loss {spec!r}: expected e.g. 'gram', 'bn+poly' or '0.5*bn+0.5*poly'")
         name = m["name"].lower()
         if name not in METHODS:
-            close = difflib.get_close_matches(name, METHODS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserError(f"unknown style loss {m['name']!r}{hint} (choose from {', '.join(METHODS)})")
+            raise UserError(f"unknown style loss {m['name']!r}{did_you_mean(name, METHODS)} (choose from {', '.join(METHODS)})")
         terms.append((name, float(m["weight"]) if m["weight"] else None))
     names = [n for n, _ in terms]
     if len(set(names)) != len(names):
@@ -45,6 +43,8 @@ def parse_loss(spec: str, weights: Sequence[float] | None = None) -> list[tuple[
     if weights is not None:
         if len(weights) != len(terms):
             raise UserError(f"{len(weights)} fusion weights given for {len(terms)} loss methods in {spec!r}")
+        if not all(math.isfinite(float(w)) for w in weights):
+            raise UserError(f"fusion weights must be finite, not {list(weights)}")
         return [(n, float(w)) for n, w in zip(names, weights, strict=True)]
     if all(w is None for _, w in terms):
         return [(n, 1.0 / len(terms)) for n in names]

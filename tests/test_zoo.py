@@ -1,0 +1,344 @@
+"""The style zoo: names resolve to shipped files everywhere a model is taken, and the shipped files hold up.
+
+Two parts. A fake zoo (a tiny network exported to fp16 ``.pt``/``.pt2`` with fastmmd's own export,
+and a ``zoo.json`` written here with :func:`fastmmd.zoo.checksum`, as ``scripts/build_zoo.py``
+does) checks resolution, listings and errors. Then the real zoo in ``checkpoints/`` (skipped only
+while ``checkpoints/zoo.json`` does not exist): every file loads with torch alone, describes
+itself, stylizes odd sizes, agrees across formats and still looks as recorded (checksum).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import synthetic_image, write_tiny_checkpoint
+from fastmmd.__main__ import main
+from fastmmd.errors import UserError
+from fastmmd.zoo import (CHECKSUM_SEED, CHECKSUM_SHAPE, ENV_VAR, MANIFEST, checksum, checksum_difference,
+                         describe_styles, read_manifest, resolve_model, zoo_dir)
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_ZOO = REPO / "checkpoints"
+#: fp16 exports of one network in two formats: export's own fp16 parity bound.
+FORMAT_AGREEMENT = 2e-2
+MAX_ZOO_BYTES = 40e6
+
+
+def _entry(files: dict[str, str], check: dict) -> dict:
+    """A manifest entry in ``scripts/build_zoo.py``'s schema."""
+    return {"title": "Tiny Test", "painter": "A. Tester", "year": "2024", "source": "generated", "license": "public domain",
+            "style_image": "tiny_style.png", "loss": "gram", "style_weight": 5.0,
+            "config": ["configs/quickstart.yaml"],
+            "training": {"machine": "test", "minutes": 0.5, "steps": 3, "batch_size": 2, "image_size": 32},
+            "files": files,
+            "scores": {"size": 32, "photos": 2, "style_swd": 0.2, "content": 0.4, "optimize_style_swd": 0.1,
+                       "optimize_content": 0.5, "style_ratio": 2.0, "content_ratio": 0.8},
+            "checksum": check}
+
+
+@pytest.fixture(scope="module")
+def fake_zoo(tmp_path_factory) -> Path:
+    """A zoo folder: ``tiny`` (.pt and .pt2, fp16) and ``mosaic`` (.pt only, the same file)."""
+    from fastmmd.export import export_checkpoint, load_exported
+
+    root = tmp_path_factory.mktemp("zoo")
+    ckpt = write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+    for suffix in (".pt", ".pt2"):
+        export_checkpoint(ckpt, root / f"tiny{suffix}", half=True)
+    program, _ = load_exported(root / "tiny.pt")  # our own file: its program, as build_zoo.py checks it
+    check = checksum(program)
+    styles = {"tiny": _entry({"torchscript": "tiny.pt", "pt2": "tiny.pt2"}, check),
+              "mosaic": {**_entry({"torchscript": "tiny.pt"}, check), "title": "Mosaic"}}
+    (root / MANIFEST).write_text(json.dumps({"format_version": 1, "styles": styles}, indent=2))
+    return root
+
+
+@pytest.fixture
+def zoo(fake_zoo: Path, monkeypatch) -> Path:
+    monkeypatch.setenv(ENV_VAR, str(fake_zoo))
+    return fake_zoo
+
+
+def _one_line_error(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+# ----------------------------------------------------------------------------- resolution
+def test_names_resolve_to_shipped_files_and_paths_stay_paths(zoo, tmp_path, monkeypatch):
+    assert zoo_dir() == zoo
+    assert resolve_model("tiny") == zoo / "tiny.pt"
+    assert resolve_model("Tiny") == zoo / "tiny.pt"  # case-insensitive
+    assert resolve_model("TINY:pt2") == zoo / "tiny.pt2"
+    assert resolve_model("tiny:pt") == zoo / "tiny.pt"
+    assert resolve_model("mosaic") == zoo / "tiny.pt"
+    own = tmp_path / "mine.pt"
+    own.write_bytes(b"x")
+    assert resolve_model(own) == own and resolve_model(str(own)) == own  # a path is never looked up
+    monkeypatch.chdir(tmp_path)
+    Path("tiny").write_bytes(b"x")
+    assert resolve_model("tiny") == Path("tiny")  # an existing file wins over a style of the same name
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("tinny", "did you mean 'tiny'?"),
+    ("tinny:pt2", "did you mean 'tiny'?"),
+    ("tiny.pt", "does not exist; did you mean the shipped style 'tiny'?"),
+    ("nothing/like/this.ckpt", "does not exist"),
+    ("mosaic:pt2", "has no .pt2 file"),
+    ("x" * 5000, "xxx...' is neither a model file"),
+    ("x" * 5000 + ".pt", "does not exist"),
+])
+def test_unknown_names_say_what_exists(zoo, spec, needle):
+    with pytest.raises(UserError) as exc:
+        resolve_model(spec)
+    assert needle in str(exc.value)
+
+
+def test_default_zoo_is_beside_the_package(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert zoo_dir() == REAL_ZOO
+
+
+def test_missing_or_broken_manifest_matters_only_for_names(tmp_path, monkeypatch, fake_zoo):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv(ENV_VAR, str(empty))
+    with pytest.raises(UserError, match="no zoo.json in .*FASTMMD_ZOO"):
+        resolve_model("tiny")
+    assert resolve_model(fake_zoo / "tiny.pt") == fake_zoo / "tiny.pt"
+    broken = {"not json": "{", "old format": json.dumps({"format_version": 0, "styles": {}}),
+              "outside the folder": json.dumps({"format_version": 1, "styles": {"x": {"files": {"torchscript": "../x.pt"}}}}),
+              "wrong suffix": json.dumps({"format_version": 1, "styles": {"x": {"files": {"torchscript": "x.pkl"}}}}),
+              "odd name": json.dumps({"format_version": 1, "styles": {"X Y": {"files": {"torchscript": "x.pt"}}}})}
+    for why, text in broken.items():
+        (empty / MANIFEST).write_text(text)
+        with pytest.raises(UserError, match="manifest .* is broken") as exc:
+            resolve_model("x")
+        assert "\n" not in str(exc.value), why
+    (empty / MANIFEST).write_text(json.dumps({"format_version": 1, "styles": {"gone": {"files": {"torchscript": "gone.pt"}}}}))
+    with pytest.raises(UserError, match="'gone.pt' is missing"):
+        resolve_model("gone")
+
+
+# ----------------------------------------------------------------------------- listing
+def test_models_and_stylize_list_print_the_same_table(zoo, capsys):
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert main(["stylize", "--list"]) == 0
+    assert capsys.readouterr().out == table
+    header, tiny = table.splitlines()[0], next(line for line in table.splitlines() if line.startswith("tiny "))
+    assert header.split()[:3] == ["name", "painting", "loss"]
+    for text in ("Tiny Test, A. Tester, 2024", "gram", "2.00", "0.80", "0.5 min", ".pt .pt2 ("):
+        assert text in tiny, (text, tiny)
+    assert "fastmmd stylize NAME photo.jpg" in table
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["mosaic", "tiny"] and rows[1]["style_ratio"] == 2.0
+    assert rows == describe_styles()
+
+
+def test_listing_without_a_zoo_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    assert main(["models"]) == 0
+    assert main(["stylize", "--list"]) == 0
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.count("\n") == 2 and "no shipped styles" in out.out
+
+
+# ----------------------------------------------------------------------------- every MODEL takes a name
+def test_stylize_by_name(zoo, tmp_path, capsys):
+    image = tmp_path / "odd.png"
+    synthetic_image(53, 37, seed=3).save(image)
+    assert main(["stylize", "tiny", str(image), "-o", str(tmp_path / "out"), "-q"]) == 0
+    result = Image.open(tmp_path / "out" / "odd_stylized.png")
+    assert result.size == (53, 37) and result.text["fastmmd:model"] == "tiny.pt"
+    import fastmmd
+
+    for name in ("tiny", "tiny:pt2"):
+        assert fastmmd.load_stylizer(name, device="cpu")(synthetic_image(53, 37)).size == (53, 37)
+
+
+def test_unknown_name_is_one_line_with_a_hint(zoo, tmp_path, capsys):
+    image = tmp_path / "a.png"
+    synthetic_image(20, 20).save(image)
+    for argv in (["stylize", "tinny", str(image), "-o", str(tmp_path / "out")], ["export", "--info", "tinny"],
+                 ["compare", "--content", str(image), "--style", str(image), "--models", "tinny",
+                  "--output-dir", str(tmp_path / "cmp")]):
+        assert "did you mean 'tiny'?" in _one_line_error(argv, capsys)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cmp").exists()
+    assert "give a MODEL" in _one_line_error(["stylize", "tiny"], capsys)
+
+
+def test_export_info_by_name(zoo, capsys):
+    for name, fmt in (("tiny", "torchscript"), ("tiny:pt2", "pt2")):
+        assert main(["export", "--info", name]) == 0
+        meta = json.loads(capsys.readouterr().out)
+        assert meta["format"] == fmt and meta["dtype"] == "float16"
+
+
+def test_evaluate_by_name(zoo, make_image, tmp_path):
+    photo, style = make_image("photo.png", 48, 40, seed=0), make_image("art.png", 40, 48, seed=1)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "tiny", "tiny:pt2", "--content", str(photo), "--style", str(style), "--vgg-weights", "random",
+                 "--vgg-width-divisor", "8", "--size", "32", "--iterations", "1", "--precision", "32", "--no-progress",
+                 "--output", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["tiny.pt", "tiny.pt2"]
+
+
+# ----------------------------------------------------------------------------- checksum
+def test_checksum_is_the_same_through_fastmmd_and_catches_a_changed_look(zoo):
+    from fastmmd.export import ExportedStylizer
+    from fastmmd.model_files import read_network
+    from fastmmd.stylize import load_model
+
+    expected = read_manifest()["tiny"]["checksum"]
+    assert expected["seed"] == CHECKSUM_SEED and expected["shape"] == list(CHECKSUM_SHAPE)
+    for name in ("tiny", "tiny:pt2"):  # what fastmmd runs (weights read, its own network, stored fp16)
+        module, _ = load_model(resolve_model(name), torch.device("cpu"), torch.float16, False)
+        assert checksum_difference(expected, checksum(module)) <= expected["tolerance"]
+    net, _ = read_network(zoo / "tiny.pt")
+    with torch.no_grad():
+        net.decoder[-1][1].bias.add_(0.2)  # the last conv: a colour shift
+    changed = checksum(ExportedStylizer(net).to(torch.float16))
+    assert checksum_difference(expected, changed) > 10 * expected["tolerance"]
+    assert checksum_difference(expected, {**changed, "seed": 1}) == float("inf")
+
+
+# ----------------------------------------------------------------------------- the shipped zoo
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, dict]:
+    """The real manifest (the default zoo folder), or a skip while the zoo is not built yet."""
+    if not (REAL_ZOO / MANIFEST).is_file():
+        pytest.skip("checkpoints/zoo.json does not exist yet (scripts/build_zoo.py writes it)")
+    styles = read_manifest(REAL_ZOO)
+    assert styles, "checkpoints/zoo.json lists no styles"
+    return styles
+
+
+@pytest.fixture
+def real_zoo(shipped, monkeypatch) -> dict[str, dict]:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    return shipped
+
+
+_TORCH_ONLY = r"""
+import json, sys, warnings
+sys.modules["fastmmd"] = None  # a shipped style must load without fastmmd
+import torch
+warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+folder, seed, shape, styles = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+out = {}
+for name, files in styles.items():
+    extra, extra2 = {"fastmmd.json": ""}, {"fastmmd.json": ""}
+    program = torch.jit.load(f"{folder}/{files['torchscript']}", map_location="cpu", _extra_files=extra)
+    graph = torch.export.load(f"{folder}/{files['pt2']}", extra_files=extra2).module()
+    with torch.inference_mode():
+        y = program(x).float()  # (1, 3, 37, 53)
+        y8 = program((x * 255).round().to(torch.uint8))
+        y2 = graph(x).float()
+    out[name] = {"shape": list(y.shape), "finite": bool(torch.isfinite(y).all()), "in_range": bool(y.min() >= 0 and y.max() <= 1),
+                 "mean": y.mean(dim=(0, 2, 3)).tolist(), "std": y.std(dim=(0, 2, 3)).tolist(),
+                 "uint8": [str(y8.dtype), list(y8.shape)], "pt2_shape": list(y2.shape),
+                 "pt2_diff": float((y2 - y).abs().max()),
+                 "formats": [json.loads(extra["fastmmd.json"])["format"], json.loads(extra2["fastmmd.json"])["format"]]}
+assert not [m for m in sys.modules if m.startswith("fastmmd") and sys.modules[m] is not None]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def torch_only_run(shipped, tmp_path_factory) -> dict[str, dict]:
+    """Every shipped file loaded and run by torch alone, in a process that cannot import fastmmd.
+
+    ``torch.export.load`` may fall back to unrestricted unpickling; ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``
+    forbids that here too (these are our own files, but the test should not depend on it)."""
+    styles = {name: entry["files"] for name, entry in shipped.items()}
+    env = {**os.environ, "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([sys.executable, "-I", "-c", _TORCH_ONLY, str(REAL_ZOO), str(CHECKSUM_SEED),
+                           json.dumps(list(CHECKSUM_SHAPE)), json.dumps(styles)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path_factory.mktemp("torch_only"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_shipped_manifest_is_complete(real_zoo):
+    recipes = {p.stem for p in (REPO / "configs" / "zoo").glob("*.yaml")}
+    assert recipes <= set(real_zoo), f"recipes without a shipped style: {sorted(recipes - set(real_zoo))}"
+    listed = {f for entry in real_zoo.values() for f in entry["files"].values()}
+    on_disk = {p.name for p in REAL_ZOO.iterdir() if p.suffix in (".pt", ".pt2")}
+    assert listed == on_disk, f"listed only: {sorted(listed - on_disk)}; unlisted: {sorted(on_disk - listed)}"
+    for name, e in real_zoo.items():
+        assert set(e["files"]) == {"torchscript", "pt2"}, name
+        for key in ("title", "painter", "year", "source", "license", "style_image", "loss"):
+            assert isinstance(e.get(key), str) and e[key], (name, key)
+        assert e["style_weight"] > 0, name
+        assert all((REPO / c).is_file() for c in e["config"]), (name, e["config"])
+        assert {"minutes", "steps", "batch_size", "image_size"} <= set(e["training"]), name
+        assert {"style_ratio", "content_ratio", "photos", "size"} <= set(e["scores"]), name
+        c = e["checksum"]
+        assert c["seed"] == CHECKSUM_SEED and c["shape"] == list(CHECKSUM_SHAPE) and 0 < c["tolerance"] <= 0.01, name
+        assert len(c["mean"]) == len(c["std"]) == 3, name
+
+
+def test_shipped_zoo_fits_the_repository_budget(real_zoo):
+    files = [REAL_ZOO / f for e in real_zoo.values() for f in e["files"].values()] + [REAL_ZOO / MANIFEST]
+    total = sum(f.stat().st_size for f in files)
+    assert total <= MAX_ZOO_BYTES, f"the zoo is {total / 1e6:.1f} MB, over {MAX_ZOO_BYTES / 1e6:.0f} MB"
+
+
+@pytest.mark.slow  # ~20 s on 2 CPU cores: torch.export.load takes ~2 s per .pt2
+def test_shipped_files_load_with_torch_alone_and_look_as_recorded(real_zoo, torch_only_run):
+    for name, entry in real_zoo.items():
+        run = torch_only_run[name]
+        assert run["shape"] == run["pt2_shape"] == list(CHECKSUM_SHAPE), name  # odd size in, same size out
+        assert run["finite"] and run["in_range"], name
+        assert run["uint8"] == ["torch.uint8", list(CHECKSUM_SHAPE)], name
+        assert run["formats"] == ["torchscript", "pt2"], name
+        assert run["pt2_diff"] <= FORMAT_AGREEMENT, (name, run["pt2_diff"])
+        measured = {"seed": CHECKSUM_SEED, "shape": list(CHECKSUM_SHAPE), "mean": run["mean"], "std": run["std"]}
+        diff = checksum_difference(entry["checksum"], measured)
+        assert diff <= entry["checksum"]["tolerance"], f"{name}: output statistics moved by {diff:.4f}; re-exported?"
+
+
+def test_shipped_files_through_fastmmd(real_zoo):
+    from fastmmd.model_files import read_metadata, read_network
+    from fastmmd.stylize import load_model, load_stylizer
+
+    image = synthetic_image(53, 37, seed=5)
+    for name, entry in real_zoo.items():
+        nets = {}
+        for kind in ("torchscript", "pt2"):
+            path = REAL_ZOO / entry["files"][kind]
+            meta = read_metadata(path)
+            assert meta["format"] == kind and meta["dtype"] == "float16", (name, kind)
+            for key in ("fastmmd_version", "torch_version", "input", "network", "parameters", "min_size", "style_images",
+                        "loss", "style_weight", "content_weight", "training_steps", "training"):
+                assert meta.get(key) is not None, (name, kind, key)
+            assert entry["style_image"] in [Path(s).name for s in meta["style_images"]], name
+            assert (meta["loss"], meta["style_weight"]) == (entry["loss"], entry["style_weight"]), name
+            assert meta["training_steps"] == entry["training"]["steps"], name
+            assert meta["min_size"] <= min(image.size), name
+            nets[kind] = read_network(path)[0]
+        for a, b in zip(nets["torchscript"].state_dict().values(), nets["pt2"].state_dict().values(), strict=True):
+            assert torch.equal(a, b), f"{name}: its .pt and .pt2 hold different weights"
+        for spec in (name, f"{name}:pt2"):  # by name, from the default zoo folder
+            assert load_stylizer(spec, device="cpu")(image).size == image.size, spec
+        module, _ = load_model(resolve_model(name), torch.device("cpu"), torch.float16, False)
+        diff = checksum_difference(entry["checksum"], checksum(module))
+        assert diff <= entry["checksum"]["tolerance"], f"{name}: fastmmd's network moved by {diff:.4f}"
