@@ -160,7 +160,7 @@ class FastMMDCLI(LightningCLI):
         if self.subcommand == "fit" and run.is_dir() and any(run.iterdir()) and not cfg.get("ckpt_path"):
             if not cfg.get("overwrite"):
                 raise UserError(f"run folder {str(run)!r} already holds a run; resume it with --ckpt_path last, "
-                                f"choose another --run_name, or pass --overwrite to replace it")
+                                f"choose another --run_name, or pass --overwrite true to replace it")
             shutil.rmtree(run)
         if run.exists() and not run.is_dir():
             raise UserError(f"run folder {str(run)!r} is a file")

@@ -107,6 +107,7 @@ def main() -> None:
 
 def readme(manifest: dict, zoo: Path) -> str:
     """checkpoints/README.md: the table of shipped styles, generated from zoo.json."""
+    total = sum((zoo / f).stat().st_size for e in manifest["styles"].values() for f in e["files"].values()) / 1e6
     lines = [
         "# checkpoints/: the shipped styles, and your runs",
         "",
@@ -118,8 +119,9 @@ def readme(manifest: dict, zoo: Path) -> str:
         "Each style is a TorchScript `.pt` and a torch.export `.pt2` with fp16 weights (1.75 M",
         "parameters: 3.6 MB and 3.9 MB). fp16 storage moves the output of the fp32 network by at most",
         "0.0011 (mean 4e-5, on a 256 px photo; one 8-bit level is 0.0039), so it costs nothing visible;",
-        "fastmmd upcasts the weights to fp32 on the CPU. 8-bit storage would halve the zoo again and is not",
-        "done yet: the zoo is 44.7 MB, over the 40 MB the project allows itself. `zoo.json` records each style's",
+        f"fastmmd upcasts the weights to fp32 on the CPU. The zoo holds {total:.1f} MB; the project keeps it under",
+        "40 MB, which at fp16 is five styles in both formats (8-bit storage would double that; not done",
+        "yet). `zoo.json` records each style's",
         "painting, loss, training and scores; `scripts/build_zoo.py` rebuilds it and this table.",
         "",
         "Scores: `fastmmd evaluate <style>.pt` on held-out photos (`../shared/data/content`, never",
@@ -137,7 +139,12 @@ def readme(manifest: dict, zoo: Path) -> str:
                      f"| {t['minutes']:g} min, {t['machine']} | {num('style_swd')} | {num('content')} | {num('style_ratio', '.2f')} "
                      f"| {num('content_ratio', '.2f')} | {num('seconds_per_image', '.2f')} |")
     lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml`, then",
-              "`fastmmd export checkpoints/<style>/last.ckpt --half --output checkpoints/<style>.pt`.", ""]
+              "`fastmmd export checkpoints/<style>/last.ckpt --half --output checkpoints/<style>.pt` (and `.pt2`).",
+              "The shipped networks came from `scripts/gpu_check.sh` (`TRAIN_TIME=00:00:03:30`), which trains all",
+              "styles at once on one GPU, each on a copy of `../shared/data/photos` resized to a 288 px short",
+              "side (JPEG quality 90, so that it travels to the GPU machine); the step counts above depend on",
+              "that sharing. Training time on the 2-core CPU: not measured for these networks (see",
+              "`configs/cpu.yaml` for the CPU recipe).", ""]
     return "\n".join(lines)
 
 

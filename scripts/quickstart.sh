@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-ci.txt -e .
 FASTMMD=.venv/bin/fastmmd
 .venv/bin/python -m fastmmd.samples data/samples
-$FASTMMD fit --config configs/quickstart.yaml --overwrite   # a rerun trains the quickstart afresh
+$FASTMMD fit --config configs/quickstart.yaml --overwrite true   # a rerun trains the quickstart afresh
 CKPT=checkpoints/quickstart/last.ckpt
 $FASTMMD export "$CKPT" --output out/quickstart/style.pt
 $FASTMMD export "$CKPT" --format pt2 --output out/quickstart/style.pt2

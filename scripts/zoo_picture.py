@@ -1,6 +1,6 @@
 """The README's first picture: every shipped style (checkpoints/zoo.json) on a few real photos.
 
-One row per style (labelled with its name and loss), its painting first, then the photos stylized
+One row per style (labelled with its loss; its name under the painting), the painting first, then the photos stylized
 by the shipped network in one forward pass each; the top row shows the photos themselves.
 
     python scripts/zoo_picture.py ../shared/data/content/{tubingen,golden_gate,dog,chicago}.jpg \
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fastmmd.grid import draw_grid, tile_size
+from fastmmd.grid import PAD, Layout, draw_grid, tile_size
 from fastmmd.images import open_image, read_image, tensor_to_pil
 from fastmmd.stylize import load_stylizer
 
@@ -35,18 +35,21 @@ def main() -> None:
     styles = json.loads((zoo / "zoo.json").read_text())["styles"]
     photos = [read_image(p, args.size) for p in args.photos]
     tile = tile_size(photos[0].shape[1], photos[0].shape[2], args.tile)
-    rows, tiles = ["photo"], {}
+    rows, tiles, captions = ["photo"], {}, {}
     for c, x in enumerate(photos):
         tiles[(0, c + 1)] = tensor_to_pil(x)
     for name, entry in styles.items():
         r = len(rows)
-        rows.append(f"{name}\n{entry['loss']}")
-        tiles[(r, 0)] = open_image(Path(args.styles) / entry["style_image"])
+        rows.append(f"loss: {entry['loss']}")
+        tiles[(r, 0)] = open_image(Path(args.styles) / entry["style_image"])[0]
+        captions[(r, 0)] = f"{name} ({entry['painter'].split()[-1]})"
         stylizer = load_stylizer(zoo / entry["files"]["torchscript"], device="cpu")
         for c, x in enumerate(photos):
             tiles[(r, c + 1)] = tensor_to_pil(stylizer.stylize_tensor(x.unsqueeze(0))[0].float().clamp(0, 1))
     cols = ["painting", *(Path(p).stem for p in args.photos)]
-    picture = draw_grid([r.replace("\n", " · ") for r in rows], cols, tiles, tile, blank={(0, 0)})
+    picture = draw_grid(rows, cols, tiles, tile, captions=captions, blank={(0, 0)})
+    top = Layout(len(rows), len(cols), tile).header_height - PAD  # no reference images: drop the empty header
+    picture = picture.crop((0, top, picture.width, picture.height))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.convert("RGB").save(out, quality=88) if out.suffix.lower() in (".jpg", ".jpeg") else picture.save(out)
