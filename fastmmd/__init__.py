@@ -17,7 +17,7 @@ _LAZY = {
     "StyleCriterion": "fastmmd.criterion",
     "VGGFeatures": "fastmmd.features",
     "TransformerNet": "fastmmd.networks",
-    "LossOptions": "fastmmd.losses",
+    "StyleLoss": "fastmmd.losses",
     "load_stylizer": "fastmmd.stylize",
     "optimize_image": "fastmmd.optimize",
 }

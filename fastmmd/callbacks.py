@@ -97,7 +97,7 @@ class NonFiniteGuard(L.Callback):
         which = [k for k, v in terms.items() if not torch.isfinite(v).all()] or ["total"]
         raise NonFiniteLossError(
             f"loss term(s) {', '.join(which)} became NaN/Inf at step {trainer.global_step}; training stopped and "
-            f"the last checkpoint is kept. Lower model.lr or model.style_weight, use trainer.gradient_clip_val, "
+            f"the last checkpoint is kept. Lower model.lr or model.loss.style_weight, use trainer.gradient_clip_val, "
             f"or precision 32, then resume with --ckpt_path last")
 
 
@@ -106,19 +106,49 @@ class RunCheckpoint(ModelCheckpoint):
 
     Lightning's ModelCheckpoint writes ``last.ckpt`` only together with a periodic checkpoint, so a
     run ending between two periodic saves (max_steps, max_epochs, max_time) would leave ``last.ckpt``
-    behind the trained network.
-    The extra save happens at the end of the final batch, the same point as a periodic save (a save
-    in ``on_train_end`` would record a state that Lightning's loops resume one epoch off).
+    behind the trained network. At the end of the final batch (the same point as a periodic save)
+    this writes ``last.ckpt`` with the public ``Trainer.save_checkpoint``, unless a checkpoint of
+    this step was just written. Only public API: the step of the newest checkpoint is noted in the
+    ``on_save_checkpoint`` hook, which Lightning calls for every checkpoint it writes.
+
+    ModelCheckpoint's own later saves of a step already saved are skipped, as ModelCheckpoint skips
+    its own: after a validation (the ``metrics.csv`` clock would then run ahead of the checkpoint's),
+    at the epoch's end and in ``on_train_end`` (Lightning >= 2.5.x writes ``last.ckpt`` there when it
+    has not written one itself). A save after the epoch loop ended records the epoch as finished, so
+    a run stopped mid-epoch by ``max_steps`` would resume at the next epoch, one epoch off.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.saved_step = -1  # global step of the newest checkpoint written by this process
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        self.saved_step = int(checkpoint.get("global_step", trainer.global_step))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if not self.save_last or trainer.fast_dev_run or self.dirpath is None:
+            return
         final_step = 0 < trainer.max_steps <= trainer.global_step or trainer.should_stop  # max_time, early stop
         final_epoch = (trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch + 1
-                       and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
-        if self.save_last and (final_step or final_epoch) and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+                       and batch_idx + 1 >= trainer.num_training_batches)
+        if (final_step or final_epoch) and self.saved_step != trainer.global_step:
+            self.last_model_path = self.format_checkpoint_name({}, filename=self.CHECKPOINT_NAME_LAST)  # part of the saved state
+            trainer.save_checkpoint(self.last_model_path, self.save_weights_only)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.saved_step != trainer.global_step:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.saved_step != trainer.global_step:
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.saved_step != trainer.global_step:
+            super().on_train_end(trainer, pl_module)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

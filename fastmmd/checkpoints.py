@@ -12,7 +12,9 @@ transformation network (keys ``network.*``; never the frozen VGG, so it stays a 
      "global_step": 1200}
 
 Loading needs only torch (the weights-only unpickler of :mod:`fastmmd.model_files`), so ``stylize``
-and ``export`` never import Lightning.
+and ``export`` never import Lightning. Writing goes through :func:`checkpoint_entries` and
+:func:`description`, which ``StyleTransferModule.on_save_checkpoint`` and the tests' stand-in
+checkpoints both call, so the format is written in one place.
 """
 
 from __future__ import annotations
@@ -28,6 +30,21 @@ from fastmmd.networks import TransformerNet
 FORMAT_VERSION = 1
 KEY = "fastmmd"
 NETWORK_PREFIX = "network."
+
+
+def description(network: TransformerNet, **training: Any) -> dict[str, Any]:
+    """The ``"fastmmd"`` entry: the format and fastmmd versions and the network's layout (all that
+    reading the weights back needs), then whatever the run records about its training (``training``:
+    style images, loss, weights, VGG, ``global_step``...)."""
+    from fastmmd import __version__
+
+    return {"format_version": FORMAT_VERSION, "fastmmd_version": __version__, "network": network.config(), **training}
+
+
+def checkpoint_entries(network: TransformerNet, meta: dict[str, Any]) -> dict[str, Any]:
+    """The entries fastmmd owns in a checkpoint: a ``state_dict`` with only the network's weights
+    (keys ``network.*``; never the frozen VGG) and ``meta`` (from :func:`description`) under ``"fastmmd"``."""
+    return {"state_dict": {NETWORK_PREFIX + k: v for k, v in network.state_dict().items()}, KEY: meta}
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -7,7 +7,8 @@ files and ``grids/*.png``. ``--ckpt_path last`` resumes the newest run of the sa
 run named by ``--run_name``); a checkpoint file resumes in its own folder. Defaults set here:
 
 * ``trainer.use_distributed_sampler=False`` (the data module shards by rank itself, keeping its
-  seeded order), ``seed_everything=0``;
+  seeded order; its sampler is a ``DistributedSampler``, which Lightning keeps under either value),
+  ``seed_everything=0``;
 * callbacks always present: LearningRateMonitor (``lr-Adam``), ThroughputMonitor
   (``train/device/samples_per_sec`` = images/s per device, plus ``train/samples_per_sec`` under
   DDP), :class:`~fastmmd.callbacks.NonFiniteGuard`, :class:`~fastmmd.callbacks.ValidationScores`
@@ -126,17 +127,17 @@ class FastMMDCLI(LightningCLI):
         if rank_zero_only.rank == 0:  # other ranks (DDP, torchrun, SLURM) use the folder rank 0 prepares
             self._claim_run_dir(cfg)
 
-    def _parse_ckpt_path(self) -> None:
-        """Checks ``--ckpt_path`` with fastmmd's safe reader before Lightning reads it (Lightning 2.6 loads
-        its hyper-parameters right after parsing); one line and exit 2 for anything that is not a
-        fastmmd checkpoint this command can use."""
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parses, then checks ``--ckpt_path`` with fastmmd's safe reader before Lightning reads it (right
+        after parsing, Lightning loads a checkpoint's hyper-parameters into the config); one line and
+        exit 2 for anything that is not a fastmmd checkpoint this command can use."""
+        super().parse_arguments(parser, args)
         ckpt_path = self.config.get("subcommand") and self.config[self.config.subcommand].get("ckpt_path")
         if ckpt_path and ckpt_path != "last":
             if ckpt_path in ("best", "hpc", "registry") or not Path(ckpt_path).is_file():
                 what = "is a folder" if Path(ckpt_path).is_dir() else "does not exist"
                 raise UserError(f"--ckpt_path {ckpt_path!r} {what}; give last or a .ckpt file written by `fastmmd fit`")
             self._check_checkpoint(Path(ckpt_path))
-        super()._parse_ckpt_path()
 
     def _check_checkpoint(self, path: Path) -> None:
         from fastmmd.checkpoints import read_checkpoint
@@ -167,7 +168,7 @@ class FastMMDCLI(LightningCLI):
         make_dirs(run, keep="*.ckpt")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        config = self._get(self.config_init, "trainer", default={})
+        config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
         plugins = config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, list) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):

@@ -9,9 +9,13 @@ point prints one line and exits 2 like every other user error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import re
+import typing
 from collections.abc import Sequence
+from types import NoneType, UnionType
+from typing import Any, Literal, TypeVar
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -27,6 +31,66 @@ class CommandParser(ArgumentParser):
 
     def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
         raise UserError(f"{self.prog}: {plain_parse_error(one_line(message))} (see `{self.prog} --help`)")
+
+
+Settings = TypeVar("Settings")
+
+
+def add_dataclass_flags(parser: ArgumentParser, cls: type, exclude: Sequence[str] = (),
+                        aliases: dict[str, str] | None = None) -> None:
+    """Adds a ``--dashed-name`` flag per field of the dataclass ``cls``, its default and help from
+    the field and the class docstring's ``Attributes:``, so a command never restates a setting.
+
+    Literal fields become choices, scalars (or optional scalars) typed flags, and tuples take a
+    comma-separated list (``relu1_1,relu2_1``) or a YAML list in ``--config``; read the values back
+    with :func:`dataclass_from_args`.
+
+    Args:
+        exclude: fields the command sets itself (``compare``'s grid axes).
+        aliases: an older flag name per field, still accepted (``{"method": "--loss"}``).
+    """
+    import docstring_parser
+
+    docs = {p.arg_name: " ".join((p.description or "").split()) for p in docstring_parser.parse(cls.__doc__ or "").params}
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in exclude:
+            continue
+        kind, kwargs = hints[field.name], {}
+        scalar = [a for a in typing.get_args(kind) if a is not NoneType] if typing.get_origin(kind) in (UnionType, typing.Union) else [kind]
+        if typing.get_origin(kind) is Literal:
+            kwargs["choices"] = list(typing.get_args(kind))
+        elif len(scalar) == 1 and scalar[0] in (int, float, str):
+            kwargs["type"] = scalar[0]
+        flags = [f"--{field.name.replace('_', '-')}", *([aliases[field.name]] if aliases and field.name in aliases else [])]
+        parser.add_argument(*flags, dest=field.name, default=field.default, help=docs.get(field.name), **kwargs)
+
+
+def dataclass_from_args(cls: type[Settings], args: Any, **overrides: Any) -> Settings:
+    """The ``cls`` instance that the flags of :func:`add_dataclass_flags` describe; ``overrides``
+    set the excluded fields (or replace parsed ones). Comma-separated lists are split here."""
+    hints, values = typing.get_type_hints(cls), {}
+    for field in dataclasses.fields(cls):
+        if field.name in overrides:
+            values[field.name] = overrides[field.name]
+            continue
+        if not hasattr(args, field.name):
+            continue
+        value, items = getattr(args, field.name), _sequence_item(hints[field.name])
+        if items is float:
+            value = float_list(value, f"--{field.name.replace('_', '-')}")
+        elif items is str:
+            value = str_list(value)
+        values[field.name] = value
+    return cls(**values)
+
+
+def _sequence_item(kind: Any) -> type | None:
+    """``tuple[float, ...] | None`` -> ``float``; ``None`` for a field that is not a sequence."""
+    for option in typing.get_args(kind) if typing.get_origin(kind) in (UnionType, typing.Union) else (kind,):
+        if typing.get_origin(option) in (tuple, list):
+            return typing.get_args(option)[0]
+    return None
 
 
 _TYPE_ERROR = re.compile(r"""Parser key "([\w.-]+)":\s*Expected a <class '(float|int)'>\. Got value: (.*)$""")

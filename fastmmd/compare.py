@@ -30,7 +30,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,13 +38,14 @@ from PIL import Image
 from torch import Tensor
 
 from fastmmd import __version__
-from fastmmd.commands import CommandParser, float_list, resolve_device, resolve_precision, str_list
+from fastmmd.commands import (CommandParser, add_dataclass_flags, dataclass_from_args, float_list, resolve_device,
+                              resolve_precision, str_list)
 from fastmmd.criterion import CALIBRATION, StyleCriterion
 from fastmmd.errors import UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.grid import draw_grid, tile_size
 from fastmmd.images import atomic_path, fit_size, image_size, pil_to_tensor, read_image, save_image, tensor_to_pil
-from fastmmd.losses import LossOptions, parse_loss
+from fastmmd.losses import StyleLoss, parse_loss
 from fastmmd.metrics import evaluate_features
 from fastmmd.optimize import check_memory, optimize_image
 from fastmmd.outputs import check_output_dir, make_dirs, refuse_inputs
@@ -53,6 +54,8 @@ from fastmmd.zoo import resolve_model
 
 CELL_FORMAT = 1
 CAPTION_LINES = 2  # under each grid tile: "time, steps" and "SW ..., C ..."
+#: StyleLoss fields that compare varies itself: ``--losses`` gives the rows, ``--style-weights`` the columns.
+GRID_AXES = ("method", "style_weight")
 METRICS_VERSION = 1  # bump when fastmmd.metrics changes: kept cells are then re-evaluated, not re-optimised
 
 
@@ -91,8 +94,7 @@ def build_parser() -> CommandParser:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1 for lbfgs, 0.02 for adam)")
     p.add_argument("--init", choices=["content", "random"], default="content", help="start from the content or from seeded noise")
     p.add_argument("--seed", type=int, default=0, help="seeds the noise start, the Gaussian estimator and the metrics")
-    p.add_argument("--content-weight", type=float, default=1.0, help="content term weight")
-    p.add_argument("--tv-weight", type=float, default=1e-3, help="total-variation weight")
+    add_dataclass_flags(p, StyleLoss, exclude=GRID_AXES)  # every other loss setting, as optimize has them
     p.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG pooling (the authors' code used avg)")
     p.add_argument("--reconstruct-style", action="store_true", help="also rebuild each style from noise, content weight 0 (recon_<style>.png)")
     p.add_argument("--reconstruct-layers", choices=["cumulative", "single"], default="cumulative",
@@ -174,7 +176,7 @@ def _plan(args, losses, weights, contents, styles, models) -> list[Cell]:
 
 def _key(cell: Cell, common: dict, digests: dict[str, list[str]]) -> str:
     # the loss definitions themselves: a change of calibration or estimator defaults invalidates cells
-    spec = {"format": CELL_FORMAT, **common, "calibration": CALIBRATION, "loss_options": asdict(LossOptions()), "kind": cell.kind, "style": digests["style"][cell.style],
+    spec = {"format": CELL_FORMAT, **common, "calibration": CALIBRATION, "kind": cell.kind, "style": digests["style"][cell.style],
             "content": None if cell.content is None else digests["content"][cell.content], "loss": cell.loss,
             "style_weight": cell.style_weight, "layers": list(cell.layers),
             "model": None if cell.model is None else digests["model"][cell.model]}
@@ -200,12 +202,13 @@ def run(args) -> int:
     contents = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.content), args.content)]
     styles = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.style), args.style)]
     models = [(n, _load_model(p, device)) for n, p in zip(_unique_stems(args.models), args.models)]
-    vgg = VGGFeatures(STYLE_LAYERS + CONTENT_LAYERS, args.vgg_weights, args.pooling, args.vgg_width_divisor).to(device)
+    taps = tuple(dict.fromkeys(STYLE_LAYERS + CONTENT_LAYERS + tuple(str_list(args.style_layers) or ()) + tuple(str_list(args.content_layers) or ())))
+    vgg = VGGFeatures(taps, args.vgg_weights, args.pooling, args.vgg_width_divisor).to(device)
     digests = {"content": [_digest(p) for p in args.content], "style": [_digest(p) for p in args.style],
                "model": [_digest(p) for p in args.models]}
+    loss = {k: v for k, v in asdict(dataclass_from_args(StyleLoss, args, method="gram")).items() if k not in GRID_AXES}
     common = {"size": args.size, "iterations": args.iterations, "optimizer": args.optimizer, "lr": args.lr,
-              "init": args.init, "seed": args.seed, "content_weight": args.content_weight, "tv_weight": args.tv_weight,
-              "precision": args.precision, "vgg": vgg.describe()}
+              "init": args.init, "seed": args.seed, **loss, "precision": args.precision, "vgg": vgg.describe()}
     evaluation = {"metrics_version": METRICS_VERSION, "projections": args.projections,
                   "identity_positions": args.identity_positions, "seed": args.seed}
     cells = _plan(args, losses, weights, contents, styles, models)
@@ -322,8 +325,10 @@ def _run_cell(cell: Cell, args, contents, styles, models, vgg, device, bar) -> d
         record.update(seconds=time.perf_counter() - start, iterations=0, final_terms={})
     else:
         reconstruct = cell.kind == "reconstruct"
-        criterion = StyleCriterion(cell.loss, cell.style_weight, 0.0 if reconstruct else args.content_weight, args.tv_weight,
-                                   cell.layers or STYLE_LAYERS, vgg=vgg, seed=args.seed).to(device)
+        settings = dataclass_from_args(StyleLoss, args, method=cell.loss, style_weight=cell.style_weight)
+        if reconstruct:  # the paper's Fig. 2: style alone, through growing sets of layers with their own weights
+            settings = replace(settings, content_weight=0.0, style_layers=cell.layers, style_layer_weights=None)
+        criterion = StyleCriterion(settings, vgg=vgg, seed=args.seed).to(device)
         criterion.set_style([style])
         if not reconstruct:
             criterion.set_content(content)

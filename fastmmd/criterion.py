@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from fastmmd.errors import UserError
-from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures, check_taps
-from fastmmd.losses import METHODS, LossOptions, parse_loss, relative_content_loss, total_variation
+from fastmmd.features import VGGFeatures, check_taps
+from fastmmd.losses import METHODS, StyleLoss, parse_loss, relative_content_loss, total_variation
 from fastmmd.losses import moments
 
 #: Per-method constants s_k under relative normalisation, measured by scripts/calibrate_losses.py:
@@ -38,20 +38,14 @@ from fastmmd.losses import moments
 #: The Gaussian's constant is for the default ``subset`` estimator (the ``linear`` one measured 7.3).
 CALIBRATION: dict[str, float] = {"gram": 1.0, "poly": 1.0, "linear": 1.8, "gaussian": 9.3, "bn": 2.8}
 
-Normalization = Literal["relative", "paper"]
 
 
 class StyleCriterion(nn.Module):
     """Style + content + total-variation loss against fixed style (and optionally content) targets.
 
     Args:
-        loss: method or fusion, e.g. ``"gram"``, ``"bn+poly"``, ``"0.5*bn+0.5*poly"``.
-        style_weight, content_weight, tv_weight: term weights (see module docstring).
-        style_layers: VGG taps for the style term; ``style_layer_weights`` their w_l (default equal).
-        content_layers: VGG taps for the content term.
-        fusion_weights: per-method weights a_k (default from ``loss``; 1/k when not given).
-        options: kernel and estimator settings (:class:`~fastmmd.losses.LossOptions`).
-        normalization: ``"relative"`` (default) or ``"paper"`` (the raw 1/Z_k * MMD^2).
+        settings: the loss (:class:`~fastmmd.losses.StyleLoss`: method, term weights, taps and their
+            weights, normalisation, kernel and estimator settings); default its declared defaults.
         vgg: a :class:`VGGFeatures` to use; built from ``vgg_weights``/``vgg_pooling``/
             ``vgg_width_divisor`` with exactly the needed taps when not given.
         seed: seeds the generator behind the Gaussian estimators' random positions.
@@ -59,16 +53,7 @@ class StyleCriterion(nn.Module):
 
     def __init__(
         self,
-        loss: str = "gram",
-        style_weight: float = 1.0,
-        content_weight: float = 1.0,
-        tv_weight: float = 0.0,
-        style_layers: Sequence[str] = STYLE_LAYERS,
-        style_layer_weights: Sequence[float] | None = None,
-        content_layers: Sequence[str] = CONTENT_LAYERS,
-        fusion_weights: Sequence[float] | None = None,
-        options: LossOptions | None = None,
-        normalization: Normalization = "relative",
+        settings: StyleLoss | None = None,
         vgg: VGGFeatures | None = None,
         vgg_weights: str = "caffe",
         vgg_pooling: Literal["max", "avg"] = "max",
@@ -76,31 +61,32 @@ class StyleCriterion(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.style_layers = tuple(style_layers)
-        self.content_layers = tuple(content_layers)
+        s = self.settings = StyleLoss.of(settings)
+        self.style_layers = tuple(s.style_layers)
+        self.content_layers = tuple(s.content_layers)
         if not self.style_layers:
             raise UserError("at least one style layer is needed")
         check_taps(self.style_layers + self.content_layers)
-        if style_layer_weights is None:
-            style_layer_weights = [1.0] * len(self.style_layers)
-        if (len(style_layer_weights) != len(self.style_layers) or min(style_layer_weights) < 0 or sum(style_layer_weights) <= 0
-                or not all(math.isfinite(w) for w in style_layer_weights)):
+        layer_weights = [1.0] * len(self.style_layers) if s.style_layer_weights is None else s.style_layer_weights
+        if (len(layer_weights) != len(self.style_layers) or min(layer_weights) < 0 or sum(layer_weights) <= 0
+                or not all(math.isfinite(w) for w in layer_weights)):
             raise UserError(f"style_layer_weights must be {len(self.style_layers)} finite non-negative numbers, not all zero")
-        total = float(sum(style_layer_weights))
-        self.layer_weights = {t: float(w) / total for t, w in zip(self.style_layers, style_layer_weights, strict=True)}
-        if normalization not in ("relative", "paper"):
-            raise UserError(f"normalization must be 'relative' or 'paper', not {normalization!r}")
-        for name, value in (("style_weight", style_weight), ("content_weight", content_weight), ("tv_weight", tv_weight)):
+        total = float(sum(layer_weights))
+        self.layer_weights = {t: float(w) / total for t, w in zip(self.style_layers, layer_weights, strict=True)}
+        if s.normalization not in ("relative", "paper"):
+            raise UserError(f"normalization must be 'relative' or 'paper', not {s.normalization!r}")
+        for name in ("style_weight", "content_weight", "tv_weight"):
+            value = getattr(s, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise UserError(f"{name} must be a finite non-negative number, not {value}")
-        self.options = options or LossOptions()
-        if self.options.gaussian_estimator not in ("linear", "subset", "rff"):
-            raise UserError(f"gaussian_estimator must be linear, subset or rff, not {self.options.gaussian_estimator!r}")
-        self.loss_spec = str(loss)
-        self.fusion = parse_loss(loss, fusion_weights)
-        self.methods = {name: METHODS[name](self.options) for name, _ in self.fusion}
-        self.normalization = normalization
-        self.style_weight, self.content_weight, self.tv_weight = float(style_weight), float(content_weight), float(tv_weight)
+        if s.gaussian_estimator not in ("linear", "subset", "rff"):
+            raise UserError(f"gaussian_estimator must be linear, subset or rff, not {s.gaussian_estimator!r}")
+        self.options = s
+        self.loss_spec = str(s.method)
+        self.fusion = parse_loss(s.method, s.fusion_weights)
+        self.methods = {name: METHODS[name](s) for name, _ in self.fusion}
+        self.normalization = s.normalization
+        self.style_weight, self.content_weight, self.tv_weight = float(s.style_weight), float(s.content_weight), float(s.tv_weight)
         if vgg is None:
             vgg = VGGFeatures(self.style_layers + self.content_layers, vgg_weights, vgg_pooling, vgg_width_divisor)
         missing = [t for t in self.style_layers + self.content_layers if t not in vgg.taps]

@@ -6,14 +6,15 @@ only lists files (118k COCO names in about half a second), images are decoded in
 file never stops a run: it is skipped with one :class:`SkippedImageWarning` and the next readable
 image takes its place, so every batch stays full.
 
-Resume is exact. :class:`ResumableSampler` draws epoch ``e``'s order from ``torch.randperm`` seeded
-with ``seed + e``, shards it by rank like ``DistributedSampler`` and starts mid-epoch; the datamodule
-reads the epoch and the batches already done from the attached Trainer each time the loader is
-iterated, and random crops and flips are drawn from a generator seeded by (seed, epoch, position),
-so a run restored from a mid-epoch checkpoint sees the same pixels as an uninterrupted one. Because
-the sampler shards itself, the Trainer must be built with ``use_distributed_sampler=False``
-(otherwise Lightning would shard it a second time under DDP; the datamodule refuses that setting).
-Under DDP every rank runs the whole (small) validation set.
+Resume is exact. :class:`~fastmmd.sampling.ResumableSampler` draws epoch ``e``'s order from
+``torch.randperm`` seeded with ``seed + e``, shards it by rank like ``DistributedSampler`` and starts
+mid-epoch; the training loader is stateful (:class:`~fastmmd.sampling.ResumableLoader`), so Lightning
+saves its position (epoch, batches done) in every checkpoint and hands it back on resume, and random
+crops and flips are drawn from a generator seeded by (seed, epoch, position), so a run restored from
+a mid-epoch checkpoint sees the same pixels as an uninterrupted one. The sampler shards itself and is
+a ``DistributedSampler``, which Lightning never wraps again, so ``use_distributed_sampler`` may be
+either value (fastmmd's CLI sets it to False). Under DDP every rank runs the whole (small)
+validation set.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from fastmmd.errors import ImageError, UserError, one_line
 from fastmmd.images import decode_image, open_image, pil_to_tensor
-from fastmmd.sampling import ResumableLoader, ResumableSampler, EpochKeys, StreamLoader
+from fastmmd.sampling import EpochKeys, ResumableLoader, ResumableSampler, StreamLoader
 
 #: Suffixes listed from folders (matched case-insensitively).
 TRAIN_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -293,8 +294,8 @@ class StyleDataModule(pl.LightningDataModule):
 
     Give exactly one of ``root``, ``file_list`` or ``hf_dataset``. Validation images are the first
     ``val_size`` of a shuffle seeded by ``seed`` and are taken out of the training set (or come from
-    ``val_root``). Build the Trainer with ``use_distributed_sampler=False``: the training sampler
-    shards by rank itself. ``skipped`` counts unreadable files found so far on this rank.
+    ``val_root``). The training sampler shards by rank itself (Lightning leaves it in place whatever
+    ``use_distributed_sampler`` says). ``skipped`` counts unreadable files found so far on this rank.
 
     Args:
         root: Folder of images, searched recursively (.jpg .jpeg .png .webp .bmp, any case); a COCO
@@ -397,7 +398,7 @@ class StyleDataModule(pl.LightningDataModule):
         """Unreadable files skipped so far on this rank (workers included, except when streaming)."""
         return sum(getattr(d, "skipped", 0) for d in {id(d): d for d in (self.train_set, self.val_set, self.predict_set) if d is not None}.values())
 
-    # ---------------------------------------------------------------- trainer position
+    # ---------------------------------------------------------------- trainer (public properties only)
     @property
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
@@ -405,25 +406,6 @@ class StyleDataModule(pl.LightningDataModule):
     @property
     def _world_size(self) -> int:
         return self.trainer.world_size if self.trainer is not None else 1
-
-    def _position(self) -> tuple[int, int] | None:
-        """(epoch, batches of it already trained on) from the attached Trainer, read when the loader is iterated.
-
-        Lightning may create the iterator (workers prefetch at once) before it resets the restored
-        loop state, so the raw counters are read: an epoch is running when ``epoch_progress`` has
-        started more epochs than it processed, and then ``batch_progress.current.ready`` batches
-        are done; a checkpoint taken after its last batch means the next epoch from its start.
-        """
-        if self.trainer is None or self.train_set is None:
-            return None
-        epochs, batches = self.trainer.fit_loop.epoch_progress.current, self.trainer.fit_loop.epoch_loop.batch_progress.current
-        if epochs.started <= epochs.processed:  # between epochs: the next one starts from batch 0
-            return epochs.processed, 0
-        per_epoch = len(self.train_set) // self._world_size // self.batch_size
-        limit = self.trainer.limit_train_batches
-        if limit is not None:
-            per_epoch = min(per_epoch, int(limit)) if isinstance(limit, int) else int(per_epoch * limit)
-        return (epochs.processed + 1, 0) if batches.ready >= per_epoch else (epochs.processed, batches.ready)
 
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.num_workers
@@ -434,19 +416,16 @@ class StyleDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Shuffled, rank-sharded, full batches; resumes mid-epoch exactly (not when streaming)."""
         self.setup("fit")
-        if self.trainer is not None and self._world_size > 1 and getattr(self.trainer._accelerator_connector, "use_distributed_sampler", False):
-            raise UserError("StyleDataModule shards the data itself: build the Trainer with use_distributed_sampler=False "
-                            "(--trainer.use_distributed_sampler false)")
         if isinstance(self.train_set, StreamDataset):
             loader = StreamLoader(self.train_set, batch_size=self.batch_size, drop_last=True, **self._loader_kwargs())
-            loader.epoch_of = lambda: (p[0] if (p := self._position()) else 0)
+            loader.epoch_of = lambda: self.trainer.current_epoch if self.trainer is not None else 0
             return loader
         if len(self.train_set) < self.batch_size * self._world_size:
             raise UserError(f"only {len(self.train_set)} training images ({len(self.predict_set)} found, {len(self.predict_set) - len(self.train_set)} "
                             f"held out for validation); need at least batch_size x devices = {self.batch_size * self._world_size}: "
                             "add images or lower --data.val_size or --data.batch_size")
         sampler = ResumableSampler(len(self.train_set), self.seed, self._rank, self._world_size, drop_last=True,
-                                   batch_size=self.batch_size, position=self._position)
+                                   batch_size=self.batch_size)
         return ResumableLoader(self.train_set, batch_size=self.batch_size, sampler=EpochKeys(sampler), drop_last=True,
                                **self._loader_kwargs())
 

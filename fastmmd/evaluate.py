@@ -42,13 +42,13 @@ from PIL import Image
 from torch import Tensor
 
 from fastmmd import __version__
-from fastmmd.commands import CommandParser, resolve_device, resolve_precision
+from fastmmd.commands import CommandParser, add_dataclass_flags, dataclass_from_args, resolve_device, resolve_precision
 from fastmmd.criterion import CALIBRATION, StyleCriterion
 from fastmmd.errors import UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.grid import draw_grid, tile_size
 from fastmmd.images import atomic_path, check_writable, pil_to_tensor, read_image, save_image, tensor_to_pil
-from fastmmd.losses import LossOptions, parse_loss
+from fastmmd.losses import StyleLoss, parse_loss
 from fastmmd.metrics import evaluate_features
 from fastmmd.optimize import optimize_image
 from fastmmd.report import render_evaluation
@@ -71,10 +71,7 @@ def build_parser() -> CommandParser:
     p.add_argument("--size", type=int, default=256, help="long edge of the photos in px, for the models and optimize alike")
     p.add_argument("--style-size", type=int, default=None, help="long edge of the style image in px (default: --size), "
                    "for optimize and the metrics")
-    p.add_argument("--loss", default="gram", help="optimize's loss: gram | linear | poly | gaussian | bn, or a fusion such as bn+poly")
-    p.add_argument("--style-weight", type=float, default=5.0, help="optimize's style weight")
-    p.add_argument("--content-weight", type=float, default=1.0, help="optimize's content weight")
-    p.add_argument("--tv-weight", type=float, default=1e-3, help="optimize's total-variation weight")
+    add_dataclass_flags(p, StyleLoss, aliases={"method": "--loss"})  # optimize's loss, declared once
     p.add_argument("--iterations", type=int, default=100, help="optimize's steps per photo")
     p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1 for lbfgs, 0.02 for adam)")
@@ -115,7 +112,7 @@ def _validate(args) -> None:
     for name in ("style_weight", "content_weight", "tv_weight"):
         if not getattr(args, name) >= 0:
             raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, not {getattr(args, name)}")
-    parse_loss(args.loss)
+    parse_loss(args.method, dataclass_from_args(StyleLoss, args).fusion_weights)
 
 
 def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[Any]:
@@ -168,8 +165,7 @@ def _optimized(args, key: str, cache: Path, photo: Tensor, style: Tensor, vgg: V
             return record, True
     except (OSError, ValueError):
         pass
-    criterion = StyleCriterion(args.loss, args.style_weight, args.content_weight, args.tv_weight, STYLE_LAYERS,
-                               vgg=vgg, seed=args.seed).to(device)
+    criterion = StyleCriterion(dataclass_from_args(StyleLoss, args), vgg=vgg, seed=args.seed).to(device)
     criterion.set_style([style])
     criterion.set_content(photo)
     torch.manual_seed(args.seed)
@@ -203,7 +199,9 @@ def run(args) -> int:
     photos = [read_image(p, args.size).unsqueeze(0) for p in args.content]
     style = read_image(args.style, args.style_size or args.size).unsqueeze(0)
     models = _load_models(args, device, photos)
-    vgg = VGGFeatures(STYLE_LAYERS + CONTENT_LAYERS, args.vgg_weights, args.pooling, args.vgg_width_divisor)
+    loss = dataclass_from_args(StyleLoss, args)
+    vgg = VGGFeatures(tuple(dict.fromkeys(STYLE_LAYERS + CONTENT_LAYERS + loss.style_layers + loss.content_layers)),
+                      args.vgg_weights, args.pooling, args.vgg_width_divisor)
     # channels-last, as optimize_image leaves it: scores then do not depend on whether this run optimized
     vgg = vgg.to(device, memory_format=torch.channels_last)
     out = Path(args.output)
@@ -212,12 +210,12 @@ def run(args) -> int:
     check_writable(cache / "cell.json")
 
     photo_names, model_names = _names(list(args.content)), _names(list(args.models))
-    settings = {"size": args.size, "style_size": args.style_size or args.size, "loss": args.loss,
-                "style_weight": args.style_weight, "content_weight": args.content_weight, "tv_weight": args.tv_weight,
+    settings = {"size": args.size, "style_size": args.style_size or args.size, "loss": loss.method,
+                "style_weight": loss.style_weight, "content_weight": loss.content_weight, "tv_weight": loss.tv_weight,
                 "iterations": args.iterations, "optimizer": args.optimizer, "lr": args.lr, "init": "content",
                 "seed": args.seed, "precision": precision, "vgg": vgg.describe()}
-    common = {"format": CELL_FORMAT, **settings, "style_layers": STYLE_LAYERS, "content_layers": CONTENT_LAYERS,
-              "calibration": CALIBRATION, "loss_options": asdict(LossOptions()), "style": _digest(style)}
+    common = {"format": CELL_FORMAT, **settings, "loss_settings": asdict(loss), "calibration": CALIBRATION,
+              "style": _digest(style)}
     score = _Scorer(vgg, device, style, args.projections, args.seed)
     style_name = Path(args.style).name
     bar = tqdm(total=len(photos) * (1 + len(models)), desc="evaluate", unit="img", disable=args.no_progress,

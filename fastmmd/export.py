@@ -14,7 +14,8 @@ Three formats, each one file that loads with torch (or onnxruntime) alone:
   width; metadata in the model's ``metadata_props["fastmmd"]``.
 
 All take RGB NCHW batches of any height and width (pt2/ONNX: at least 8 px per side) and return
-the same size; padding to a multiple of 4, cropping and value scaling happen inside. The file holds
+the same size; padding (:func:`fastmmd.networks.padded_size`), cropping and value scaling
+happen inside. The file holds
 only the transformation network (no VGG), so its size is about 4 bytes per parameter (2 with
 ``--half``). ``--half`` stores fp16 weights for GPUs: on CPU fp16 convolutions are ~30x slower than
 fp32 in torch 2.14, so ``fastmmd stylize`` upcasts a half TorchScript file on CPU.
@@ -38,9 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastmmd.errors import UserError
-from fastmmd.images import MIN_SIDE, atomic_path
+from fastmmd.images import atomic_path
 from fastmmd.model_files import METADATA_FILE, open_onnx, parse_metadata, read_metadata, read_network, weights_only_loads
-from fastmmd.networks import TransformerNet
+from fastmmd.networks import MIN_SIZE, TransformerNet, size_padding
 from fastmmd.outputs import check_output_file
 
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
@@ -71,9 +72,11 @@ class ExportedStylizer(nn.Module):
     Args:
         net: the trained network (its padding logic is reused by the TorchScript path).
         metadata: JSON text carried as the ``metadata`` attribute.
-        traceable: use a branch-free pad/crop for ``torch.export``/ONNX: reflect-pad by
-            ``(-H) mod 4`` and crop with a negative constant pad, so one graph serves every
-            H, W >= 8 (the data-dependent ``if`` of ``TransformerNet.forward`` would specialise).
+        traceable: use a branch-free pad/crop for ``torch.export``/ONNX: reflect-pad by the
+            network's :func:`~fastmmd.networks.size_padding` (its whole padding rule for sides
+            >= ``MIN_SIZE``, which the exported graph requires) and crop with a negative constant
+            pad, so one graph serves every H, W >= 8 (the shape-dependent ``if`` and ``max`` of
+            ``TransformerNet.forward`` would specialise).
     """
 
     def __init__(self, net: TransformerNet, metadata: str = "{}", traceable: bool = False) -> None:
@@ -93,7 +96,7 @@ class ExportedStylizer(nn.Module):
         if not self.traceable:
             return self.net(x)
         h, w = x.shape[2], x.shape[3]
-        x = F.pad(x, [0, (-w) % 4, 0, (-h) % 4], mode="reflect")
+        x = F.pad(x, [0, size_padding(w), 0, size_padding(h)], mode="reflect")
         y = torch.sigmoid(self.net.decoder(self.net.residuals(self.net.encoder(x))))
         return F.pad(y, [0, w - y.shape[3], 0, h - y.shape[2]])  # negative pad = crop, no shape guard
 
@@ -119,7 +122,7 @@ def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, dtype: t
         "fastmmd_version": __version__,
         "format": fmt,
         "input": INPUT_CONVENTION[fmt],
-        "min_size": 1 if fmt == "torchscript" else MIN_SIDE,
+        "min_size": 1 if fmt == "torchscript" else MIN_SIZE,
         "dtype": str(dtype).removeprefix("torch."),
         "network": net.config(),
         "parameters": sum(p.numel() for p in net.parameters()),
@@ -139,8 +142,8 @@ def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, dtype: t
 def _dynamic_shapes() -> dict[str, dict[int, Any]]:
     from torch.export import Dim
 
-    return {"x": {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=MIN_SIDE, max=_MAX_SIDE),
-                  3: Dim("width", min=MIN_SIDE, max=_MAX_SIDE)}}
+    return {"x": {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=MIN_SIZE, max=_MAX_SIDE),
+                  3: Dim("width", min=MIN_SIZE, max=_MAX_SIDE)}}
 
 
 def _example(dtype: torch.dtype = torch.float32) -> Tensor:

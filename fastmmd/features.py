@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from fastmmd.errors import UserError, did_you_mean
+from fastmmd.weights import load_weights
 
 #: VGG-19 ("E" in Simonyan & Zisserman 2015): conv widths, "M" marks a 2x2 pooling layer.
 VGG19_CONFIG: tuple[int | str, ...] = (
@@ -101,8 +102,6 @@ class VGGFeatures(nn.Module):
         preprocessing: str | None = None,
     ) -> None:
         super().__init__()
-        from fastmmd.weights import load_weights  # weights imports features' names
-
         taps = tuple(dict.fromkeys(taps))
         if not taps:
             raise UserError("at least one VGG-19 layer must be requested")

@@ -20,8 +20,10 @@ skip path before any non-linearity) and the last conv (which goes to the sigmoid
 * Upsampling is resize-then-conv, not a transposed conv, which avoids checkerboard artifacts
   (Odena et al., "Deconvolution and Checkerboard Artifacts", distill.pub 2016).
 * Reflection padding everywhere avoids dark borders.
-* Any input size works: H and W are reflect-padded up to a multiple of 4 (the two stride-2 convs)
-  and at least 8 px, and the output is cropped back, so the output has exactly the input's size.
+* Any input size works: H and W are reflect-padded to :func:`padded_size` (a multiple of 4 for the
+  two stride-2 convs, at least 8 px) and the output is cropped back, so the output has exactly the
+  input's size. Exports (:mod:`fastmmd.export`) and tiling (:mod:`fastmmd.tiling`) call the same
+  function, so the rule lives here only.
 * ``forward`` takes and returns tensors only (RGB in [0, 1], (B, 3, H, W)), so the module scripts
   with TorchScript and exports with ``torch.export`` and ONNX with dynamic H and W.
 """
@@ -31,6 +33,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+#: The network's two stride-2 convs need sides that are multiples of this.
+SIZE_MULTIPLE = 4
+#: The smallest side the network runs at: the 9x9 reflection pad needs 5 px after the padding.
+MIN_SIZE = 8
+
+
+def size_padding(length: int, multiple: int = SIZE_MULTIPLE) -> int:
+    """Pixels to add to a side of ``length`` px to reach a multiple of :data:`SIZE_MULTIPLE`: all
+    the padding a side of at least :data:`MIN_SIZE` needs. Branch-free, so exported graphs with
+    symbolic sizes (which require >= MIN_SIZE) use it alone."""
+    return (multiple - length % multiple) % multiple
+
+
+def padded_size(length: int, minimum: int = MIN_SIZE) -> int:
+    """The side the network runs at for an input side of ``length`` px: up to a multiple of
+    :data:`SIZE_MULTIPLE` and at least :data:`MIN_SIZE` (the output is cropped back to ``length``).
+    The constants come in as defaults because TorchScript cannot read module globals."""
+    return max(minimum, length + size_padding(length))
 
 
 class ConvLayer(nn.Sequential):
@@ -96,9 +117,7 @@ class TransformerNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """RGB in [0, 1], (B, 3, H, W), any H and W -> stylized RGB in [0, 1] of the same size."""
         h, w = x.shape[2], x.shape[3]
-        # up to a multiple of 4 and at least 8 px (the 9x9 reflection pad needs 5 px after the pad)
-        pad_h = max(8, h + (4 - h % 4) % 4) - h
-        pad_w = max(8, w + (4 - w % 4) % 4) - w
+        pad_h, pad_w = padded_size(h) - h, padded_size(w) - w
         if pad_h > 0 or pad_w > 0:
             mode = "reflect" if h > pad_h and w > pad_w else "replicate"
             x = F.pad(x, [0, pad_w, 0, pad_h], mode=mode)

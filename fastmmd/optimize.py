@@ -20,12 +20,12 @@ import torch
 from torch import Tensor
 
 from fastmmd import __version__
-from fastmmd.commands import CommandParser, float_list, resolve_device, resolve_precision, str_list
+from fastmmd.commands import (CommandParser, add_dataclass_flags, dataclass_from_args, float_list, resolve_device,
+                              resolve_precision)
 from fastmmd.criterion import StyleCriterion
 from fastmmd.errors import NonFiniteLossError, UserError
-from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS
 from fastmmd.images import MIN_SIDE, check_image_output, fit_size, image_size, read_image, resize, save_image
-from fastmmd.losses import LossOptions
+from fastmmd.losses import StyleLoss
 from fastmmd.outputs import refuse_inputs
 
 Precision = Literal["32", "bf16"]
@@ -118,20 +118,7 @@ def build_parser() -> CommandParser:
     p.add_argument("--content", required=True, help="content photo")
     p.add_argument("--style", action="append", required=True, help="style image; repeat for several")
     p.add_argument("--style-blend", default=None, help="weights of several styles, e.g. 0.7,0.3 (default equal)")
-    p.add_argument("--loss", default="gram", help="gram | linear | poly | gaussian | bn, or a fusion such as bn+poly or 0.5*bn+0.5*poly")
-    p.add_argument("--fusion-weights", default=None, help="weights of the fused methods, e.g. 0.5,0.5 (default 1/k each)")
-    p.add_argument("--style-weight", type=float, default=5.0, help="style term weight (normalised: about the same strength for every loss)")
-    p.add_argument("--content-weight", type=float, default=1.0, help="content term weight")
-    p.add_argument("--tv-weight", type=float, default=1e-3, help="total-variation weight (smoothness)")
-    p.add_argument("--style-layers", default=",".join(STYLE_LAYERS), help="VGG-19 style layers")
-    p.add_argument("--style-layer-weights", default=None, help="per style layer weights (default equal)")
-    p.add_argument("--content-layers", default=",".join(CONTENT_LAYERS), help="VGG-19 content layers")
-    p.add_argument("--normalization", choices=["relative", "paper"], default="relative", help="relative: scale-free losses (default); paper: 1/Z_k MMD^2 as in Li et al.")
-    p.add_argument("--poly-c", type=float, default=0.0, help="polynomial kernel offset c in (x^T y + c)^d")
-    p.add_argument("--poly-degree", type=int, default=2, help="polynomial kernel degree d")
-    p.add_argument("--gaussian-estimator", choices=["linear", "subset", "rff"], default="subset",
-                   help="Gaussian MMD estimator: subset (unbiased, low variance), linear (the paper's linear-time one), rff")
-    p.add_argument("--gaussian-sigma2", type=float, default=None, help="fixed Gaussian sigma^2 (default: mean squared pair distance)")
+    add_dataclass_flags(p, StyleLoss, aliases={"method": "--loss"})  # the loss: one declaration for every command
     p.add_argument("--size", type=int, default=512, help="long edge of the output in px (content aspect kept)")
     p.add_argument("--style-size", type=int, default=None, help="long edge of the style image(s) in px (default: --size x --style-scale)")
     p.add_argument("--style-scale", type=float, default=1.0, help="style size relative to --size when --style-size is not given")
@@ -203,8 +190,7 @@ def run(args) -> int:
 
     _check_positive(args)
     blend = float_list(args.style_blend, "--style-blend")
-    layer_weights = float_list(args.style_layer_weights, "--style-layer-weights")
-    fusion_weights = float_list(args.fusion_weights, "--fusion-weights")
+    loss = dataclass_from_args(StyleLoss, args)
     torch.manual_seed(args.seed)
     inputs = [("--content", args.content), *(("--style", s) for s in args.style),
               ("--init", args.init if args.init not in ("content", "random") else None)]
@@ -222,14 +208,8 @@ def run(args) -> int:
     h, w = content.shape[-2:]
     styles = [read_image(s, style_edge).unsqueeze(0) for s in args.style]
     init = _initial_image(args.init, content, args.seed)
-    options = LossOptions(poly_c=args.poly_c, poly_degree=args.poly_degree, gaussian_estimator=args.gaussian_estimator,
-                          gaussian_sigma2=args.gaussian_sigma2)
-    criterion = StyleCriterion(
-        args.loss, args.style_weight, args.content_weight, args.tv_weight, str_list(args.style_layers),
-        layer_weights, str_list(args.content_layers), fusion_weights, options,
-        args.normalization, vgg_weights=args.vgg_weights, vgg_pooling=args.pooling,
-        vgg_width_divisor=args.vgg_width_divisor, seed=args.seed,
-    ).to(device)
+    criterion = StyleCriterion(loss, vgg_weights=args.vgg_weights, vgg_pooling=args.pooling,
+                               vgg_width_divisor=args.vgg_width_divisor, seed=args.seed).to(device)
     criterion.set_style(styles, blend)
     criterion.set_content(content)
     settings = {"fastmmd_version": __version__, "content": Path(args.content).name, "styles": [Path(s).name for s in args.style],

@@ -16,10 +16,11 @@ per tile, so neighbouring tiles come out with slightly different contrast and co
   tile contributing only the region it owns. The final pass then normalises every tile with the
   image's statistics, and tiles agree with the untiled result up to the receptive field at their
   borders (which the blend covers). Cost: about (number of norm layers + 2) / 2 extra forward
-  passes, ~8x for the default network.
+  passes, 7-9x the time of a per-tile pass for the default network; opt-in
+  (``--tile-stats global``), as the blend alone leaves no seam (docs/benchmarks.md).
 
-Tiles start at multiples of 4 (``ALIGN``), so the network's two stride-2 convolutions sample the
-same grid in every tile as in the whole image.
+Tiles start at multiples of the network's size multiple (``ALIGN`` = 4), so its two stride-2
+convolutions sample the same grid in every tile as in the whole image.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-ALIGN = 4
+from fastmmd.networks import SIZE_MULTIPLE, padded_size
+
+ALIGN = SIZE_MULTIPLE
 
 
 def tile_spans(length: int, tile: int, overlap: int, align: int = ALIGN) -> list[tuple[int, int]]:
@@ -73,14 +76,14 @@ def window_1d(spans: list[tuple[int, int]], index: int, device: torch.device | N
 def owned(spans: list[tuple[int, int]], index: int, align: int = ALIGN) -> tuple[int, int]:
     """The part of tile ``index`` (tile-local coordinates) that it alone accounts for: from the
     middle of its overlap with the previous tile to the middle of the next, at multiples of
-    ``align``; the last tile owns up to its end padded to a multiple of ``align`` (the network's
-    own padding, which the untiled image has too)."""
+    ``align``; the last tile owns up to its end padded as the network pads it
+    (:func:`~fastmmd.networks.padded_size`, which the untiled image has too)."""
     start, end = spans[index]
     lo = 0 if index == 0 else align * round((spans[index - 1][1] + start) / (2 * align)) - start
     if index + 1 < len(spans):
         hi = align * round((end + spans[index + 1][0]) / (2 * align)) - start
     else:
-        hi = max(8, end - start + (-(end - start)) % align)
+        hi = padded_size(end - start)
     return lo, hi
 
 
@@ -172,7 +175,7 @@ def global_norm_statistics(net: nn.Module, run: Callable[[Tensor], Tensor], imag
         for i, (y0, y1) in enumerate(ys):
             for j, (x0, x1) in enumerate(xs):
                 (ly0, ly1), (lx0, lx1) = owned(ys, i), owned(xs, j)
-                padded_h = max(8, (y1 - y0) + (-(y1 - y0)) % ALIGN)
+                padded_h = padded_size(y1 - y0)
 
                 def measure(x: Tensor) -> None:
                     nonlocal total

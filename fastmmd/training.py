@@ -16,6 +16,7 @@ Image grids, the NaN guard and checkpoint I/O live in :mod:`fastmmd.callbacks`.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,13 +26,11 @@ from torch import Tensor, nn
 from PIL import Image
 from torchmetrics import MeanMetric
 
-import fastmmd
-from fastmmd.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX
-from fastmmd.criterion import Normalization, StyleCriterion
+from fastmmd.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX, checkpoint_entries, description
+from fastmmd.criterion import StyleCriterion
 from fastmmd.errors import UserError
-from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS
 from fastmmd.images import read_image
-from fastmmd.losses import LossOptions
+from fastmmd.losses import StyleLoss
 from fastmmd.networks import TransformerNet
 
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
@@ -52,12 +51,12 @@ class StyleTransferModule(L.LightningModule):
         style_size: long edge of the style image(s) in px (default: ``image_size``, at least
             :data:`MIN_STYLE_SIZE`; see :meth:`style_sizes`).
         image_size: training crop size, linked from ``data.image_size`` by the CLI.
-        loss, style_weight, content_weight, tv_weight, style_layers, style_layer_weights,
-            content_layers, fusion_weights, normalization: as :class:`StyleCriterion`.
-        poly_c, poly_degree, gaussian_*, bn_eps: :class:`~fastmmd.losses.LossOptions`.
+        loss: the style loss (:class:`~fastmmd.losses.StyleLoss`, ``--model.loss.*``: method, term
+            weights, taps, normalisation, kernel and estimator settings), the one declaration that
+            ``optimize``, ``compare`` and ``evaluate`` share; kept in the hyper-parameters as a dict.
         vgg_weights, vgg_pooling, vgg_width_divisor: the frozen VGG-19 (``random`` and ``8`` in tests).
         network_width, residual_blocks, downsample_kernel: the TransformerNet (Johnson: 32, 5 and 3;
-            the default kernel 4 removes the top-edge band and lattice, see :mod:`fastmmd.networks`).
+            :mod:`fastmmd.networks` says why the default is 4).
         init_from: warm start: the network's weights from any fastmmd file (a ``.ckpt`` of another
             run, or an exported ``.pt``/``.pt2``), read by :func:`fastmmd.model_files.read_network`
             (weights only, no code). The optimizer, schedule and step start fresh; ``--ckpt_path``
@@ -77,23 +76,7 @@ class StyleTransferModule(L.LightningModule):
         style_blend: list[float] | None = None,
         style_size: int | None = None,
         image_size: int = 256,
-        loss: str = "gram",
-        style_weight: float = 5.0,
-        content_weight: float = 1.0,
-        tv_weight: float = 0.0,
-        style_layers: list[str] = list(STYLE_LAYERS),
-        style_layer_weights: list[float] | None = None,
-        content_layers: list[str] = list(CONTENT_LAYERS),
-        fusion_weights: list[float] | None = None,
-        normalization: Normalization = "relative",
-        poly_c: float = LossOptions.poly_c,
-        poly_degree: int = LossOptions.poly_degree,
-        gaussian_estimator: Literal["linear", "subset", "rff"] = LossOptions.gaussian_estimator,
-        gaussian_sigma2: float | None = LossOptions.gaussian_sigma2,
-        gaussian_pairs: int = LossOptions.gaussian_pairs,
-        gaussian_subset: int = LossOptions.gaussian_subset,
-        gaussian_features: int = LossOptions.gaussian_features,
-        bn_eps: float = LossOptions.bn_eps,
+        loss: StyleLoss = StyleLoss(),
         vgg_weights: str = "caffe",
         vgg_pooling: Literal["max", "avg"] = "max",
         vgg_width_divisor: int = 1,
@@ -110,7 +93,9 @@ class StyleTransferModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        loss = StyleLoss.of(loss)  # a dict when Lightning rebuilds the module from a checkpoint's hyper-parameters
+        self.save_hyperparameters(ignore=["loss"])
+        self.hparams["loss"] = asdict(loss)  # plain data: the checkpoint stays loadable with weights_only=True
         if not style_images:
             raise UserError("model.style_images needs at least one style image")
         if not lr > 0:
@@ -118,13 +103,8 @@ class StyleTransferModule(L.LightningModule):
         self.network = TransformerNet(network_width, residual_blocks, downsample_kernel)
         if init_from:
             self._warm_start(init_from)
-        options = LossOptions(poly_c=poly_c, poly_degree=poly_degree, gaussian_estimator=gaussian_estimator,
-                              gaussian_sigma2=gaussian_sigma2, gaussian_pairs=gaussian_pairs,
-                              gaussian_subset=gaussian_subset, gaussian_features=gaussian_features, bn_eps=bn_eps)
-        self.criterion = StyleCriterion(
-            loss, style_weight, content_weight, tv_weight, style_layers, style_layer_weights, content_layers,
-            fusion_weights, options, normalization, vgg_weights=vgg_weights, vgg_pooling=vgg_pooling,
-            vgg_width_divisor=vgg_width_divisor, seed=seed)
+        self.criterion = StyleCriterion(loss, vgg_weights=vgg_weights, vgg_pooling=vgg_pooling,
+                                        vgg_width_divisor=vgg_width_divisor, seed=seed)
         self.metric_names = ["total", "style", "content", "tv", *(f"style/{m}" for m, _ in self.criterion.fusion)]
         self.train_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
         self.val_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
@@ -244,20 +224,25 @@ class StyleTransferModule(L.LightningModule):
         """The checkpoint's ``"fastmmd"`` entry (format of :mod:`fastmmd.checkpoints`)."""
         hp, c = self.hparams, self.criterion
         blend = hp.style_blend or [1.0] * len(hp.style_images)
-        return {
-            "format_version": FORMAT_VERSION, "fastmmd_version": fastmmd.__version__,
-            "network": self.network.config(), "style_images": [Path(p).name for p in hp.style_images],
+        return description(self.network, **{
+            "style_images": [Path(p).name for p in hp.style_images],
             "style_blend": [float(b) / sum(blend) for b in blend], "style_size": max(self.style_sizes()),
             "image_size": hp.image_size, "loss": c.loss_spec, "style_weight": c.style_weight,
             "content_weight": c.content_weight, "tv_weight": c.tv_weight, "vgg": c.vgg.describe(),
             "init_from": Path(hp.init_from).name if hp.init_from else None,
-            "global_step": int(self.trainer.global_step) if self._trainer is not None else 0,
-        }
+            "global_step": self._global_step(),
+        })
+
+    def _global_step(self) -> int:
+        """The attached Trainer's step; 0 for a module not attached to one (``trainer`` raises then)."""
+        try:
+            return int(self.trainer.global_step)
+        except RuntimeError:
+            return 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keeps only the network's weights (never the frozen VGG) and adds the description."""
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
-        checkpoint[KEY] = self.describe()
+        checkpoint.update(checkpoint_entries(self.network, self.describe()))
         checkpoint[RNG_KEY] = self.criterion.generator.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

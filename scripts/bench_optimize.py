@@ -30,6 +30,7 @@ import torch
 
 
 def run_variant(args) -> dict:
+    from fastmmd.losses import StyleLoss
     from fastmmd.criterion import StyleCriterion
     from fastmmd.images import read_image
     from fastmmd.optimize import optimize_image
@@ -51,7 +52,7 @@ def run_variant(args) -> dict:
     elif args.variant == "naive":
         seconds = naive(content, style, n)
     else:
-        crit = StyleCriterion("gram", style_weight=5.0)
+        crit = StyleCriterion(StyleLoss("gram", style_weight=5.0))
         crit.set_style([style])
         crit.set_content(content)
         precision = "bf16" if args.variant == "ours-bf16" else "32"
@@ -72,7 +73,7 @@ def naive(content: torch.Tensor, style: torch.Tensor, n: int) -> float:
     from fastmmd.weights import CaffePreprocess, caffe_state_dict
 
     vgg = build_vgg19()
-    vgg.load_state_dict(caffe_state_dict())
+    vgg.load_state_dict(caffe_state_dict(vgg))
     vgg.requires_grad_(False)
     pre = CaffePreprocess()
     style_idx = [LAYER_NAMES.index(t) for t in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")]

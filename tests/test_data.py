@@ -9,12 +9,13 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DistributedSampler
 
 from conftest import synthetic_image
 from fastmmd.data import (FileSource, ImageDataset, SkippedImageWarning, StyleDataModule, list_images,
                           read_file_list)
 from fastmmd.errors import UserError
-from fastmmd.sampling import ResumableSampler
+from fastmmd.sampling import EpochKeys, ResumableLoader, ResumableSampler
 
 S = 16  # image_size used throughout: tiny, so tests stay fast
 
@@ -275,8 +276,59 @@ def test_sampler_resumes_mid_epoch_at_the_uninterrupted_tail() -> None:
     resumed.start_batch = 3
     assert list(resumed) == order[12:] and len(resumed) == 30
     assert list(resumed) == order  # the offset applies once
-    at = ResumableSampler(30, seed=1, batch_size=4, position=lambda: (2, 5))
-    assert list(at) == order[20:]
+
+
+class _Keys(torch.utils.data.Dataset):
+    """Items are the (index, epoch) keys themselves."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[int, int]:
+        return key
+
+
+def _loader(n: int = 30, batch_size: int = 4) -> ResumableLoader:
+    sampler = ResumableSampler(n, seed=1, batch_size=batch_size)
+    return ResumableLoader(_Keys(n), batch_size=batch_size, sampler=EpochKeys(sampler), drop_last=True, collate_fn=list)
+
+
+def test_loader_state_is_its_position_and_resumes_there() -> None:
+    """The position travels through the public stateful-loader protocol: state_dict() after k batches,
+    load_state_dict() into a fresh loader, and its next iteration of the same epoch yields the rest."""
+    full = _loader()
+    full.batch_sampler.sampler.set_epoch(2)  # what Lightning's set_epoch reaches
+    order = list(full)
+    assert len(order) == 7 and full.state_dict()["batches"] == 7 and full.state_dict()["epoch"] == 2
+    running = _loader()
+    running.batch_sampler.sampler.set_epoch(2)
+    batches = iter(running)
+    head = [next(batches) for _ in range(3)]
+    state = running.state_dict()
+    assert (state["epoch"], state["batches"]) == (2, 3)
+    resumed = _loader()
+    resumed.load_state_dict(state)
+    assert resumed.state_dict() == state  # a checkpoint written before the first batch keeps the position
+    resumed.batch_sampler.sampler.set_epoch(2)
+    assert head + list(resumed) == order
+    assert list(resumed) == order  # the offset applies once
+    ended = _loader()  # saved after the epoch's last batch: Lightning's set_epoch moves on, the order starts anew
+    ended.load_state_dict(full.state_dict())
+    ended.batch_sampler.sampler.set_epoch(3)
+    fresh = _loader()
+    fresh.batch_sampler.sampler.set_epoch(3)
+    assert list(ended) == list(fresh) != order
+
+
+def test_loader_warns_when_the_data_settings_changed() -> None:
+    state = _loader().state_dict()
+    with pytest.warns(UserWarning, match="different data settings"):
+        _loader(n=31).load_state_dict(state)
+    with pytest.warns(UserWarning, match="does not record the position"):
+        _loader().load_state_dict({k: v for k, v in state.items() if k not in ("epoch", "batches")})
 
 
 @pytest.mark.parametrize("n, world, drop_last", [(23, 4, True), (23, 4, False), (24, 3, True), (3, 5, False)])
@@ -375,9 +427,9 @@ def test_empty_file_list_is_user_error(tmp_path: Path) -> None:
 def test_trainer_rank_and_distributed_sampler_setting(tmp_path: Path) -> None:
     write_images(tmp_path, 9)
     dm = StyleDataModule(root=str(tmp_path), image_size=S, batch_size=2, num_workers=0, val_size=1)
-    dm.trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", use_distributed_sampler=True, logger=False)
-    with pytest.raises(UserError, match="use_distributed_sampler=False"):
-        dm.train_dataloader()
-    dm.trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", use_distributed_sampler=False, logger=False)
-    sampler = dm.train_dataloader().batch_sampler.sampler.sampler
-    assert (sampler.rank, sampler.world_size, len(sampler)) == (0, 2, 4)
+    for flag in (True, False):  # the sampler shards itself and is a DistributedSampler, which Lightning never replaces
+        dm.trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", use_distributed_sampler=flag, logger=False)
+        loader = dm.train_dataloader()
+        assert isinstance(loader.sampler, DistributedSampler)
+        sampler = loader.batch_sampler.sampler.sampler
+        assert (sampler.rank, sampler.world_size, len(sampler)) == (0, 2, 4)

@@ -16,7 +16,8 @@ import torch
 from fastmmd.__main__ import main
 from fastmmd.checkpoints import network_from_checkpoint
 from fastmmd.errors import UserError
-from fastmmd.export import ExportedStylizer, export_checkpoint, load_exported, read_metadata
+from fastmmd.export import ExportedStylizer, export_checkpoint, load_exported, quiet_jit, read_metadata
+from fastmmd.networks import MIN_SIZE, padded_size, size_padding
 
 ODD_SIZES = [(2, 3, 13, 21), (1, 3, 8, 9)]
 
@@ -133,9 +134,26 @@ def test_jit_warnings_do_not_leak(tiny_exports):
 
 
 def test_wrapper_scripts_and_keeps_size(eager):
-    x = torch.rand(2, 3, 9, 14)
-    wrapped = ExportedStylizer(eager, traceable=True)
-    assert (wrapped(x) - eager(x)).abs().max().item() <= 1e-6
+    """TorchScript compiles the wrapper (the network's padding rule included); the scripted module
+    keeps odd sizes, also below the 8 px minimum (replicate padding), and equals eager execution."""
+    with quiet_jit():
+        scripted = torch.jit.script(ExportedStylizer(eager).eval())
+    g = torch.Generator().manual_seed(2)
+    for shape in [(2, 3, 9, 14), (1, 3, 5, 7), (1, 3, 37, 45)]:
+        x = torch.rand(*shape, generator=g)
+        with torch.inference_mode():
+            y, ref = scripted(x), eager(x)
+        assert y.shape == x.shape and torch.isfinite(y).all(), shape
+        assert (y - ref).abs().max().item() <= 1e-6, shape
+    x = torch.rand(2, 3, 9, 14, generator=g)  # the branch-free variant for torch.export/ONNX: same numbers
+    with torch.inference_mode():
+        assert (ExportedStylizer(eager, traceable=True)(x) - eager(x)).abs().max().item() <= 1e-6
+
+
+def test_one_padding_rule():
+    """The network pads to a multiple of 4, at least 8 px; the branch-free export padding agrees from 8 px up."""
+    assert [padded_size(n) for n in (1, 7, 8, 9, 12, 13, 16)] == [8, 8, 8, 12, 12, 16, 16]
+    assert all(n + size_padding(n) == padded_size(n) for n in range(MIN_SIZE, 200))
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -32,7 +32,7 @@ def weights(ckpt: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("loss", ["gram", "linear", "poly", "gaussian", "bn", "bn+poly"])
 def test_fit_every_loss(fit_args, loss):
-    cli, run = fit(fit_args, "--model.loss", loss, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+    cli, run = fit(fit_args, "--model.loss.method", loss, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
                    "--run_name", "r")
     assert run.name == "r" and (run / "config.yaml").is_file() and (run / "last.ckpt").is_file()
     metrics = cli.trainer.logged_metrics
@@ -45,12 +45,12 @@ def test_fit_every_loss(fit_args, loss):
 
 
 def test_checkpoint_holds_only_the_network_and_loads_back(fit_args):
-    cli, run = fit(fit_args, "--model.loss", "bn+poly", "--model.fusion_weights", "[0.5,0.5]", "--trainer.max_steps", "4",
+    cli, run = fit(fit_args, "--model.loss.method", "bn+poly", "--model.loss.fusion_weights", "[0.5,0.5]", "--trainer.max_steps", "4",
                    "--checkpoint.every_n_train_steps", "3", "--model.lr_schedule", "cosine", "--run_name", "r")
     # last.ckpt holds the final step even though the periodic saves were at step 3
     assert sorted(p.name for p in run.glob("*.ckpt")) == ["last.ckpt", "step=0000003.ckpt"]
     ckpt = read_checkpoint(run / "last.ckpt")
-    assert ckpt["global_step"] == 4 and ckpt["optimizer_states"] and ckpt["hyper_parameters"]["loss"] == "bn+poly"
+    assert ckpt["global_step"] == 4 and ckpt["optimizer_states"] and ckpt["hyper_parameters"]["loss"]["method"] == "bn+poly"
     schedule = ckpt["lr_schedulers"][0]  # cosine over max_steps, stepped every step: at the end lr = lr_min = 0
     assert schedule["last_epoch"] == 4 and schedule["T_max"] == 4 and schedule["_last_lr"][0] == pytest.approx(0, abs=1e-12)
     assert ckpt["state_dict"] and all(k.startswith("network.") for k in ckpt["state_dict"])

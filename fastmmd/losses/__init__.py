@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 from fastmmd.errors import UserError, did_you_mean
 from fastmmd.losses.content import content_loss, relative_content_loss, total_variation
-from fastmmd.losses.style import METHODS, LossOptions, StyleMethod
+from fastmmd.losses.settings import StyleLoss
+from fastmmd.losses.style import METHODS, StyleMethod
 
-__all__ = ["METHODS", "LossOptions", "StyleMethod", "content_loss", "parse_loss", "relative_content_loss", "total_variation"]
+__all__ = ["METHODS", "StyleLoss", "StyleMethod", "content_loss", "parse_loss", "relative_content_loss", "total_variation"]
 
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]+)\s*$")
 

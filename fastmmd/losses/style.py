@@ -24,51 +24,14 @@ which the paper's fixed constants (1e3, 1e-1, 3e14, 2e3, tuned for one setup) ar
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from fastmmd.losses import matching, mmd, moments
+from fastmmd.losses.settings import StyleLoss
 
 Target = dict[str, Tensor]
-
-
-@dataclass(frozen=True)
-class LossOptions:
-    """Kernel and estimator settings shared by all methods (each reads the ones it needs).
-
-    Attributes:
-        poly_c: the polynomial kernel's offset c in (x^T y + c)^d.
-        poly_degree: its degree d; 2 uses the exact moment route, others the chunked exact sum.
-        poly_positions: for d != 2 (cost O(N^2 C)), random positions per side that take part.
-        gaussian_estimator: ``subset`` (default: unbiased quadratic estimator on a random subset),
-            ``linear`` (the paper's linear-time unbiased estimator over random disjoint pairs) or
-            ``rff`` (random Fourier features: biased, never negative, deterministic for fixed
-            frequencies). The paper used ``linear`` with SGD; its variance makes L-BFGS diverge at
-            high style weights (tubingen x starry_night, weight 20: relu4_2 content error 1.8 and
-            visible noise), while ``subset`` and ``rff`` stay stable there.
-        gaussian_sigma2: fixed sigma^2; ``None`` sets 2 sigma^2 to the mean squared pair distance.
-        gaussian_pairs: most pairs the linear estimator uses per step (32768: every position of a
-            256 px image's relu1_1 map takes part in each step, freshly paired).
-        gaussian_subset: positions per side for the subset estimator.
-        gaussian_features: number D of random Fourier features.
-        bn_eps: epsilon inside the standard deviation, sqrt(var + eps).
-        target_positions: style positions kept per layer by sample-based estimators (65536: all
-            of them up to a 256 px style at relu1_1; 16 MB there).
-    """
-
-    poly_c: float = 0.0
-    poly_degree: int = 2
-    poly_positions: int = 4096
-    gaussian_estimator: Literal["linear", "subset", "rff"] = "subset"
-    gaussian_sigma2: float | None = None
-    gaussian_pairs: int = 32768
-    gaussian_subset: int = 1024
-    gaussian_features: int = 256
-    bn_eps: float = 1e-5
-    target_positions: int = 65536
 
 
 class StyleMethod:
@@ -76,7 +39,7 @@ class StyleMethod:
 
     name: str = ""
 
-    def __init__(self, options: LossOptions) -> None:
+    def __init__(self, options: StyleLoss) -> None:
         self.options = options
 
     def prepare(self, y: Tensor, w: Tensor, generator: torch.Generator | None = None) -> Target:
