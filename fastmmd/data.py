@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +196,21 @@ def transform(img: Image.Image, size: int, mode: str, flip: bool = False, genera
     return pil_to_tensor(img)
 
 
+def _read_or_skip(load: Callable[[], Image.Image], skipped: Callable[[], str], dataset: Any, epoch: int,
+                  position: int) -> Tensor | None:
+    """The one read-or-skip rule of both datasets: ``load()`` the image and ``transform`` it with
+    crops seeded by (seed, epoch, position); an unreadable image gives None and one
+    :class:`SkippedImageWarning` (``skipped()`` records it and says how many so far)."""
+    try:
+        img = load()
+    except (ImageError, OSError) as err:
+        warnings.warn(f"skipped unreadable image ({skipped()}): {one_line(err)}", SkippedImageWarning, stacklevel=3)
+        return None
+    seed = _augment_seed(dataset.seed, epoch, position)
+    gen = torch.Generator().manual_seed(seed) if dataset.mode == "train" else None
+    return transform(img, dataset.image_size, dataset.mode, dataset.flip, gen, dataset.zoom)
+
+
 class ImageDataset(Dataset):
     """Map-style dataset over ``indices`` of a source; unreadable items are replaced by the next readable one.
 
@@ -228,14 +243,14 @@ class ImageDataset(Dataset):
             if self.bad[j]:
                 continue
             index = self.indices[j]
-            try:
-                img = self.source.load(index)
-            except (ImageError, OSError) as err:
+
+            def skipped() -> str:
                 self.bad[j] = 1
-                warnings.warn(f"skipped unreadable image ({self.skipped} so far): {one_line(err)}", SkippedImageWarning, stacklevel=2)
+                return f"{self.skipped} so far"
+
+            image = _read_or_skip(lambda: self.source.load(index), skipped, self, epoch, position)
+            if image is None:
                 continue
-            gen = torch.Generator().manual_seed(_augment_seed(self.seed, epoch, position)) if self.mode == "train" else None
-            image = transform(img, self.image_size, self.mode, self.flip, gen, self.zoom)
             return (image, self.source.name(index)) if self.mode == "predict" else image
         raise UserError(self._unreadable_message())
 
@@ -278,14 +293,14 @@ class StreamDataset(IterableDataset):
         self.stream.set_epoch(epoch)
         for i, example in enumerate(self.stream):
             name = f"{self.column}[{i}]"
-            try:
-                img = _decode_hf(example[self.column], name)
-            except (ImageError, OSError) as err:
+
+            def skipped() -> str:
                 self.skipped += 1
-                warnings.warn(f"skipped unreadable image ({self.skipped} so far in this process): {one_line(err)}", SkippedImageWarning, stacklevel=2)
+                return f"{self.skipped} so far in this process"
+
+            image = _read_or_skip(lambda: _decode_hf(example[self.column], name), skipped, self, epoch, i)
+            if image is None:
                 continue
-            gen = torch.Generator().manual_seed(_augment_seed(self.seed, epoch, i)) if self.mode == "train" else None
-            image = transform(img, self.image_size, self.mode, self.flip, gen, self.zoom)
             yield (image, name) if self.mode == "predict" else image
 
 

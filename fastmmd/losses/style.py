@@ -84,6 +84,9 @@ class Poly(StyleMethod):
             return {"second": second, "mean": mu, "null": null / channels**2}
         ys = moments.resample(y, w, self.options.poly_positions, generator)
         ws = torch.full((ys.shape[1],), 1.0 / ys.shape[1], dtype=ys.dtype, device=ys.device)
+        # null = MMD^2(0, Y) = k(0,0) + E k(y,y') - 2 E k(0,y) = E (y^T y' + c)^d - c^d, since k(0, .) = c^d.
+        # abs(): with c < 0, or odd d on signed features, it can come out negative, and a negative
+        # normaliser would turn minimising the loss into maximising it; its size is what matters.
         null = mmd.poly_self_term(ys, ws, c, d, 1024) - c**d
         return {"sample": ys, "weights": ws, "null": null.abs() / channels**2}
 
@@ -106,6 +109,11 @@ class Gaussian(StyleMethod):
         ys = moments.resample(y, w, o.target_positions, generator)
         target = {"sample": ys, "null": ys.new_ones(())}
         if o.gaussian_estimator == "rff":
+            # Bandwidth rules, one per estimator, all "2 sigma^2 = a mean squared distance" (the paper's
+            # rule): linear-time and subset recompute it each call from the very pairs they evaluate
+            # (generated and style together, so the kernel follows the generated features as they
+            # move); RFF must fix sigma when it draws its frequencies, here, before any generated
+            # features exist, so it uses pairs of style positions only.
             if o.gaussian_sigma2 is None:
                 half = ys.shape[1] // 2
                 two_s2 = moments.squared_distances(ys[:, :half], ys[:, half:2 * half]).mean().clamp_min(1e-12)
