@@ -69,6 +69,12 @@ class StyleTransferModule(L.LightningModule):
         channels_last: NHWC memory format for ``vgg`` (default: its convolutions run faster, most of
             all under bf16) or ``all`` (the network and its inputs too; on CPU this is slower, because
             instance norm converts NHWC back to NCHW at every layer; see docs/benchmarks.md).
+        compile: ``torch.compile`` the network and VGG in place (``nn.Module.compile``, so checkpoint
+            keys do not change) when fitting starts. Measured at 256 px, batch 4, bf16: 1.14x the
+            eager step on the 2-core CPU (2.97x the naive loop instead of 2.60x) and 1.41x on an
+            H100; the first steps pay the compilation (about a minute on the CPU). Off by default:
+            a short run may not earn the compile time back, and resumes are not bitwise exact
+            across eager and compiled runs.
         seed: seeds the criterion's generator (Gaussian estimators).
     """
 
@@ -92,6 +98,7 @@ class StyleTransferModule(L.LightningModule):
         lr_step_size: int = 10000,
         lr_gamma: float = 0.5,
         channels_last: Literal["none", "vgg", "all"] = "vgg",
+        compile: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -158,6 +165,10 @@ class StyleTransferModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._ensure_style()
+        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+            self.network.compile()
+            self.criterion.vgg.compile()
+            self._compiled = True
 
     def on_validation_start(self) -> None:
         self._ensure_style()

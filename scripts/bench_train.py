@@ -110,11 +110,12 @@ class JointVGG(nn.Module):
 
 # --------------------------------------------------------------------------------------- variants
 def build(variant: str, size: int, width: int, style_weight: float, seed: int = 0, device: str = "cpu"):
+    from fastmmd.losses import StyleLoss
     from fastmmd.training import StyleTransferModule
 
     torch.manual_seed(seed)
     layout = {"naive": "none", "all-cl-bf16": "all", "all-cl-compile-bf16": "all"}.get(variant, "vgg")
-    module = StyleTransferModule(["<bench>"], image_size=size, network_width=width, style_weight=style_weight,
+    module = StyleTransferModule(["<bench>"], image_size=size, network_width=width, loss=StyleLoss(style_weight=style_weight),
                                  channels_last=layout)
     if variant == "joint-bf16":
         module.criterion.vgg = JointVGG(module.criterion.vgg)

@@ -296,3 +296,12 @@ def test_the_test_loop_logs_under_test(fit_args):
     logged = cli.trainer.logged_metrics
     assert "test/total" in logged and torch.isfinite(logged["test/total"])
     assert not any(k.startswith("val/") for k in logged)
+
+
+@pytest.mark.slow
+def test_compiled_training_keeps_the_checkpoint_format(fit_args):
+    cli, run = fit(fit_args, "--model.compile", "true", "--trainer.max_steps", "2", "--run_name", "compiled")
+    ckpt = read_checkpoint(run / "last.ckpt")
+    assert ckpt["global_step"] == 2 and all(k.startswith("network.") and "_orig_mod" not in k for k in ckpt["state_dict"])
+    net, _ = network_from_checkpoint(run / "last.ckpt")  # loads into a plain, uncompiled network
+    assert torch.isfinite(net(torch.rand(1, 3, 20, 28))).all()

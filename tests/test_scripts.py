@@ -1,0 +1,46 @@
+"""The benchmark and report scripts still run against the package as it is now.
+
+They are not imported by anything else, so an API change (e.g. the loss settings moving into
+``StyleLoss``) would only show on a GPU machine or in a long benchmark. Each runs here at a tiny
+size, as a subprocess, exactly as its docstring tells a user to run it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, timeout: int = 300) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_bench_train_runs_every_cpu_variant_it_names():
+    out = run("scripts/bench_train.py", "--size", "32", "--batch", "1,2", "--steps", "1", "--warmup", "0",
+              "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32,ours-bf16")
+    assert "failed" not in out, out
+    assert out.count("ours-bf16:") >= 4 and "x naive speed" in out  # per batch: a timing and a ratio
+
+
+@pytest.mark.slow
+def test_bench_stylize_runs_on_the_cpu():
+    out = run("scripts/bench_stylize.py", "--sizes", "24x16", "--width", "4", "--residual-blocks", "1",
+              "--iters", "1", "--warmup", "0", "--dtype", "fp32", "--variants", "naive,eager,torchscript,pt2")
+    for variant in ("naive", "eager-fp32", "torchscript", "pt2"):
+        assert f"| 16x24 | {variant} |" in out or f"| 24x16 | {variant} |" in out, out
+
+
+def test_measure_artifacts_finds_a_flat_output_for_a_flat_input(tmp_path):
+    from conftest import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
+    out = run("scripts/measure_artifacts.py", str(ckpt), "--size", "32")
+    assert '"std": ' in out and "flat" in out
