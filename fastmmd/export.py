@@ -159,12 +159,17 @@ def _build_torchscript(module: ExportedStylizer) -> Any:
 
 def _save_torchscript(scripted: Any, path: Path, metadata: str) -> None:
     scripted.metadata = metadata
+    buffer = io.BytesIO()  # saved to a path, the archive's top folder would be named after our temp file
     with quiet_jit():
-        torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: metadata})
+        torch.jit.save(scripted, buffer, _extra_files={METADATA_FILE: metadata})
+    path.write_bytes(buffer.getvalue())
 
 
 def _build_pt2(module: ExportedStylizer) -> Any:
-    return torch.export.export(module, (_example(),), dynamic_shapes=_dynamic_shapes())
+    program = torch.export.export(module, (_example(),), dynamic_shapes=_dynamic_shapes())
+    for node in program.graph.nodes:  # stack traces name this machine's source files; the graph needs none
+        node.meta.pop("stack_trace", None)
+    return program
 
 
 def _save_pt2(program: Any, path: Path, metadata: str) -> None:
@@ -182,7 +187,12 @@ def _build_onnx(module: ExportedStylizer) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
         program = torch.onnx.export(module, (_example(),), dynamo=True, dynamic_shapes=_dynamic_shapes(),
                                     input_names=["image"], output_names=["stylized"], external_data=False)
-    return program.model_proto
+    proto = program.model_proto
+    for node in [*proto.graph.node, *(n for f in proto.functions for n in f.node)]:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]  # names this machine's files
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    return proto
 
 
 def _save_onnx(proto: Any, path: Path, metadata: str) -> None:

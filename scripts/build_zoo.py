@@ -117,7 +117,7 @@ def readme(manifest: dict, zoo: Path) -> str:
         "`fastmmd models` lists them and `fastmmd stylize <name> photo.jpg` uses one by name.",
         "",
         "Each style is a TorchScript `.pt` and a torch.export `.pt2` with fp16 weights (1.75 M",
-        "parameters: 3.6 MB and 3.9 MB). fp16 storage moves the output of the fp32 network by at most",
+        "parameters: 3.6 MB and 3.8 MB). fp16 storage moves the output of the fp32 network by at most",
         "0.0011 (mean 4e-5, on a 256 px photo; one 8-bit level is 0.0039), so it costs nothing visible;",
         f"fastmmd upcasts the weights to fp32 on the CPU. The zoo holds {total:.1f} MB; the project keeps it under",
         "40 MB, which at fp16 is five styles in both formats (8-bit storage would double that; not done",

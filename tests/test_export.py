@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,18 @@ def test_cli_errors_are_one_line(tiny_exports, tmp_path, capsys, monkeypatch, ar
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
     assert not Path(tmp_path / "x.pt").exists()
+
+
+def test_exported_files_name_no_paths_of_the_machine_that_wrote_them(tiny_exports):
+    import fastmmd
+
+    here = [str(Path(torch.__file__).resolve().parents[1]), str(Path(fastmmd.__file__).resolve().parent),
+            str(tiny_exports["ckpt"].parent)]
+    for fmt in ("torchscript", "pt2", "onnx"):
+        if fmt not in tiny_exports:
+            continue
+        data = tiny_exports[fmt].read_bytes()
+        assert not any(p.encode() in data for p in here), fmt  # stack traces, temp-file names
+        if fmt == "torchscript":  # the archive's top folder is the neutral "archive", not the temp file's name
+            with zipfile.ZipFile(tiny_exports[fmt]) as z:
+                assert {n.split("/")[0] for n in z.namelist()} == {"archive"}
