@@ -77,7 +77,11 @@ def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[s
 
 def network_from_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
     """The trained :class:`TransformerNet` (eval mode, CPU) and the checkpoint's description."""
-    ckpt = read_checkpoint(path)
+    return network_in_checkpoint(read_checkpoint(path), path)
+
+
+def network_in_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
+    """:func:`network_from_checkpoint` for a checkpoint dict already read (``path`` names it in messages)."""
     meta = describe_checkpoint(ckpt, path)
     state = {k[len(NETWORK_PREFIX):]: v for k, v in ckpt["state_dict"].items()
              if isinstance(k, str) and k.startswith(NETWORK_PREFIX)}

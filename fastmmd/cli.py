@@ -82,6 +82,9 @@ class RunConfig(SaveConfigCallback):
 class FastMMDCLI(LightningCLI):
     """LightningCLI plus run folders, fastmmd's callbacks and linked arguments (see module docstring)."""
 
+    #: global step of the ``--ckpt_path`` checkpoint, noted when it is checked (inf: none checked)
+    _resume_step: float = math.inf
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="run folder name under runs_dir (default: <config stem>-<timestamp>)")
@@ -140,11 +143,12 @@ class FastMMDCLI(LightningCLI):
             self._check_checkpoint(Path(ckpt_path))
 
     def _check_checkpoint(self, path: Path) -> None:
-        from fastmmd.checkpoints import read_checkpoint
-        from fastmmd.model_files import read_network
+        """Reads the checkpoint once (safely) and notes its step for :meth:`_rows_to_keep`."""
+        from fastmmd.checkpoints import network_in_checkpoint, read_checkpoint
 
-        read_network(path, "checkpoint")  # readable, written by fastmmd, weights match their description
         ckpt = read_checkpoint(path)
+        network_in_checkpoint(ckpt, path)  # written by fastmmd, weights match their description
+        self._resume_step = float(ckpt.get("global_step", math.inf))
         if "_class_path" in (ckpt.get("hyper_parameters") or {}):
             raise UserError(f"--ckpt_path {str(path)!r} names a model class to import; fastmmd checkpoints never do")
         missing = [k for k in ("loops", "optimizer_states", "global_step") if k not in ckpt]
@@ -189,12 +193,7 @@ class FastMMDCLI(LightningCLI):
             return math.inf
         if not ckpt_path:
             return None
-        path = self.run_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-        if not path.is_file():
-            return math.inf
-        from fastmmd.checkpoints import read_checkpoint
-
-        return float(read_checkpoint(path).get("global_step", math.inf))
+        return self._resume_step
 
 
 def csv_logger(run_dir: Path, keep_until: float | None) -> CSVLogger:
