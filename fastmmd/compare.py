@@ -46,7 +46,7 @@ from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.grid import draw_grid, tile_size
 from fastmmd.images import atomic_path, fit_size, image_size, pil_to_tensor, read_image, save_image, tensor_to_pil
 from fastmmd.losses import StyleLoss, parse_loss
-from fastmmd.metrics import evaluate_features
+from fastmmd.metrics import ImageScorer
 from fastmmd.optimize import check_memory, optimize_image
 from fastmmd.outputs import check_output_dir, make_dirs, refuse_inputs
 from fastmmd.report import render_markdown
@@ -215,7 +215,13 @@ def run(args) -> int:
     for cell in cells:
         cell.key = _key(cell, common, digests)
 
-    evaluate = _Evaluator(vgg, device, contents, styles, evaluation)
+    scorer = ImageScorer(vgg, device, STYLE_LAYERS, CONTENT_LAYERS, args.projections, args.identity_positions, args.seed)
+
+    def evaluate(image: Tensor, style: int, content: int | None) -> dict[str, object]:
+        """Metrics of ``image`` against style ``style`` and (unless None) content ``content``."""
+        target = None if content is None else scorer.reference(("content", content), contents[content][1])
+        return scorer(image, scorer.reference(("style", style), styles[style][1]), target)
+
     settings = {**common, **evaluation, "losses": losses, "style_weights": weights, "contents": list(args.content),
                 "styles": list(args.style), "models": list(args.models),
                 "reconstruct_layers": args.reconstruct_layers if args.reconstruct_style else None}
@@ -272,30 +278,6 @@ def _check_outputs(out: Path, args, inputs: list[tuple[str, str]]) -> None:
         if Path(path).resolve().parent == cells:
             raise UserError(f"{flag} {path!r} lies in {str(out / 'cells')!r}, where compare keeps its cells; move it")
     make_dirs(out / "cells")
-
-
-class _Evaluator:
-    """Applies :func:`fastmmd.metrics.evaluate_features` to an image, caching the style/content features."""
-
-    def __init__(self, vgg: VGGFeatures, device: torch.device, contents, styles, evaluation: dict) -> None:
-        self.vgg, self.device, self.images = vgg, device, {"content": contents, "style": styles}
-        self.evaluation = evaluation
-        self.cache: dict[tuple[str, int], dict[str, Tensor]] = {}
-
-    @torch.no_grad()
-    def features(self, kind: str, index: int) -> dict[str, Tensor]:
-        if (kind, index) not in self.cache:
-            self.cache[(kind, index)] = self.vgg(self.images[kind][index][1].to(self.device))
-        return self.cache[(kind, index)]
-
-    @torch.no_grad()
-    def __call__(self, image: Tensor, style: int, content: int | None) -> dict[str, object]:
-        """Metrics of ``image`` (1, 3, H, W) against style ``style`` and (unless None) content ``content``."""
-        target = None if content is None else self.features("content", content)
-        e = self.evaluation
-        return evaluate_features(self.vgg(image.to(self.device)), self.features("style", style), STYLE_LAYERS, target,
-                                 CONTENT_LAYERS if target is not None else (), e["projections"],
-                                 e["identity_positions"], e["seed"])
 
 
 def _describe(cell: Cell) -> dict[str, object]:

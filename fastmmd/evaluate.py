@@ -49,7 +49,7 @@ from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.grid import draw_grid, tile_size
 from fastmmd.images import atomic_path, check_writable, pil_to_tensor, read_image, save_image, tensor_to_pil
 from fastmmd.losses import StyleLoss, parse_loss
-from fastmmd.metrics import evaluate_features
+from fastmmd.metrics import ImageScorer
 from fastmmd.optimize import optimize_image
 from fastmmd.report import render_evaluation
 from fastmmd.zoo import resolve_model
@@ -134,28 +134,6 @@ def _digest(t: Tensor) -> str:
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-class _Scorer:
-    """``compare``'s :func:`~fastmmd.metrics.evaluate_features` of saved images, style and photo features cached."""
-
-    def __init__(self, vgg: VGGFeatures, device: torch.device, style: Tensor, projections: int, seed: int) -> None:
-        self.vgg, self.device, self.projections, self.seed = vgg, device, projections, seed
-        self.style = self._features(style)
-        self.photos: dict[int, dict[str, Tensor]] = {}
-
-    @torch.no_grad()
-    def _features(self, image: Tensor) -> dict[str, Tensor]:
-        return self.vgg(image.to(self.device))
-
-    def __call__(self, path: Path | None, photo: int, photos: list[Tensor]) -> dict[str, float]:
-        """Metrics of the PNG at ``path`` (or of the photo itself when None) against the style and photo ``photo``."""
-        if photo not in self.photos:
-            self.photos[photo] = self._features(photos[photo])
-        image = photos[photo] if path is None else pil_to_tensor(Image.open(path).convert("RGB")).unsqueeze(0)
-        m = evaluate_features(self._features(image), self.style, STYLE_LAYERS, self.photos[photo], CONTENT_LAYERS,
-                              self.projections, seed=self.seed)
-        return {"style_swd": m["style_sw"], "style_gram": m["style_gram"], "content": m["content"]}
-
-
 def _optimized(args, key: str, cache: Path, photo: Tensor, style: Tensor, vgg: VGGFeatures, device: torch.device,
                precision: str, bar) -> tuple[dict[str, Any], bool]:
     """The optimized image's record (``image``, ``seconds``, ``iterations``) from the cache or computed; (record, reused)."""
@@ -216,7 +194,15 @@ def run(args) -> int:
                 "seed": args.seed, "precision": precision, "vgg": vgg.describe()}
     common = {"format": CELL_FORMAT, **settings, "loss_settings": asdict(loss), "calibration": CALIBRATION,
               "style": _digest(style)}
-    score = _Scorer(vgg, device, style, args.projections, args.seed)
+    scorer = ImageScorer(vgg, device, STYLE_LAYERS, CONTENT_LAYERS, args.projections, seed=args.seed)
+    style_features = scorer.reference("style", style)
+
+    def score(path: Path | None, photo: int, photos: list[Tensor]) -> dict[str, float]:
+        """Metrics of the PNG at ``path`` (or of the photo itself when None) against the style and photo ``photo``."""
+        image = photos[photo] if path is None else pil_to_tensor(Image.open(path).convert("RGB")).unsqueeze(0)
+        m = scorer(image, style_features, scorer.reference(photo, photos[photo]))
+        return {"style_swd": m["style_sw"], "style_gram": m["style_gram"], "content": m["content"]}
+
     style_name = Path(args.style).name
     bar = tqdm(total=len(photos) * (1 + len(models)), desc="evaluate", unit="img", disable=args.no_progress,
                file=sys.stderr)

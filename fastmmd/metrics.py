@@ -24,7 +24,7 @@ Everything is seeded: a call with the same inputs gives the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -221,3 +221,39 @@ def evaluate_features(
     if content is not None and content_layers:
         result["content"] = float(content_score(output, content, content_layers)[0])
     return result
+
+
+class ImageScorer:
+    """:func:`evaluate_features` of whole images, computing each reference image's features once.
+
+    ``compare`` and ``evaluate`` score many outputs against the same few style images and photos;
+    this is the one place that runs the feature network over them and caches the references.
+
+    Args:
+        features: maps an image (1, 3, H, W) to its feature maps by layer (a VGGFeatures).
+        device: where ``features`` runs.
+        style_layers, content_layers, projections, identity_positions, seed: as :func:`evaluate_features`.
+    """
+
+    def __init__(self, features: Callable[[Tensor], Mapping[str, Tensor]], device: torch.device,
+                 style_layers: Sequence[str], content_layers: Sequence[str], projections: int = 64,
+                 identity_positions: int = 1024, seed: int = 0) -> None:
+        self.features, self.device = features, device
+        self.style_layers, self.content_layers = style_layers, content_layers
+        self.projections, self.identity_positions, self.seed = projections, identity_positions, seed
+        self._references: dict[Hashable, Mapping[str, Tensor]] = {}
+
+    @torch.no_grad()
+    def reference(self, key: Hashable, image: Tensor) -> Mapping[str, Tensor]:
+        """The features of reference ``image``, computed the first time ``key`` is asked for."""
+        if key not in self._references:
+            self._references[key] = self.features(image.to(self.device))
+        return self._references[key]
+
+    @torch.no_grad()
+    def __call__(self, image: Tensor, style: Mapping[str, Tensor],
+                 content: Mapping[str, Tensor] | None = None) -> dict[str, object]:
+        """The metrics of ``image`` against reference features ``style`` and (unless None) ``content``."""
+        return evaluate_features(self.features(image.to(self.device)), style, self.style_layers, content,
+                                 self.content_layers if content is not None else (), self.projections,
+                                 self.identity_positions, self.seed)
