@@ -11,7 +11,7 @@
   killed mid-save can leave a truncated ``last.ckpt``.
 * :class:`StylizedImageWriter` saves what ``fastmmd predict`` produces.
 * :class:`ValidationScores` scores the validation photos with ``fastmmd compare``'s metrics
-  (``val/style_swd``, ``val/content_distance``) and :class:`ElapsedTime` logs the fit's wall-clock
+  (``val/style_swd``, ``val/content_distance``) and their stability (``val/temporal_error``), and :class:`ElapsedTime` logs the fit's wall-clock
   (``time/elapsed_s``), so a learning curve can be read against time in ``metrics.csv``.
 """
 
@@ -32,7 +32,8 @@ from torchvision.utils import make_grid
 from fastmmd.errors import NonFiniteLossError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.images import atomic_path, read_image, save_image
-from fastmmd.metrics import content_score, style_swd
+from fastmmd import motion
+from fastmmd.metrics import content_score, masked_abs_error, style_swd
 
 
 def run_folder(trainer: L.Trainer) -> Path:
@@ -198,7 +199,12 @@ class ValidationScores(L.Callback):
     * ``val/content_distance``: relative relu4_2 distance mean (F - P)^2 / mean P^2 between the
       output and its input photo (:func:`fastmmd.metrics.content_score`). Not ``val/content``: that
       name is the criterion's content term (same formula, on the training's own content layers and
-      precision, before rounding).
+      precision, before rounding);
+    * ``val/temporal_error``: flicker on a two-frame "video" of each photo: the photo moved by a
+      sub-pixel camera shake (0.5, 0.25) px plus pixel noise of std 0.01 (seeded) is stylized, and
+      compared with the stylized photo moved the same way: mean |f(shift(x) + n) - shift(f(x))|
+      over the pixels both show (:func:`fastmmd.metrics.masked_abs_error`, as
+      :func:`fastmmd.metrics.temporal_error` measures clips). One extra network pass.
 
     Both are means over the validation photos, measured as ``compare``/``evaluate`` measure a saved
     output: the output rounded to 8 bits, VGG in float32 (autocast off), the style image(s) the
@@ -211,6 +217,9 @@ class ValidationScores(L.Callback):
         projections: random directions of the sliced Wasserstein distance (``compare``: 64).
         seed: seeds the directions (``compare``: 0).
     """
+
+    SHAKE = (0.5, 0.25)  # px (x, y) of the temporal-error pair
+    NOISE = 0.01
 
     def __init__(self, projections: int = 64, seed: int = 0) -> None:
         self.projections, self.seed = projections, seed
@@ -246,8 +255,16 @@ class ValidationScores(L.Callback):
             output = outputs["generated"].float().clamp(0, 1).mul(255).round().div(255)  # as saved in 8 bits
             features = vgg(output)
             content = vgg(batch.float(), CONTENT_LAYERS)
+        offsets = torch.tensor([self.SHAKE] * batch.shape[0])
+        moved, _ = motion.shift(batch.float(), offsets)
+        g = torch.Generator().manual_seed(self.seed + batch_idx)
+        noisy = (moved + self.NOISE * torch.randn(moved.shape, generator=g).to(moved)).clamp(0, 1)
+        with trainer.precision_plugin.forward_context():  # the precision the validation step ran in
+            perturbed = pl_module(noisy.to(batch.dtype)).float()
+        target, mask = motion.shift(outputs["generated"].float(), offsets, 2.0)
         scores = {"val/style_swd": style_swd(features, self._style, STYLE_LAYERS, self.projections, self.seed),
-                  "val/content_distance": content_score(features, content, CONTENT_LAYERS)}
+                  "val/content_distance": content_score(features, content, CONTENT_LAYERS),
+                  "val/temporal_error": masked_abs_error(perturbed, target, mask)}
         for name, value in scores.items():
             pl_module.log(name, value.mean(), on_step=False, on_epoch=True, batch_size=output.shape[0], sync_dist=True)
 

@@ -17,14 +17,14 @@ All take RGB NCHW batches of any height and width (pt2/ONNX: at least 8 px per s
 the same size; padding (:func:`fastmmd.networks.padded_size`), cropping and value scaling
 happen inside. The file holds
 only the transformation network (no VGG), so its size is about 4 bytes per parameter (2 with
-``--half``). ``--half`` stores fp16 weights for GPUs: on CPU fp16 convolutions are ~30x slower than
-fp32 in torch 2.14, so ``fastmmd stylize`` upcasts a half TorchScript file on CPU.
+``--weights float16``, 1 with ``--weights int8``, :mod:`fastmmd.weight_storage`). ``float16`` suits
+GPUs: on CPU fp16 convolutions are ~30x slower than fp32 in torch 2.14, so ``fastmmd stylize``
+upcasts a half file on CPU; ``int8`` files compute in float32 everywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import io
 import json
@@ -43,6 +43,7 @@ from fastmmd.images import atomic_path
 from fastmmd.model_files import METADATA_FILE, open_onnx, parse_metadata, read_metadata, read_network, weights_only_loads
 from fastmmd.networks import MIN_SIZE, TransformerNet, size_padding
 from fastmmd.outputs import check_output_file
+from fastmmd.weight_storage import STORAGES, dequantize_state, store
 
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-2}
@@ -67,7 +68,7 @@ class ExportedStylizer(nn.Module):
 
     ``forward(x)``: x is RGB (B, 3, H, W), uint8 0-255 or float 0-1; the result has x's dtype and
     size (uint8: ``round(255 y)``). Inputs are cast to the weights' dtype, so fp16 weights take
-    fp32 images.
+    fp32 images (int8 weights compute in float32, :mod:`fastmmd.weight_storage`).
 
     Args:
         net: the trained network (its padding logic is reused by the TorchScript path).
@@ -86,7 +87,9 @@ class ExportedStylizer(nn.Module):
         self.traceable = traceable
 
     def forward(self, x: Tensor) -> Tensor:
-        dtype = self.net.encoder[0][1].weight.dtype
+        bias = self.net.encoder[0][1].bias  # its dtype is the compute dtype (int8 storage computes in float32)
+        assert bias is not None  # TransformerNet's convolutions have biases (and TorchScript needs to know)
+        dtype = bias.dtype
         if x.dtype == torch.uint8:
             y = self._stylize(x.to(dtype) / 255.0)
             return y.float().mul(255.0).round().clamp(0.0, 255.0).to(torch.uint8)
@@ -114,7 +117,7 @@ def format_for(path: str | os.PathLike, fmt: str | None) -> str:
     raise UserError(f"cannot tell the format of {str(path)!r} from its suffix; use .pt, .pt2 or .onnx, or pass --format")
 
 
-def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, dtype: torch.dtype, source: str) -> dict[str, Any]:
+def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, storage: str, source: str) -> dict[str, Any]:
     """What travels in the file: the style, loss and weights it was trained with, versions, input convention."""
     from fastmmd import __version__
 
@@ -123,7 +126,7 @@ def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, dtype: t
         "format": fmt,
         "input": INPUT_CONVENTION[fmt],
         "min_size": 1 if fmt == "torchscript" else MIN_SIZE,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": storage,
         "network": net.config(),
         "parameters": sum(p.numel() for p in net.parameters()),
         "style_images": meta.get("style_images"),
@@ -252,31 +255,37 @@ _BUILDERS = {"torchscript": (_build_torchscript, _save_torchscript), "pt2": (_bu
 
 
 def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | None = None, half: bool = False,
-                   meta: dict[str, Any] | None = None, source: str = "", tolerance: float | None = None) -> dict[str, Any]:
+                   meta: dict[str, Any] | None = None, source: str = "", tolerance: float | None = None,
+                   weights: str = "float32") -> dict[str, Any]:
     """Exports ``net`` to ``output``, after checking the written file against eager execution.
 
     The file is written to a temporary name, loaded back and run on a random odd-sized batch
-    (float, and uint8 for TorchScript); only if max |exported - eager| <= tolerance (1e-5 fp32,
-    2e-2 fp16; uint8: one level) is it rewritten with the measured difference in its metadata
-    and moved to ``output``.
+    (float, and uint8 for TorchScript); only if max |exported - eager| <= tolerance (1e-5 fp32 and
+    int8, 2e-2 fp16; uint8: one level) is it rewritten with the measured difference in its metadata
+    and moved to ``output``. The eager reference holds the weights as stored (``weights``:
+    float32, float16 or int8, :mod:`fastmmd.weight_storage`; ``half`` = float16); how far storage
+    moved the output from the float32 network is recorded as ``storage_max_abs_diff``.
 
     Returns:
-        The metadata stored in the file, plus ``parity_max_abs_diff``.
+        The metadata stored in the file, plus ``parity_max_abs_diff`` and ``storage_max_abs_diff``.
 
     Raises:
         UserError: bad format/suffix, unwritable output, or a parity mismatch (nothing written).
     """
     fmt = format_for(output, fmt)
+    storage = "float16" if half else weights
+    if storage not in STORAGES:
+        raise UserError(f"--weights must be one of {', '.join(STORAGES)}, not {storage!r}")
     out = check_output_file(output)
-    dtype = torch.float16 if half else torch.float32
+    dtype = torch.float16 if storage == "float16" else torch.float32
     tol = TOLERANCE[dtype] if tolerance is None else tolerance
-    net = copy.deepcopy(net).eval().to(device="cpu", dtype=dtype)  # the caller's network stays as it was
-    for p in net.parameters():
-        p.requires_grad_(False)
-    metadata = build_metadata(meta or {}, net, fmt, dtype, source)
+    full = store(net, "float32")  # copies: the caller's network stays as it was
+    net = store(net, storage)
+    metadata = build_metadata(meta or {}, full, fmt, storage, source)
     module = ExportedStylizer(net, json.dumps(metadata), traceable=fmt != "torchscript").eval()
     reference = ExportedStylizer(net).eval()
     x = _example()
+    metadata["storage_max_abs_diff"] = max_abs_diff(reference, ExportedStylizer(full).eval(), x)
     build, save = _BUILDERS[fmt]
     artifact = build(module)
     with atomic_path(out) as tmp:
@@ -291,9 +300,8 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
             raise UserError(f"exported {fmt} model differs from the network by {max(diff, diff8):.3g} (> {tol:g}); "
                             f"nothing written to {str(out)!r}; try another --format or fp32")
         if fmt != "onnx":  # what `fastmmd stylize` reads from the file (its weights only) must be this network too
-            read_back, _ = read_network(tmp, fmt)
-            if not all(torch.equal(a.to(dtype).float(), b) for a, b in zip(net.state_dict().values(),
-                                                                            read_back.state_dict().values(), strict=True)):
+            read_back, expected = read_network(tmp, fmt)[0].state_dict(), dequantize_state(net.state_dict())
+            if set(read_back) != set(expected) or not all(torch.equal(v.float(), read_back[k]) for k, v in expected.items()):
                 raise UserError(f"the weights read back from the exported {fmt} file differ from the network; "
                                 f"nothing written to {str(out)!r}")
         metadata["parity_max_abs_diff"] = diff
@@ -302,14 +310,14 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None,
-                      half: bool = False) -> dict[str, Any]:
+                      half: bool = False, weights: str = "float32") -> dict[str, Any]:
     """Exports the network of a training ``.ckpt`` (see :func:`export_network`); the output is checked
     (writable, not the checkpoint itself) before the checkpoint is read."""
     from fastmmd.checkpoints import network_from_checkpoint
 
     check_output_file(output, [("the checkpoint", checkpoint)], suffixes=None if fmt else FORMATS.values())
     net, meta = network_from_checkpoint(checkpoint)
-    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name)
+    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name, weights=weights)
 
 
 def build_parser():
@@ -323,7 +331,10 @@ def build_parser():
                         "unless --format is given; default: the checkpoint's name with the format's suffix")
     parser.add_argument("--format", type=Optional[Literal["torchscript", "pt2", "onnx"]], default=None,
                         help="torchscript (.pt) | pt2 (torch.export, .pt2) | onnx (.onnx); default: from --output's suffix")
-    parser.add_argument("--half", action="store_true", help="store fp16 weights (for GPUs; slow on CPU)")
+    parser.add_argument("--weights", type=Literal["float32", "float16", "int8"], default="float32",
+                        help="weight storage: float32; float16 (half the size; GPUs run it in fp16); int8 (a quarter: "
+                        "8-bit weights with per-channel scales, computed in float32; outputs move by ~0.001)")
+    parser.add_argument("--half", action="store_true", help="the same as --weights float16")
     parser.add_argument("--info", default=None, help="print the metadata of an exported file (or a shipped style: "
                         "fastmmd models) and exit")
     return parser
@@ -340,7 +351,7 @@ def run(args) -> int:
         raise UserError("fastmmd export: give a checkpoint (fastmmd export CKPT --output style.pt) or --info FILE")
     fmt = args.format
     output = args.output or str(Path(args.checkpoint).with_suffix(FORMATS[fmt or "torchscript"]))
-    meta = export_checkpoint(args.checkpoint, output, fmt=fmt, half=args.half)
+    meta = export_checkpoint(args.checkpoint, output, fmt=fmt, half=args.half, weights=args.weights)
     size = Path(output).stat().st_size
     print(f"wrote {output} ({meta['format']}, {meta['dtype']}, {size / 1e6:.2f} MB, "
           f"{meta['parameters']:,} parameters, max |exported - eager| = {meta['parity_max_abs_diff']:.2g})")

@@ -15,6 +15,10 @@ yardstick only. They are pure functions of VGG feature tensors (points as column
   ``content``) for a whole batch at once; training logs them on the validation photos
   (``val/style_swd``, ``val/content_distance``), so its learning curves and ``compare``/``evaluate``
   reports are the same measurement.
+* :func:`temporal_error`: flicker of a stylized clip whose camera motion is known
+  (:mod:`fastmmd.motion`): mean |f_{t+1} - warp(f_t)| over the pixels visible in both frames, in
+  [0, 1] RGB units; :func:`masked_abs_error` is its per-pair core (training logs it on a shifted
+  copy of each validation photo as ``val/temporal_error``).
 * :func:`gram_mmd_identity`: Gatys' Gram loss and the biased poly-kernel MMD^2 / (4 C^2) computed
   by two independent routes (C x C Gram matrices vs N x N kernel sums) on the same positions; their
   ratio is 1 up to rounding (Li et al. 2017: the Gram loss is MMD² under k(x, y) = (xᵀy)², divided by 4C²).
@@ -29,6 +33,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from fastmmd import motion
 from fastmmd.losses import matching, mmd, moments
 from fastmmd.losses.content import relative_content_loss
 
@@ -119,6 +124,21 @@ def gram_distance(x: Tensor, y: Tensor, relative: bool = True) -> Tensor:
 def content_distance(x: Tensor, target: Tensor) -> Tensor:
     """Relative feature MSE mean (F - P)^2 / mean P^2 per sample: (B, C, ...) vs (B or 1, C, ...) -> (B,)."""
     return relative_content_loss(x, target, eps=1e-30)
+
+
+def masked_abs_error(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
+    """sum_{c,u} m(u) |a - b| / (C sum_u m(u)) per sample: (B, C, H, W) x2, (B, 1, H, W) -> (B,)."""
+    diff = (a.float() - b.float()).abs() * mask
+    return diff.flatten(1).sum(1) / (mask.flatten(1).sum(1) * a.shape[1]).clamp_min(1)
+
+
+def temporal_error(frames: Tensor, views: Sequence[motion.View], margin: float = 2.0) -> Tensor:
+    """Flicker of a clip (T, C, H, W) filmed along known ``views``: per pair of consecutive frames,
+    mean |f_{t+1} - warp(f_t)| over the pixels both frames show (at least ``margin`` px inside),
+    (T - 1,). A clip that only moves with the camera scores the warp's own resampling error (the
+    input clip's score is that floor, plus its noise)."""
+    warped, mask = motion.warp(frames[:-1], views[:-1], views[1:], margin)
+    return masked_abs_error(frames[1:], warped, mask)
 
 
 def gram_mmd_identity(

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from fastmmd.errors import UserError
 from fastmmd.networks import TransformerNet
+from fastmmd.weight_storage import dequantize_state
 
 METADATA_FILE = "fastmmd.json"
 #: Largest member of a model archive read into memory (a width-32 network is ~7 MB).
@@ -52,6 +53,7 @@ MAX_MEMBER_BYTES = 1 << 30
 MAX_NETWORK_SETTING = 4096
 _PREFIX = "net."  # ExportedStylizer keeps its TransformerNet as ``net``
 _FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_STORED_DTYPES = {*_FLOAT_DTYPES, "int8"}  # int8: fastmmd.weight_storage
 
 
 def not_a_model(path: str | os.PathLike, why: str, kind: str = "fastmmd checkpoint or model") -> UserError:
@@ -123,7 +125,8 @@ def load_pickle(source: str | os.PathLike | bytes, name: str | None = None,
 
 # ------------------------------------------------------------------------------------- networks
 def network_from_state(config: Any, state: dict[str, Tensor], path: str | os.PathLike) -> TransformerNet:
-    """The :class:`TransformerNet` a recorded ``config`` describes, holding ``state`` (eval mode, CPU, fp32).
+    """The :class:`TransformerNet` a recorded ``config`` describes, holding ``state`` (eval mode, CPU, fp32;
+    int8-stored convolutions, :mod:`fastmmd.weight_storage`, are dequantized).
 
     The config is checked before anything is allocated (small non-negative integers only) and the
     expected shapes are taken from a network on the ``meta`` device, so a crafted description can
@@ -135,6 +138,10 @@ def network_from_state(config: Any, state: dict[str, Tensor], path: str | os.Pat
     if not isinstance(config, dict) or not config or not all(
             isinstance(k, str) and type(v) is int and 0 <= v <= MAX_NETWORK_SETTING for k, v in config.items()):
         raise not_a_model(path, f"its network description {str(config)[:80]!r} is not a TransformerNet's")
+    try:
+        state = dequantize_state(state)  # int8 storage -> the float32 weights its program computes with
+    except ValueError as err:
+        raise not_a_model(path, str(err)) from None
     try:
         with torch.device("meta"):
             shapes = {k: tuple(v.shape) for k, v in TransformerNet.from_config(config).state_dict().items()}
@@ -253,7 +260,7 @@ def _export_metadata(path: Path, z: zipfile.ZipFile, fmt: str) -> dict[str, Any]
     meta = parse_metadata(_member(path, z, _find(z, f"extra/{METADATA_FILE}")).decode("utf-8", "replace"), path)
     if meta.get("format") != fmt:
         raise not_a_model(path, f"its metadata says format {meta.get('format')!r}, not {fmt!r}")
-    if str(meta.get("dtype")) not in _FLOAT_DTYPES:
+    if str(meta.get("dtype")) not in _STORED_DTYPES:
         raise not_a_model(path, f"unsupported weight dtype {meta.get('dtype')!r}")
     return meta
 
@@ -306,7 +313,7 @@ def _pt2_tensor(path: Path, z: zipfile.ZipFile, entry: dict[str, Any]) -> Tensor
     from torch._export.serde.schema import ScalarType
 
     dtypes = {int(ScalarType.FLOAT): torch.float32, int(ScalarType.HALF): torch.float16,
-              int(ScalarType.BFLOAT16): torch.bfloat16}
+              int(ScalarType.BFLOAT16): torch.bfloat16, int(ScalarType.CHAR): torch.int8}
     try:
         meta = entry["tensor_meta"]
         dtype = dtypes[int(meta["dtype"])]
@@ -348,7 +355,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
     fastmmd's own tensor builder, and refuses every other name (``os.system`` included).
     """
 
-    _STORAGES = {"FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16}
+    _STORAGES = {"FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
+                 "CharStorage": torch.int8}
 
     def __init__(self, data: bytes, read_record: Callable[[str], bytes]) -> None:
         super().__init__(io.BytesIO(data))

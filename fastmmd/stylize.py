@@ -32,8 +32,10 @@ from fastmmd.model_files import open_onnx, read_network
 from fastmmd.color import preserve_color
 from fastmmd.images import (IMAGE_SUFFIXES, to_rgb, fit_size, open_image, pil_to_tensor, resize, save_image,
                             tensor_to_pil)
-from fastmmd.outputs import check_output_dir
-from fastmmd.tiling import fixed_norm_statistics, global_norm_statistics, stylize_tiled
+from fastmmd.outputs import check_output_dir, check_output_file
+from fastmmd.norm_stats import fixed_norm_statistics
+from fastmmd.tiling import global_norm_statistics, stylize_tiled
+from fastmmd.video import CONTAINERS, VIDEO_SUFFIXES, is_video, stylize_video
 from fastmmd.zoo import print_styles, resolve_model
 
 LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
@@ -93,7 +95,7 @@ def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype
     module = ExportedStylizer(net.requires_grad_(False)).eval().to(device)
     if dtype is not None:
         module = module.to(dtype)
-    elif device.type != "cpu" and stored != torch.float32:
+    elif device.type != "cpu" and stored.is_floating_point and stored != torch.float32:
         module = module.to(stored)  # the file's precision on GPUs (fp16 convolutions are very slow on CPU)
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -118,7 +120,7 @@ class Stylizer:
         self.max_size = max_size
         self.preserve_color = preserve_color
         self.min_size = int(metadata.get("min_size", 1))
-        itemsize = 4 if str(metadata.get("dtype", "float32")) == "float32" else 2
+        itemsize = 2 if str(metadata.get("dtype")) in ("float16", "bfloat16") else 4  # int8 files compute in float32
         width = int((metadata.get("network") or {}).get("width", 32))
         self.bytes_per_pixel = (_VALUES_PER_PIXEL_PER_WIDTH * width + _VALUES_PER_PIXEL) * itemsize
 
@@ -297,7 +299,9 @@ def build_parser():
                         "shipped style's name (--list shows them; NAME:pt2 picks its .pt2)")
     parser.add_argument("inputs", nargs="*", default=[], help="image files, folders or globs (quote globs such as 'photos/**/*.jpg')")
     parser.add_argument("--list", action="store_true", help="list the shipped styles (as `fastmmd models`) and exit")
-    parser.add_argument("--output-dir", "-o", default="stylized", help="folder for the results (created if missing)")
+    parser.add_argument("--output-dir", "--output", "-o", default="stylized", dest="output_dir",
+                        help="folder for the results (created if missing); for one video, a video file (.mp4, .mov, "
+                        ".mkv, .webm, .avi) may be named instead")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 inference")
@@ -312,7 +316,60 @@ def build_parser():
                         "(whole image, matches the untiled output, 7-9x slower tiling)")
     parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    video = parser.add_argument_group("video (inputs .mp4/.mov/.mkv/.webm/.gif/...; or a folder of frames with --norm-stats "
+                                      "or a video --output)")
+    video.add_argument("--norm-stats", type=Literal["frame", "running", "clip"] | None, default=None,
+                       help="instance-norm statistics across frames: running (default for video: a moving average, "
+                       "less flicker), clip (one set for the whole clip) or frame (each frame its own, as images)")
+    video.add_argument("--norm-momentum", type=float, default=0.9, help="moving-average momentum of --norm-stats running")
+    video.add_argument("--codec", default=None, help="video encoder (default: libx264; libvpx-vp9 for .webm)")
+    video.add_argument("--crf", type=int | None, default=None, help="constant rate factor, lower = better and larger "
+                       "(default: 18 for libx264, 30 for VP9)")
+    video.add_argument("--no-audio", action="store_true", help="drop the audio (default: copied unchanged)")
+    video.add_argument("--fps", type=float | None, default=None, help="frame rate of a folder of frames (default 25)")
     return parser
+
+
+def _video_output(source: Path, out_dir: Path) -> Path:
+    """Where a video (or frame folder) lands inside ``--output-dir``: ``<stem>_stylized.<mp4 or its own container>``."""
+    suffix = source.suffix.lower() if source.suffix.lower() in CONTAINERS else ".mp4"
+    return out_dir / f"{source.stem}_stylized{suffix}"
+
+
+def run_video(args, model: Path) -> int:
+    """``fastmmd stylize MODEL clip.mp4 [--output out.mp4]``: each video (or one folder of frames) streamed."""
+    sources = [Path(spec) for spec in args.inputs]
+    for p in sources:
+        if not p.exists():
+            raise UserError(f"input {str(p)!r} does not exist")
+        if p.is_file() and not is_video(p):
+            raise UserError(f"{str(p)!r} is not a video ({', '.join(VIDEO_SUFFIXES)}); stylize images and videos in "
+                            "separate calls, and a folder of frames alone")
+    inputs = [("input", p) for p in sources]
+    out = Path(args.output_dir)
+    if out.suffix.lower() in CONTAINERS and not out.is_dir():
+        if len(sources) > 1:
+            raise UserError(f"--output {str(out)!r} is one video file, but {len(sources)} inputs were given; "
+                            "give a folder instead")
+        targets = [check_output_file(out, inputs, CONTAINERS, "--output")]
+    else:
+        if out.suffix.lower() in VIDEO_SUFFIXES and not out.is_dir():
+            raise UserError(f"fastmmd writes video as {', '.join(CONTAINERS)}, not {out.suffix}")
+        out_dir = check_output_dir(out, inputs)
+        if len(sources) == 1 and sources[0].is_dir():
+            targets = [out_dir]  # frames in, frames out
+        else:
+            targets = [check_output_file(_video_output(p, out_dir), inputs, CONTAINERS) for p in sources]
+    stylizer = load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
+                             tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
+                             tile_stats=args.tile_stats)
+    for source, target in zip(sources, targets):
+        result = stylize_video(stylizer, source, target, batch_size=args.batch_size, codec=args.codec, crf=args.crf,
+                               audio=not args.no_audio, fps=args.fps, norm_stats=args.norm_stats or "running",
+                               momentum=args.norm_momentum, progress=not args.quiet,
+                               metadata={"comment": f"fastmmd stylize {model.name}"})
+        print(f"wrote {result.frames} frame(s) to {str(target)!r} ({result.fps:.1f} frames/s)", file=sys.stderr)
+    return 0
 
 
 def run(args) -> int:
@@ -322,11 +379,13 @@ def run(args) -> int:
     if args.list:
         return print_styles()
     if not args.model or not args.inputs:
-        raise UserError("fastmmd stylize: give a MODEL (a file or a shipped style) and at least one INPUT image, "
-                        "or --list for the shipped styles")
+        raise UserError("fastmmd stylize: give a MODEL (a file or a shipped style) and at least one INPUT image or "
+                        "video, or --list for the shipped styles")
     model = resolve_model(args.model)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if any(is_video(spec) for spec in args.inputs) or is_video(args.output_dir) or args.norm_stats is not None:
+        return run_video(args, model)
     files, problems = expand_inputs(list(args.inputs))
     if not files:
         raise UserError(f"no images to stylize: {'; '.join(problems) or 'no inputs'}")

@@ -10,7 +10,8 @@ per tile, so neighbouring tiles come out with slightly different contrast and co
   ``cos^2(pi/2 (i + 1/2) / r)`` while the right tile's rises as ``sin^2(...)``, so the weights sum
   to 1 and the output moves smoothly from one tile's statistics to the next; a tile's outermost
   pixels, those most affected by its artificial border, get weight near 0.
-* Global statistics remove the cause (:func:`global_norm_statistics`, eager networks only): the
+* Global statistics remove the cause (:func:`global_norm_statistics`, eager networks only, built
+  on :mod:`fastmmd.norm_stats`): the
   mean and variance of every instance-norm input are accumulated over the whole image, tile by
   tile, one pass per norm layer (layer k's statistics need layers < k normalised globally), each
   tile contributing only the region it owns. The final pass then normalises every tile with the
@@ -25,15 +26,14 @@ convolutions sample the same grid in every tile as in the whole image.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from fastmmd.networks import SIZE_MULTIPLE, padded_size
+from fastmmd.norm_stats import Stats, pooled_norm_statistics
 
 ALIGN = SIZE_MULTIPLE
 
@@ -116,47 +116,11 @@ def stylize_tiled(fn: Callable[[Tensor], Tensor], image: Tensor, tile: int, over
     return out / total
 
 
-class _Stop(Exception):
-    """Ends a forward pass once the layer being measured has been reached."""
-
-
-def _normalize(module: nn.InstanceNorm2d, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    mean, var = mean.to(device=x.device, dtype=x.dtype), var.to(device=x.device, dtype=x.dtype)
-    y = (x - mean) * torch.rsqrt(var + module.eps)
-    if module.affine:
-        y = y * module.weight[:, None, None] + module.bias[:, None, None]
-    return y
-
-
-@contextlib.contextmanager
-def fixed_norm_statistics(net: nn.Module, stats: list[tuple[Tensor, Tensor]],
-                          measure: Callable[[Tensor], None] | None = None) -> Iterator[None]:
-    """Within the block, ``net``'s instance norms use ``stats`` [(mean, var) (B, C, 1, 1)] in call
-    order; the next one (index ``len(stats)``) is passed to ``measure`` and the forward stops."""
-    layers = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
-    calls = [0]  # norm layers called so far; every full forward calls each once, in order
-
-    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
-        k = calls[0] % len(layers)
-        calls[0] += 1
-        if k < len(stats):
-            return _normalize(module, inputs[0], *stats[k])
-        if measure is not None:
-            measure(inputs[0])
-            raise _Stop
-        return None
-
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def global_norm_statistics(net: nn.Module, run: Callable[[Tensor], Tensor], image: Tensor, tile: int,
-                           overlap: int) -> list[tuple[Tensor, Tensor]]:
+                           overlap: int) -> Stats:
     """Mean and variance (B, C, 1, 1) of every instance-norm input of ``net`` over the whole image.
+
+    Each tile counts only the region it owns (:func:`owned`), so every pixel is counted once.
 
     Args:
         net: the eager network whose ``nn.InstanceNorm2d`` layers are measured (called in module order).
@@ -164,29 +128,16 @@ def global_norm_statistics(net: nn.Module, run: Callable[[Tensor], Tensor], imag
         image: (B, 3, H, W) the full batch.
         tile, overlap: the tiling used afterwards (:func:`stylize_tiled`).
     """
-    count = sum(isinstance(m, nn.InstanceNorm2d) for m in net.modules())
     height, width = image.shape[-2:]
     ys = tile_spans(height, tile, min(overlap, tile - 1))
     xs = tile_spans(width, tile, min(overlap, tile - 1))
-    stats: list[tuple[Tensor, Tensor]] = []
-    for _ in range(count):
-        total = torch.zeros(()), torch.zeros(()), 0  # sum, sum of squares, count
+    cells = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+    pieces = [image[:, :, ys[i][0]:ys[i][1], xs[j][0]:xs[j][1]] for i, j in cells]
 
-        for i, (y0, y1) in enumerate(ys):
-            for j, (x0, x1) in enumerate(xs):
-                (ly0, ly1), (lx0, lx1) = owned(ys, i), owned(xs, j)
-                padded_h = padded_size(y1 - y0)
+    def region(index: int, x: Tensor) -> Tensor:
+        i, j = cells[index]
+        (ly0, ly1), (lx0, lx1) = owned(ys, i), owned(xs, j)
+        s = x.shape[-2] / padded_size(ys[i][1] - ys[i][0])  # 1, 1/2 or 1/4: this layer's resolution
+        return x[..., round(ly0 * s):round(ly1 * s), round(lx0 * s):round(lx1 * s)]
 
-                def measure(x: Tensor) -> None:
-                    nonlocal total
-                    s = x.shape[-2] / padded_h  # 1, 1/2 or 1/4: this layer's resolution
-                    region = x[..., round(ly0 * s):round(ly1 * s), round(lx0 * s):round(lx1 * s)].double().cpu()
-                    total = (total[0] + region.sum((2, 3)), total[1] + region.square().sum((2, 3)),
-                             total[2] + region.shape[-1] * region.shape[-2])
-
-                with fixed_norm_statistics(net, stats, measure), contextlib.suppress(_Stop):
-                    run(image[:, :, y0:y1, x0:x1])
-        mean = total[0] / total[2]
-        var = (total[1] / total[2] - mean.square()).clamp_min(0)
-        stats.append((mean.float()[:, :, None, None], var.float()[:, :, None, None]))
-    return stats
+    return pooled_norm_statistics(net, run, pieces, region)

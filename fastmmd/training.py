@@ -30,10 +30,13 @@ from fastmmd.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX, checkpoint_
 from fastmmd.criterion import StyleCriterion
 from fastmmd.errors import UserError
 from fastmmd.images import read_image
+from fastmmd import motion
 from fastmmd.losses import StyleLoss
+from fastmmd.losses.stability import stability_loss
 from fastmmd.networks import TransformerNet
 
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
+STABILITY_RNG_KEY = "fastmmd_stability_rng"  # the stability loss's shifts and noise
 #: Smallest default long edge of the style image. With the style as small as 128 px crops, VGG's
 #: deepest style layers see it in 5x8 positions, nearly all at its border, so the painting's motif at
 #: its top (Starry Night's stars) is learned as "motif along the top edge": networks trained that way
@@ -75,7 +78,13 @@ class StyleTransferModule(L.LightningModule):
             H100; the first steps pay the compilation (about a minute on the CPU). Off by default:
             a short run may not earn the compile time back, and resumes are not bitwise exact
             across eager and compiled runs.
-        seed: seeds the criterion's generator (Gaussian estimators).
+        stability_weight: weight of Gupta et al.'s stability loss (:mod:`fastmmd.losses.stability`),
+            0 = off. Each step then also runs the network on a copy of the batch shifted by up to
+            ``stability_shift`` px (sub-pixel, per image) plus Gaussian noise of std
+            ``stability_noise``, and penalises the squared difference from the equally shifted
+            output: video frames stop flickering (docs/benchmarks.md, "Video flicker"). The term is
+            logged as ``train/stability``; it costs one more network pass, no VGG pass.
+        seed: seeds the criterion's generator (Gaussian estimators) and the stability loss's.
     """
 
     def __init__(
@@ -99,6 +108,9 @@ class StyleTransferModule(L.LightningModule):
         lr_gamma: float = 0.5,
         channels_last: Literal["none", "vgg", "all"] = "vgg",
         compile: bool = False,
+        stability_weight: float = 0.0,
+        stability_shift: float = 1.0,
+        stability_noise: float = 0.02,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -109,12 +121,19 @@ class StyleTransferModule(L.LightningModule):
             raise UserError("model.style_images needs at least one style image")
         if not lr > 0:
             raise UserError(f"model.lr must be positive, not {lr}")
+        for name, value in (("stability_weight", stability_weight), ("stability_shift", stability_shift),
+                            ("stability_noise", stability_noise)):
+            if not (value >= 0 and value < float("inf")):
+                raise UserError(f"model.{name} must be a finite number >= 0, not {value}")
         self.network = TransformerNet(network_width, residual_blocks, downsample_kernel)
         if init_from:
             self._warm_start(init_from)
         self.criterion = StyleCriterion(loss, vgg_weights=vgg_weights, vgg_pooling=vgg_pooling,
                                         vgg_width_divisor=vgg_width_divisor, seed=seed)
         self.metric_names = ["total", "style", "content", "tv", *(f"style/{m}" for m, _ in self.criterion.fusion)]
+        if stability_weight > 0:
+            self.metric_names.append("stability")  # training steps only
+        self.stability_generator = torch.Generator().manual_seed(seed)
         self.train_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
         self.val_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
         self.test_metrics = nn.ModuleDict({n.replace("/", "_"): MeanMetric() for n in self.metric_names})
@@ -192,12 +211,27 @@ class StyleTransferModule(L.LightningModule):
     def _log_terms(self, stage: str, metrics: nn.ModuleDict, terms: dict[str, Tensor]) -> None:
         on_step = stage == "train"
         for name in self.metric_names:
+            if name not in terms:
+                continue
             metric = metrics[name.replace("/", "_")]
             metric(terms[name].detach().float())
             self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=True, prog_bar=name == "total")
 
+    def _stability(self, content: Tensor, generated: Tensor) -> Tensor:
+        """Gupta et al.'s term: f(shift(x) + noise) against shift(f(x)), per sample."""
+        hp = self.hparams
+        offsets = motion.random_offsets(content.shape[0], hp.stability_shift, self.stability_generator)
+        moved, _ = motion.shift(content, offsets)
+        noise = torch.randn(moved.shape, generator=self.stability_generator).to(moved) * hp.stability_noise
+        perturbed = self.network(self._prepare((moved + noise).clamp(0, 1)))
+        target, mask = motion.shift(generated, offsets)
+        return stability_loss(perturbed, target, mask)
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        _, terms = self._terms(batch)
+        generated, terms = self._terms(batch)
+        if self.hparams.stability_weight > 0:
+            terms["stability"] = self._stability(batch, generated)
+            terms["total"] = terms["total"] + self.hparams.stability_weight * terms["stability"]
         self.last_terms = {k: v.detach().mean() for k, v in terms.items()}
         self._log_terms("train", self.train_metrics, terms)
         return terms["total"].mean()
@@ -243,6 +277,7 @@ class StyleTransferModule(L.LightningModule):
             "image_size": hp.image_size, "loss": c.loss_spec, "style_weight": c.style_weight,
             "content_weight": c.content_weight, "tv_weight": c.tv_weight, "vgg": c.vgg.describe(),
             "init_from": Path(hp.init_from).name if hp.init_from else None,
+            "stability_weight": float(hp.get("stability_weight", 0.0)),
             "global_step": self._global_step(),
         })
 
@@ -257,6 +292,7 @@ class StyleTransferModule(L.LightningModule):
         """Keeps only the network's weights (never the frozen VGG) and adds the description."""
         checkpoint.update(checkpoint_entries(self.network, self.describe()))
         checkpoint[RNG_KEY] = self.criterion.generator.get_state()
+        checkpoint[STABILITY_RNG_KEY] = self.stability_generator.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Re-adds this module's own frozen (non-network) weights so strict loading still checks the network."""
@@ -267,3 +303,5 @@ class StyleTransferModule(L.LightningModule):
         checkpoint["state_dict"] = {**own, **checkpoint["state_dict"]}
         if RNG_KEY in checkpoint:
             self.criterion.generator.set_state(checkpoint[RNG_KEY])
+        if STABILITY_RNG_KEY in checkpoint:
+            self.stability_generator.set_state(checkpoint[STABILITY_RNG_KEY])

@@ -17,7 +17,7 @@ import torch
 from fastmmd.__main__ import main
 from fastmmd.checkpoints import network_from_checkpoint
 from fastmmd.errors import UserError
-from fastmmd.export import ExportedStylizer, export_checkpoint, load_exported, quiet_jit, read_metadata
+from fastmmd.export import FORMATS, ExportedStylizer, export_checkpoint, load_exported, quiet_jit, read_metadata
 from fastmmd.networks import MIN_SIZE, padded_size, size_padding
 
 ODD_SIZES = [(2, 3, 13, 21), (1, 3, 8, 9)]
@@ -116,6 +116,48 @@ def test_half_export_is_smaller_and_close(tiny_exports, eager, tmp_path):
     x = torch.rand(1, 3, 13, 21)
     y = module(x)  # fp32 in -> cast to fp16 inside -> fp32 out
     assert y.dtype == torch.float32 and (y - eager(x)).abs().max().item() < 2e-2
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2", "onnx"])
+def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_runs(tiny_exports, eager, tmp_path, fmt):
+    """--weights int8: 8-bit convolution weights with per-channel scales; the file's own program and
+    fastmmd's reader (weights only) compute the same, close to the float network."""
+    from fastmmd.model_files import read_network
+    from fastmmd.weight_storage import store
+
+    if fmt not in tiny_exports:
+        pytest.skip("onnx extra not installed")
+    out = tmp_path / f"int8{FORMATS[fmt]}"
+    meta = export_checkpoint(tiny_exports["ckpt"], out, weights="int8")
+    assert meta["dtype"] == "int8" and meta["parity_max_abs_diff"] <= 1e-5 and 0 < meta["storage_max_abs_diff"] < 0.05
+    params = sum(p.numel() for p in eager.parameters())
+    # at least a byte per parameter saved (the real network's files: checkpoints/README.md)
+    assert meta["parameters"] == params and out.stat().st_size < tiny_exports[fmt].stat().st_size - params
+    module, _ = load_exported(out)
+    x = torch.rand(2, 3, 13, 21)
+    with torch.no_grad():
+        y = module(x)
+        quantized = store(eager, "int8")(x)
+        assert torch.allclose(y, quantized, atol=1e-5) and (y - eager(x)).abs().mean() < 5e-3
+        if fmt != "onnx":
+            net, read_meta = read_network(out)
+            assert read_meta["dtype"] == "int8" and torch.allclose(net(x), quantized, atol=1e-5)
+            convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+            assert all(len(torch.unique((c.weight / c.weight.abs().amax((1, 2, 3), keepdim=True)).mul(127).round())) <= 255
+                       for c in convs)  # at most 255 levels per channel: what int8 holds
+
+
+def test_int8_storage_refuses_inconsistent_scales():
+    from fastmmd.weight_storage import dequantize_state
+
+    q = torch.randint(-127, 128, (4, 3, 3, 3), dtype=torch.int8)
+    good = {"c.weight_int8": q, "c.weight_scale": torch.full((4, 1, 1, 1), 0.01), "c.bias": torch.zeros(4)}
+    assert torch.equal(dequantize_state(good)["c.weight"], q.float() * 0.01)
+    for bad in ({"c.weight_int8": q}, {**good, "c.weight_scale": torch.full((3, 1, 1, 1), 0.01)},
+                {**good, "c.weight_scale": torch.full((4, 1, 1, 1), float("nan"))},
+                {**good, "c.weight_int8": q.float()}, {**good, "c.weight": q.float()}):
+        with pytest.raises(ValueError):
+            dequantize_state(bad)
 
 
 def test_refuses_to_write_on_mismatch(tiny_exports, tmp_path, monkeypatch):

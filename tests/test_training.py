@@ -17,7 +17,7 @@ from PIL import Image
 from fastmmd.callbacks import AtomicCheckpointIO, StylizedImageWriter
 from fastmmd.checkpoints import network_from_checkpoint, read_checkpoint
 from fastmmd.cli import build_cli
-from fastmmd.errors import NonFiniteLossError
+from fastmmd.errors import NonFiniteLossError, UserError
 from fastmmd.training import StyleTransferModule
 
 
@@ -305,3 +305,27 @@ def test_compiled_training_keeps_the_checkpoint_format(fit_args):
     assert ckpt["global_step"] == 2 and all(k.startswith("network.") and "_orig_mod" not in k for k in ckpt["state_dict"])
     net, _ = network_from_checkpoint(run / "last.ckpt")  # loads into a plain, uncompiled network
     assert torch.isfinite(net(torch.rand(1, 3, 20, 28))).all()
+
+
+def test_stability_loss_is_logged_with_the_temporal_error_and_resumes_exactly(fit_args):
+    """model.stability_weight adds train/stability (Gupta et al.) to the loss; every validation logs
+    val/temporal_error; the term's random shifts and noise resume exactly."""
+    common = [*fit_args, "--model.stability_weight", "50", "--trainer.val_check_interval", "2",
+              "--checkpoint.every_n_train_steps", "100"]
+    cli, straight = fit(common, "--trainer.max_steps", "4", "--run_name", "straight")
+    logged = cli.trainer.logged_metrics
+    assert logged["train/stability_step"] > 0 and logged["val/temporal_error"] > 0
+    assert "val/stability" not in logged  # a training term only
+    assert read_checkpoint(straight / "last.ckpt")["fastmmd"]["stability_weight"] == 50
+    fit(common, "--trainer.max_steps", "2", "--run_name", "split")
+    _, split = fit(common, "--trainer.max_steps", "4", "--run_name", "split", "--ckpt_path", "last")
+    a, b = weights(straight / "last.ckpt"), weights(split / "last.ckpt")
+    for key, value in a.items():
+        assert torch.allclose(value, b[key], rtol=0, atol=1e-6), key
+
+
+def test_stability_weight_must_be_a_finite_non_negative_number(make_image):
+    style = make_image("style.png", 64, 64, seed=99)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="stability_weight"):
+            StyleTransferModule([str(style)], stability_weight=bad, vgg_weights="random", vgg_width_divisor=8)
