@@ -67,7 +67,7 @@ def _av():
 
 @dataclass
 class Frame:
-    """One decoded frame: upright RGB (3, H, W) in [0, 1], its timestamp in ``time_base`` units."""
+    """One decoded frame: RGB (3, H, W) in [0, 1] as stored, its timestamp in ``time_base`` units."""
 
     rgb: Tensor
     pts: int

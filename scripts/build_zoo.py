@@ -2,15 +2,17 @@
 
 For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoints>/<style>.ckpt``:
 
-1. exports TorchScript ``<zoo>/<style>.pt`` and torch.export ``<zoo>/<style>.pt2`` with fp16 weights
-   (``fastmmd export --half``; the export checks parity before writing);
+1. exports TorchScript ``<zoo>/<style>.pt`` and torch.export ``<zoo>/<style>.pt2`` with int8 weights
+   (``fastmmd export --weights int8``, :mod:`fastmmd.weight_storage`; the export checks parity
+   before writing);
 2. records in ``<zoo>/zoo.json``: the painting (title, painter, year, source, licence), the loss
    and style weight, the configs that reproduce it, how it was trained (machine, minutes, steps),
    the scores from ``fastmmd evaluate`` (``<scores>/<style>/report.json``) and a checksum of the
    ``.pt`` file's output on a fixed input (:func:`fastmmd.zoo.checksum`), which the tests compare
-   against so that a re-export that changes the look is caught.
+   against so that a re-export that changes the look is caught;
+3. adds each recipe's training time on the 2-core CPU from ``scripts/zoo_cpu_time.py`` (``--cpu-times``).
 
-    python scripts/build_zoo.py --checkpoints out/zoo --scores out/eval \
+    python scripts/build_zoo.py --checkpoints out/zoo --scores out/eval --cpu-times out/zoo_cpu/cpu_times.json \
         --machine "one NVIDIA H100 80GB (8 runs sharing it)" --minutes 3.5
 """
 
@@ -37,7 +39,7 @@ CATALOG = {
 
 
 def export(ckpt: Path, target: Path) -> None:
-    cmd = [sys.executable, "-m", "fastmmd", "export", str(ckpt), "--half", "--output", str(target)]
+    cmd = [sys.executable, "-m", "fastmmd", "export", str(ckpt), "--weights", "int8", "--output", str(target)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"export of {ckpt} failed: {done.stderr.strip()}")
@@ -67,11 +69,13 @@ def main() -> None:
     ap.add_argument("--scores", default=None, help="folder with <style>/report.json from fastmmd evaluate")
     ap.add_argument("--machine", required=True)
     ap.add_argument("--minutes", type=float, required=True)
+    ap.add_argument("--cpu-times", default=None, help="cpu_times.json from scripts/zoo_cpu_time.py")
     ap.add_argument("--no-export", action="store_true", help="keep the existing .pt/.pt2 files")
     args = ap.parse_args()
     zoo = Path(args.zoo)
     manifest_path = zoo / "zoo.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"format_version": 1, "styles": {}}
+    cpu = json.loads(Path(args.cpu_times).read_text()) if args.cpu_times else {"styles": {}}
     for cfg in sorted(Path("configs/zoo").glob("*.yaml")):
         name = cfg.stem
         ckpt = Path(args.checkpoints) / f"{name}.ckpt"
@@ -86,14 +90,19 @@ def main() -> None:
         described = meta["fastmmd"]
         recipe = yaml.safe_load(Path("configs/gpu.yaml").read_text())
         title, painter, year, source, licence = CATALOG[name]
-        module, _ = load_exported(zoo / files["torchscript"])  # a file this script just wrote
+        module, exported = load_exported(zoo / files["torchscript"])  # a file this script just wrote
+        timed = cpu["styles"].get(name) or {}
+        cpu_minutes = timed["seconds_per_step"] * int(described["global_step"]) / 60 if timed else None
         manifest["styles"][name] = {
             "title": title, "painter": painter, "year": year, "source": source, "license": licence,
             "style_image": described["style_images"][0], "loss": described["loss"],
             "style_weight": described["style_weight"],
             "config": ["configs/gpu.yaml", f"configs/zoo/{name}.yaml"],
             "training": {"machine": args.machine, "minutes": args.minutes, "steps": int(described["global_step"]),
-                         "batch_size": recipe["data"]["batch_size"], "image_size": described["image_size"]},
+                         "batch_size": recipe["data"]["batch_size"], "image_size": described["image_size"],
+                         "cpu_minutes": cpu_minutes, "cpu_seconds_per_step": timed.get("seconds_per_step"),
+                         "cpu_machine": cpu.get("machine")},
+            "weights": exported.get("dtype"), "storage_max_abs_diff": exported.get("storage_max_abs_diff"),
             "files": files,
             "scores": scores(Path(args.scores) / name / "report.json") if args.scores else None,
             "checksum": checksum(module),
@@ -103,6 +112,13 @@ def main() -> None:
     print(f"wrote {manifest_path}")
     (zoo / "README.md").write_text(readme(manifest, zoo))
     print(f"wrote {zoo / 'README.md'}")
+
+
+def cpu_time(training: dict) -> str:
+    minutes = training.get("cpu_minutes")
+    if not minutes:
+        return "–"
+    return f"{minutes / 60:.1f} h ({training['cpu_seconds_per_step']:.1f} s/step)" if minutes >= 90 else f"{minutes:.0f} min"
 
 
 def readme(manifest: dict, zoo: Path) -> str:
@@ -116,12 +132,13 @@ def readme(manifest: dict, zoo: Path) -> str:
         "grids); run folders are git-ignored. The files beside this README are the shipped styles:",
         "`fastmmd models` lists them and `fastmmd stylize <name> photo.jpg` uses one by name.",
         "",
-        "Each style is a TorchScript `.pt` and a torch.export `.pt2` with fp16 weights (1.75 M",
-        "parameters: 3.6 MB and 3.8 MB). fp16 storage moves the output of the fp32 network by at most",
-        "0.0011 (mean 4e-5, on a 256 px photo; one 8-bit level is 0.0039), so it costs nothing visible;",
-        f"fastmmd upcasts the weights to fp32 on the CPU. The zoo holds {total:.1f} MB; the project keeps it under",
-        "40 MB, which at fp16 is five styles in both formats (8-bit storage would double that; not done",
-        "yet). `zoo.json` records each style's",
+        "Each style is a TorchScript `.pt` and a torch.export `.pt2` of the same network (1.75 M parameters)",
+        "with int8 weights (`fastmmd export --weights int8`: 8-bit convolution weights with one scale per",
+        "output channel, computed in float32; `fastmmd/weight_storage.py`): 1.8 MB and 2.2 MB a style",
+        "instead of 3.6 and 3.8 MB in fp16. Storage moves the output of the fp32 network by a mean of",
+        "0.0008 and at most 0.017 on 256 px photos (one 8-bit level is 0.0039; fp16 moved it by 4e-5 and",
+        "0.0011) and the scores below by under 1 %: nothing visible (docs/benchmarks.md, \"Model zoo",
+        f"storage\"). The zoo holds {total:.1f} MB; the project keeps it under 40 MB. `zoo.json` records each style's",
         "painting, loss, training and scores; `scripts/build_zoo.py` rebuilds it and this table.",
         "",
         "Scores: `fastmmd evaluate <style>.pt` on held-out photos (`../shared/data/content`, never",
@@ -129,22 +146,24 @@ def readme(manifest: dict, zoo: Path) -> str:
         "photo and style; SW = sliced-Wasserstein distance to the style (relu1_1..relu5_1), content =",
         "relu4_2 distance to the photo, both lower = closer; ratio = network / per-image optimization.",
         "",
-        "| style | painting | loss | steps (batch) | training | SW | content | SW ratio | content ratio | s / image (CPU) |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| style | painting | loss | steps (batch) | training | on the 2-core CPU | SW | content | SW ratio | content ratio | s / image (CPU) |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, e in manifest["styles"].items():
         t, sc = e["training"], e.get("scores") or {}
         num = lambda k, f=".3f": format(sc[k], f) if k in sc else "–"  # noqa: E731
         lines.append(f"| `{name}` | {e['painter']}, *{e['title']}* ({e['year']}) | {e['loss']} | {t['steps']} ({t['batch_size']}) "
-                     f"| {t['minutes']:g} min, {t['machine']} | {num('style_swd')} | {num('content')} | {num('style_ratio', '.2f')} "
+                     f"| {t['minutes']:g} min, {t['machine']} | {cpu_time(t)} | {num('style_swd')} | {num('content')} | {num('style_ratio', '.2f')} "
                      f"| {num('content_ratio', '.2f')} | {num('seconds_per_image', '.2f')} |")
     lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml`, then",
-              "`fastmmd export checkpoints/<style>/last.ckpt --half --output checkpoints/<style>.pt` (and `.pt2`).",
+              "`fastmmd export checkpoints/<style>/last.ckpt --weights int8 --output checkpoints/<style>.pt` (and `.pt2`).",
               "The shipped networks came from `scripts/gpu_check.sh` (`TRAIN_TIME=00:00:03:30`), which trains all",
               "styles at once on one GPU, each on a copy of `../shared/data/photos` resized to a 288 px short",
               "side (JPEG quality 90, so that it travels to the GPU machine); the step counts above depend on",
-              "that sharing. Training time on the 2-core CPU: not measured for these networks (see",
-              "`configs/cpu.yaml` for the CPU recipe).", ""]
+              "that sharing. \"On the 2-core CPU\": the same recipe (`--trainer.accelerator cpu`) timed by",
+              "`scripts/zoo_cpu_time.py` on this project's 2-core CPU (2 torch threads, bf16, the photos",
+              "decoded by 2 workers): its measured seconds per step times the steps above. For a new style on",
+              "the CPU in 30 minutes, `configs/cpu.yaml` starts from a shipped network instead (docs/benchmarks.md).", ""]
     return "\n".join(lines)
 
 
