@@ -19,6 +19,7 @@ _LAZY = {
     "TransformerNet": "fastmmd.networks",
     "StyleLoss": "fastmmd.losses",
     "load_stylizer": "fastmmd.stylize",
+    "Condition": "fastmmd.conditioning",
     "optimize_image": "fastmmd.optimize",
 }
 

@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
+from fastmmd.conditioning import style_names
 from fastmmd.errors import NonFiniteLossError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.images import atomic_path, read_image, save_image
@@ -209,7 +210,9 @@ class ValidationScores(L.Callback):
     Both are means over the validation photos, measured as ``compare``/``evaluate`` measure a saved
     output: the output rounded to 8 bits, VGG in float32 (autocast off), the style image(s) the
     module trains on read at the validation size (long edge ``model.image_size``; several style
-    images are pooled into one sample, their blend weights not applied), the module's own VGG
+    images are pooled into one sample, their blend weights not applied; a network trained on
+    several styles, ``model.conditioning: [styles]``, is scored per photo against the style that
+    photo was drawn in, photo j in style j mod S, and also logs ``val/style_swd/<style name>``), the module's own VGG
     weights, ``projections`` directions seeded with ``seed``. The cost is one extra VGG pass over
     the ``data.val_size`` photos per validation. Skipped during the sanity check.
 
@@ -224,7 +227,8 @@ class ValidationScores(L.Callback):
     def __init__(self, projections: int = 64, seed: int = 0) -> None:
         self.projections, self.seed = projections, seed
         self._vgg: VGGFeatures | None = None
-        self._style: dict[str, torch.Tensor] = {}  # layer -> (C, M) style features, on the module's device
+        self._style: list[dict[str, torch.Tensor]] = []  # per target style: layer -> (C, M) features, on the device
+        self._names: list[str] = []  # the styles' names when each is its own target
 
     def _extractor(self, pl_module: L.LightningModule) -> VGGFeatures:
         """The module's VGG when it taps every layer scored, else a twin with the same weights (built once)."""
@@ -239,12 +243,15 @@ class ValidationScores(L.Callback):
         if trainer.sanity_checking or not hasattr(pl_module, "criterion"):
             return
         hp = pl_module.hparams
-        if self._style and next(iter(self._style.values())).device == pl_module.device:
+        if self._style and next(iter(self._style[0].values())).device == pl_module.device:
             return  # computed by an earlier validation
         with torch.autocast(pl_module.device.type, enabled=False):
             maps = [self._extractor(pl_module)(read_image(p, hp.image_size).unsqueeze(0).to(pl_module.device), STYLE_LAYERS)
                     for p in hp.style_images]
-        self._style = {t: torch.cat([m[t].float().flatten(2)[0] for m in maps], dim=1) for t in STYLE_LAYERS}  # (C, M)
+        groups = [[m] for m in maps] if pl_module.network.styles > 1 else [maps]
+        self._names = style_names(hp.style_images) if len(groups) > 1 else []
+        self._style = [{t: torch.cat([m[t].float().flatten(2)[0] for m in group], dim=1) for t in STYLE_LAYERS}
+                       for group in groups]  # (C, M) per layer
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -260,9 +267,21 @@ class ValidationScores(L.Callback):
         g = torch.Generator().manual_seed(self.seed + batch_idx)
         noisy = (moved + self.NOISE * torch.randn(moved.shape, generator=g).to(moved)).clamp(0, 1)
         with trainer.precision_plugin.forward_context():  # the precision the validation step ran in
-            perturbed = pl_module(noisy.to(batch.dtype)).float()
+            perturbed = pl_module(noisy.to(batch.dtype), outputs.get("mix"), outputs.get("strength")).float()
         target, mask = motion.shift(outputs["generated"].float(), offsets, 2.0)
-        scores = {"val/style_swd": style_swd(features, self._style, STYLE_LAYERS, self.projections, self.seed),
+        styles = outputs.get("styles") if len(self._style) > 1 else None
+        swd = torch.zeros(output.shape[0], device=output.device)
+        for index, style in enumerate(self._style):
+            every = torch.arange(output.shape[0], device=output.device)
+            rows = every if styles is None else (styles == index).nonzero()[:, 0]
+            if len(rows):
+                part = style_swd({t: f[rows] for t, f in features.items()}, style, STYLE_LAYERS, self.projections,
+                                 self.seed)
+                swd[rows] = part
+                if self._names:
+                    pl_module.log(f"val/style_swd/{self._names[index]}", part.mean(), on_step=False, on_epoch=True,
+                                  batch_size=len(rows))  # no sync: ranks may hold different styles
+        scores = {"val/style_swd": swd,
                   "val/content_distance": content_score(features, content, CONTENT_LAYERS),
                   "val/temporal_error": masked_abs_error(perturbed, target, mask)}
         for name, value in scores.items():

@@ -11,6 +11,10 @@ transformation network (keys ``network.*``; never the frozen VGG, so it stays a 
      "vgg": {"weights": "caffe", "pooling": "max", "width_divisor": 1},
      "global_step": 1200}
 
+A network trained with ``model.conditioning`` (:mod:`fastmmd.conditioning`) also records
+``"styles"``/``"strength_width"`` in ``"network"`` and a ``"conditioning"`` entry:
+``{"draw": "image", "styles": ["candy", "mosaic"], "strength": {"range": [0.0, 2.0], "default": 1.0}}``.
+
 Loading needs only torch (the weights-only unpickler of :mod:`fastmmd.model_files`), so ``stylize``
 and ``export`` never import Lightning. Writing goes through :func:`checkpoint_entries` and
 :func:`description`, which ``StyleTransferModule.on_save_checkpoint`` and the tests' stand-in

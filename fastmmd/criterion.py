@@ -15,6 +15,12 @@ mean (F - P)^2 / mean P^2, and tv the total variation of the image (:mod:`fastmm
 Style targets are computed once (:meth:`StyleCriterion.set_style`) and stored as non-persistent
 buffers: they follow the module across devices but never enter a checkpoint. VGG activations may
 be computed under autocast (bf16); every statistic and loss is evaluated in float32.
+
+Conditioned training (:mod:`fastmmd.conditioning`) uses the same criterion with two more per-sample
+inputs: ``styles`` (B,) picks each sample's target among S separately prepared style targets
+(``set_style(..., separate=True)``; Dumoulin et al. 2017 train one network on S styles this way),
+and ``style_scale`` (B,) multiplies the style weight, total = s_b style_weight style + ... (the
+strength s of Babaeizadeh & Ghiasi 2020, sampled per batch or per image).
 """
 
 from __future__ import annotations
@@ -95,6 +101,7 @@ class StyleCriterion(nn.Module):
         self.vgg = vgg
         self.generator = torch.Generator().manual_seed(seed)
         self._targets: dict[str, dict[str, str]] = {}  # (layer/method) -> {key: buffer name}
+        self.style_sets = 0  # separately prepared style targets (1: one image or one blend of several)
         self.has_style = False
         self.has_content = False
 
@@ -110,26 +117,54 @@ class StyleCriterion(nn.Module):
     def _target(self, key: str) -> dict[str, Tensor]:
         return {k: getattr(self, name) for k, name in self._targets[key].items()}
 
+    @staticmethod
+    def _style_key(layer: str, method: str, index: int = 0) -> str:
+        return f"{layer}/{method}" if index == 0 else f"style{index}/{layer}/{method}"
+
     @torch.no_grad()
-    def set_style(self, images: Sequence[Tensor], blend: Sequence[float] | None = None) -> None:
+    def set_style(self, images: Sequence[Tensor], blend: Sequence[float] | None = None, separate: bool = False) -> None:
         """Computes the style targets once from one or more (1, 3, H, W) RGB images in [0, 1].
 
-        Several images are blended as a mixture distribution with weights ``blend`` (default equal).
+        Several images are blended as a mixture distribution with weights ``blend`` (default equal),
+        or, with ``separate``, each is its own target (index = position), picked per sample by
+        ``forward(..., styles=...)``.
         """
         images = list(images)
         if not images:
             raise UserError("at least one style image is needed")
+        if separate and blend is not None:
+            raise UserError("style_blend mixes the style images into one target; several separate styles take none")
         blend = [1.0] * len(images) if blend is None else [float(b) for b in blend]
         if len(blend) != len(images) or min(blend) < 0 or sum(blend) <= 0 or not all(math.isfinite(b) for b in blend):
             raise UserError(f"--style-blend needs {len(images)} finite non-negative weights, not all zero (got {blend})")
         device = self._device()
         with torch.autocast(device.type, enabled=False):
             maps = [self.vgg(img.to(device, torch.float32), self.style_layers) for img in images]
-        for layer in self.style_layers:
-            y, w = moments.weighted_sample([m[layer].float() for m in maps], blend)
-            for name, method in self.methods.items():
-                self._store(f"{layer}/{name}", method.prepare(y, w, self.generator))
+        sets = [[(m, 1.0)] for m in maps] if separate else [list(zip(maps, blend))]
+        for index, members in enumerate(sets):
+            for layer in self.style_layers:
+                y, w = moments.weighted_sample([m[layer].float() for m, _ in members], [b for _, b in members])
+                for name, method in self.methods.items():
+                    self._store(self._style_key(layer, name, index), method.prepare(y, w, self.generator))
+        self.style_sets = len(sets)
         self.has_style = True
+
+    def _style_distance(self, name: str, layer: str, x: Tensor, styles: Tensor | None) -> Tensor:
+        """Method ``name``'s normalised distance (B,) of positions x (B, C, N) to each sample's style target."""
+        if styles is None or self.style_sets == 1:
+            return self._distance_to(name, layer, 0, x)
+        d = x.new_zeros(x.shape[0])
+        for index in styles.unique(sorted=True).tolist():  # one call per style present in the batch
+            rows = (styles == index).nonzero().squeeze(1)
+            d = d.index_copy(0, rows, self._distance_to(name, layer, int(index), x.index_select(0, rows)))
+        return d
+
+    def _distance_to(self, name: str, layer: str, index: int, x: Tensor) -> Tensor:
+        target = self._target(self._style_key(layer, name, index))
+        d = self.methods[name](x, target, self.generator)
+        if self.normalization == "relative":
+            d = CALIBRATION[name] * d / target["null"].clamp_min(1e-12)
+        return d
 
     @torch.no_grad()
     def set_content(self, image: Tensor) -> None:
@@ -144,13 +179,17 @@ class StyleCriterion(nn.Module):
         return next(self.vgg.parameters()).device
 
     # ----------------------------------------------------------------------------- loss
-    def forward(self, generated: Tensor, content: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, generated: Tensor, content: Tensor | None = None, styles: Tensor | None = None,
+                style_scale: Tensor | None = None) -> dict[str, Tensor]:
         """Loss terms for a batch of generated images (B, 3, H, W), RGB in [0, 1].
 
         Args:
             generated: the images being optimised or produced by the network.
             content: the matching content images (B, 3, H, W) (training); when ``None`` the target
                 fixed by :meth:`set_content` is used, or the content term is skipped.
+            styles: (B,) index of each sample's style target (``set_style(..., separate=True)``);
+                None = target 0.
+            style_scale: (B,) factor s_b of the style weight in ``total`` (the strength); None = 1.
 
         Returns:
             ``{"total", "style", "content", "tv"}`` plus ``"style/<method>"`` per fused method,
@@ -163,15 +202,14 @@ class StyleCriterion(nn.Module):
         feats = self.vgg(generated, taps)
         terms: dict[str, Tensor] = {}
         style = generated.new_zeros(generated.shape[0], dtype=torch.float32)
+        if styles is not None and not (styles.shape == style.shape and 0 <= int(styles.min()) and
+                                       int(styles.max()) < self.style_sets):
+            raise ValueError(f"styles must be (B,) indices below {self.style_sets}")
         for name, weight in self.fusion:
-            method, value = self.methods[name], 0.0
+            value = 0.0
             for layer in self.style_layers:
-                target = self._target(f"{layer}/{name}")
                 x = moments.positions(feats[layer].float())  # (B, C, N)
-                d = method(x, target, self.generator)
-                if self.normalization == "relative":
-                    d = CALIBRATION[name] * d / target["null"].clamp_min(1e-12)
-                value = value + self.layer_weights[layer] * d
+                value = value + self.layer_weights[layer] * self._style_distance(name, layer, x, styles)
             terms[f"style/{name}"] = value
             style = style + weight * value
         terms["style"] = style
@@ -187,7 +225,8 @@ class StyleCriterion(nn.Module):
                 content_term = content_term + relative_content_loss(feats[layer].float(), p) / len(self.content_layers)
         terms["content"] = content_term
         terms["tv"] = total_variation(generated.float())
-        terms["total"] = self.style_weight * style + self.content_weight * content_term + self.tv_weight * terms["tv"]
+        style_weight = self.style_weight if style_scale is None else self.style_weight * style_scale.float()
+        terms["total"] = style_weight * style + self.content_weight * content_term + self.tv_weight * terms["tv"]
         return terms
 
     def describe(self) -> dict[str, object]:

@@ -19,6 +19,10 @@ the RMS of the style's features, averaged), ``style_gram`` (relative Gram error,
   optimization loop as first computed.
 * ``grid.png``: one column per photo; rows: the photo, each model's output, the optimized image.
 * ``images/<model>/<photo>.png``: the models' outputs.
+* Conditioned networks (:mod:`fastmmd.conditioning`): one trained on several styles is run in the
+  style named like ``--style``'s file (``--model-style`` picks another); one with a strength input
+  is run once per ``--strengths`` value, each a model row ``<name>@s=<s>``: a strength curve, in
+  the same report as single-style networks trained at the matching style weights.
 * ``cells/<key>.png`` + ``.json`` (or ``--cache-dir``): the optimized images, keyed by a hash of
   everything that changes them (photo and style pixels at their sizes, loss and its settings,
   weights, iterations, optimizer, seed, precision, VGG). A rerun, or evaluating other models with the
@@ -42,7 +46,8 @@ from PIL import Image
 from torch import Tensor
 
 from fastmmd import __version__
-from fastmmd.commands import CommandParser, add_dataclass_flags, dataclass_from_args, resolve_device, resolve_precision
+from fastmmd.commands import (CommandParser, add_dataclass_flags, dataclass_from_args, float_list, resolve_device,
+                              resolve_precision)
 from fastmmd.criterion import CALIBRATION, StyleCriterion
 from fastmmd.errors import UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
@@ -69,6 +74,10 @@ def build_parser() -> CommandParser:
     p.add_argument("--content", nargs="+", required=True, help="content photo(s)")
     p.add_argument("--style", required=True, help="the style image (the one the models were trained on)")
     p.add_argument("--size", type=int, default=256, help="long edge of the photos in px, for the models and optimize alike")
+    p.add_argument("--strengths", default=None, help="models with a strength input: evaluate each at these strengths "
+                   "(comma-separated, e.g. 0,0.5,1,2), one row <model>@s=<s> each (default: the trained default 1)")
+    p.add_argument("--model-style", default=None, help="models trained on several styles: the style to run, by name or "
+                   "index (default: the one named like --style's file)")
     p.add_argument("--style-size", type=int, default=None, help="long edge of the style image in px (default: --size), "
                    "for optimize and the metrics")
     add_dataclass_flags(p, StyleLoss, aliases={"method": "--loss"})  # optimize's loss, declared once
@@ -115,18 +124,30 @@ def _validate(args) -> None:
     parse_loss(args.method, dataclass_from_args(StyleLoss, args).fusion_weights)
 
 
-def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[Any]:
-    """Every model as a :class:`~fastmmd.stylize.Stylizer`, checked against the photo sizes before any work."""
+def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[tuple[str, str, Any]]:
+    """(row name, path, :class:`~fastmmd.stylize.Stylizer`) per model and strength, checked against
+    the photo sizes and the models' conditioning before any work."""
     from fastmmd.stylize import load_stylizer
 
+    strengths = float_list(args.strengths, "--strengths")
     models = []
-    for path in args.models:
+    for name, path in zip(_names(list(args.models)), args.models):
         stylizer = load_stylizer(path, device="cpu" if Path(path).suffix.lower() == ".onnx" else str(device))
         small = min(min(c.shape[-2:]) for c in contents)
         if small < stylizer.min_size:
             raise UserError(f"model {path!r} needs images of at least {stylizer.min_size} px per side; a photo at "
                             f"--size {args.size} has a {small} px side: raise --size")
-        models.append(stylizer)
+        space, style = stylizer.space, None
+        if len(space.styles) > 1:
+            style = args.model_style or Path(args.style).stem
+            if args.model_style is None and style not in space.styles:
+                raise UserError(f"model {path!r} holds the styles {', '.join(space.styles)}, none named like --style "
+                                f"{Path(args.style).name!r}; pick one with --model-style")
+        if strengths and space.strength_range is not None:
+            models += [(f"{name}@s={s:g}", path, stylizer.conditioned(space.resolve(style, None, s)))
+                       for s in strengths]
+        else:
+            models.append((name, path, stylizer.conditioned(space.resolve(style))))
     return models
 
 
@@ -187,7 +208,7 @@ def run(args) -> int:
     check_writable(out / "report.json")
     check_writable(cache / "cell.json")
 
-    photo_names, model_names = _names(list(args.content)), _names(list(args.models))
+    photo_names = _names(list(args.content))
     settings = {"size": args.size, "style_size": args.style_size or args.size, "loss": loss.method,
                 "style_weight": loss.style_weight, "content_weight": loss.content_weight, "tv_weight": loss.tv_weight,
                 "iterations": args.iterations, "optimizer": args.optimizer, "lr": args.lr, "init": "content",
@@ -223,7 +244,7 @@ def run(args) -> int:
                               "iterations": record["iterations"], "reused": reused, **score(image, i, photos)})
             bar.update(1)
         results = []
-        for name, path, model in zip(model_names, args.models, models):
+        for name, path, model in models:
             bar.set_postfix_str(f"model {name}", refresh=False)
             model.stylize_tensor(photos[0])  # warm-up, untimed
             rows = []

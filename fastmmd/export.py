@@ -13,6 +13,24 @@ Three formats, each one file that loads with torch (or onnxruntime) alone:
 * ``onnx`` (``.onnx``): input ``image`` / output ``stylized``, float32 0-1, dynamic batch, height and
   width; metadata in the model's ``metadata_props["fastmmd"]``.
 
+A conditioned network (several styles and/or a strength input, :mod:`fastmmd.conditioning`) keeps
+its conditioning as inputs, one setting for the whole batch: ``mix`` (S,) float32 style weights
+(convex) and ``strength`` (1,) float32. Their defaults are style 0 (one-hot) and strength 1 (the
+trained default), and each format carries them its own way:
+
+* TorchScript: ``forward(image, mix=None, strength=None)``, None meaning the default (eager
+  fastmmd takes the same call);
+* ONNX: ``mix`` and ``strength`` are graph inputs that also have an initializer of the same name,
+  which ONNX treats as the input's default: onnxruntime lists them under
+  ``get_overridable_initializers()`` and a run that feeds only ``image`` uses them;
+* pt2: a ``torch.export`` graph has a fixed list of inputs and ``ExportedProgram.module()``
+  refuses a call that leaves one out (its ``in_spec`` must match), so a conditioned ``.pt2`` takes
+  ``(image, mix, strength)`` (inputs the network lacks are ``None``), and the defaults are written in
+  the metadata's ``conditioning.inputs``.
+
+The metadata's ``conditioning`` lists the ``styles`` by name (index = position in ``mix``) and the
+trained ``strength`` range and default.
+
 All take RGB NCHW batches of any height and width (pt2/ONNX: at least 8 px per side) and return
 the same size; padding (:func:`fastmmd.networks.padded_size`), cropping and value scaling
 happen inside. The file holds
@@ -38,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fastmmd.conditioning import condition_defaults, condition_examples
 from fastmmd.errors import UserError
 from fastmmd.images import atomic_path
 from fastmmd.model_files import METADATA_FILE, open_onnx, parse_metadata, read_metadata, read_network, weights_only_loads
@@ -81,26 +100,29 @@ class ExportedStylizer(nn.Module):
     """
 
     def __init__(self, net: TransformerNet, metadata: str = "{}", traceable: bool = False) -> None:
+        # forward(x, mix, strength): a conditioned network's mix (S,) or (B, S) and strength (1,) or
+        # (B,), None = its defaults (style 0, strength 1); see the module docstring per format
         super().__init__()
         self.net = net
         self.metadata = metadata
         self.traceable = traceable
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None) -> Tensor:
         bias = self.net.encoder[0][1].bias  # its dtype is the compute dtype (int8 storage computes in float32)
         assert bias is not None  # TransformerNet's convolutions have biases (and TorchScript needs to know)
         dtype = bias.dtype
         if x.dtype == torch.uint8:
-            y = self._stylize(x.to(dtype) / 255.0)
+            y = self._stylize(x.to(dtype) / 255.0, mix, strength)
             return y.float().mul(255.0).round().clamp(0.0, 255.0).to(torch.uint8)
-        return self._stylize(x.to(dtype)).to(x.dtype)
+        return self._stylize(x.to(dtype), mix, strength).to(x.dtype)
 
-    def _stylize(self, x: Tensor) -> Tensor:
+    def _stylize(self, x: Tensor, mix: Optional[Tensor], strength: Optional[Tensor]) -> Tensor:
         if not self.traceable:
-            return self.net(x)
+            return self.net(x, mix, strength)
+        condition = self.net.condition(x, mix, strength)
         h, w = x.shape[2], x.shape[3]
         x = F.pad(x, [0, size_padding(w), 0, size_padding(h)], mode="reflect")
-        y = torch.sigmoid(self.net.decoder(self.net.residuals(self.net.encoder(x))))
+        y = torch.sigmoid(self.net.trunk(x, condition))
         return F.pad(y, [0, w - y.shape[3], 0, h - y.shape[2]])  # negative pad = crop, no shape guard
 
 
@@ -118,10 +140,18 @@ def format_for(path: str | os.PathLike, fmt: str | None) -> str:
 
 
 def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, storage: str, source: str) -> dict[str, Any]:
-    """What travels in the file: the style, loss and weights it was trained with, versions, input convention."""
+    """What travels in the file: the style, loss and weights it was trained with, versions, input
+    convention and, for a conditioned network, ``conditioning`` (styles, strength range, inputs)."""
     from fastmmd import __version__
 
-    return {
+    extra = {}
+    if net.conditioned:
+        conditioning = dict(meta.get("conditioning") or {})
+        conditioning["inputs"] = {name: {"shape": list(t.shape), "dtype": "float32", "default": t.tolist()}
+                                  for name, t in condition_defaults(net).items()}
+        conditioning["inputs_required"] = fmt == "pt2"
+        extra["conditioning"] = conditioning
+    return {**extra,
         "fastmmd_version": __version__,
         "format": fmt,
         "input": INPUT_CONVENTION[fmt],
@@ -142,11 +172,21 @@ def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, storage:
     }
 
 
-def _dynamic_shapes() -> dict[str, dict[int, Any]]:
+def _dynamic_shapes(net: TransformerNet) -> dict[str, Any]:
     from torch.export import Dim
 
-    return {"x": {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=MIN_SIZE, max=_MAX_SIDE),
-                  3: Dim("width", min=MIN_SIZE, max=_MAX_SIDE)}}
+    image = {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=MIN_SIZE, max=_MAX_SIDE),
+             3: Dim("width", min=MIN_SIZE, max=_MAX_SIDE)}
+    return {"x": image, "mix": None, "strength": None} if net.conditioned else {"x": image}
+
+
+def _trace_inputs(net: TransformerNet) -> tuple[Any, ...]:
+    """(image,) for an unconditioned network, (image, mix, strength) for a conditioned one (None
+    for an input it lacks), the conditioning at its defaults."""
+    if not net.conditioned:
+        return (_example(),)
+    defaults = condition_defaults(net)
+    return _example(), defaults.get("mix"), defaults.get("strength")
 
 
 def _example(dtype: torch.dtype = torch.float32) -> Tensor:
@@ -169,7 +209,7 @@ def _save_torchscript(scripted: Any, path: Path, metadata: str) -> None:
 
 
 def _build_pt2(module: ExportedStylizer) -> Any:
-    program = torch.export.export(module, (_example(),), dynamic_shapes=_dynamic_shapes())
+    program = torch.export.export(module, _trace_inputs(module.net), dynamic_shapes=_dynamic_shapes(module.net))
     for node in program.graph.nodes:  # stack traces name this machine's source files; the graph needs none
         node.meta.pop("stack_trace", None)
     return program
@@ -183,14 +223,18 @@ def _save_pt2(program: Any, path: Path, metadata: str) -> None:
 
 def _build_onnx(module: ExportedStylizer) -> Any:
     try:
-        import onnx  # noqa: F401
+        import onnx
         import onnxscript  # noqa: F401
     except ImportError:
         raise UserError("ONNX export needs the onnx extra: pip install 'fastmmd[onnx]'") from None
+    defaults = condition_defaults(module.net)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
-        program = torch.onnx.export(module, (_example(),), dynamo=True, dynamic_shapes=_dynamic_shapes(),
-                                    input_names=["image"], output_names=["stylized"], external_data=False)
+        program = torch.onnx.export(module, _trace_inputs(module.net), dynamo=True,
+                                    dynamic_shapes=_dynamic_shapes(module.net),
+                                    input_names=["image", *defaults], output_names=["stylized"], external_data=False)
     proto = program.model_proto
+    for name, value in defaults.items():  # an initializer named like an input is that input's default
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(value.numpy(), name))
     for node in [*proto.graph.node, *(n for f in proto.functions for n in f.node)]:
         kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]  # names this machine's files
         del node.metadata_props[:]
@@ -244,10 +288,16 @@ def load_exported(path: str | os.PathLike, fmt: str | None = None) -> tuple[Call
     return module, parse_metadata(extra[METADATA_FILE], p) if extra[METADATA_FILE] else {}
 
 
-def max_abs_diff(module: Callable[[Tensor], Tensor], reference: nn.Module, x: Tensor) -> float:
-    """max |module(x) - reference(x)| over a batch (the export parity figure)."""
+def max_abs_diff(module: Callable[..., Tensor], reference: nn.Module, x: Tensor,
+                 conditions: list[tuple[Optional[Tensor], Optional[Tensor]]] | None = None) -> float:
+    """max |module(x, mix, strength) - reference(x, mix, strength)| over a batch and every
+    (mix, strength) of ``conditions`` (default: the plain call ``module(x)``; the export parity figure)."""
+    worst = 0.0
     with torch.inference_mode():
-        return float((module(x).float() - reference(x).float()).abs().max())
+        for mix, strength in conditions or [(None, None)]:
+            args = (x,) if mix is None and strength is None else (x, mix, strength)
+            worst = max(worst, float((module(*args).float() - reference(*args).float()).abs().max()))
+    return worst
 
 
 _BUILDERS = {"torchscript": (_build_torchscript, _save_torchscript), "pt2": (_build_pt2, _save_pt2),
@@ -285,7 +335,10 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     module = ExportedStylizer(net, json.dumps(metadata), traceable=fmt != "torchscript").eval()
     reference = ExportedStylizer(net).eval()
     x = _example()
-    metadata["storage_max_abs_diff"] = max_abs_diff(reference, ExportedStylizer(full).eval(), x)
+    conditions = condition_examples(net)
+    if fmt != "pt2" and net.conditioned:
+        conditions.append((None, None))  # the defaults (a .pt2 takes every input, module docstring)
+    metadata["storage_max_abs_diff"] = max_abs_diff(reference, ExportedStylizer(full).eval(), x, conditions)
     build, save = _BUILDERS[fmt]
     artifact = build(module)
     with atomic_path(out) as tmp:
@@ -293,9 +346,10 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             loaded, _ = load_exported(tmp, fmt)
-        diff = max_abs_diff(loaded, reference, x)
+        diff = max_abs_diff(loaded, reference, x, conditions)
         # the uint8 path (TorchScript): rounding may differ by one level at most
-        diff8 = max_abs_diff(loaded, reference, x.mul(255).round().to(torch.uint8)) if fmt == "torchscript" else 0.0
+        x8 = x.mul(255).round().to(torch.uint8)
+        diff8 = max_abs_diff(loaded, reference, x8, conditions) if fmt == "torchscript" else 0.0
         if not (diff <= tol and diff8 <= 1):
             raise UserError(f"exported {fmt} model differs from the network by {max(diff, diff8):.3g} (> {tol:g}); "
                             f"nothing written to {str(out)!r}; try another --format or fp32")

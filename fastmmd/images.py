@@ -20,6 +20,7 @@ torchvision's ``resize`` calls (bit-identical).
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import tempfile
@@ -233,3 +234,33 @@ def save_image(image: Tensor | Image.Image, path: str | os.PathLike, metadata: M
     with atomic_path(p) as tmp:
         img.save(tmp, format=fmt, **kwargs)
     return p
+
+
+def expand_inputs(specs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (their images, sorted) and globs -> (image paths without duplicates, problems)."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append(f"folder {spec!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        elif glob.has_magic(spec):
+            found = sorted(Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file())
+            if not found:
+                problems.append(f"no file matches {spec!r}")
+            files.extend(found)
+        else:
+            problems.append(f"input {spec!r} does not exist")
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, problems

@@ -42,6 +42,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from fastmmd.conditioning import MAX_STYLES
 from fastmmd.errors import UserError
 from fastmmd.networks import TransformerNet
 from fastmmd.weight_storage import dequantize_state
@@ -51,6 +52,8 @@ METADATA_FILE = "fastmmd.json"
 MAX_MEMBER_BYTES = 1 << 30
 #: Largest value of a recorded network setting (width, residual blocks, kernel); bounds what a file can ask to build.
 MAX_NETWORK_SETTING = 4096
+#: Tighter bounds for the conditioning settings (:mod:`fastmmd.conditioning`): styles and strength MLP units.
+_LIMITS = {"styles": MAX_STYLES, "strength_width": MAX_STYLES}
 _PREFIX = "net."  # ExportedStylizer keeps its TransformerNet as ``net``
 _FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _STORED_DTYPES = {*_FLOAT_DTYPES, "int8"}  # int8: fastmmd.weight_storage
@@ -136,7 +139,8 @@ def network_from_state(config: Any, state: dict[str, Tensor], path: str | os.Pat
         UserError: a bad description, or tensors that do not match it exactly.
     """
     if not isinstance(config, dict) or not config or not all(
-            isinstance(k, str) and type(v) is int and 0 <= v <= MAX_NETWORK_SETTING for k, v in config.items()):
+            isinstance(k, str) and type(v) is int and 0 <= v <= _LIMITS.get(k, MAX_NETWORK_SETTING)
+            for k, v in config.items()):
         raise not_a_model(path, f"its network description {str(config)[:80]!r} is not a TransformerNet's")
     try:
         state = dequantize_state(state)  # int8 storage -> the float32 weights its program computes with
@@ -485,9 +489,17 @@ def open_onnx(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], dict
     names = [i.name for i in session.get_inputs()]
     if names != ["image"]:
         raise not_a_model(p, f"inputs {names}, not ['image']")
+    optional = {i.name for i in session.get_overridable_initializers()} & {"mix", "strength"}
 
-    def run(x: Tensor) -> Tensor:
-        out = session.run(None, {"image": x.detach().float().cpu().contiguous().numpy()})[0]
-        return torch.from_numpy(out)
+    def run(x: Tensor, mix: Tensor | None = None, strength: Tensor | None = None) -> Tensor:
+        """A conditioned model's ``mix`` (S,) and ``strength`` (1,) are inputs with defaults
+        (:mod:`fastmmd.export`); None leaves the default."""
+        feeds = {"image": x.detach().float().cpu().contiguous().numpy()}
+        for name, value in (("mix", mix), ("strength", strength)):
+            if value is not None:
+                if name not in optional:
+                    raise UserError(f"{str(p)!r} takes no {name} input")
+                feeds[name] = value.detach().float().cpu().reshape(-1).contiguous().numpy()
+        return torch.from_numpy(session.run(None, feeds)[0])
 
     return run, parse_metadata(text, p) if text else {}

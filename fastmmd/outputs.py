@@ -175,3 +175,28 @@ def cleanup_on_failure() -> Iterator[list]:
         mine = _created.pop()
         if _created:
             _created[-1].extend(mine)
+
+
+#: Suffixes of lossless image formats: a stylized copy keeps them, others become PNG.
+LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+
+
+def output_path(source: Path, out_dir: Path, has_alpha: bool, avoid: set[Path],
+                inodes: set[tuple[int, int]] = frozenset()) -> Path:
+    """``<stem>_stylized<suffix>`` in ``out_dir``: the input's suffix if lossless (PNG for alpha or
+    lossy inputs); a numbered name if it would hit an input (by path, or by ``(st_dev, st_ino)``
+    in ``inodes``: a hard link) or an earlier output of this run."""
+    suffix = source.suffix.lower()
+    suffix = ".png" if has_alpha or suffix not in LOSSLESS_SUFFIXES else suffix
+    candidate = out_dir / f"{source.stem}_stylized{suffix}"
+    n = 2
+    while candidate.resolve() in avoid or (candidate.exists() and inode(candidate) in inodes):
+        candidate = out_dir / f"{source.stem}_stylized_{n}{suffix}"
+        n += 1
+    return candidate
+
+
+def inode(path: Path) -> tuple[int, int]:
+    """(st_dev, st_ino): the file itself, whatever path or hard link names it."""
+    st = path.stat()
+    return st.st_dev, st.st_ino

@@ -11,10 +11,14 @@ Cb, Cr (full-range BT.601 YCbCr).
 
 Python API: ``fastmmd.load_stylizer(path)(pil_image) -> pil_image``. Wherever a model file is
 taken, a shipped style's name is too (``starry_night``, ``starry_night:pt2``; :mod:`fastmmd.zoo`).
+A network trained on several styles or with a strength input (:mod:`fastmmd.conditioning`) takes
+``style``/``mix``/``strength`` (``--style``, ``--mix``, ``--strength``; ``--grid`` draws them,
+:mod:`fastmmd.condition_grid`).
 """
 
 from __future__ import annotations
 
+import copy
 import glob
 import math
 import os
@@ -26,19 +30,19 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from fastmmd.conditioning import Condition, ConditionSpace, add_condition_flags
 from fastmmd.errors import ImageError, UserError
 from fastmmd.export import ExportedStylizer
 from fastmmd.model_files import open_onnx, read_network
 from fastmmd.color import preserve_color
-from fastmmd.images import (IMAGE_SUFFIXES, to_rgb, fit_size, open_image, pil_to_tensor, resize, save_image,
+from fastmmd.images import (expand_inputs, to_rgb, fit_size, open_image, pil_to_tensor, resize, save_image,
                             tensor_to_pil)
-from fastmmd.outputs import check_output_dir, check_output_file
+from fastmmd.outputs import check_output_dir, check_output_file, inode, output_path
 from fastmmd.norm_stats import fixed_norm_statistics
 from fastmmd.tiling import global_norm_statistics, stylize_tiled
 from fastmmd.video import CONTAINERS, VIDEO_SUFFIXES, is_video, stylize_video
 from fastmmd.zoo import print_styles, resolve_model
 
-LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 MODEL_SUFFIXES = (".pt", ".pt2", ".onnx", ".ckpt")
 #: Peak activation memory of TransformerNet inference, measured: about (8 w + 64) values per pixel.
 _VALUES_PER_PIXEL_PER_WIDTH, _VALUES_PER_PIXEL = 8, 64
@@ -105,12 +109,15 @@ def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype
 class Stylizer:
     """Stylizes PIL images or tensor batches with a loaded model; see :func:`load_stylizer`."""
 
-    def __init__(self, model: Callable[[Tensor], Tensor], metadata: dict[str, Any], device: torch.device,
+    def __init__(self, model: Callable[..., Tensor], metadata: dict[str, Any], device: torch.device,
                  channels_last: bool = False, tile: int | None = None, overlap: int | None = None,
-                 max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile") -> None:
+                 max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile",
+                 condition: Condition = Condition()) -> None:
         if tile_stats not in ("global", "tile"):
             raise UserError(f"--tile-stats must be global or tile, not {tile_stats!r}")
         self.model = model
+        self.space = ConditionSpace.of(metadata)  # the styles and strength range the model was trained on
+        self.condition = condition
         self.tile_stats = tile_stats
         self.metadata = metadata
         self.device = device
@@ -124,12 +131,20 @@ class Stylizer:
         width = int((metadata.get("network") or {}).get("width", 32))
         self.bytes_per_pixel = (_VALUES_PER_PIXEL_PER_WIDTH * width + _VALUES_PER_PIXEL) * itemsize
 
-    def _forward(self, x: Tensor, model: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    def conditioned(self, condition: Condition) -> "Stylizer":
+        """This stylizer (same model, sharing its weights) asked for another style mix / strength."""
+        twin = copy.copy(self)
+        twin.condition = condition
+        return twin
+
+    def _forward(self, x: Tensor, model: Callable[..., Tensor] | None = None) -> Tensor:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        mix, strength = self.condition.tensors()
+        args = (x,) if mix is None and strength is None else (x, mix, strength)
         with torch.inference_mode():
-            return (model or self.model)(x).float().cpu()
+            return (model or self.model)(*args).float().cpu()
 
     def eager_model(self) -> ExportedStylizer | None:
         """The model as a module whose instance norms can be hooked for global tile statistics; None for ONNX."""
@@ -201,7 +216,8 @@ class Stylizer:
 
 def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = False, bf16: bool = False,
                   channels_last: bool | None = None, tile: int | None = None, overlap: int | None = None,
-                  max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile") -> Stylizer:
+                  max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile",
+                  style: str | int | None = None, mix: str | None = None, strength: float | None = None) -> Stylizer:
     """Loads an exported model or training checkpoint as ``Stylizer``: ``stylizer(pil_image) -> pil_image``.
 
     Args:
@@ -219,6 +235,10 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
             tiled pass; no seam at tile edges, measured in docs/benchmarks.md, but regions differ
             from the untiled result); ``global``: tiles are normalised with the whole image's
             statistics (matches the untiled output; 7-9x the time of a ``tile`` pass).
+        style, mix, strength: for a network trained on several styles or with a strength input
+            (:meth:`fastmmd.conditioning.ConditionSpace.resolve`): a style by name or index, a
+            blend ``"a=0.7,b=0.3"`` (normalised to sum 1), the strength s (0 = the content, 1 = the
+            trained default, up to the trained maximum). None = style 0 at strength 1.
     """
     from fastmmd.commands import resolve_device
 
@@ -234,58 +254,9 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     dtype = torch.float16 if half else torch.bfloat16 if bf16 else None
     cl = dev.type == "cuda" if channels_last is None else channels_last
     model, meta = load_model(path, dev, dtype, cl)
+    condition = ConditionSpace.of(meta).resolve(None if style is None else str(style), mix, strength)
     return Stylizer(model, meta, dev, channels_last=cl, tile=tile, overlap=overlap, max_size=max_size,
-                    preserve_color=preserve_color, tile_stats=tile_stats)
-
-
-def expand_inputs(specs: list[str]) -> tuple[list[Path], list[str]]:
-    """Files, folders (their images, sorted) and globs -> (image paths without duplicates, problems)."""
-    files: list[Path] = []
-    problems: list[str] = []
-    for spec in specs:
-        p = Path(spec)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                problems.append(f"folder {spec!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            files.extend(found)
-        elif p.exists():
-            files.append(p)
-        elif glob.has_magic(spec):
-            found = sorted(Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file())
-            if not found:
-                problems.append(f"no file matches {spec!r}")
-            files.extend(found)
-        else:
-            problems.append(f"input {spec!r} does not exist")
-    seen: set[Path] = set()
-    unique = []
-    for f in files:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique, problems
-
-
-def output_path(source: Path, out_dir: Path, has_alpha: bool, avoid: set[Path],
-                inodes: set[tuple[int, int]] = frozenset()) -> Path:
-    """``<stem>_stylized<suffix>`` in ``out_dir``: the input's suffix if lossless (PNG for alpha or
-    lossy inputs); a numbered name if it would hit an input (by path, or by ``(st_dev, st_ino)``
-    in ``inodes``: a hard link) or an earlier output of this run."""
-    suffix = source.suffix.lower()
-    suffix = ".png" if has_alpha or suffix not in LOSSLESS_SUFFIXES else suffix
-    candidate = out_dir / f"{source.stem}_stylized{suffix}"
-    n = 2
-    while candidate.resolve() in avoid or (candidate.exists() and _inode(candidate) in inodes):
-        candidate = out_dir / f"{source.stem}_stylized_{n}{suffix}"
-        n += 1
-    return candidate
-
-
-def _inode(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_dev, st.st_ino
+                    preserve_color=preserve_color, tile_stats=tile_stats, condition=condition)
 
 
 def build_parser():
@@ -316,6 +287,7 @@ def build_parser():
                         "(whole image, matches the untiled output, 7-9x slower tiling)")
     parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_condition_flags(parser)
     video = parser.add_argument_group("video (inputs .mp4/.mov/.mkv/.webm/.gif/...; or a folder of frames with --norm-stats "
                                       "or a video --output)")
     video.add_argument("--norm-stats", type=Literal["frame", "running", "clip"] | None, default=None,
@@ -362,7 +334,7 @@ def run_video(args, model: Path) -> int:
             targets = [check_output_file(_video_output(p, out_dir), inputs, CONTAINERS) for p in sources]
     stylizer = load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
                              tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
-                             tile_stats=args.tile_stats)
+                             tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength)
     for source, target in zip(sources, targets):
         result = stylize_video(stylizer, source, target, batch_size=args.batch_size, codec=args.codec, crf=args.crf,
                                audio=not args.no_audio, fps=args.fps, norm_stats=args.norm_stats or "running",
@@ -385,6 +357,8 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
     if any(is_video(spec) for spec in args.inputs) or is_video(args.output_dir) or args.norm_stats is not None:
+        if args.grid:
+            raise UserError("--grid draws images, not videos; give image inputs")
         return run_video(args, model)
     files, problems = expand_inputs(list(args.inputs))
     if not files:
@@ -392,14 +366,19 @@ def run(args) -> int:
     out_dir = check_output_dir(args.output_dir)
     stylizer = load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
                              tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
-                             tile_stats=args.tile_stats)
+                             tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength)
     for line in problems:
         print(f"fastmmd stylize: skipped: {line}", file=sys.stderr)
+    if args.grid:
+        from fastmmd.condition_grid import write_grids
+
+        return write_grids(stylizer, files, out_dir, args.grid, model.name, len(problems))
     failures = len(problems)
     avoid = {f.resolve() for f in files}
-    inodes = {_inode(f) for f in files}
+    inodes = {inode(f) for f in files}
     style = ", ".join(stylizer.metadata.get("style_images") or []) or "?"
-    info = {"Software": "fastmmd stylize", "fastmmd:model": model.name, "fastmmd:style": style}
+    info = {"Software": "fastmmd stylize", "fastmmd:model": model.name, "fastmmd:style": style,
+            **({"fastmmd:condition": stylizer.space.label(stylizer.condition)} if stylizer.space.conditioned else {})}
     bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=True if args.quiet else None, dynamic_ncols=True)
     pending: list[tuple[Path, Tensor, Image.Image | None]] = []
 

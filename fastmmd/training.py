@@ -16,6 +16,7 @@ Image grids, the NaN guard and checkpoint I/O live in :mod:`fastmmd.callbacks`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +28,11 @@ from PIL import Image
 from torchmetrics import MeanMetric
 
 from fastmmd.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX, checkpoint_entries, description
+from fastmmd.conditioning import (STRENGTH_WIDTH, Draw, copy_into_every_slot, draw_conditions, style_names,
+                                  validation_conditions)
+from fastmmd.conditioning import describe as describe_conditioning
 from fastmmd.criterion import StyleCriterion
-from fastmmd.errors import UserError
+from fastmmd.errors import UserError, did_you_mean
 from fastmmd.images import read_image
 from fastmmd import motion
 from fastmmd.losses import StyleLoss
@@ -37,6 +41,7 @@ from fastmmd.networks import TransformerNet
 
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
 STABILITY_RNG_KEY = "fastmmd_stability_rng"  # the stability loss's shifts and noise
+CONDITION_RNG_KEY = "fastmmd_condition_rng"  # the styles and strengths drawn per batch
 #: Smallest default long edge of the style image. With the style as small as 128 px crops, VGG's
 #: deepest style layers see it in 5x8 positions, nearly all at its border, so the painting's motif at
 #: its top (Starry Night's stars) is learned as "motif along the top edge": networks trained that way
@@ -46,11 +51,21 @@ MIN_STYLE_SIZE = 256
 
 
 class StyleTransferModule(L.LightningModule):
-    """Trains a TransformerNet for one style (or a blend of several) with a chosen style loss.
+    """Trains a TransformerNet for one style (or a blend of several, or several at once) with a chosen style loss.
 
     Args:
-        style_images: style image file(s); several are blended as a mixture distribution.
+        style_images: style image file(s); several are blended as a mixture distribution, unless
+            ``conditioning`` holds ``styles``.
         style_blend: their weights (default equal).
+        conditioning: what the network takes as input besides the photo (:mod:`fastmmd.conditioning`):
+            ``styles``: one network for all ``style_images``, each its own target, with conditional
+            instance norm (Dumoulin et al. 2017); ``strength``: the style weight is
+            s x ``loss.style_weight`` with s drawn from ``strength_range`` and fed to the network
+            (Babaeizadeh & Ghiasi 2020), so it can be chosen at inference. Default: neither.
+        strength_range: [lo, hi] of s, with lo <= 1 <= hi (1 = the trained default; default [0, 2]).
+        condition_draw: ``image`` (default: each photo of a batch its own style and s) or ``batch``
+            (one per batch, as both papers). Draws come from a generator seeded with ``seed``
+            whose state travels in checkpoints (exact resumes; under DDP every rank draws the same).
         style_size: long edge of the style image(s) in px (default: ``image_size``, at least
             :data:`MIN_STYLE_SIZE`; see :meth:`style_sizes`).
         image_size: training crop size, linked from ``data.image_size`` by the CLI.
@@ -91,6 +106,9 @@ class StyleTransferModule(L.LightningModule):
         self,
         style_images: list[str],
         style_blend: list[float] | None = None,
+        conditioning: list[Literal["styles", "strength"]] | None = None,
+        strength_range: list[float] | None = None,
+        condition_draw: Literal["image", "batch"] = "image",
         style_size: int | None = None,
         image_size: int = 256,
         loss: StyleLoss = StyleLoss(),
@@ -125,7 +143,12 @@ class StyleTransferModule(L.LightningModule):
                             ("stability_noise", stability_noise)):
             if not (value >= 0 and value < float("inf")):
                 raise UserError(f"model.{name} must be a finite number >= 0, not {value}")
-        self.network = TransformerNet(network_width, residual_blocks, downsample_kernel)
+        conditioning = self._check_conditioning(style_images, style_blend, conditioning, strength_range, condition_draw)
+        self.strength_range = tuple(strength_range or (0.0, 2.0)) if "strength" in conditioning else None
+        self.network = TransformerNet(network_width, residual_blocks, downsample_kernel,
+                                      styles=len(style_images) if "styles" in conditioning else 1,
+                                      strength_width=STRENGTH_WIDTH if "strength" in conditioning else 0)
+        self.condition_generator = torch.Generator().manual_seed(seed)
         if init_from:
             self._warm_start(init_from)
         self.criterion = StyleCriterion(loss, vgg_weights=vgg_weights, vgg_pooling=vgg_pooling,
@@ -145,11 +168,42 @@ class StyleTransferModule(L.LightningModule):
         if channels_last == "all":
             self.network.to(memory_format=torch.channels_last)
 
+    @staticmethod
+    def _check_conditioning(style_images: list[str], style_blend: list[float] | None, conditioning: list[str] | None,
+                            strength_range: list[float] | None, draw: str) -> list[str]:
+        """The conditioning list, after one-line checks of it and of the settings it needs."""
+        conditioning = list(conditioning or [])
+        unknown = [c for c in conditioning if c not in ("styles", "strength")]
+        if unknown:
+            raise UserError(f"model.conditioning takes styles and/or strength, not {unknown[0]!r}"
+                            f"{did_you_mean(str(unknown[0]), ['styles', 'strength'])}")
+        if "styles" in conditioning and len(style_images) < 2:
+            raise UserError("model.conditioning: [styles] trains one network for several styles; give at least two "
+                            "model.style_images")
+        if "styles" in conditioning and style_blend is not None:
+            raise UserError("model.style_blend mixes the style images into one target; with model.conditioning: "
+                            "[styles] each is its own style (blend them at inference with --mix)")
+        if strength_range is not None:
+            lo, hi = (list(strength_range) + [math.nan, math.nan])[:2]
+            if len(strength_range) != 2 or not (0 <= lo <= 1 <= hi < math.inf and lo < hi):
+                raise UserError(f"model.strength_range must be [lo, hi] with 0 <= lo <= 1 <= hi, finite, "
+                                f"not {strength_range}")
+        if draw not in ("image", "batch"):
+            raise UserError(f"model.condition_draw must be image or batch, not {draw!r}")
+        return conditioning
+
     def _warm_start(self, path: str) -> None:
-        """Copies the weights of the network in ``path``, which must have this network's layout."""
+        """Copies the weights of the network in ``path``, which must have this network's layout; a
+        single-style network into a conditioned one goes into every style slot
+        (:func:`fastmmd.conditioning.copy_into_every_slot`)."""
         from fastmmd.model_files import read_network
 
         source, _ = read_network(path)
+        layout = ("width", "residual_blocks", "downsample_kernel")
+        if (self.network.conditioned and not source.conditioned
+                and [source.config()[k] for k in layout] == [self.network.config()[k] for k in layout]):
+            copy_into_every_slot(self.network, source)
+            return
         if source.config() != self.network.config():
             mine = ", ".join(f"{k}={v}" for k, v in self.network.config().items())
             theirs = ", ".join(f"{k}={v}" for k, v in source.config().items())
@@ -163,7 +217,7 @@ class StyleTransferModule(L.LightningModule):
         if self.criterion.has_style:
             return
         images = [read_image(p, size).unsqueeze(0) for p, size in zip(self.hparams.style_images, self.style_sizes())]
-        self.criterion.set_style(images, self.hparams.style_blend)
+        self.criterion.set_style(images, self.hparams.style_blend, separate=self.network.styles > 1)
 
     def style_sizes(self) -> list[int]:
         """Long edge each style image is read at: ``style_size`` if set, else
@@ -199,14 +253,36 @@ class StyleTransferModule(L.LightningModule):
     def _prepare(self, images: Tensor) -> Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last == "all" else images
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Stylizes RGB images in [0, 1], (B, 3, H, W), any H and W."""
-        return self.network(self._prepare(images))
+    def forward(self, images: Tensor, mix: Tensor | None = None, strength: Tensor | None = None) -> Tensor:
+        """Stylizes RGB images in [0, 1], (B, 3, H, W), any H and W (a conditioned network: in style
+        ``mix`` (B, S) at ``strength`` (B,), default style 0 at 1)."""
+        return self.network(self._prepare(images), mix, strength)
 
-    def _terms(self, content: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def _draw(self, batch: Tensor, batch_idx: int | None = None) -> Draw:
+        """The batch's conditions: random in training (``batch_idx`` None), fixed in validation."""
+        if not self.network.conditioned:
+            return Draw()
+        if batch_idx is not None:
+            draw = validation_conditions(batch.shape[0], batch_idx, self.network.styles,
+                                         self.strength_range is not None)
+        else:
+            draw = draw_conditions(batch.shape[0], self.network.styles, self.strength_range,
+                                   self.hparams.get("condition_draw", "image"), self.condition_generator)
+        return draw.to(batch.device)
+
+    def _terms(self, content: Tensor, draw: Draw | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The network's output and the loss terms for a batch, in conditions ``draw`` (None = the defaults)."""
+        draw = draw or Draw()
         content = self._prepare(content)
-        generated = self.network(content)
-        return generated, self.criterion(generated, content)
+        generated = self.network(content, draw.mix, draw.strength)
+        return generated, self.criterion(generated, content, styles=draw.styles, style_scale=draw.strength)
+
+    def _outputs(self, generated: Tensor, draw: Draw) -> dict[str, Tensor]:
+        """What validation/test steps hand the callbacks: the images and the conditions they were made with."""
+        out = {"generated": generated.detach()}
+        out.update({k: v for k, v in (("styles", draw.styles), ("mix", draw.mix), ("strength", draw.strength))
+                    if v is not None})
+        return out
 
     def _log_terms(self, stage: str, metrics: nn.ModuleDict, terms: dict[str, Tensor]) -> None:
         on_step = stage == "train"
@@ -217,35 +293,38 @@ class StyleTransferModule(L.LightningModule):
             metric(terms[name].detach().float())
             self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=True, prog_bar=name == "total")
 
-    def _stability(self, content: Tensor, generated: Tensor) -> Tensor:
+    def _stability(self, content: Tensor, generated: Tensor, draw: Draw) -> Tensor:
         """Gupta et al.'s term: f(shift(x) + noise) against shift(f(x)), per sample."""
         hp = self.hparams
         offsets = motion.random_offsets(content.shape[0], hp.stability_shift, self.stability_generator)
         moved, _ = motion.shift(content, offsets)
         noise = torch.randn(moved.shape, generator=self.stability_generator).to(moved) * hp.stability_noise
-        perturbed = self.network(self._prepare((moved + noise).clamp(0, 1)))
+        perturbed = self.network(self._prepare((moved + noise).clamp(0, 1)), draw.mix, draw.strength)
         target, mask = motion.shift(generated, offsets)
         return stability_loss(perturbed, target, mask)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        generated, terms = self._terms(batch)
+        draw = self._draw(batch)
+        generated, terms = self._terms(batch, draw)
         if self.hparams.stability_weight > 0:
-            terms["stability"] = self._stability(batch, generated)
+            terms["stability"] = self._stability(batch, generated, draw)
             terms["total"] = terms["total"] + self.hparams.stability_weight * terms["stability"]
         self.last_terms = {k: v.detach().mean() for k, v in terms.items()}
         self._log_terms("train", self.train_metrics, terms)
         return terms["total"].mean()
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
-        generated, terms = self._terms(batch)
+        draw = self._draw(batch, batch_idx)
+        generated, terms = self._terms(batch, draw)
         self._log_terms("val", self.val_metrics, terms)
-        return {"generated": generated.detach()}
+        return self._outputs(generated, draw)
 
     def test_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
         """As validation, logged under ``test/*`` (``fastmmd test``)."""
-        generated, terms = self._terms(batch)
+        draw = self._draw(batch, batch_idx)
+        generated, terms = self._terms(batch, draw)
         self._log_terms("test", self.test_metrics, terms)
-        return {"generated": generated.detach()}
+        return self._outputs(generated, draw)
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -271,7 +350,10 @@ class StyleTransferModule(L.LightningModule):
         """The checkpoint's ``"fastmmd"`` entry (format of :mod:`fastmmd.checkpoints`)."""
         hp, c = self.hparams, self.criterion
         blend = hp.style_blend or [1.0] * len(hp.style_images)
-        return description(self.network, **{
+        extra = {"conditioning": describe_conditioning(
+            style_names(hp.style_images) if self.network.styles > 1 else None, self.strength_range,
+            hp.get("condition_draw", "image"))} if self.network.conditioned else {}
+        return description(self.network, **extra, **{
             "style_images": [Path(p).name for p in hp.style_images],
             "style_blend": [float(b) / sum(blend) for b in blend], "style_size": max(self.style_sizes()),
             "image_size": hp.image_size, "loss": c.loss_spec, "style_weight": c.style_weight,
@@ -293,6 +375,7 @@ class StyleTransferModule(L.LightningModule):
         checkpoint.update(checkpoint_entries(self.network, self.describe()))
         checkpoint[RNG_KEY] = self.criterion.generator.get_state()
         checkpoint[STABILITY_RNG_KEY] = self.stability_generator.get_state()
+        checkpoint[CONDITION_RNG_KEY] = self.condition_generator.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Re-adds this module's own frozen (non-network) weights so strict loading still checks the network."""
@@ -305,3 +388,5 @@ class StyleTransferModule(L.LightningModule):
             self.criterion.generator.set_state(checkpoint[RNG_KEY])
         if STABILITY_RNG_KEY in checkpoint:
             self.stability_generator.set_state(checkpoint[STABILITY_RNG_KEY])
+        if CONDITION_RNG_KEY in checkpoint:
+            self.condition_generator.set_state(checkpoint[CONDITION_RNG_KEY])

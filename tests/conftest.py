@@ -88,22 +88,34 @@ def fit_args(tmp_path: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- export / stylize
-def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, seed: int = 0) -> Path:
+def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, seed: int = 0, styles: int = 1,
+                          strength_width: int = 0) -> Path:
     """Writes a training checkpoint holding a seeded random :class:`TransformerNet`, through the same
-    writer as ``fastmmd fit`` (:func:`fastmmd.checkpoints.checkpoint_entries`), without Lightning or training."""
+    writer as ``fastmmd fit`` (:func:`fastmmd.checkpoints.checkpoint_entries`), without Lightning or training.
+    ``styles``/``strength_width``: a conditioned network (styles ``tiny0``, ``tiny1``, ...; strength range [0, 2])."""
+    from fastmmd import conditioning
     from fastmmd.checkpoints import checkpoint_entries, description
     from fastmmd.networks import TransformerNet
 
     torch.manual_seed(seed)
-    net = TransformerNet(width=width, residual_blocks=residual_blocks)
+    net = TransformerNet(width=width, residual_blocks=residual_blocks, styles=styles, strength_width=strength_width)
     with torch.no_grad():  # IN affine weights away from 1/0 so the network is not near-identity
         for m in net.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
+            if isinstance(m, torch.nn.InstanceNorm2d) and m.affine:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.3, 0.3)
-    meta = description(net, style_images=["tiny_style.png"], style_blend=[1.0], loss="gram", style_weight=5.0,
+            if isinstance(m, conditioning.ConditionalAffine):  # every style and the strength read-outs differ
+                m.weight[:styles].uniform_(0.5, 1.5)
+                m.weight[styles:].uniform_(-0.3, 0.3)
+                m.bias.uniform_(-0.3, 0.3)
+    names = [f"tiny{i}.png" for i in range(styles)] if styles > 1 else ["tiny_style.png"]
+    extra = {}
+    if net.conditioned:
+        extra["conditioning"] = conditioning.describe(conditioning.style_names(names) if styles > 1 else None,
+                                                      [0.0, 2.0] if strength_width else None, "image")
+    meta = description(net, style_images=names, style_blend=[1.0], loss="gram", style_weight=5.0,
                        content_weight=1.0, tv_weight=1e-6,
-                       vgg={"weights": "random", "pooling": "max", "width_divisor": 8}, global_step=3)
+                       vgg={"weights": "random", "pooling": "max", "width_divisor": 8}, global_step=3, **extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint_entries(net, meta), path)
     return path

@@ -69,6 +69,9 @@ def test_config_trains_one_step_on_tiny_data(recipe, fit_args, tmp_path):
     args = [*_args(recipe), *fit_args, "--trainer.max_steps", "1", "--trainer.precision", "32", "--model.network_width", "8",
             "--model.init_from", "null", "--trainer.max_time", "null", "--trainer.val_check_interval", "1",
             "--run_name", "one"]
+    if "styles" in (_merged(recipe)["model"].get("conditioning") or []):  # several styles: two tiny ones
+        style = fit_args[fit_args.index("--model.style_images") + 1].strip("[]")
+        args += ["--model.style_images", f"[{style},{style}]"]
     assert run_lightning("fit", args) == 0
     ckpt = read_checkpoint(tmp_path / "runs" / "one" / "last.ckpt")
     written = _merged(recipe)["model"]["loss"]

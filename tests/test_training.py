@@ -140,8 +140,8 @@ def test_odd_sizes_keep_their_size(make_image, tmp_path):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fit_args, monkeypatch):
     terms = StyleTransferModule._terms
 
-    def poisoned(self, content):
-        generated, out = terms(self, content)
+    def poisoned(self, content, *conditions):
+        generated, out = terms(self, content, *conditions)
         if self.training and self.global_step >= 3:
             out = {**out, "style": out["style"] * float("nan")}
             out["total"] = out["total"] + out["style"]
