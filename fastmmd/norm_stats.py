@@ -40,6 +40,17 @@ def norm_layers(net: nn.Module) -> list[nn.InstanceNorm2d]:
     return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
 
 
+@contextlib.contextmanager
+def _hooked(layers: list[nn.InstanceNorm2d], hook: Callable[..., Tensor | None]) -> Iterator[None]:
+    """``hook`` on every layer's output within the block."""
+    handles = [m.register_forward_hook(hook) for m in layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def normalize(module: nn.InstanceNorm2d, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     """``module``'s output for input ``x`` had its statistics been ``mean`` and ``var``."""
     mean, var = mean.to(device=x.device, dtype=x.dtype), var.to(device=x.device, dtype=x.dtype)
@@ -66,12 +77,8 @@ def fixed_norm_statistics(net: nn.Module, stats: Stats, measure: Callable[[Tenso
             raise _Stop
         return None
 
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
+    with _hooked(layers, hook):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def pooled_norm_statistics(net: nn.Module, run: Callable[[Tensor], object], pieces: Sequence[Tensor],
@@ -128,9 +135,5 @@ def running_norm_statistics(net: nn.Module, momentum: float) -> Iterator[None]:
         state[key] = (m, q)
         return normalize(module, x, torch.stack(means)[:, :, None, None], torch.stack(variances)[:, :, None, None])
 
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
+    with _hooked(layers, hook):
         yield
-    finally:
-        for h in handles:
-            h.remove()

@@ -16,10 +16,12 @@ The output is written under a temporary name beside the target and renamed when 
 A folder of frames works as input (``--fps`` sets the rate) and as output (PNG frames).
 
 Flicker (docs/benchmarks.md, "Video flicker"): ``norm_stats`` chooses the instance-norm
-statistics (:mod:`fastmmd.norm_stats`): ``frame`` (each frame its own, as for images),
-``running`` (a moving average over the frames so far) or ``clip`` (one set for the whole clip,
-pooled over up to :data:`CLIP_SAMPLES` frames spread over it, read in a first pass). Networks
-trained with ``model.stability_weight`` flicker less whatever the statistics.
+statistics (:mod:`fastmmd.norm_stats`): ``frame`` (each frame its own, as for images; the
+default), ``running`` (a moving average over the frames so far) or ``clip`` (one set for the whole
+clip, pooled over up to :data:`CLIP_SAMPLES` frames spread over it, read in a first pass). Measured
+on clips with known camera motion, shared statistics changed the temporal error by 1 % or less at
+0.25-0.75x the speed: what flickers is where the strokes fall, not the brightness. Networks trained
+with ``model.stability_weight`` flicker 2-3x less.
 """
 
 from __future__ import annotations
@@ -330,7 +332,7 @@ def _upright(rgb: Tensor, turns: int) -> Tensor:
 
 def stylize_video(stylizer: Any, source_path: str | Path, output: str | Path, batch_size: int = 4,
                   codec: str | None = None, crf: int | None = None, audio: bool = True, fps: float | None = None,
-                  norm_stats: str = "running", momentum: float = 0.9, progress: bool = True,
+                  norm_stats: str = "frame", momentum: float = 0.9, progress: bool = True,
                   metadata: dict[str, str] | None = None) -> VideoResult:
     """Stylizes a video file (or a folder of frames) into a video file (or a folder of PNG frames).
 

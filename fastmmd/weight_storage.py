@@ -11,9 +11,9 @@ Only Inference", but for storage only):
 
 The network still computes in floating point (:class:`Int8Conv2d` dequantizes on the fly, a few
 microseconds per call); biases and instance-norm parameters (0.3 % of the weights) stay float32.
-Measured on the shipped styles (docs/benchmarks.md, "Model zoo storage"): outputs move by a mean of
-0.0008 and at most 0.017 (in 0-1 RGB; one 8-bit level is 0.0039), while the files halve against
-float16.
+Measured on the six shipped styles (docs/benchmarks.md, "Model zoo storage"): outputs move by a
+mean of 0.0006-0.0009 and at most 0.027 on single pixels (in 0-1 RGB; one 8-bit level is 0.0039;
+float16: 0.00003-0.00006 and 0.0015), while the files halve against float16.
 
 :func:`dequantize_state` is the way back that readers of any format use
 (:mod:`fastmmd.model_files`), so what fastmmd runs from an int8 file is exactly ``q s_o``.

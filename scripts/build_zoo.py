@@ -110,7 +110,7 @@ def main() -> None:
         print(f"{name}: {described['loss']}, step {described['global_step']}")
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {manifest_path}")
-    (zoo / "README.md").write_text(readme(manifest, zoo))
+    (zoo / "README.md").write_text(readme(manifest, zoo, cpu))
     print(f"wrote {zoo / 'README.md'}")
 
 
@@ -121,8 +121,10 @@ def cpu_time(training: dict) -> str:
     return f"{minutes / 60:.1f} h ({training['cpu_seconds_per_step']:.1f} s/step)" if minutes >= 90 else f"{minutes:.0f} min"
 
 
-def readme(manifest: dict, zoo: Path) -> str:
-    """checkpoints/README.md: the table of shipped styles, generated from zoo.json."""
+def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
+    """checkpoints/README.md: the table of shipped styles, generated from zoo.json (``cpu``: the
+    cpu_times.json the CPU column came from, for how it was measured)."""
+    threads = (cpu or {}).get("conditions") or "see scripts/zoo_cpu_time.py"
     total = sum((zoo / f).stat().st_size for e in manifest["styles"].values() for f in e["files"].values()) / 1e6
     lines = [
         "# checkpoints/: the shipped styles, and your runs",
@@ -136,9 +138,9 @@ def readme(manifest: dict, zoo: Path) -> str:
         "with int8 weights (`fastmmd export --weights int8`: 8-bit convolution weights with one scale per",
         "output channel, computed in float32; `fastmmd/weight_storage.py`): 1.8 MB and 2.2 MB a style",
         "instead of 3.6 and 3.8 MB in fp16. Storage moves the output of the fp32 network by a mean of",
-        "0.0008 and at most 0.017 on 256 px photos (one 8-bit level is 0.0039; fp16 moved it by 4e-5 and",
-        "0.0011) and the scores below by under 1 %: nothing visible (docs/benchmarks.md, \"Model zoo",
-        f"storage\"). The zoo holds {total:.1f} MB; the project keeps it under 40 MB. `zoo.json` records each style's",
+        "0.0006-0.0009 and at most 0.027 on single pixels of 256 px photos (one 8-bit level is 0.0039;",
+        "fp16: 0.00003-0.00006 and 0.0015): nothing visible (docs/benchmarks.md, \"Model zoo storage\").",
+        f"The zoo holds {total:.1f} MB; the project keeps it under 40 MB. `zoo.json` records each style's",
         "painting, loss, training and scores; `scripts/build_zoo.py` rebuilds it and this table.",
         "",
         "Scores: `fastmmd evaluate <style>.pt` on held-out photos (`../shared/data/content`, never",
@@ -161,8 +163,8 @@ def readme(manifest: dict, zoo: Path) -> str:
               "styles at once on one GPU, each on a copy of `../shared/data/photos` resized to a 288 px short",
               "side (JPEG quality 90, so that it travels to the GPU machine); the step counts above depend on",
               "that sharing. \"On the 2-core CPU\": the same recipe (`--trainer.accelerator cpu`) timed by",
-              "`scripts/zoo_cpu_time.py` on this project's 2-core CPU (2 torch threads, bf16, the photos",
-              "decoded by 2 workers): its measured seconds per step times the steps above. For a new style on",
+              f"`scripts/zoo_cpu_time.py` on this project's 2-core CPU ({threads}, bf16, the photos decoded by",
+              "2 workers): its measured seconds per step (steps 3-13) times the steps above. For a new style on",
               "the CPU in 30 minutes, `configs/cpu.yaml` starts from a shipped network instead (docs/benchmarks.md).", ""]
     return "\n".join(lines)
 

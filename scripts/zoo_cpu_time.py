@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=3, help="warm-up steps left out of the rate")
     ap.add_argument("--manifest", default=str(ROOT / "checkpoints" / "zoo.json"), help="for the shipped step counts")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--conditions", default=None, help="how the CPU was shared, for the table (e.g. '2 torch threads, idle')")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ def main() -> None:
                          "shipped_steps": steps, "cpu_minutes": rate * steps / 60 if steps else None}
         print(name, json.dumps(results[name]), flush=True)
     report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "threads": os.environ.get("OMP_NUM_THREADS", "default"), "styles": results}
+              "threads": os.environ.get("OMP_NUM_THREADS", "default"), "conditions": args.conditions, "styles": results}
     (out / "cpu_times.json").write_text(json.dumps(report, indent=1) + "\n")
 
 
