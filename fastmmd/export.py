@@ -48,6 +48,7 @@ import io
 import json
 import os
 import warnings
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
@@ -205,7 +206,19 @@ def _save_torchscript(scripted: Any, path: Path, metadata: str) -> None:
     buffer = io.BytesIO()  # saved to a path, the archive's top folder would be named after our temp file
     with quiet_jit():
         torch.jit.save(scripted, buffer, _extra_files={METADATA_FILE: metadata})
-    path.write_bytes(buffer.getvalue())
+    path.write_bytes(_without_debug_records(buffer.getvalue()))
+
+
+def _without_debug_records(archive: bytes) -> bytes:
+    """The TorchScript archive without its ``*.debug_pkl`` records: source ranges for error
+    messages, which name this machine's source files (fastmmd's and torch's paths); loading and
+    running never need them."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            if not info.filename.endswith(".debug_pkl"):
+                target.writestr(info, source.read(info))
+    return out.getvalue()
 
 
 def _build_pt2(module: ExportedStylizer) -> Any:

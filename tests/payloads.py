@@ -70,10 +70,18 @@ def ckpt_raw(exports: dict[str, Path], marker: Path, out: Path) -> Path:
 
 
 def _torchscript_member(member: str) -> Callable[[dict[str, Path], Path, Path], Path]:
+    """The member ending in ``member`` replaced by a payload pickle; added (in the archive's code
+    folder) if fastmmd's export has none, as it drops the ``.debug_pkl`` records a crafted file may carry."""
     def build(exports: dict[str, Path], marker: Path, out: Path) -> Path:
         evil = pickle.dumps(Payload(marker), protocol=2)
-        return rewrite_zip(exports["torchscript"], out / f"crafted_{member.strip('/').split('.')[0]}.pt",
-                           lambda name, data: evil if name.endswith(member) else data)
+        target = rewrite_zip(exports["torchscript"], out / f"crafted_{member.strip('/').split('.')[0]}.pt",
+                             lambda name, data: evil if name.endswith(member) else data)
+        with zipfile.ZipFile(target) as z:
+            present = any(n.endswith(member) for n in z.namelist())
+        if not present:
+            with zipfile.ZipFile(target, "a") as z:
+                z.writestr(f"archive/code/__torch__/fastmmd/{member.lstrip('/')}", evil)
+        return target
     return build
 
 
