@@ -21,7 +21,7 @@ default), ``running`` (a moving average over the frames so far) or ``clip`` (one
 clip, pooled over up to :data:`CLIP_SAMPLES` frames spread over it, read in a first pass). Measured
 on clips with known camera motion, shared statistics changed the temporal error by 1 % or less at
 0.25-0.75x the speed: what flickers is where the strokes fall, not the brightness. Networks trained
-with ``model.stability_weight`` flicker 2-3x less.
+with ``model.stability_weight`` flicker 2-4x less (at some cost in style strength).
 """
 
 from __future__ import annotations
