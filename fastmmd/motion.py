@@ -120,11 +120,8 @@ def warp(frames: Tensor, source: Sequence[View], target: Sequence[View], margin:
     sa, sb = a[:, 0, None, None], b[:, 0, None, None]
     ux = (w - 1) / 2 + (sb * xs[None, None, :] + (b[:, 1] - a[:, 1])[:, None, None]) / sa
     uy = (h - 1) / 2 + (sb * ys[None, :, None] + (b[:, 2] - a[:, 2])[:, None, None]) / sa
-    ux, uy = torch.broadcast_tensors(ux, uy)
-    inside = (ux >= margin) & (ux <= w - 1 - margin) & (uy >= margin) & (uy <= h - 1 - margin)
-    grid = torch.stack([2 * ux / max(w - 1, 1) - 1, 2 * uy / max(h - 1, 1) - 1], dim=-1).float().to(frames.device)
-    warped = F.grid_sample(frames.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return warped.to(frames.dtype), inside[:, None].to(device=frames.device, dtype=frames.dtype)
+    warped, mask = _resample(frames.float(), *torch.broadcast_tensors(ux, uy), margin)
+    return warped.to(frames.dtype), mask.to(frames.dtype)
 
 
 def shift(images: Tensor, offsets: Tensor, margin: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -142,11 +139,19 @@ def shift(images: Tensor, offsets: Tensor, margin: float = 1.0) -> tuple[Tensor,
     xs = torch.arange(w, device=images.device, dtype=torch.float32)
     ux = xs[None, None, :] + offsets[:, 0, None, None]  # (B, 1, W)
     uy = ys[None, :, None] + offsets[:, 1, None, None]  # (B, H, 1)
-    ux, uy = torch.broadcast_tensors(ux, uy)
-    grid = torch.stack([2 * ux / max(w - 1, 1) - 1, 2 * uy / max(h - 1, 1) - 1], dim=-1)
-    shifted = F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    return _resample(images, *torch.broadcast_tensors(ux, uy), margin)
+
+
+def _resample(images: Tensor, ux: Tensor, uy: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """``images`` (N, C, h, w) sampled bilinearly at pixel coordinates (ux, uy) (N, h, w), and the
+    mask (N, 1, h, w) of samples at least ``margin`` px inside the image: what :func:`warp` and
+    :func:`shift` share."""
+    h, w = images.shape[-2:]
     inside = (ux >= margin) & (ux <= w - 1 - margin) & (uy >= margin) & (uy <= h - 1 - margin)
-    return shifted, inside[:, None].to(images.dtype)
+    grid = torch.stack([2 * ux / max(w - 1, 1) - 1, 2 * uy / max(h - 1, 1) - 1], dim=-1)
+    out = F.grid_sample(images, grid.to(device=images.device, dtype=images.dtype), mode="bilinear",
+                        padding_mode="border", align_corners=True)
+    return out, inside[:, None].to(device=images.device, dtype=images.dtype)
 
 
 def random_offsets(batch: int, max_shift: float, generator: torch.Generator | None = None) -> Tensor:

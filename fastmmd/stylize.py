@@ -308,6 +308,13 @@ def _video_output(source: Path, out_dir: Path) -> Path:
     return out_dir / f"{source.stem}_stylized{suffix}"
 
 
+def _stylizer_from_args(args, model: Path) -> Stylizer:
+    """The :class:`Stylizer` the command-line flags describe (images and video alike)."""
+    return load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
+                         tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
+                         tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength)
+
+
 def run_video(args, model: Path) -> int:
     """``fastmmd stylize MODEL clip.mp4 [--output out.mp4]``: each video (or one folder of frames) streamed."""
     sources = [Path(spec) for spec in args.inputs]
@@ -332,9 +339,7 @@ def run_video(args, model: Path) -> int:
             targets = [out_dir]  # frames in, frames out
         else:
             targets = [check_output_file(_video_output(p, out_dir), inputs, CONTAINERS) for p in sources]
-    stylizer = load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
-                             tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
-                             tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength)
+    stylizer = _stylizer_from_args(args, model)
     for source, target in zip(sources, targets):
         result = stylize_video(stylizer, source, target, batch_size=args.batch_size, codec=args.codec, crf=args.crf,
                                audio=not args.no_audio, fps=args.fps, norm_stats=args.norm_stats or "frame",
@@ -364,9 +369,7 @@ def run(args) -> int:
     if not files:
         raise UserError(f"no images to stylize: {'; '.join(problems) or 'no inputs'}")
     out_dir = check_output_dir(args.output_dir)
-    stylizer = load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
-                             tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
-                             tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength)
+    stylizer = _stylizer_from_args(args, model)
     for line in problems:
         print(f"fastmmd stylize: skipped: {line}", file=sys.stderr)
     if args.grid:

@@ -376,7 +376,7 @@ def stylize_video(stylizer: Any, source_path: str | Path, output: str | Path, ba
                        for rgb in source.samples(CLIP_SAMPLES)]
             if stylizer.tile is not None or any(stylizer.auto_tile(1, *s.shape[-2:]) for s in samples):
                 raise UserError("--norm-stats clip does not combine with tiling; use --max-size or --norm-stats frame")
-            stats = pooled_norm_statistics(twin.net, lambda x: stylizer._forward(x, twin), [s for s in samples])
+            stats = pooled_norm_statistics(twin.net, lambda x: stylizer._forward(x, twin), samples)
             context = fixed_norm_statistics(twin.net, [(m.mean(0, keepdim=True), v.mean(0, keepdim=True))
                                                        for m, v in stats])
         bar = tqdm(total=source.count, unit="frame", file=sys.stderr, disable=None if progress else True,
