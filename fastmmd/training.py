@@ -40,8 +40,10 @@ from fastmmd.losses.stability import stability_loss
 from fastmmd.networks import TransformerNet
 
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
-STABILITY_RNG_KEY = "fastmmd_stability_rng"  # the stability loss's shifts and noise
+STABILITY_RNG_KEY = "fastmmd_stability_rng"  # the training step's perturbations: stability shifts and noise, loss jitter
 CONDITION_RNG_KEY = "fastmmd_condition_rng"  # the styles and strengths drawn per batch
+#: Largest model.loss_jitter: VGG-19's coarsest pooling grid (relu5_1 sits at 1/16 resolution).
+MAX_LOSS_JITTER = 15
 #: Smallest default long edge of the style image. With the style as small as 128 px crops, VGG's
 #: deepest style layers see it in 5x8 positions, nearly all at its border, so the painting's motif at
 #: its top (Starry Night's stars) is learned as "motif along the top edge": networks trained that way
@@ -99,7 +101,13 @@ class StyleTransferModule(L.LightningModule):
             ``stability_noise``, and penalises the squared difference from the equally shifted
             output: video frames stop flickering (docs/benchmarks.md, "Video flicker"). The term is
             logged as ``train/stability``; it costs one more network pass, no VGG pass.
-        seed: seeds the criterion's generator (Gaussian estimators) and the stability loss's.
+        loss_jitter: J px: each training step scores the output and the photo cropped by J px at
+            one random offset in 0..J (same for both), so VGG-19's pooling grid (stride 2..16 from
+            the crop's corner) and the network's 4 px grid no longer line up the same way every
+            step, and a pattern phased with both stops paying. Measured (docs/benchmarks.md, "Grid
+            lock"): 3 cut the lattice's period-2 component by 64 %. 0 = off (validation never jitters).
+        seed: seeds the criterion's generator (Gaussian estimators) and the one of the training step's
+            perturbations (the stability loss's shifts and noise, the loss jitter's offsets).
     """
 
     def __init__(
@@ -129,6 +137,7 @@ class StyleTransferModule(L.LightningModule):
         stability_weight: float = 0.0,
         stability_shift: float = 1.0,
         stability_noise: float = 0.02,
+        loss_jitter: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -143,6 +152,8 @@ class StyleTransferModule(L.LightningModule):
                             ("stability_noise", stability_noise)):
             if not (value >= 0 and value < float("inf")):
                 raise UserError(f"model.{name} must be a finite number >= 0, not {value}")
+        if not 0 <= loss_jitter <= MAX_LOSS_JITTER:
+            raise UserError(f"model.loss_jitter must be 0..{MAX_LOSS_JITTER} px, not {loss_jitter}")
         conditioning = self._check_conditioning(style_images, style_blend, conditioning, strength_range, condition_draw)
         self.strength_range = tuple(strength_range or (0.0, 2.0)) if "strength" in conditioning else None
         self.network = TransformerNet(network_width, residual_blocks, downsample_kernel,
@@ -270,12 +281,18 @@ class StyleTransferModule(L.LightningModule):
                                    self.hparams.get("condition_draw", "image"), self.condition_generator)
         return draw.to(batch.device)
 
-    def _terms(self, content: Tensor, draw: Draw | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """The network's output and the loss terms for a batch, in conditions ``draw`` (None = the defaults)."""
+    def _terms(self, content: Tensor, draw: Draw | None = None, jitter: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+        """The network's output and the loss terms for a batch, in conditions ``draw`` (None = the
+        defaults); ``jitter`` > 0 scores both images cropped by that many px at a random offset."""
         draw = draw or Draw()
         content = self._prepare(content)
         generated = self.network(content, draw.mix, draw.strength)
-        return generated, self.criterion(generated, content, styles=draw.styles, style_scale=draw.strength)
+        scored, photo = generated, content
+        if jitter:
+            dy, dx = torch.randint(0, jitter + 1, (2,), generator=self.stability_generator).tolist()
+            h, w = generated.shape[-2] - jitter, generated.shape[-1] - jitter
+            scored, photo = (t[..., dy:dy + h, dx:dx + w] for t in (generated, content))
+        return generated, self.criterion(scored, photo, styles=draw.styles, style_scale=draw.strength)
 
     def _outputs(self, generated: Tensor, draw: Draw) -> dict[str, Tensor]:
         """What validation/test steps hand the callbacks: the images and the conditions they were made with."""
@@ -305,7 +322,7 @@ class StyleTransferModule(L.LightningModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         draw = self._draw(batch)
-        generated, terms = self._terms(batch, draw)
+        generated, terms = self._terms(batch, draw, self.hparams.loss_jitter)
         if self.hparams.stability_weight > 0:
             terms["stability"] = self._stability(batch, generated, draw)
             terms["total"] = terms["total"] + self.hparams.stability_weight * terms["stability"]
@@ -390,3 +407,4 @@ class StyleTransferModule(L.LightningModule):
             self.stability_generator.set_state(checkpoint[STABILITY_RNG_KEY])
         if CONDITION_RNG_KEY in checkpoint:
             self.condition_generator.set_state(checkpoint[CONDITION_RNG_KEY])
+

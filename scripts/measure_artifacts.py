@@ -11,6 +11,12 @@ For each model (a ``.ckpt`` of ``fastmmd fit`` or an exported ``.pt``/``.pt2``/`
   as one edge much larger than the other three).
 * **lattice**: the power of the luminance spectrum at the period-4 and period-2 frequencies (the
   stride-2 layers' periods) over the median power of the surrounding frequencies; 1 means none.
+* **grid lock**: how much the output depends on where the photo falls on the network's 4 px grid:
+  mean |f(x moved by k px) - (f(x) moved by k px)| over the interior (24 px from the borders,
+  moves by cropping, no resampling), for k = 1, 2, 3 (``off_grid``) and k = 4 (``on_grid``: only the
+  instance-norm statistics of the cropped image change). A network that draws the same picture
+  wherever the photo falls has off_grid ~ on_grid; the lattice and part of video flicker are the
+  difference.
 
     python scripts/measure_artifacts.py run/last.ckpt other.pt --photos ../shared/data/content/*.jpg --size 256
     python scripts/measure_artifacts.py a.ckpt b.ckpt --crops out/crops.png   # top-left crops side by side
@@ -62,6 +68,15 @@ def lattice(y: Tensor) -> dict[str, float]:
     return out
 
 
+def grid_lock(run, x: Tensor, inner: int = 24) -> dict[str, float]:
+    """Output change under moves of the input by k = 1..4 px (module docstring), (3, H, W) in [0, 1]."""
+    width = x.shape[-1] - 4
+    full = run(x)
+    errors = [float((run(x[..., k:k + width]) - full[..., k:k + width])[..., inner:-inner, inner:-inner].abs().mean())
+              for k in range(1, 5)]
+    return {"off_grid": sum(errors[:3]) / 3, "on_grid": errors[3]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="+")
@@ -87,6 +102,8 @@ def main() -> None:
             row["bands"] = {k: sum(b[k] for b in bands) / len(bands) for k in bands[0]}
             lat = [lattice(o) for o in outs]
             row["lattice"] = {k: sum(v[k] for v in lat) / len(lat) for k in lat[0]}
+            lock = [grid_lock(run, p) for p in photos]
+            row["grid_lock"] = {k: sum(v[k] for v in lock) / len(lock) for k in lock[0]}
             crops.append(outs[0][:, :96, :96])
         results[path] = row
         print(f"{path}: {json.dumps(row)}", flush=True)

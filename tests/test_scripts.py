@@ -44,3 +44,24 @@ def test_measure_artifacts_finds_a_flat_output_for_a_flat_input(tmp_path):
     ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
     out = run("scripts/measure_artifacts.py", str(ckpt), "--size", "32")
     assert '"std": ' in out and "flat" in out
+
+
+def test_grid_lock_tells_a_pattern_tied_to_the_grid_from_one_that_moves_with_the_photo():
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("measure_artifacts", ROOT / "scripts" / "measure_artifacts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    photo = torch.rand(3, 64, 72, generator=torch.Generator().manual_seed(0))
+
+    def gridded(x):  # draws a period-4 lattice where the network's grid is, not where the photo is
+        lattice = torch.zeros(x.shape[-2:])
+        lattice[::4, ::4] = 0.3
+        return x * 0.5 + lattice
+
+    moving = module.grid_lock(lambda x: x * 0.5 + 0.1, photo)
+    assert moving["off_grid"] == pytest.approx(0.0, abs=1e-7) and moving["on_grid"] == pytest.approx(0.0, abs=1e-7)
+    locked = module.grid_lock(gridded, photo)
+    assert locked["on_grid"] == pytest.approx(0.0, abs=1e-7) and locked["off_grid"] > 0.02

@@ -329,3 +329,36 @@ def test_stability_weight_must_be_a_finite_non_negative_number(make_image):
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(UserError, match="stability_weight"):
             StyleTransferModule([str(style)], stability_weight=bad, vgg_weights="random", vgg_width_divisor=8)
+
+
+def test_loss_jitter_scores_a_random_crop_of_output_and_photo_alike_and_resumes_exactly(fit_args, make_image):
+    """model.loss_jitter J: the criterion sees output and photo cut by J px at one random offset
+    per step (the same for both; VGG's grid no longer sits on the network's); validation does not
+    jitter; the offsets resume exactly."""
+    style = make_image("style.png", 64, 64, seed=99)
+    module = StyleTransferModule([str(style)], image_size=32, network_width=8, residual_blocks=1, vgg_weights="random",
+                                 vgg_width_divisor=8, loss_jitter=3)
+    seen = []
+    module.criterion.forward = lambda scored, photo, **_: seen.append((scored, photo)) or {"total": scored.mean()}
+    batch = torch.rand(2, 3, 32, 40)
+    offsets = set()
+    for _ in range(24):
+        generated, _ = module._terms(batch, jitter=3)
+        scored, photo = seen[-1]
+        assert scored.shape[-2:] == photo.shape[-2:] == (29, 37)
+        dy, dx = next((y, x) for y in range(4) for x in range(4) if torch.equal(photo, batch[..., y:y + 29, x:x + 37]))
+        assert torch.equal(scored, generated[..., dy:dy + 29, dx:dx + 37])
+        offsets.add((dy, dx))
+    assert len(offsets) > 4  # random, not one fixed crop
+    module._terms(batch)
+    assert seen[-1][0].shape[-2:] == (32, 40)  # no jitter where none is asked (validation)
+    for bad in (-1, 16):
+        with pytest.raises(UserError, match="loss_jitter"):
+            StyleTransferModule([str(style)], loss_jitter=bad, vgg_weights="random", vgg_width_divisor=8)
+    common = [*fit_args, "--model.loss_jitter", "3", "--checkpoint.every_n_train_steps", "100"]
+    _, straight = fit(common, "--trainer.max_steps", "4", "--run_name", "straight")
+    fit(common, "--trainer.max_steps", "2", "--run_name", "split")
+    _, split = fit(common, "--trainer.max_steps", "4", "--run_name", "split", "--ckpt_path", "last")
+    a, b = weights(straight / "last.ckpt"), weights(split / "last.ckpt")
+    for key, value in a.items():
+        assert torch.allclose(value, b[key], rtol=0, atol=1e-6), key
