@@ -407,4 +407,3 @@ class StyleTransferModule(L.LightningModule):
             self.stability_generator.set_state(checkpoint[STABILITY_RNG_KEY])
         if CONDITION_RNG_KEY in checkpoint:
             self.condition_generator.set_state(checkpoint[CONDITION_RNG_KEY])
-

@@ -68,10 +68,11 @@ def lattice(y: Tensor) -> dict[str, float]:
     return out
 
 
-def grid_lock(run, x: Tensor, inner: int = 24) -> dict[str, float]:
-    """Output change under moves of the input by k = 1..4 px (module docstring), (3, H, W) in [0, 1]."""
+def grid_lock(run, x: Tensor, full: Tensor | None = None, inner: int = 24) -> dict[str, float]:
+    """Output change under moves of the input by k = 1..4 px (module docstring), (3, H, W) in [0, 1];
+    ``full``: ``run(x)`` when the caller has it already."""
     width = x.shape[-1] - 4
-    full = run(x)
+    full = run(x) if full is None else full
     errors = [float((run(x[..., k:k + width]) - full[..., k:k + width])[..., inner:-inner, inner:-inner].abs().mean())
               for k in range(1, 5)]
     return {"off_grid": sum(errors[:3]) / 3, "on_grid": errors[3]}
@@ -102,7 +103,7 @@ def main() -> None:
             row["bands"] = {k: sum(b[k] for b in bands) / len(bands) for k in bands[0]}
             lat = [lattice(o) for o in outs]
             row["lattice"] = {k: sum(v[k] for v in lat) / len(lat) for k in lat[0]}
-            lock = [grid_lock(run, p) for p in photos]
+            lock = [grid_lock(run, p, o) for p, o in zip(photos, outs)]
             row["grid_lock"] = {k: sum(v[k] for v in lock) / len(lock) for k in lock[0]}
             crops.append(outs[0][:, :96, :96])
         results[path] = row
