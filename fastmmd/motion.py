@@ -16,7 +16,9 @@ which :func:`warp` uses to bring a frame of view ``a`` into view ``b`` (bilinear
 whose ``u_a`` falls outside frame ``a`` (content that entered the picture) are masked out.
 
 :func:`shift` is the special case ``s = 1`` with one offset per image: the perturbation of the
-stability loss (Gupta et al. 2017, :mod:`fastmmd.losses.stability`).
+stability loss (Gupta et al. 2017, :mod:`fastmmd.losses.stability`). :func:`crop_moves` is its
+whole-pixel, resampling-free variant: moves by 1..3 px of a network that works on a 4 px grid are
+the ones that change its texture most (docs/benchmarks.md, "Grid lock").
 """
 
 from __future__ import annotations
@@ -157,3 +159,26 @@ def _resample(images: Tensor, ux: Tensor, uy: Tensor, margin: float) -> tuple[Te
 def random_offsets(batch: int, max_shift: float, generator: torch.Generator | None = None) -> Tensor:
     """(batch, 2) sub-pixel offsets uniform in [-max_shift, max_shift] px."""
     return (torch.rand(batch, 2, generator=generator) * 2 - 1) * max_shift
+
+
+def random_crop_offsets(batch: int, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
+    """(batch, 2) whole-pixel offsets (x, y), each uniform in 0..max_shift."""
+    return torch.randint(0, max_shift + 1, (batch, 2), generator=generator)
+
+
+def crop_moves(images: Tensor, offsets: Tensor, max_shift: int, margin: int = 0) -> tuple[Tensor, Tensor]:
+    """Each image (B, C, H, W) cropped to (H - max_shift, W - max_shift) from its own ``offsets``
+    (B, 2) px (x, y): output pixel u shows input u + offset, exactly (no resampling, so no blur).
+
+    Cropping the input and the output of a network alike compares f(crop x) with crop f(x); the two
+    differ near the crop's border for any network with padding, so the mask (B, 1, h, w) leaves out
+    ``margin`` px along it.
+    """
+    b, _, h, w = images.shape
+    if not 0 <= max_shift < min(h, w) - 2 * margin:
+        raise ValueError(f"cannot crop {max_shift} px and a {margin} px margin from {h}x{w} images")
+    ch, cw = h - max_shift, w - max_shift
+    crops = torch.stack([images[i, :, int(y):int(y) + ch, int(x):int(x) + cw] for i, (x, y) in enumerate(offsets.tolist())])
+    mask = torch.zeros(b, 1, ch, cw, device=images.device, dtype=images.dtype)
+    mask[..., margin:ch - margin, margin:cw - margin] = 1
+    return crops, mask

@@ -40,6 +40,8 @@ from fastmmd.losses.stability import stability_loss
 from fastmmd.networks import TransformerNet
 
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
+#: px along the border of a whole-pixel stability crop that are not compared (2 cells of the network's 4 px grid)
+STABILITY_CROP_MARGIN = 8
 STABILITY_RNG_KEY = "fastmmd_stability_rng"  # the training step's perturbations: stability shifts and noise, loss jitter
 CONDITION_RNG_KEY = "fastmmd_condition_rng"  # the styles and strengths drawn per batch
 #: Largest model.loss_jitter: VGG-19's coarsest pooling grid (relu5_1 sits at 1/16 resolution).
@@ -90,9 +92,10 @@ class StyleTransferModule(L.LightningModule):
             all under bf16) or ``all`` (the network and its inputs too; on CPU this is slower, because
             instance norm converts NHWC back to NCHW at every layer; see docs/benchmarks.md).
         compile: ``torch.compile`` the network and VGG in place (``nn.Module.compile``, so checkpoint
-            keys do not change) when fitting starts. Measured at 256 px, batch 4, bf16: 1.14x the
-            eager step on the 2-core CPU (2.97x the naive loop instead of 2.60x) and 1.41x on an
-            H100; the first steps pay the compilation (about a minute on the CPU). Off by default:
+            keys do not change) when fitting starts. Measured at 256 px, batch 4, bf16: 1.14-1.22x
+            the eager step on the 2-core CPU (3.07x the naive loop instead of 2.51x, in a run that
+            interleaves the variants; docs/benchmarks.md) and 1.41x on an H100; the first steps
+            pay the compilation (about a minute on the CPU). Off by default:
             a short run may not earn the compile time back, and resumes are not bitwise exact
             across eager and compiled runs.
         stability_weight: weight of Gupta et al.'s stability loss (:mod:`fastmmd.losses.stability`),
@@ -101,6 +104,14 @@ class StyleTransferModule(L.LightningModule):
             ``stability_noise``, and penalises the squared difference from the equally shifted
             output: video frames stop flickering (docs/benchmarks.md, "Video flicker"). The term is
             logged as ``train/stability``; it costs one more network pass, no VGG pass.
+        stability_crop: make the stability loss's moves whole pixels, 0..ceil(``stability_shift``)
+            per axis, by cropping input and output alike (:func:`fastmmd.motion.crop_moves`; a
+            ``STABILITY_CROP_MARGIN`` px border, where padding differs, is not compared) instead of
+            sub-pixel bilinear shifts. Exact: the target is not blurred by resampling, so fine
+            texture is not what the term removes; what it removes is texture tied to the network's
+            4 px grid instead of the photo (docs/benchmarks.md, "Grid lock"), which 1..3 px moves
+            change most. Measured (400-step fine-tune, weight 100, shift 3): the lattice's period-4
+            power 303 -> 67, temporal error 0.57x where sub-pixel moves gave 0.63x, same style.
         loss_jitter: J px: each training step scores the output and the photo cropped by J px at
             one random offset in 0..J (same for both), so VGG-19's pooling grid (stride 2..16 from
             the crop's corner) and the network's 4 px grid no longer line up the same way every
@@ -137,6 +148,7 @@ class StyleTransferModule(L.LightningModule):
         stability_weight: float = 0.0,
         stability_shift: float = 1.0,
         stability_noise: float = 0.02,
+        stability_crop: bool = False,
         loss_jitter: int = 0,
         seed: int = 0,
     ) -> None:
@@ -313,11 +325,17 @@ class StyleTransferModule(L.LightningModule):
     def _stability(self, content: Tensor, generated: Tensor, draw: Draw) -> Tensor:
         """Gupta et al.'s term: f(shift(x) + noise) against shift(f(x)), per sample."""
         hp = self.hparams
-        offsets = motion.random_offsets(content.shape[0], hp.stability_shift, self.stability_generator)
-        moved, _ = motion.shift(content, offsets)
+        if hp.get("stability_crop", False):
+            most = math.ceil(hp.stability_shift)
+            offsets = motion.random_crop_offsets(content.shape[0], most, self.stability_generator)
+            move = lambda t: motion.crop_moves(t, offsets, most, STABILITY_CROP_MARGIN)  # noqa: E731
+        else:
+            offsets = motion.random_offsets(content.shape[0], hp.stability_shift, self.stability_generator)
+            move = lambda t: motion.shift(t, offsets)  # noqa: E731
+        moved, _ = move(content)
         noise = torch.randn(moved.shape, generator=self.stability_generator).to(moved) * hp.stability_noise
         perturbed = self.network(self._prepare((moved + noise).clamp(0, 1)), draw.mix, draw.strength)
-        target, mask = motion.shift(generated, offsets)
+        target, mask = move(generated)
         return stability_loss(perturbed, target, mask)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:

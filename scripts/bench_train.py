@@ -18,6 +18,10 @@ residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is
   on the CPU it needs a C++ compiler). Warm-up steps include the compilation.
 * ``all-cl-compile-bf16``: ``compile-bf16`` with the network in channels_last too.
 
+``--rounds N`` runs the whole list N times, interleaved, and pools each variant's timed steps: the
+ratios then hold even when the box's speed drifts during the run (it did here by 1.4x between two
+runs an hour apart).
+
 ``--device cuda`` runs every variant on the GPU (autocast on CUDA, timings synchronised, peak memory
 from ``torch.cuda.max_memory_allocated``); ``--batch`` takes a comma-separated list.
 
@@ -178,6 +182,16 @@ def run_variant(args) -> dict:
     return result
 
 
+def merge_rounds(rounds: list[dict], batch: int) -> dict:
+    """One variant's result over its rounds: the median of every timed step, the highest peak memory."""
+    merged = dict(rounds[-1])
+    merged["times"] = [t for r in rounds for t in r["times"]]
+    merged["seconds_per_step"] = statistics.median(merged["times"])
+    merged["images_per_s"] = batch / merged["seconds_per_step"]
+    merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+    return merged
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=256)
@@ -190,6 +204,8 @@ def main() -> None:
     p.add_argument("--style-weight", type=float, default=5.0)
     p.add_argument("--quality-steps", type=int, default=20, help="steps trained per precision for the bf16 quality check")
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--rounds", type=int, default=1,
+                   help="runs of every variant, interleaved (naive, ours, ..., naive, ours, ...); timings pooled")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
@@ -201,17 +217,19 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--batch", batch], check=False)
         return
     args.batch = int(args.batch)
-    results = {}
-    for variant in args.variants.split(","):
-        cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:  # one broken variant (e.g. no compiler for torch.compile) must not stop the rest
-            print(f"{variant:>11}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:300]}", flush=True)
-            continue
-        results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
-        r = results[variant]
-        print(f"{variant:>11}: {r['seconds_per_step']:.3f} s/step (min {min(r['times']):.3f})  {r['images_per_s']:.2f} img/s  "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    runs: dict[str, list[dict]] = {}
+    for round_ in range(args.rounds):  # variants interleaved: a box that slows down mid-run slows every variant
+        for variant in args.variants.split(","):
+            cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:  # one broken variant (e.g. no compiler for torch.compile) must not stop the rest
+                print(f"{variant:>11}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:300]}", flush=True)
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            runs.setdefault(variant, []).append(r)
+            print(f"{variant:>11}: {r['seconds_per_step']:.3f} s/step (min {min(r['times']):.3f})  {r['images_per_s']:.2f} img/s  "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB" + (f"  (round {round_ + 1})" if args.rounds > 1 else ""), flush=True)
+    results = {variant: merge_rounds(rs, args.batch) for variant, rs in runs.items()}
     base = results.get("naive")
     where = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
              else f"{platform.processor() or platform.machine()}, {args.threads} threads")

@@ -25,9 +25,11 @@ def run(*args: str, timeout: int = 300) -> str:
 @pytest.mark.slow
 def test_bench_train_runs_every_cpu_variant_it_names():
     out = run("scripts/bench_train.py", "--size", "32", "--batch", "1,2", "--steps", "1", "--warmup", "0",
-              "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32,ours-bf16")
+              "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32,ours-bf16",
+              "--rounds", "2")
     assert "failed" not in out, out
-    assert out.count("ours-bf16:") >= 4 and "x naive speed" in out  # per batch: a timing and a ratio
+    assert out.count("ours-bf16:") >= 6 and "x naive speed" in out  # per batch: a timing per round and a ratio
+    assert out.count("(round 2)") == 6
 
 
 @pytest.mark.slow

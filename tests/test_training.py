@@ -307,11 +307,14 @@ def test_compiled_training_keeps_the_checkpoint_format(fit_args):
     assert torch.isfinite(net(torch.rand(1, 3, 20, 28))).all()
 
 
-def test_stability_loss_is_logged_with_the_temporal_error_and_resumes_exactly(fit_args):
+@pytest.mark.parametrize("crop", [False, True])
+def test_stability_loss_is_logged_with_the_temporal_error_and_resumes_exactly(fit_args, crop):
     """model.stability_weight adds train/stability (Gupta et al.) to the loss; every validation logs
-    val/temporal_error; the term's random shifts and noise resume exactly."""
+    val/temporal_error; the term's random shifts (sub-pixel, or whole-pixel crops with
+    model.stability_crop) and noise resume exactly."""
     common = [*fit_args, "--model.stability_weight", "50", "--trainer.val_check_interval", "2",
-              "--checkpoint.every_n_train_steps", "100"]
+              "--checkpoint.every_n_train_steps", "100", "--model.stability_crop", str(crop).lower(),
+              "--model.stability_shift", "3" if crop else "1"]
     cli, straight = fit(common, "--trainer.max_steps", "4", "--run_name", "straight")
     logged = cli.trainer.logged_metrics
     assert logged["train/stability_step"] > 0 and logged["val/temporal_error"] > 0

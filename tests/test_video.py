@@ -137,6 +137,25 @@ def test_stability_loss_is_zero_for_a_shift_equivariant_map_and_positive_otherwi
     assert masked_abs_error(y, y, mask).abs().max() == 0
 
 
+def test_crop_moves_are_exact_and_tell_a_grid_tied_pattern_from_one_that_moves_with_the_photo():
+    """Whole-pixel moves by cropping (the stability loss with model.stability_crop): no resampling, so
+    an equivariant map scores exactly 0 at any offset, and a map that draws on its own 4 px grid
+    (every output pixel copies the top-left pixel of its 4x4 cell) scores 0 only for moves of 0 or 4 px."""
+    x = torch.rand(4, 3, 40, 44)
+    offsets = torch.tensor([[0, 0], [1, 0], [2, 3], [4, 4]])  # (x, y)
+    moved, mask = motion.crop_moves(x, offsets, 4, margin=8)
+    assert moved.shape == (4, 3, 36, 40) and mask.shape == (4, 1, 36, 40)
+    assert torch.equal(moved[2], x[2, :, 3:39, 2:42])  # output pixel u shows input u + offset
+    assert mask[:, :, 8:28, 8:32].min() == 1 and mask.sum() == 4 * 20 * 24  # the margin is left out
+    assert torch.equal(stability_loss(moved, motion.crop_moves(x, offsets, 4, 8)[0], mask), torch.zeros(4))
+    grid = lambda t: t[..., ::4, ::4].repeat_interleave(4, -2).repeat_interleave(4, -1)[..., :t.shape[-2], :t.shape[-1]]  # noqa: E731
+    loss = stability_loss(grid(moved), motion.crop_moves(grid(x), offsets, 4, 8)[0], mask)
+    assert loss[0] == 0 and loss[3] == 0 and (loss[1:3] > 1e-2).all(), loss
+    assert (motion.random_crop_offsets(500, 3, torch.Generator().manual_seed(0)).unique() == torch.arange(4)).all()
+    with pytest.raises(ValueError, match="cannot crop"):
+        motion.crop_moves(x, offsets, 4, margin=20)
+
+
 # ----------------------------------------------------------------------------- shared statistics
 def test_norm_statistics_of_one_frame_are_its_own_and_running_stats_follow_a_scene():
     torch.manual_seed(0)
