@@ -325,7 +325,7 @@ class StyleTransferModule(L.LightningModule):
     def _stability(self, content: Tensor, generated: Tensor, draw: Draw) -> Tensor:
         """Gupta et al.'s term: f(shift(x) + noise) against shift(f(x)), per sample."""
         hp = self.hparams
-        if hp.get("stability_crop", False):
+        if hp.stability_crop:
             most = math.ceil(hp.stability_shift)
             offsets = motion.random_crop_offsets(content.shape[0], most, self.stability_generator)
             move = lambda t: motion.crop_moves(t, offsets, most, STABILITY_CROP_MARGIN)  # noqa: E731

@@ -183,8 +183,9 @@ def run_variant(args) -> dict:
 
 
 def merge_rounds(rounds: list[dict], batch: int) -> dict:
-    """One variant's result over its rounds: the median of every timed step, the highest peak memory."""
-    merged = dict(rounds[-1])
+    """One variant's result over its rounds: the median of every timed step, the highest peak memory
+    (the rest, e.g. the bf16 quality check, from the first round)."""
+    merged = dict(rounds[0])
     merged["times"] = [t for r in rounds for t in r["times"]]
     merged["seconds_per_step"] = statistics.median(merged["times"])
     merged["images_per_s"] = batch / merged["seconds_per_step"]
@@ -221,6 +222,8 @@ def main() -> None:
     for round_ in range(args.rounds):  # variants interleaved: a box that slows down mid-run slows every variant
         for variant in args.variants.split(","):
             cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
+            if round_:  # the bf16 quality check is not a timing: the first round's stands
+                cmd += ["--quality-steps", "0"]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:  # one broken variant (e.g. no compiler for torch.compile) must not stop the rest
                 print(f"{variant:>11}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:300]}", flush=True)
