@@ -74,11 +74,21 @@ def main() -> None:
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                     help="channels-last for the eager variant (default: on for CUDA)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (GPU)")
+    ap.add_argument("--compile-mode", default=None,
+                    help="torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs, ...)")
+    ap.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=None,
+                    help="torch.backends.cudnn.benchmark: time cuDNN's algorithms per input shape and keep the "
+                         "fastest (default: torch's, off)")
     ap.add_argument("--variants", default="naive,eager,torchscript,pt2,onnxruntime")
+    ap.add_argument("--profile", action="store_true",
+                    help="after timing, run each variant once more under torch.profiler and print its costliest "
+                         "kernels (where the time goes, before the network is changed)")
     args = ap.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cudnn_benchmark is not None:
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
     device = torch.device(args.device)
     dtypes = [DTYPES[d] for d in args.dtype.split(",")]
     channels_last = device.type == "cuda" if args.channels_last is None else args.channels_last
@@ -97,8 +107,8 @@ def main() -> None:
     naive_net = TransformerNet(args.width, args.residual_blocks).eval().to(device)
     naive_net.load_state_dict(net.state_dict())
 
-    def naive(x):
-        with torch.no_grad():
+    def naive(x):  # pytorch/examples: torch's defaults, so cuDNN's algorithm search stays off
+        with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=False):
             return naive_net(x.float())
 
     fns["naive"] = naive
@@ -145,7 +155,7 @@ def main() -> None:
 
         fns[fmt] = run
     if "compile" in variants:
-        compiled = torch.compile(eager_model, dynamic=False)
+        compiled = torch.compile(eager_model, dynamic=False, mode=args.compile_mode)
 
         def run_compiled(x):
             with torch.inference_mode():
@@ -158,6 +168,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     print(f"# {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, network width {args.width} x "
           f"{args.residual_blocks} blocks, batch {args.batch}, eager dtype {args.dtype}, channels_last {channels_last}, "
+          f"cudnn.benchmark {torch.backends.cudnn.benchmark}, compile mode {args.compile_mode or 'default'}, "
           f"median of {args.iters} after {args.warmup} warm-up")
     print("| size | variant | ms/image | images/s | speed-up vs naive |")
     print("|------|---------|---------:|---------:|------------------:|")
@@ -172,6 +183,23 @@ def main() -> None:
             base = sec if v == "naive" else base
             ratio = f"{base / sec:.2f}x" if base else "-"
             print(f"| {w}x{h} | {v} | {sec * 1e3:.0f} | {1 / sec:.2f} | {ratio} |", flush=True)
+        if args.profile:
+            for v in [v for v in order if v in fns and v != "onnxruntime" and (v in variants or v.startswith("eager-"))]:
+                print(f"\n## {w}x{h} {v}: costliest operators, one call of batch {args.batch}")
+                print(profile_table(fns[v], x, device))
+
+
+def profile_table(fn, x: torch.Tensor, device: torch.device, rows: int = 12) -> str:
+    """torch.profiler's operator table of one call (after the timed ones: no compilation inside)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
 
 
 if __name__ == "__main__":

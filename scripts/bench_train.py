@@ -147,6 +147,8 @@ def ours_step(module, optimizer, content: Tensor, bf16: bool) -> float:
 
 def run_variant(args) -> dict:
     torch.set_num_threads(args.threads)
+    if args.cudnn_benchmark is not None:  # naive keeps torch's default (off), as pytorch/examples
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark and args.variant != "naive"
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     module, optimizer = build(args.variant, args.size, args.width, args.style_weight, device=args.device)
@@ -207,6 +209,8 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--rounds", type=int, default=1,
                    help="runs of every variant, interleaved (naive, ours, ..., naive, ours, ...); timings pooled")
+    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.backends.cudnn.benchmark in every variant but naive (Trainer(benchmark=...)); default: torch's, off")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
@@ -237,7 +241,8 @@ def main() -> None:
     where = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
              else f"{platform.processor() or platform.machine()}, {args.threads} threads")
     memory = "peak GPU memory (MB)" if args.device.startswith("cuda") else "peak RSS (MB)"
-    print(f"\n{where}, torch {torch.__version__}, batch {args.batch}, {args.size}px, width {args.width}, memory = {memory}")
+    print(f"\n{where}, torch {torch.__version__}, batch {args.batch}, {args.size}px, width {args.width}, "
+          f"cudnn.benchmark {args.cudnn_benchmark}, memory = {memory}")
     if base:
         for variant, r in results.items():
             print(f"{variant:>11}: {base['seconds_per_step'] / r['seconds_per_step']:.2f}x naive speed, "

@@ -164,8 +164,13 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
               "side (JPEG quality 90, so that it travels to the GPU machine); the step counts above depend on",
               "that sharing. \"On the 2-core CPU\": the same recipe (`--trainer.accelerator cpu`) timed by",
               f"`scripts/zoo_cpu_time.py` on this project's 2-core CPU ({threads}, bf16, the photos decoded by",
-              "2 workers): its measured seconds per step (steps 3-13) times the steps above. For a new style on",
-              "the CPU in 30 minutes, `configs/cpu.yaml` starts from a shipped network instead (docs/benchmarks.md).", ""]
+              "2 workers): its measured seconds per step (steps 3-13) times the steps above.", "",
+              "`base.pt` (not a listed style): the start for a new style on the CPU (`configs/cpu.yaml`'s",
+              "`--model.init_from`), the same network trained 2.5 minutes on one H100 (3 runs sharing it, 1,744",
+              "steps of 8) against all six paintings above as one mixture target (Gram, style weight 5;",
+              "`base_mix` in `scripts/gpu_bases.txt`), int8. Started from it, candy, mosaic and Matisse's",
+              "*Woman with a Hat* ended 30 CPU minutes 2-20 % closer to the photo than started from",
+              "`starry_night.pt`, at the same style distance within 5 % (docs/benchmarks.md, \"Bases for a warm start\").", ""]
     return "\n".join(lines)
 
 

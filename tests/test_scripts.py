@@ -26,8 +26,9 @@ def run(*args: str, timeout: int = 300) -> str:
 def test_bench_train_runs_every_cpu_variant_it_names():
     out = run("scripts/bench_train.py", "--size", "32", "--batch", "1,2", "--steps", "1", "--warmup", "0",
               "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32,ours-bf16",
-              "--rounds", "2")
+              "--rounds", "2", "--cudnn-benchmark")
     assert "failed" not in out, out
+    assert "cudnn.benchmark True" in out  # passed on to every variant's process (a no-op without CUDA)
     assert out.count("ours-bf16:") >= 6 and "x naive speed" in out  # per batch: a timing per round and a ratio
     assert out.count("(round 2)") == 6
 
@@ -35,9 +36,27 @@ def test_bench_train_runs_every_cpu_variant_it_names():
 @pytest.mark.slow
 def test_bench_stylize_runs_on_the_cpu():
     out = run("scripts/bench_stylize.py", "--sizes", "24x16", "--width", "4", "--residual-blocks", "1",
-              "--iters", "1", "--warmup", "0", "--dtype", "fp32", "--variants", "naive,eager,torchscript,pt2")
+              "--iters", "1", "--warmup", "0", "--dtype", "fp32", "--variants", "naive,eager,torchscript,pt2",
+              "--profile", "--no-cudnn-benchmark")
     for variant in ("naive", "eager-fp32", "torchscript", "pt2"):
         assert f"| 16x24 | {variant} |" in out or f"| 24x16 | {variant} |" in out, out
+        assert f"## 24x16 {variant}: costliest operators" in out, out
+    assert "aten::" in out  # the profiler's operator rows
+
+
+def test_gpu_check_script_parses_and_its_runs_file_holds_valid_fit_commands():
+    """A typo in scripts/gpu_check.sh or a runs file would otherwise show only on a lent GPU, with
+    minutes of device time spent: the script must parse, and every run line must resolve to a
+    configuration that `fastmmd fit` accepts (its arguments exactly as the script builds them)."""
+    done = subprocess.run(["bash", "-n", "scripts/gpu_check.sh"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split(maxsplit=1) for line in (ROOT / "scripts" / "gpu_bases.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert len(lines) >= 2
+    for name, args in lines:
+        argv = args.replace("{styles}", "../shared/data/styles").split()
+        out = run("-m", "fastmmd", "fit", "--config", "configs/gpu.yaml", *argv, "--run_name", name, "--print_config")
+        assert f"run_name: {name}" in out and "styles/" in out, out
 
 
 def test_measure_artifacts_finds_a_flat_output_for_a_flat_input(tmp_path):

@@ -27,6 +27,8 @@ from fastmmd.zoo import (CHECKSUM_SEED, CHECKSUM_SHAPE, ENV_VAR, MANIFEST, check
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_ZOO = REPO / "checkpoints"
+#: the one network file beside the styles that is not a style: configs/cpu.yaml's warm start (checkpoints/README.md)
+BASE = "base.pt"
 #: fp16 exports of one network in two formats: export's own fp16 parity bound.
 FORMAT_AGREEMENT = 2e-2
 MAX_ZOO_BYTES = 40e6
@@ -283,7 +285,7 @@ def test_shipped_manifest_is_complete(real_zoo):
     recipes = {p.stem for p in (REPO / "configs" / "zoo").glob("*.yaml")}
     assert recipes <= set(real_zoo), f"recipes without a shipped style: {sorted(recipes - set(real_zoo))}"
     listed = {f for entry in real_zoo.values() for f in entry["files"].values()}
-    on_disk = {p.name for p in REAL_ZOO.iterdir() if p.suffix in (".pt", ".pt2")}
+    on_disk = {p.name for p in REAL_ZOO.iterdir() if p.suffix in (".pt", ".pt2")} - {BASE}
     assert listed == on_disk, f"listed only: {sorted(listed - on_disk)}; unlisted: {sorted(on_disk - listed)}"
     for name, e in real_zoo.items():
         assert set(e["files"]) == {"torchscript", "pt2"}, name
@@ -300,7 +302,7 @@ def test_shipped_manifest_is_complete(real_zoo):
 
 
 def test_shipped_zoo_fits_the_repository_budget(real_zoo):
-    files = [REAL_ZOO / f for e in real_zoo.values() for f in e["files"].values()] + [REAL_ZOO / MANIFEST]
+    files = [REAL_ZOO / f for e in real_zoo.values() for f in e["files"].values()] + [REAL_ZOO / MANIFEST, REAL_ZOO / BASE]
     total = sum(f.stat().st_size for f in files)
     assert total <= MAX_ZOO_BYTES, f"the zoo is {total / 1e6:.1f} MB, over {MAX_ZOO_BYTES / 1e6:.0f} MB"
 
@@ -346,3 +348,22 @@ def test_shipped_files_through_fastmmd(real_zoo):
         module, _ = load_model(resolve_model(name), torch.device("cpu"), None, False)  # as stored (int8: float32 compute)
         diff = checksum_difference(entry["checksum"], checksum(module))
         assert diff <= entry["checksum"]["tolerance"], f"{name}: fastmmd's network moved by {diff:.4f}"
+
+
+def test_the_shipped_base_is_the_cpu_recipes_start_and_reads_as_a_plain_network():
+    """configs/cpu.yaml starts new styles from checkpoints/base.pt: it must exist, be what the recipe
+    names, and load through the safe reader (weights only) into the recipe's network layout."""
+    import yaml
+
+    from fastmmd.model_files import read_network
+
+    recipe = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())["model"]
+    assert recipe["init_from"] == f"checkpoints/{BASE}"
+    network, description = read_network(REAL_ZOO / BASE)
+    assert (network.width, network.residual_blocks) == (recipe["network_width"], recipe["residual_blocks"])
+    assert sum(p.numel() for p in network.parameters()) == 1_750_915
+    x = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        y = network(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
