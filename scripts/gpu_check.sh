@@ -41,8 +41,9 @@ stage() { echo; echo "=== $(date +%T) $*"; }
 
 stage "environment"
 if [ -d .whl ]; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fastmmd-site .whl/*.whl \
-        && export PYTHONPATH=/tmp/fastmmd-site:$PWD || echo "wheel install failed"
+    SITE=$(mktemp -d)  # the carried wheels, installed beside (not into) the image's packages
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+        && export PYTHONPATH=$SITE:$PWD || echo "wheel install failed"
 else
     export PYTHONPATH=$PWD
 fi
@@ -55,8 +56,10 @@ mkdir -p "$RUNS"
 IFS=: read -r _d _h _m _s <<<"$TRAIN_TIME"
 TRAIN_LIMIT_S=$(( 10#$_h * 3600 + 10#$_m * 60 + 10#$_s + 90 ))
 pids=()
+first_run=  # the first run started: its network is exported and stylizes CONTENT below
 train() {  # train NAME ARGS...: one run of configs/gpu.yaml in the background
     local name=$1; shift
+    first_run=${first_run:-$name}
     timeout $((TRAIN_LIMIT_S)) $PY -m fastmmd fit --config configs/gpu.yaml "$@" --runs_dir "$RUNS" --run_name "$name" \
         --data.root "$PHOTOS" --trainer.max_time "$TRAIN_TIME" --trainer.enable_progress_bar false > "$RUNS/$name.log" 2>&1 &
     pids+=($!)
@@ -108,15 +111,10 @@ with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:  # configs, curves, last 
         if path.is_file() and keep:
             tar.add(path, arcname=str(path.relative_to(runs)))
 EOF
-first=$(ls "$RUNS"/*.ckpt 2>/dev/null | head -n 1)
-if [ -n "$RUNS_FILE" ]; then  # the file's first run, not the alphabetically first
-    first=$RUNS/$(grep -v -e '^#' -e '^$' "$RUNS_FILE" | head -n 1 | cut -d' ' -f1).ckpt
-fi
-if [ -f "$first" ]; then
-    stage "export $(basename "$first" .ckpt) and stylize $(basename "$CONTENT") with it on the GPU"
-    tag=$(basename "$first" .ckpt)
-    $PY -m fastmmd export "$first" --format pt2 --output "$OUT/$tag.pt2" || echo "export failed"
-    $PY -m fastmmd stylize "$OUT/$tag.pt2" "$CONTENT" --device cuda --output "$OUT/stylized" || echo "stylize failed"
+if [ -f "$RUNS/$first_run.ckpt" ]; then
+    stage "export $first_run and stylize $(basename "$CONTENT") with it on the GPU"
+    $PY -m fastmmd export "$RUNS/$first_run.ckpt" --format pt2 --output "$OUT/$first_run.pt2" || echo "export failed"
+    $PY -m fastmmd stylize "$OUT/$first_run.pt2" "$CONTENT" --device cuda --output "$OUT/stylized" || echo "stylize failed"
 fi
 rm -rf "$RUNS"
 
