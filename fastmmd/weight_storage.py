@@ -49,6 +49,12 @@ class Int8Conv2d(nn.Module):
         self.bias = nn.Parameter(conv.bias.detach().float(), requires_grad=False)
         self.stride = int(conv.stride[0])
 
+    @property
+    def weight(self) -> Tensor:
+        """The float32 weight q s, for the networks' folded and space-to-depth convs, which
+        rearrange the weight (:mod:`fastmmd.networks`)."""
+        return self.weight_int8.float() * self.weight_scale
+
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight_int8.to(x.dtype) * self.weight_scale.to(x.dtype)
         return F.conv2d(x, weight, self.bias.to(x.dtype), self.stride)

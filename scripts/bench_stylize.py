@@ -11,6 +11,13 @@ inference mode, no export). Variants:
 * ``pt2``          the file written by ``fastmmd export --format pt2``, torch.export.load().module()
 * ``onnxruntime``  the ``.onnx`` file on onnxruntime's CPU provider (CPU only, if installed)
 * ``compile``      ``torch.compile`` of the eager path (``--compile``; meant for GPUs)
+* ``compile-unfolded`` the same, with the upsampling convs computed as written (upsample, then a 3x3
+  conv) instead of folded (``fastmmd.networks.folded_upsample_conv``): what the fold buys
+* ``compile-direct-rgb`` the same, with the two 9x9 RGB convs computed directly instead of at 1/4
+  resolution on space-to-depth inputs (``fastmmd.networks.space_to_depth_conv``, GPU only): what
+  that buys
+
+The naive baseline computes every layer as written (``TransformerNet.set_layout(False, 1)``).
 
 Usage::
 
@@ -36,6 +43,10 @@ from fastmmd.export import ExportedStylizer, export_network, load_exported  # no
 from fastmmd.networks import TransformerNet  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: The compiled variants: how each sets the network's layout (TransformerNet.set_layout).
+COMPILED_LAYOUTS = {"compile": {}, "compile-unfolded": {"fold_upsampling": False},
+                    "compile-direct-rgb": {"rgb_space_to_depth": 1}}
+VARIANTS = ("naive", "eager", "torchscript", "pt2", "onnxruntime", *COMPILED_LAYOUTS)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -93,7 +104,9 @@ def main() -> None:
     dtypes = [DTYPES[d] for d in args.dtype.split(",")]
     channels_last = device.type == "cuda" if args.channels_last is None else args.channels_last
     variants = [v for v in args.variants.split(",") if v]
-    if args.compile:
+    if set(variants) - set(VARIANTS):  # a typo would otherwise cost a GPU lease its minutes
+        ap.error(f"unknown variant(s) {', '.join(sorted(set(variants) - set(VARIANTS)))}; known: {', '.join(VARIANTS)}")
+    if args.compile and "compile" not in variants:
         variants.append("compile")
     if device.type != "cpu" and "onnxruntime" in variants:
         variants.remove("onnxruntime")
@@ -106,20 +119,19 @@ def main() -> None:
     fns = {}
     naive_net = TransformerNet(args.width, args.residual_blocks).eval().to(device)
     naive_net.load_state_dict(net.state_dict())
+    naive_net.set_layout(fold_upsampling=False, rgb_space_to_depth=1)
 
     def naive(x):  # pytorch/examples: torch's defaults, so cuDNN's algorithm search stays off
         with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, benchmark=False):
             return naive_net(x.float())
 
     fns["naive"] = naive
-    eager_models = {}
     for name, dt in zip(args.dtype.split(","), dtypes):
         model = ExportedStylizer(TransformerNet(args.width, args.residual_blocks)).eval()
         model.net.load_state_dict(net.state_dict())
         model = model.to(device=device, dtype=dt)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        eager_models[name] = model
 
         def eager(x, model=model):
             with torch.inference_mode():
@@ -128,7 +140,6 @@ def main() -> None:
                 return model(x)
 
         fns[f"eager-{name}"] = eager
-    eager_model = next(iter(eager_models.values()))
     for fmt, suffix in (("torchscript", ".pt"), ("pt2", ".pt2"), ("onnxruntime", ".onnx")):
         if fmt not in variants:
             continue
@@ -154,36 +165,48 @@ def main() -> None:
                 return module(x)
 
         fns[fmt] = run
-    if "compile" in variants:
-        compiled = torch.compile(eager_model, dynamic=False, mode=args.compile_mode)
+    for v, layout in COMPILED_LAYOUTS.items():
+        if v not in variants:
+            continue
+        model = ExportedStylizer(TransformerNet(args.width, args.residual_blocks)).eval()
+        model.net.load_state_dict(net.state_dict())
+        model.net.set_layout(**layout)
+        model = model.to(device=device, dtype=dtypes[0])
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        compiled = torch.compile(model, dynamic=False, mode=args.compile_mode)
 
-        def run_compiled(x):
+        def run_compiled(x, compiled=compiled):
             with torch.inference_mode():
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 return compiled(x)
 
-        fns["compile"] = run_compiled
+        fns[v] = run_compiled
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     print(f"# {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, network width {args.width} x "
           f"{args.residual_blocks} blocks, batch {args.batch}, eager dtype {args.dtype}, channels_last {channels_last}, "
           f"cudnn.benchmark {torch.backends.cudnn.benchmark}, compile mode {args.compile_mode or 'default'}, "
           f"median of {args.iters} after {args.warmup} warm-up")
-    print("| size | variant | ms/image | images/s | speed-up vs naive |")
-    print("|------|---------|---------:|---------:|------------------:|")
+    print("| size | variant | ms/image | images/s | speed-up vs naive | max abs diff vs naive |")
+    print("|------|---------|---------:|---------:|------------------:|----------------------:|")
     for size in args.sizes.split(","):
         h, w = parse_size(size)
         x = torch.rand(args.batch, 3, h, w, device=device)
-        base = None
+        base = reference = None
         order = ["naive", *(f"eager-{d}" for d in args.dtype.split(",") if "eager" in variants), "torchscript", "pt2",
-                 "onnxruntime", "compile"]
+                 "onnxruntime", *COMPILED_LAYOUTS]
         timed_variants = [v for v in order if v in fns and (v in variants or v.startswith("eager-"))]
         for v in timed_variants:
-            sec = timed(fns[v], x if v != "onnxruntime" else x.cpu(), args.warmup, args.iters, device) / args.batch
+            xv = x if v != "onnxruntime" else x.cpu()
+            sec = timed(fns[v], xv, args.warmup, args.iters, device) / args.batch
+            y = fns[v](xv).float().to(device)  # every variant computes the same network: a check, not a metric
             base = sec if v == "naive" else base
+            reference = y if v == "naive" else reference
             ratio = f"{base / sec:.2f}x" if base else "-"
-            print(f"| {w}x{h} | {v} | {sec * 1e3:.0f} | {1 / sec:.2f} | {ratio} |", flush=True)
+            diff = f"{(y - reference).abs().max().item():.1e}" if reference is not None else "-"
+            print(f"| {w}x{h} | {v} | {sec * 1e3:.1f} | {1 / sec:.2f} | {ratio} | {diff} |", flush=True)
         if args.profile:
             for v in [v for v in timed_variants if v != "onnxruntime"]:  # onnxruntime's work is outside torch
                 print(f"\n## {w}x{h} {v}: costliest operators, one call of batch {args.batch}")

