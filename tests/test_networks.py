@@ -101,7 +101,7 @@ def test_on_the_cpu_and_in_training_the_rgb_convs_run_directly(monkeypatch):
 def test_on_a_gpu_the_network_gives_the_cpus_result():
     net = _net().eval()
     x = torch.rand(2, 3, 37, 22)
-    with torch.no_grad():
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # fp32 convs, no TF32
         torch.testing.assert_close(net.cuda()(x.cuda()).cpu(), net.cpu()(x), rtol=0, atol=1e-4)
 
 
