@@ -226,9 +226,9 @@ def folded_upsample_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> T
     # replicate padding by 1 px as two concatenations: F.pad(mode="replicate") has a backward whose
     # compiled form fails on the CPU (torch 2.14 inductor: replication_pad2d_backward's fake kernel
     # gets channels_last strides wrong), and model.compile trains through this
-    x = torch.cat((x[:, :, :1], x, x[:, :, -1:]), dim=2)
-    x = torch.cat((x[:, :, :, :1], x, x[:, :, :, -1:]), dim=3)
-    y = F.conv2d(x, folded_upsample_kernel(weight).to(x.dtype),
+    padded = torch.cat((x[:, :, :1], x, x[:, :, -1:]), dim=2)
+    padded = torch.cat((padded[:, :, :, :1], padded, padded[:, :, :, -1:]), dim=3)
+    y = F.conv2d(padded, folded_upsample_kernel(weight).to(x.dtype),
                  None if bias is None else bias.to(x.dtype).repeat_interleave(4))  # (B, 4 C, h + 1, w + 1)
     phases = torch.stack((y[:, 0::4, :h, :w], y[:, 1::4, :h, 1:], y[:, 2::4, 1:, :w], y[:, 3::4, 1:, 1:]), dim=2)
     out = F.pixel_shuffle(phases.flatten(1, 2), 2)
@@ -293,7 +293,7 @@ class TransformerNet(nn.Module):
         self.residuals = nn.Sequential(*[ResidualBlock(4 * w, **c) for _ in range(residual_blocks)])
         self.decoder = nn.Sequential(UpsampleConv(4 * w, 2 * w, **c), UpsampleConv(2 * w, w, **c),
                                      ConvLayer(w, 3, 9, norm=False, relu=False))
-        self.encoder[0].space_to_depth = self.decoder[-1].space_to_depth = RGB_SPACE_TO_DEPTH
+        self.set_layout()
         if strength_width:
             self.strength_net = StrengthEmbedding(strength_width)
 

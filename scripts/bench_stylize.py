@@ -126,20 +126,26 @@ def main() -> None:
             return naive_net(x.float())
 
     fns["naive"] = naive
-    for name, dt in zip(args.dtype.split(","), dtypes):
-        model = ExportedStylizer(TransformerNet(args.width, args.residual_blocks)).eval()
+
+    def stylizer(dtype: torch.dtype, **layout):
+        """fastmmd's inference path for ``net``'s weights: inference mode, ``dtype``, the layout."""
+        model = ExportedStylizer(TransformerNet(args.width, args.residual_blocks).set_layout(**layout)).eval()
         model.net.load_state_dict(net.state_dict())
-        model = model.to(device=device, dtype=dt)
+        model = model.to(device=device, dtype=dtype)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
+        return model
 
-        def eager(x, model=model):
+    def inferring(model):
+        def run(x):
             with torch.inference_mode():
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 return model(x)
+        return run
 
-        fns[f"eager-{name}"] = eager
+    for name, dt in zip(args.dtype.split(","), dtypes):
+        fns[f"eager-{name}"] = inferring(stylizer(dt))
     for fmt, suffix in (("torchscript", ".pt"), ("pt2", ".pt2"), ("onnxruntime", ".onnx")):
         if fmt not in variants:
             continue
@@ -166,23 +172,8 @@ def main() -> None:
 
         fns[fmt] = run
     for v, layout in COMPILED_LAYOUTS.items():
-        if v not in variants:
-            continue
-        model = ExportedStylizer(TransformerNet(args.width, args.residual_blocks)).eval()
-        model.net.load_state_dict(net.state_dict())
-        model.net.set_layout(**layout)
-        model = model.to(device=device, dtype=dtypes[0])
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        compiled = torch.compile(model, dynamic=False, mode=args.compile_mode)
-
-        def run_compiled(x, compiled=compiled):
-            with torch.inference_mode():
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                return compiled(x)
-
-        fns[v] = run_compiled
+        if v in variants:
+            fns[v] = inferring(torch.compile(stylizer(dtypes[0], **layout), dynamic=False, mode=args.compile_mode))
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     print(f"# {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, network width {args.width} x "
