@@ -49,7 +49,8 @@ from fastmmd.training import StyleTransferModule
 
 
 #: Lightning warnings that do not apply to fastmmd's layout (checked: the frozen VGG is meant to stay
-#: in eval mode, checkpoints share the run folder with the config and logs, FLOPs are not counted).
+#: in eval mode, checkpoints share the run folder with the config and logs, FLOPs are not counted,
+#: configure_model only computes the style targets and nothing is sharded).
 QUIET_WARNINGS = (
     "LightningCLI's args parameter is intended",
     r"Checkpoint directory .* exists and is not empty",
@@ -57,6 +58,7 @@ QUIET_WARNINGS = (
     "When using the `ThroughputMonitor`, you need to define a `flops_per_batch`",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"Experiment logs directory .* exists and is not empty",  # the CSV logger's; csv_logger() keeps the rows
+    "You're using the WeightAveraging callback with a model that overrides the configure_model",  # no sharding here
 )
 
 

@@ -39,6 +39,9 @@ from fastmmd.losses import StyleLoss
 from fastmmd.losses.stability import stability_loss
 from fastmmd.networks import TransformerNet
 
+#: Where Lightning's ``WeightAveraging`` callbacks keep the trained (not averaged) module's state in a checkpoint.
+TRAINED_STATE_KEY = "current_model_state"
+
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
 #: px along the border of a whole-pixel stability crop that are not compared (2 cells of the network's 4 px grid)
 STABILITY_CROP_MARGIN = 8
@@ -93,7 +96,7 @@ class StyleTransferModule(L.LightningModule):
             instance norm converts NHWC back to NCHW at every layer; see docs/benchmarks.md).
         compile: ``torch.compile`` the network and VGG in place (``nn.Module.compile``, so checkpoint
             keys do not change) when fitting starts. Measured at 256 px, batch 4, bf16: 1.14-1.22x
-            the eager step on the 2-core CPU (3.07x the naive loop instead of 2.51x, in a run that
+            the eager step on the 2-core CPU (3.37x the naive loop instead of 2.80x, in a run that
             interleaves the variants; docs/benchmarks.md) and 1.41x on an H100; the first steps
             pay the compilation (about a minute on the CPU). Off by default:
             a short run may not earn the compile time back, and resumes are not bitwise exact
@@ -259,6 +262,12 @@ class StyleTransferModule(L.LightningModule):
             sizes.append(max(hp.image_size, min(MIN_STYLE_SIZE, own)))
         return sizes
 
+    def configure_model(self) -> None:
+        """Computes the style targets before the trainer's callbacks copy the module: Lightning's
+        weight averaging deep-copies it in its ``setup`` (calling this hook first) and pairs the
+        copy's buffers with the module's by position, so targets added later would misalign them."""
+        self._ensure_style()
+
     def on_fit_start(self) -> None:
         self._ensure_style()
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
@@ -406,8 +415,19 @@ class StyleTransferModule(L.LightningModule):
             return 0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keeps only the network's weights (never the frozen VGG) and adds the description."""
-        checkpoint.update(checkpoint_entries(self.network, self.describe()))
+        """Keeps only the network's weights (never the frozen VGG) and adds the description.
+
+        Under Lightning's weight averaging (``EMAWeightAveraging``, ``WeightAveraging``; their
+        ``on_save_checkpoint`` runs first) ``state_dict`` already holds the averaged module and
+        ``current_model_state`` the trained one: both keep only their network, so the file's network
+        (what export, stylize and evaluate read) is the average, and a resume restores both."""
+        trained = checkpoint.get(TRAINED_STATE_KEY)
+        if isinstance(trained, dict):
+            checkpoint[TRAINED_STATE_KEY] = {k: v for k, v in trained.items() if k.startswith(NETWORK_PREFIX)}
+            network_state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
+            checkpoint.update(checkpoint_entries(self.network, self.describe()), state_dict=network_state)
+        else:
+            checkpoint.update(checkpoint_entries(self.network, self.describe()))
         checkpoint[RNG_KEY] = self.criterion.generator.get_state()
         checkpoint[STABILITY_RNG_KEY] = self.stability_generator.get_state()
         checkpoint[CONDITION_RNG_KEY] = self.condition_generator.get_state()
@@ -419,6 +439,8 @@ class StyleTransferModule(L.LightningModule):
             raise UserError(f"checkpoint format {meta['format_version']} is newer than this fastmmd; upgrade fastmmd")
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(NETWORK_PREFIX)}
         checkpoint["state_dict"] = {**own, **checkpoint["state_dict"]}
+        if isinstance(checkpoint.get(TRAINED_STATE_KEY), dict):  # weight averaging reloads the trained module from it
+            checkpoint[TRAINED_STATE_KEY] = {**own, **checkpoint[TRAINED_STATE_KEY]}
         if RNG_KEY in checkpoint:
             self.criterion.generator.set_state(checkpoint[RNG_KEY])
         if STABILITY_RNG_KEY in checkpoint:

@@ -7,6 +7,7 @@ module alone.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import lightning as L
@@ -90,6 +91,35 @@ def test_resume_equals_uninterrupted_run(fit_args):
     assert not torch.equal(read_checkpoint(split / "last.ckpt")["state_dict"]["network.encoder.0.1.weight"],
                            StyleTransferModule(["x.png"], network_width=8, residual_blocks=1, vgg_weights="random",
                                                vgg_width_divisor=8).state_dict()["network.encoder.0.1.weight"])
+
+
+def test_ema_weight_averaging_ships_the_average_network_and_resumes_exactly(fit_args):
+    """Lightning's EMAWeightAveraging: the checkpoint's network (what export and stylize read) is the
+    average, the trained network rides along network-only (no VGG), and a resume restores both."""
+    from fastmmd.model_files import read_network
+
+    common = [*fit_args, "--checkpoint.every_n_train_steps", "100", "--trainer.val_check_interval", "4",
+              "--model.lr", "3e-3", "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging",
+              "--trainer.callbacks.decay", "0.5"]
+    cli, straight = fit(common, "--trainer.max_steps", "8", "--run_name", "straight")
+    _, split = fit(common, "--trainer.max_steps", "4", "--run_name", "split")
+    fit(common, "--trainer.max_steps", "8", "--run_name", "split", "--ckpt_path", "last")
+    a, b = read_checkpoint(straight / "last.ckpt"), read_checkpoint(split / "last.ckpt")
+    for ckpt in (a, b):
+        assert all(k.startswith("network.") for k in ckpt["state_dict"]) and ckpt["global_step"] == 8
+        assert set(ckpt["current_model_state"]) == set(ckpt["state_dict"])
+    key = "network.encoder.0.1.weight"
+    assert not torch.allclose(a["state_dict"][key], a["current_model_state"][key])  # decay 0.5: the average lags
+    ema = next(c for c in cli.trainer.callbacks if type(c).__name__ == "EMAWeightAveraging")
+    # the copy was made with the style targets in place: its buffers pair with the module's by position
+    pairs = list(itertools.zip_longest(ema._average_model.module.buffers(), cli.model.buffers()))
+    assert len(pairs) > 1 and all(x is not None and y is not None and x.shape == y.shape for x, y in pairs)
+    torch.testing.assert_close(a["state_dict"][key], ema._average_model.module.network.state_dict()[key.removeprefix("network.")])
+    for entry in ("state_dict", "current_model_state"):
+        for k, v in a[entry].items():
+            assert torch.allclose(v, b[entry][k], rtol=0, atol=1e-6), (entry, k)
+    net, _ = read_network(straight / "last.ckpt")
+    assert torch.equal(net.state_dict()[key.removeprefix("network.")], a["state_dict"][key])
 
 
 def test_overfitting_one_batch_lowers_the_loss(make_image):
