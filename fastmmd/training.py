@@ -263,23 +263,21 @@ class StyleTransferModule(L.LightningModule):
         return sizes
 
     def configure_model(self) -> None:
-        """Computes the style targets before the trainer's callbacks copy the module: Lightning's
-        weight averaging deep-copies it in its ``setup`` (calling this hook first) and pairs the
-        copy's buffers with the module's by position, so targets added later would misalign them."""
+        """Computes the style targets, once, for every Trainer stage (fit, validate, test, predict).
+
+        Here rather than at fit start because Lightning's weight averaging deep-copies the module
+        in its ``setup`` (calling this hook first) and pairs the copy's buffers with the module's by
+        position, so targets added later would misalign them. The Trainer calls this before it
+        moves the module to its device, under its default-device context: the targets are computed
+        where the VGG is (the CPU) and move with the module.
+        """
         self._ensure_style()
 
     def on_fit_start(self) -> None:
-        self._ensure_style()
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
             self.network.compile()
             self.criterion.vgg.compile()
             self._compiled = True
-
-    def on_validation_start(self) -> None:
-        self._ensure_style()
-
-    def on_test_start(self) -> None:
-        self._ensure_style()
 
     # ------------------------------------------------------------------------- steps
     def _prepare(self, images: Tensor) -> Tensor:
@@ -421,13 +419,11 @@ class StyleTransferModule(L.LightningModule):
         ``on_save_checkpoint`` runs first) ``state_dict`` already holds the averaged module and
         ``current_model_state`` the trained one: both keep only their network, so the file's network
         (what export, stylize and evaluate read) is the average, and a resume restores both."""
-        trained = checkpoint.get(TRAINED_STATE_KEY)
-        if isinstance(trained, dict):
-            checkpoint[TRAINED_STATE_KEY] = {k: v for k, v in trained.items() if k.startswith(NETWORK_PREFIX)}
-            network_state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
-            checkpoint.update(checkpoint_entries(self.network, self.describe()), state_dict=network_state)
-        else:
-            checkpoint.update(checkpoint_entries(self.network, self.describe()))
+        entries = checkpoint_entries(self.network, self.describe())
+        if isinstance(checkpoint.get(TRAINED_STATE_KEY), dict):  # the callback's two module states, network only
+            for key in ("state_dict", TRAINED_STATE_KEY):
+                entries[key] = {k: v for k, v in checkpoint[key].items() if k.startswith(NETWORK_PREFIX)}
+        checkpoint.update(entries)
         checkpoint[RNG_KEY] = self.criterion.generator.get_state()
         checkpoint[STABILITY_RNG_KEY] = self.stability_generator.get_state()
         checkpoint[CONDITION_RNG_KEY] = self.condition_generator.get_state()
@@ -438,9 +434,9 @@ class StyleTransferModule(L.LightningModule):
         if int(meta.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
             raise UserError(f"checkpoint format {meta['format_version']} is newer than this fastmmd; upgrade fastmmd")
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(NETWORK_PREFIX)}
-        checkpoint["state_dict"] = {**own, **checkpoint["state_dict"]}
-        if isinstance(checkpoint.get(TRAINED_STATE_KEY), dict):  # weight averaging reloads the trained module from it
-            checkpoint[TRAINED_STATE_KEY] = {**own, **checkpoint[TRAINED_STATE_KEY]}
+        for key in ("state_dict", TRAINED_STATE_KEY):  # weight averaging reloads the trained module from the second
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint[key] = {**own, **checkpoint[key]}
         if RNG_KEY in checkpoint:
             self.criterion.generator.set_state(checkpoint[RNG_KEY])
         if STABILITY_RNG_KEY in checkpoint:

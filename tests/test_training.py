@@ -122,6 +122,22 @@ def test_ema_weight_averaging_ships_the_average_network_and_resumes_exactly(fit_
     assert torch.equal(net.state_dict()[key.removeprefix("network.")], a["state_dict"][key])
 
 
+@pytest.mark.parametrize("method", ["gram", "gaussian", "bn+poly"])
+def test_configure_model_computes_the_targets_where_the_vgg_is_whatever_the_default_device(make_image, method):
+    """The Trainer calls configure_model under its device's default-device context (CUDA on a GPU)
+    while the module is still on the CPU: every target must be made on the VGG's device (here "meta"
+    stands in for the foreign default, which the CPU-only CI cannot create)."""
+    from fastmmd.losses import StyleLoss
+
+    module = StyleTransferModule([str(make_image("style.png", 64, 64))], loss=StyleLoss(method=method), image_size=32,
+                                 network_width=8, residual_blocks=1, vgg_weights="random", vgg_width_divisor=8)
+    with torch.device("meta"):
+        module.configure_model()
+    buffers = dict(module.criterion.named_buffers())
+    assert module.criterion.has_style and any(name.startswith("target__") for name in buffers)
+    assert all(b.device.type == "cpu" and torch.isfinite(b).all() for b in buffers.values())
+
+
 def test_overfitting_one_batch_lowers_the_loss(make_image):
     style = make_image("style.png", 64, 64, seed=99)
     torch.manual_seed(0)
