@@ -37,6 +37,11 @@ from fastmmd import motion
 from fastmmd.metrics import content_score, masked_abs_error, style_swd
 
 
+def photos_of(batch: Any) -> torch.Tensor:
+    """The photos of a validation batch: the batch itself, or the first of (photos, paintings)."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
 def run_folder(trainer: L.Trainer) -> Path:
     """The run's folder: the logger's folder (``checkpoints/<run>/`` under ``fastmmd fit``).
 
@@ -58,27 +63,32 @@ class ValidationGrid(L.Callback):
 
     def __init__(self, max_images: int = 8) -> None:
         self.max_images = max_images
-        self._rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # (content, stylized) batches, CPU
+        self._rows: list[tuple[torch.Tensor, ...]] = []  # (content, [painting,] stylized) batches, CPU
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        have = sum(c.shape[0] for c, _ in self._rows)
+        have = sum(row[0].shape[0] for row in self._rows)
         if have >= self.max_images or not trainer.is_global_zero or not isinstance(outputs, dict):
             return
         n = self.max_images - have
-        self._rows.append((batch[:n].float().cpu(), outputs["generated"][:n].float().cpu()))
+        content = photos_of(batch)[:n].float().cpu()
+        paintings = outputs.get("paintings")
+        middle = () if paintings is None else (torch.nn.functional.interpolate(
+            paintings[:n].float().cpu(), size=content.shape[-2:], mode="bilinear", antialias=True),)
+        self._rows.append((content, *middle, outputs["generated"][:n].float().cpu()))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows, self._rows = self._rows, []
         if not rows or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        content, stylized = (torch.cat(t) for t in zip(*rows, strict=True))
-        grid = make_grid(torch.cat([content, stylized]).clamp(0, 1), nrow=content.shape[0], padding=2, pad_value=1.0)
+        parts = [torch.cat(t) for t in zip(*rows, strict=True)]
+        grid = make_grid(torch.cat(parts).clamp(0, 1), nrow=parts[0].shape[0], padding=2, pad_value=1.0)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("val/grid", grid, trainer.global_step)
         folder = run_folder(trainer) / "grids"
-        meta = {"step": trainer.global_step, "rows": "content / stylized"}
+        meta = {"step": trainer.global_step, "rows": "content / painting / stylized" if len(parts) == 3
+                else "content / stylized"}
         save_image(grid, folder / f"step-{trainer.global_step:07d}.png", meta)
         save_image(grid, folder / "latest.png", meta)
 
@@ -240,8 +250,8 @@ class ValidationScores(L.Callback):
         return self._vgg.to(pl_module.device)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not hasattr(pl_module, "criterion"):
-            return
+        if trainer.sanity_checking or not hasattr(pl_module, "criterion") or not pl_module.hparams.get("style_images"):
+            return  # (an arbitrary-style network's paintings come with each batch)
         hp = pl_module.hparams
         if self._style and next(iter(self._style[0].values())).device == pl_module.device:
             return  # computed by an earlier validation
@@ -255,8 +265,10 @@ class ValidationScores(L.Callback):
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        if trainer.sanity_checking or not isinstance(outputs, dict) or not self._style:
+        paintings = outputs.get("paintings") if isinstance(outputs, dict) else None
+        if trainer.sanity_checking or not isinstance(outputs, dict) or not (self._style or paintings is not None):
             return
+        batch = photos_of(batch)
         vgg = self._extractor(pl_module)
         with torch.autocast(pl_module.device.type, enabled=False):
             output = outputs["generated"].float().clamp(0, 1).mul(255).round().div(255)  # as saved in 8 bits
@@ -267,10 +279,17 @@ class ValidationScores(L.Callback):
         g = torch.Generator().manual_seed(self.seed + batch_idx)
         noisy = (moved + self.NOISE * torch.randn(moved.shape, generator=g).to(moved)).clamp(0, 1)
         with trainer.precision_plugin.forward_context():  # the precision the validation step ran in
-            perturbed = pl_module(noisy.to(batch.dtype), outputs.get("mix"), outputs.get("strength")).float()
+            perturbed = pl_module(noisy.to(batch.dtype), outputs.get("mix"), outputs.get("strength"),
+                                  outputs.get("style")).float()
         target, mask = motion.shift(outputs["generated"].float(), offsets, 2.0)
         styles = outputs.get("styles") if len(self._style) > 1 else None
         swd = torch.zeros(output.shape[0], device=output.device)
+        if paintings is not None:  # an arbitrary-style network: each photo against its own painting
+            with torch.autocast(pl_module.device.type, enabled=False):
+                own = vgg(paintings.float(), STYLE_LAYERS)
+            for b in range(output.shape[0]):
+                swd[b] = style_swd({t: f[b:b + 1] for t, f in features.items()}, {t: f[b:b + 1] for t, f in own.items()},
+                                   STYLE_LAYERS, self.projections, self.seed)[0]
         for index, style in enumerate(self._style):
             every = torch.arange(output.shape[0], device=output.device)
             rows = every if styles is None else (styles == index).nonzero()[:, 0]

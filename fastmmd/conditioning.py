@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
@@ -61,16 +61,18 @@ class ConditionalAffine(nn.Module):
         channels: C.
         styles: S, rows of the per-style tables.
         strength_width: H, units of the strength MLP (0 = no strength input).
+        embedding: D rows read out from a style embedding e (an arbitrary-style network,
+            :mod:`fastmmd.arbitrary`, whose condition is c = [1, e]: S = 1, H = 0).
 
-    Parameters ``weight`` and ``bias`` are (S + S H, C): rows 0..S-1 are Dumoulin's per-style
-    Gamma and Beta (ones and zeros, as ``nn.InstanceNorm2d`` starts), rows S.. the strength
-    read-outs A_k, D_k (zeros).
+    Parameters ``weight`` and ``bias`` are (S + S H + D, C): rows 0..S-1 are Dumoulin's per-style
+    Gamma and Beta (ones and zeros, as ``nn.InstanceNorm2d`` starts), rows S.. the strength and
+    embedding read-outs A_k, D_k (zeros).
     """
 
-    def __init__(self, channels: int, styles: int, strength_width: int = 0) -> None:
+    def __init__(self, channels: int, styles: int, strength_width: int = 0, embedding: int = 0) -> None:
         super().__init__()
         self.styles = styles
-        rows = styles * (1 + strength_width)
+        rows = styles * (1 + strength_width) + embedding
         self.weight = nn.Parameter(torch.cat([torch.ones(styles, channels), torch.zeros(rows - styles, channels)]))
         self.bias = nn.Parameter(torch.zeros(rows, channels))
 
@@ -102,15 +104,17 @@ class StrengthEmbedding(nn.Module):
 
 def copy_into_every_slot(conditioned: nn.Module, single: nn.Module) -> None:
     """Warm start: ``single``'s weights into ``conditioned`` (same width, blocks and kernel), its
-    affine instance-norm parameters into every style row (the strength rows stay zero), so the
-    conditioned network starts out computing ``single`` for every mix and strength."""
+    affine instance-norm parameters into every style row (the strength and embedding rows stay
+    zero, an arbitrary-style network's predictor keeps its initialisation), so the conditioned
+    network starts out computing ``single`` for every mix, strength and painting."""
     norms = [m for m in single.modules() if isinstance(m, nn.InstanceNorm2d) and m.affine]
     slots = [m for m in conditioned.modules() if isinstance(m, ConditionalAffine)]
     assert len(norms) == len(slots), "networks of the same layout have as many norm layers"
     norm_ids = {id(p) for m in norms for p in m.parameters()}
     shared = {name: p.detach() for name, p in single.named_parameters() if id(p) not in norm_ids}  # the convolutions
     own = {f"{name}.{p}" for name, m in conditioned.named_modules()
-           if isinstance(m, (ConditionalAffine, StrengthEmbedding)) for p, _ in m.named_parameters()}
+           if isinstance(m, (ConditionalAffine, StrengthEmbedding)) or name == "style_predictor"
+           for p, _ in m.named_parameters()}
     missing, unexpected = conditioned.load_state_dict(shared, strict=False)
     assert not unexpected and set(missing) == own, (unexpected, set(missing) ^ own)
     with torch.no_grad():
@@ -130,12 +134,19 @@ def condition_defaults(net: "TransformerNet") -> dict[str, Tensor]:
     return inputs
 
 
-def condition_examples(net: "TransformerNet") -> list[tuple[Optional[Tensor], Optional[Tensor]]]:
+def condition_examples(net: "TransformerNet") -> list[tuple[Optional[Tensor], ...]]:
     """(mix, strength) pairs the parity check runs: each of the first three styles, a uniform
     blend, strengths 0, 1 and 1.7 (None where the network takes no such input); [(None, None)]
-    for an unconditioned network."""
+    for an unconditioned network. An arbitrary-style network's are (mix, strength, style) triples:
+    seeded random painting statistics, one painting and a blend of two."""
     if not net.conditioned:
         return [(None, None)]
+    if net.style_embedding:
+        g = torch.Generator().manual_seed(0)
+        style = 3 * torch.rand(2, net.style_features, generator=g)
+        strengths = [torch.tensor([v]) for v in (1.0, 0.0, 1.7)] if net.strength_width else [None] * 3
+        return [(None, strengths[0], style[:1]), (None, strengths[1], style[1:]),
+                (torch.tensor([0.3, 0.7]), strengths[2], style)]
     mixes = [F.one_hot(torch.tensor(k), net.styles).float() for k in range(min(3, net.styles))]
     mixes = (mixes + [torch.full((net.styles,), 1.0 / net.styles)]) if net.styles > 1 else [None]
     strengths = [torch.tensor([v]) for v in (1.0, 0.0, 1.7)] if net.strength_width else [None]
@@ -150,9 +161,10 @@ class Draw:
     styles: Tensor | None = None  # (B,) long: style index = criterion target
     mix: Tensor | None = None  # (B, S) one-hot of ``styles``: the network's input
     strength: Tensor | None = None  # (B,) s: network input and style-weight factor
+    style: Tensor | None = None  # (B, F) an arbitrary-style network's painting statistics (fastmmd.arbitrary)
 
     def to(self, device: torch.device) -> "Draw":
-        return Draw(*(None if t is None else t.to(device) for t in (self.styles, self.mix, self.strength)))
+        return Draw(*(None if t is None else t.to(device) for t in (self.styles, self.mix, self.strength, self.style)))
 
 
 def draw_conditions(batch: int, styles: int, strength_range: Sequence[float] | None, per: str,
@@ -199,9 +211,13 @@ def style_names(paths: Sequence[str]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(i) for i in range(len(paths))]
 
 
-def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | None, draw: str) -> dict[str, Any]:
-    """The ``conditioning`` entry of a checkpoint's description (and of exports' metadata)."""
+def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | None, draw: str,
+             arbitrary_layers: Sequence[str] | None = None) -> dict[str, Any]:
+    """The ``conditioning`` entry of a checkpoint's description (and of exports' metadata); an
+    arbitrary-style network records the VGG layers its style statistics come from."""
     entry: dict[str, Any] = {"draw": draw}
+    if arbitrary_layers:
+        entry["arbitrary"] = {"layers": list(arbitrary_layers)}
     if styles:
         entry["styles"] = list(styles)
     if strength_range:
@@ -212,16 +228,21 @@ def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | Non
 # ------------------------------------------------------------------------------------- inference
 @dataclass(frozen=True)
 class Condition:
-    """What a conditioned network is asked for: style weights (S,) and a strength; None = default."""
+    """What a conditioned network is asked for: style weights (S,) and a strength; None = default.
+    An arbitrary-style network's paintings are their statistics ``style`` (K, F) (and ``mix`` weighs
+    those K; ``names`` label them)."""
 
     mix: tuple[float, ...] | None = None
     strength: float | None = None
+    style: Tensor | None = field(default=None, compare=False)
+    names: tuple[str, ...] = ()
 
-    def tensors(self) -> tuple[Tensor | None, Tensor | None]:
-        """(mix (S,), strength (1,)) float32 tensors, None where default: what the models take."""
+    def tensors(self) -> tuple[Tensor | None, ...]:
+        """(mix (S,), strength (1,)[, style (K, F)]) float32 tensors, None where default: what the models
+        take (``style`` only for an arbitrary-style network)."""
         mix = None if self.mix is None else torch.tensor(self.mix, dtype=torch.float32)
         strength = None if self.strength is None else torch.tensor([self.strength], dtype=torch.float32)
-        return mix, strength
+        return (mix, strength) if self.style is None else (mix, strength, self.style)
 
 
 @dataclass(frozen=True)
@@ -231,10 +252,11 @@ class ConditionSpace:
 
     styles: tuple[str, ...] = ()
     strength_range: tuple[float, float] | None = None
+    arbitrary: bool = False  # any painting (fastmmd.arbitrary): its statistics are an input
 
     @property
     def conditioned(self) -> bool:
-        return len(self.styles) > 1 or self.strength_range is not None
+        return len(self.styles) > 1 or self.strength_range is not None or self.arbitrary
 
     @classmethod
     def of(cls, meta: Mapping[str, Any]) -> "ConditionSpace":
@@ -251,11 +273,20 @@ class ConditionSpace:
             bounds = (entry.get("strength") or {}).get("range") if isinstance(entry.get("strength"), Mapping) else None
             ok = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(v, (int, float)) for v in bounds)
             strength = (float(bounds[0]), float(bounds[1])) if ok else (0.0, DEFAULT_STRENGTH)
-        return cls(tuple(names), strength)
+        arbitrary = type(network.get("style_embedding")) is int and network["style_embedding"] > 0
+        return cls(tuple(names), strength, arbitrary)
+
+    def with_paintings(self, names: Sequence[str]) -> "ConditionSpace":
+        """An arbitrary-style network's space for K given paintings: they are its "styles" (for
+        ``--mix`` and labels), named ``names`` (file stems; indices where those repeat)."""
+        unique = list(names) if len(set(names)) == len(names) else [str(i) for i in range(len(names))]
+        return ConditionSpace(tuple(unique) if len(unique) > 1 else (), self.strength_range, True)
 
     def label(self, condition: Condition) -> str:
         """Short text for a condition: ``candy``, ``candy 0.7 + wave 0.3``, ``s=0.5`` (defaults filled in)."""
         parts = []
+        if self.arbitrary and len(self.styles) < 2 and condition.names:
+            parts.append(condition.names[0])
         if len(self.styles) > 1:
             mix = condition.mix or tuple(1.0 if i == 0 else 0.0 for i in range(len(self.styles)))
             used = [(n, w) for n, w in zip(self.styles, mix) if w > 0]
@@ -287,6 +318,9 @@ class ConditionSpace:
         weights = None
         if style is not None or mix is not None:
             flag = "--style" if style is not None else "--mix"
+            if self.arbitrary and len(self.styles) < 2:
+                raise UserError(f"{flag}: an arbitrary-style network blends the paintings given with --style-image "
+                                "(give two or more, and --mix with one weight each)")
             if len(self.styles) < 2:
                 raise UserError(f"{flag}: this model was trained for one style; it takes no {flag} "
                                 "(train several with model.conditioning: [styles])")
@@ -294,7 +328,10 @@ class ConditionSpace:
             if style is not None:
                 weights[self.index(str(style).strip(), "--style")] = 1.0
             else:
-                for part in [p for p in str(mix).split(",") if p.strip()] or [""]:
+                parts = [p for p in str(mix).split(",") if p.strip()] or [""]
+                if self.arbitrary and not any("=" in p for p in parts) and len(parts) == len(self.styles):
+                    parts = [f"{name}={p}" for name, p in zip(self.styles, parts)]  # plain weights, in --style-image order
+                for part in parts:
                     name, eq, value = part.partition("=")
                     try:
                         w = float(value)
@@ -304,9 +341,11 @@ class ConditionSpace:
                         raise UserError(f"--mix takes NAME=WEIGHT pairs with finite weights >= 0, e.g. "
                                         f"--mix {self.styles[0]}=0.7,{self.styles[1]}=0.3; not {part.strip()!r}")
                     weights[self.index(name.strip(), "--mix")] += w
-                total = sum(weights)
-                if not total > 0:
+                top = max(weights)  # divided by the largest first: 1e308 + 1e308 must not overflow to inf
+                if not (top > 0 and math.isfinite(top)):
                     raise UserError("--mix weights sum to 0; give at least one positive weight")
+                weights = [w / top for w in weights]
+                total = sum(weights)
                 weights = [w / total for w in weights]
         if strength is not None:
             if self.strength_range is None:
@@ -328,6 +367,9 @@ def add_condition_flags(parser: Any) -> None:
                        "weights >= 0, normalised to sum 1; unnamed styles get 0)")
     group.add_argument("--strength", type=float | None, default=None, help="style strength s: 0 = the content, 1 = the "
                        "trained default (the default), up to the trained maximum")
+    group.add_argument("--style-image", action="append", default=None, metavar="PAINTING",
+                       help="an arbitrary-style network's painting (any image file); repeat it and add --mix "
+                       "0.7,0.3 to blend several")
     group.add_argument("--grid", choices=["strength", "styles"], default=None, help="instead of one output per image, "
                        "<name>_grid_<kind>.png: strength (rows: styles, columns: strengths) or styles (row a, column "
                        "b: the 50/50 blend of a and b; the diagonal: each style)")

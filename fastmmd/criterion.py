@@ -149,8 +149,31 @@ class StyleCriterion(nn.Module):
         self.style_sets = len(sets)
         self.has_style = True
 
-    def _style_distance(self, name: str, layer: str, x: Tensor, styles: Tensor | None) -> Tensor:
+    @torch.no_grad()
+    def sample_targets(self, features: dict[str, Tensor]) -> list[dict[str, dict[str, Tensor]]]:
+        """One style target per sample, from the VGG features ``{layer: (B, C, H, W)}`` of B style
+        images (an arbitrary-style network's paintings, :mod:`fastmmd.arbitrary`): the same
+        ``prepare`` of every method that :meth:`set_style` runs, on each image's positions alone.
+
+        Returns:
+            B dicts ``{"layer/method": target}``, for ``forward(..., style_targets=...)``.
+        """
+        batch = next(iter(features.values())).shape[0]
+        targets: list[dict[str, dict[str, Tensor]]] = [{} for _ in range(batch)]
+        for layer in self.style_layers:
+            maps = moments.positions(features[layer].float())  # (B, C, N)
+            weights = maps.new_full((maps.shape[-1],), 1.0 / maps.shape[-1])
+            for b in range(batch):
+                for name, method in self.methods.items():
+                    targets[b][f"{layer}/{name}"] = method.prepare(maps[b], weights, self.generator)
+        return targets
+
+    def _style_distance(self, name: str, layer: str, x: Tensor, styles: Tensor | None,
+                        sample_targets: list[dict[str, dict[str, Tensor]]] | None = None) -> Tensor:
         """Method ``name``'s normalised distance (B,) of positions x (B, C, N) to each sample's style target."""
+        if sample_targets is not None:
+            return torch.cat([self._distance(name, sample_targets[b][f"{layer}/{name}"], x[b:b + 1])
+                              for b in range(x.shape[0])])
         if styles is None or self.style_sets == 1:
             return self._distance_to(name, layer, 0, x)
         d = x.new_zeros(x.shape[0])
@@ -160,7 +183,9 @@ class StyleCriterion(nn.Module):
         return d
 
     def _distance_to(self, name: str, layer: str, index: int, x: Tensor) -> Tensor:
-        target = self._target(self._style_key(layer, name, index))
+        return self._distance(name, self._target(self._style_key(layer, name, index)), x)
+
+    def _distance(self, name: str, target: dict[str, Tensor], x: Tensor) -> Tensor:
         d = self.methods[name](x, target, self.generator)
         if self.normalization == "relative":
             d = CALIBRATION[name] * d / target["null"].clamp_min(1e-12)
@@ -180,7 +205,8 @@ class StyleCriterion(nn.Module):
 
     # ----------------------------------------------------------------------------- loss
     def forward(self, generated: Tensor, content: Tensor | None = None, styles: Tensor | None = None,
-                style_scale: Tensor | None = None) -> dict[str, Tensor]:
+                style_scale: Tensor | None = None,
+                style_targets: list[dict[str, dict[str, Tensor]]] | None = None) -> dict[str, Tensor]:
         """Loss terms for a batch of generated images (B, 3, H, W), RGB in [0, 1].
 
         Args:
@@ -190,13 +216,16 @@ class StyleCriterion(nn.Module):
             styles: (B,) index of each sample's style target (``set_style(..., separate=True)``);
                 None = target 0.
             style_scale: (B,) factor s_b of the style weight in ``total`` (the strength); None = 1.
+            style_targets: one target per sample (:meth:`sample_targets`) instead of the fixed ones.
 
         Returns:
             ``{"total", "style", "content", "tv"}`` plus ``"style/<method>"`` per fused method,
             each of shape (B,) (unweighted terms; ``total`` applies the weights).
         """
-        if not self.has_style:
-            raise RuntimeError("call set_style() before computing the loss")
+        if not self.has_style and style_targets is None:
+            raise RuntimeError("call set_style() or pass style_targets before computing the loss")
+        if style_targets is not None and len(style_targets) != generated.shape[0]:
+            raise ValueError("style_targets needs one target per sample")
         need_content = self.content_weight > 0 and (content is not None or self.has_content)
         taps = self.style_layers + (self.content_layers if need_content else ())
         feats = self.vgg(generated, taps)
@@ -209,7 +238,7 @@ class StyleCriterion(nn.Module):
             value = 0.0
             for layer in self.style_layers:
                 x = moments.positions(feats[layer].float())  # (B, C, N)
-                value = value + self.layer_weights[layer] * self._style_distance(name, layer, x, styles)
+                value = value + self.layer_weights[layer] * self._style_distance(name, layer, x, styles, style_targets)
             terms[f"style/{name}"] = value
             style = style + weight * value
         terms["style"] = style

@@ -271,6 +271,37 @@ class ImageDataset(Dataset):
         return f"none of the {len(self.source)} images can be read (first: {first!r})"
 
 
+class PairedDataset(Dataset):
+    """Photos paired with paintings, for an arbitrary-style network (:mod:`fastmmd.arbitrary`).
+
+    Item ``(position, epoch)`` is ``(photo, painting)``: the photo is ``photos``' item, the painting
+    is drawn uniformly from ``paintings`` with a generator seeded by (seed, epoch, position), and
+    cropped with that seed too, so a resumed run sees the same pairs as an uninterrupted one (the
+    photo order's rules, :class:`ImageDataset`). In ``val`` mode photo j is paired with painting
+    j mod K, centre-cropped: fixed pairs for comparable validations.
+    """
+
+    def __init__(self, photos: ImageDataset, paintings: ImageDataset, seed: int = 0) -> None:
+        self.photos, self.paintings, self.seed = photos, paintings, seed
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    @property
+    def skipped(self) -> int:
+        return self.photos.skipped + self.paintings.skipped
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
+        position, epoch = key if isinstance(key, tuple) else (key, 0)
+        photo = self.photos[(position, epoch)]
+        if self.photos.mode != "train":
+            return photo, self.paintings[position % len(self.paintings)]
+        draw = torch.Generator().manual_seed(_augment_seed(self.seed + 1, epoch, position))
+        index = int(torch.randint(len(self.paintings), (1,), generator=draw))
+        # the painting's crop is seeded by (its index, a count unique to this photo and epoch)
+        return photo, self.paintings[(index, epoch * len(self.photos) + position)]
+
+
 class StreamDataset(IterableDataset):
     """A streamed Hugging Face dataset, decoded and transformed; unreadable examples are dropped with a warning.
 
@@ -339,14 +370,45 @@ class StyleDataModule(pl.LightningDataModule):
         pin_memory: Pin batches for faster copies to the GPU (only used when CUDA is available).
         persistent_workers: Keep workers between epochs (only when ``num_workers > 0``).
         seed: Seeds the validation split, every epoch's order and the crops.
+        painting_root: Folder of paintings (searched like ``root``) to pair with the photos, for an
+            arbitrary-style network (``model.conditioning: [arbitrary]``): each training photo
+            draws one (:class:`PairedDataset`); the first ``painting_val_size`` of a seeded shuffle
+            are held out for validation unless ``painting_val_root`` is given.
+        painting_hf_dataset: A Hugging Face dataset of paintings instead of ``painting_root`` (e.g. a
+            WikiArt dataset; its ``painting_hf_split`` and ``painting_hf_image_column``).
+        painting_val_root: Folder of validation paintings (e.g. held-out paintings never trained on).
+        painting_val_size: Validation paintings (photo j of the validation set is paired with painting
+            j mod ``painting_val_size``).
+        painting_size: Paintings are cropped to ``painting_size``² after resizing their shorter side to
+            ``painting_size`` times a random factor in [1, ``painting_zoom``] (training) or to
+            ``painting_size`` (validation).
+        painting_zoom: See ``painting_size``: larger zooms show the network finer brush strokes.
     """
 
     def __init__(self, root: str | None = None, file_list: str | None = None, hf_dataset: str | None = None,
                  hf_split: str = "train", hf_image_column: str = "image", streaming: bool = False,
                  image_size: int = 256, batch_size: int = 4, num_workers: int = 2, val_size: int = 8,
                  val_root: str | None = None, flip: bool = True, zoom: float = 1.25, pin_memory: bool = True,
-                 persistent_workers: bool = True, seed: int = 0) -> None:
+                 persistent_workers: bool = True, seed: int = 0, painting_root: str | None = None,
+                 painting_hf_dataset: str | None = None, painting_hf_split: str = "train",
+                 painting_hf_image_column: str = "image", painting_val_root: str | None = None, painting_val_size: int = 4,
+                 painting_size: int = 256, painting_zoom: float = 1.5) -> None:
         super().__init__()
+        if painting_root and painting_hf_dataset:
+            raise UserError("give one of --data.painting_root or --data.painting_hf_dataset, not both")
+        if (painting_root or painting_hf_dataset) and streaming:
+            raise UserError("--data.streaming cannot pair photos with paintings; use a map-style dataset")
+        if not 1.0 <= painting_zoom <= 4.0:
+            raise UserError(f"--data.painting_zoom must be between 1 and 4, not {painting_zoom}")
+        for flag, value, low in (("painting_size", painting_size, 8), ("painting_val_size", painting_val_size, 1)):
+            if value < low:
+                raise UserError(f"--data.{flag} must be at least {low}, not {value}")
+        for flag, value in (("painting_root", painting_root), ("painting_val_root", painting_val_root)):
+            if value and not Path(value).expanduser().is_dir():
+                raise UserError(f"--data.{flag} {value!r} does not exist or is not a folder")
+        self.painting_root, self.painting_hf_dataset, self.painting_val_root = painting_root, painting_hf_dataset, painting_val_root
+        self.painting_hf_split, self.painting_hf_image_column = painting_hf_split, painting_hf_image_column
+        self.painting_val_size, self.painting_size, self.painting_zoom = painting_val_size, painting_size, painting_zoom
         given = [f"--data.{k}" for k, v in (("root", root), ("file_list", file_list), ("hf_dataset", hf_dataset)) if v]
         if len(given) != 1:
             raise UserError(f"give exactly one of --data.root, --data.file_list or --data.hf_dataset (got {', '.join(given) or 'none'})")
@@ -402,6 +464,31 @@ class StyleDataModule(pl.LightningDataModule):
         if self.val_root and self.val_size:
             val_source = FileSource(list_images(self.val_root))
             self.val_set = ImageDataset(val_source, sorted(self._held_out(len(val_source))), size, "val", seed=seed)
+        if self.painting_root or self.painting_hf_dataset:
+            self._pair_with_paintings()
+
+    def _pair_with_paintings(self) -> None:
+        """Wraps the training and validation photos in :class:`PairedDataset` (``painting_root``)."""
+        if self.painting_hf_dataset:
+            source: FileSource | HFSource = HFSource(load_hf(self.painting_hf_dataset, self.painting_hf_split,
+                                                             self.painting_hf_image_column, False),
+                                                     self.painting_hf_image_column)
+        else:
+            source = FileSource(list_images(self.painting_root))
+        order = torch.randperm(len(source), generator=torch.Generator().manual_seed(self.seed + 1)).tolist()
+        if self.painting_val_root:
+            val_source: FileSource | HFSource = FileSource(list_images(self.painting_val_root))
+            val, train = list(range(len(val_source)))[: self.painting_val_size], list(range(len(source)))
+        else:
+            val_source, val, train = source, sorted(order[: self.painting_val_size]), sorted(order[self.painting_val_size:])
+            if not train:
+                raise UserError(f"only {len(source)} paintings in data.painting_root and {self.painting_val_size} held out "
+                                "for validation; add paintings, lower --data.painting_val_size or give --data.painting_val_root")
+        paintings = ImageDataset(source, train, self.painting_size, "train", True, self.seed + 1, self.painting_zoom)
+        self.train_set = PairedDataset(self.train_set, paintings, self.seed)
+        if self.val_set is not None:
+            val_paintings = ImageDataset(val_source, val, self.painting_size, "val", seed=self.seed)
+            self.val_set = PairedDataset(self.val_set, val_paintings, self.seed)
 
     def _held_out(self, n: int) -> list[int]:
         """The first ``val_size`` indices of a permutation seeded by ``seed`` (sorted)."""

@@ -19,6 +19,7 @@ the RMS of the style's features, averaged), ``style_gram`` (relative Gram error,
   optimization loop as first computed.
 * ``grid.png``: one column per photo; rows: the photo, each model's output, the optimized image.
 * ``images/<model>/<photo>.png``: the models' outputs.
+* An arbitrary-style network (:mod:`fastmmd.arbitrary`) is run with ``--style`` as its painting.
 * Conditioned networks (:mod:`fastmmd.conditioning`): one trained on several styles is run in the
   style named like ``--style``'s file (``--model-style`` picks another); one with a strength input
   is run once per ``--strengths`` value, each a model row ``<name>@s=<s>``: a strength curve, in
@@ -137,8 +138,10 @@ def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[tup
         if small < stylizer.min_size:
             raise UserError(f"model {path!r} needs images of at least {stylizer.min_size} px per side; a photo at "
                             f"--size {args.size} has a {small} px side: raise --size")
+        if stylizer.space.arbitrary:  # any painting: the network is asked for --style itself
+            stylizer = stylizer.with_paintings([args.style])
         space, style = stylizer.space, None
-        if len(space.styles) > 1:
+        if len(space.styles) > 1 and not space.arbitrary:
             style = args.model_style or Path(args.style).stem
             if args.model_style is None and style not in space.styles:
                 raise UserError(f"model {path!r} holds the styles {', '.join(space.styles)}, none named like --style "

@@ -108,19 +108,20 @@ class ExportedStylizer(nn.Module):
         self.metadata = metadata
         self.traceable = traceable
 
-    def forward(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None,
+                style: Optional[Tensor] = None) -> Tensor:
         bias = self.net.encoder[0][1].bias  # its dtype is the compute dtype (int8 storage computes in float32)
         assert bias is not None  # TransformerNet's convolutions have biases (and TorchScript needs to know)
         dtype = bias.dtype
         if x.dtype == torch.uint8:
-            y = self._stylize(x.to(dtype) / 255.0, mix, strength)
+            y = self._stylize(x.to(dtype) / 255.0, mix, strength, style)
             return y.float().mul(255.0).round().clamp(0.0, 255.0).to(torch.uint8)
-        return self._stylize(x.to(dtype), mix, strength).to(x.dtype)
+        return self._stylize(x.to(dtype), mix, strength, style).to(x.dtype)
 
-    def _stylize(self, x: Tensor, mix: Optional[Tensor], strength: Optional[Tensor]) -> Tensor:
+    def _stylize(self, x: Tensor, mix: Optional[Tensor], strength: Optional[Tensor], style: Optional[Tensor]) -> Tensor:
         if not self.traceable:
-            return self.net(x, mix, strength)
-        condition = self.net.condition(x, mix, strength)
+            return self.net(x, mix, strength, style)
+        condition = self.net.condition(x, mix, strength, style)
         h, w = x.shape[2], x.shape[3]
         x = F.pad(x, [0, size_padding(w), 0, size_padding(h)], mode="reflect")
         y = torch.sigmoid(self.net.trunk(x, condition))
@@ -307,8 +308,8 @@ def max_abs_diff(module: Callable[..., Tensor], reference: nn.Module, x: Tensor,
     (mix, strength) of ``conditions`` (default: the plain call ``module(x)``; the export parity figure)."""
     worst = 0.0
     with torch.inference_mode():
-        for mix, strength in conditions or [(None, None)]:
-            args = (x,) if mix is None and strength is None else (x, mix, strength)
+        for condition in conditions or [(None, None)]:
+            args = (x,) if all(t is None for t in condition) else (x, *condition)
             worst = max(worst, float((module(*args).float() - reference(*args).float()).abs().max()))
     return worst
 
@@ -336,6 +337,9 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
         UserError: bad format/suffix, unwritable output, or a parity mismatch (nothing written).
     """
     fmt = format_for(output, fmt)
+    if net.style_embedding and fmt != "torchscript":
+        raise UserError(f"an arbitrary-style network exports to TorchScript (.pt) only so far, not {fmt}: its "
+                        "painting-statistics input has no .pt2/ONNX form yet")
     storage = "float16" if half else weights
     if storage not in STORAGES:
         raise UserError(f"--weights must be one of {', '.join(STORAGES)}, not {storage!r}")
@@ -349,7 +353,7 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     reference = ExportedStylizer(net).eval()
     x = _example()
     conditions = condition_examples(net)
-    if fmt != "pt2" and net.conditioned:
+    if fmt != "pt2" and net.conditioned and not net.style_embedding:
         conditions.append((None, None))  # the defaults (a .pt2 takes every input, module docstring)
     metadata["storage_max_abs_diff"] = max_abs_diff(reference, ExportedStylizer(full).eval(), x, conditions)
     build, save = _BUILDERS[fmt]

@@ -49,10 +49,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fastmmd.arbitrary import StylePredictor
 from fastmmd.conditioning import MAX_STYLES, ConditionalAffine, StrengthEmbedding
 
 #: The network's two stride-2 convs need sides that are multiples of this.
 SIZE_MULTIPLE = 4
+#: Largest style embedding D and statistics length F a file may declare (VGG-19's F is 2944).
+MAX_EMBEDDING = 1024
+MAX_STYLE_FEATURES = 4096
 #: The smallest side the network runs at: the 9x9 reflection pad needs 5 px after the padding.
 MIN_SIZE = 8
 #: The 9x9 RGB convs run at 1/4 resolution on a GPU (:func:`space_to_depth_conv`); 4 divides both
@@ -121,11 +125,11 @@ class ConvLayer(nn.Sequential):
     __constants__ = ["space_to_depth"]
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
-                 padding: int | None = None, styles: int = 0, strength_width: int = 0) -> None:
+                 padding: int | None = None, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> None:
         pad = kernel // 2 if padding is None else padding
         layers: list[nn.Module] = [nn.ReflectionPad2d(pad), nn.Conv2d(cin, cout, kernel, stride)]
         if norm and styles:
-            layers += [nn.InstanceNorm2d(cout, affine=False), ConditionalAffine(cout, styles, strength_width)]
+            layers += [nn.InstanceNorm2d(cout, affine=False), ConditionalAffine(cout, styles, strength_width, embedding)]
         elif norm:
             layers.append(nn.InstanceNorm2d(cout, affine=True))
         if relu:
@@ -170,21 +174,20 @@ class ConditionalConvLayer(ConvLayer):
 
 
 def conv_layer(cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
-               padding: int | None = None, styles: int = 0, strength_width: int = 0) -> ConvLayer:
+               padding: int | None = None, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> ConvLayer:
     """A :class:`ConvLayer`, conditional when ``styles`` > 0 and it has a norm (the class decides
     ``finish``, so TorchScript compiles an unconditioned layer without the conditional code)."""
     cls = ConditionalConvLayer if styles and norm else ConvLayer
-    return cls(cin, cout, kernel, stride, norm, relu, padding, styles, strength_width)
+    return cls(cin, cout, kernel, stride, norm, relu, padding, styles, strength_width, embedding)
 
 
 class ResidualBlock(nn.Module):
     """x + IN(conv(ReLU(IN(conv(x))))) with 3x3 convs (He et al. 2016; Gross & Wilber's variant)."""
 
-    def __init__(self, channels: int, styles: int = 0, strength_width: int = 0) -> None:
+    def __init__(self, channels: int, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv_layer(channels, channels, 3, styles=styles, strength_width=strength_width),
-                                  conv_layer(channels, channels, 3, relu=False, styles=styles,
-                                             strength_width=strength_width))
+        c = {"styles": styles, "strength_width": strength_width, "embedding": embedding}
+        self.body = nn.Sequential(conv_layer(channels, channels, 3, **c), conv_layer(channels, channels, 3, relu=False, **c))
 
     def forward(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         y = x
@@ -247,9 +250,9 @@ class UpsampleConv(nn.Module):
 
     __constants__ = ["folded"]  # TorchScript compiles only the path in use (see ConvLayer)
 
-    def __init__(self, cin: int, cout: int, styles: int = 0, strength_width: int = 0) -> None:
+    def __init__(self, cin: int, cout: int, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> None:
         super().__init__()
-        self.conv = conv_layer(cin, cout, 3, styles=styles, strength_width=strength_width)
+        self.conv = conv_layer(cin, cout, 3, styles=styles, strength_width=strength_width, embedding=embedding)
         self.folded = True
 
     def forward(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
@@ -271,33 +274,50 @@ class TransformerNet(nn.Module):
         strength_width: H units of the strength MLP (Babaeizadeh & Ghiasi 2020); 0 = no strength
             input. With ``styles > 1`` or ``strength_width > 0`` every instance norm is conditional
             (:mod:`fastmmd.conditioning`).
+        style_embedding: D > 0 makes an arbitrary-style network (:mod:`fastmmd.arbitrary`): a
+            :class:`~fastmmd.arbitrary.StylePredictor` maps a painting's VGG statistics phi
+            (``style_features`` = F numbers) to an embedding e of D numbers, and every norm reads
+            c = [1, e]; a strength input (``strength_width``) then feeds that predictor. Needs
+            ``styles`` = 1.
     """
 
     def __init__(self, width: int = 32, residual_blocks: int = 5, downsample_kernel: int = 4, styles: int = 1,
-                 strength_width: int = 0) -> None:
+                 strength_width: int = 0, style_embedding: int = 0, style_features: int = 0) -> None:
         super().__init__()
         if width < 1 or residual_blocks < 0 or downsample_kernel not in (3, 4):
             raise ValueError("width must be >= 1, residual_blocks >= 0 and downsample_kernel 3 or 4")
         if not (1 <= styles <= MAX_STYLES and (strength_width == 0 or 2 <= strength_width <= MAX_STYLES)):
             raise ValueError(f"styles must be 1..{MAX_STYLES} and strength_width 0 or 2..{MAX_STYLES}")
+        if style_embedding and (styles != 1 or not 1 <= style_embedding <= MAX_EMBEDDING
+                                or not 1 <= style_features <= MAX_STYLE_FEATURES):
+            raise ValueError(f"an arbitrary-style network has styles 1, style_embedding 1..{MAX_EMBEDDING} and "
+                             f"style_features 1..{MAX_STYLE_FEATURES}")
         self.width = width
         self.residual_blocks = residual_blocks
         self.downsample_kernel = downsample_kernel
         self.styles = styles
         self.strength_width = strength_width
-        self.conditioned = styles > 1 or strength_width > 0
+        self.style_embedding = style_embedding
+        self.style_features = style_features if style_embedding else 0
+        self.conditioned = styles > 1 or strength_width > 0 or style_embedding > 0
         w, k = width, downsample_kernel
-        c = {"styles": styles if self.conditioned else 0, "strength_width": strength_width}
+        if style_embedding:  # c = [1, e]: one base row and D read-outs; the strength goes into the predictor
+            c = {"styles": 1, "strength_width": 0, "embedding": style_embedding}
+        else:
+            c = {"styles": styles if self.conditioned else 0, "strength_width": strength_width}
         self.encoder = nn.Sequential(conv_layer(3, w, 9, **c), conv_layer(w, 2 * w, k, 2, padding=1, **c),
                                      conv_layer(2 * w, 4 * w, k, 2, padding=1, **c))
         self.residuals = nn.Sequential(*[ResidualBlock(4 * w, **c) for _ in range(residual_blocks)])
         self.decoder = nn.Sequential(UpsampleConv(4 * w, 2 * w, **c), UpsampleConv(2 * w, w, **c),
                                      ConvLayer(w, 3, 9, norm=False, relu=False))
         self.set_layout()
-        if strength_width:
+        if style_embedding:
+            self.style_predictor = StylePredictor(style_features, style_embedding, strength_width=strength_width)
+        elif strength_width:
             self.strength_net = StrengthEmbedding(strength_width)
 
-    def condition(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None) -> Optional[Tensor]:
+    def condition(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None,
+                  style: Optional[Tensor] = None) -> Optional[Tensor]:
         """The condition c = [m, m (x) h(s)] (B, S + S H) every conditional norm reads; None when unconditioned.
 
         Args:
@@ -305,12 +325,18 @@ class TransformerNet(nn.Module):
             mix: style weights (B, S) or (S,) for the whole batch; None = style 0. Used as given
                 (convex mixes are what the network was trained near; callers normalise).
             strength: s (B,), (1,) or () for the whole batch; None = 1, the trained default.
+            style: an arbitrary-style network's style statistics phi (see :meth:`embed`).
         """
         if not self.conditioned:
-            if mix is not None or strength is not None:
-                raise ValueError("this network is not conditioned: it takes no style mix or strength")
+            if mix is not None or strength is not None or style is not None:
+                raise ValueError("this network is not conditioned: it takes no style mix, strength or style")
             return None
         batch = x.shape[0]
+        if hasattr(self, "style_predictor"):
+            e = self.embed(x, mix, strength, style)
+            return torch.cat([torch.ones_like(e[:, :1]), e], dim=1)
+        if style is not None:
+            raise ValueError("this network takes no style statistics (it is not an arbitrary-style network)")
         if mix is None:
             m = F.one_hot(torch.zeros(batch, dtype=torch.long, device=x.device), self.styles).to(x.dtype)
         else:
@@ -329,6 +355,35 @@ class TransformerNet(nn.Module):
             raise ValueError("this network has no strength input")
         return m
 
+    def embed(self, x: Tensor, mix: Optional[Tensor], strength: Optional[Tensor], style: Optional[Tensor]) -> Tensor:
+        """An arbitrary-style network's embedding e (B, D) for the batch ``x``.
+
+        ``style`` holds K paintings' statistics phi, (K, F) or (F,). Without ``mix`` its rows are
+        per sample (K = B, or K = 1 for the whole batch); with ``mix`` (K,) or (B, K) every sample
+        gets the blend e = sum_k m_k e_k (Ghiasi et al.'s interpolation). ``strength`` (B,), (1,)
+        or () as in :meth:`condition`.
+        """
+        if style is None:
+            raise ValueError("an arbitrary-style network needs the painting's style statistics")
+        batch = x.shape[0]
+        phi = style.to(device=x.device, dtype=x.dtype)
+        if phi.dim() == 1:
+            phi = phi.unsqueeze(0)
+        if strength is None:
+            s = torch.ones(phi.shape[0], device=x.device, dtype=x.dtype)
+        else:
+            s = strength.to(device=x.device, dtype=x.dtype).reshape(-1)
+        rows = max(phi.shape[0], s.shape[0]) if mix is None else phi.shape[0]
+        phi = phi.expand(rows, phi.shape[1])
+        s = s.expand(rows)
+        e = self.style_predictor(phi, s if self.strength_width else None)  # (rows, D)
+        if mix is not None:
+            m = mix.to(device=x.device, dtype=e.dtype)
+            if m.dim() == 1:
+                m = m.unsqueeze(0)
+            e = m @ e
+        return e.expand(batch, e.shape[1])
+
     def trunk(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         """encoder -> residual blocks -> decoder on an already padded batch (logits, before the sigmoid)."""
         if condition is None:
@@ -341,13 +396,14 @@ class TransformerNet(nn.Module):
             x = layer(x, condition)
         return x
 
-    def forward(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None,
+                style: Optional[Tensor] = None) -> Tensor:
         """RGB in [0, 1], (B, 3, H, W), any H and W -> stylized RGB in [0, 1] of the same size.
 
         ``mix`` and ``strength`` condition a conditioned network (:meth:`condition`); an
-        unconditioned one takes neither.
+        unconditioned one takes neither; an arbitrary-style network needs ``style`` (:meth:`embed`).
         """
-        condition = self.condition(x, mix, strength)
+        condition = self.condition(x, mix, strength, style)
         h, w = x.shape[2], x.shape[3]
         pad_h, pad_w = padded_size(h) - h, padded_size(w) - w
         if pad_h > 0 or pad_w > 0:
@@ -377,6 +433,9 @@ class TransformerNet(nn.Module):
             config["styles"] = self.styles
         if self.strength_width:
             config["strength_width"] = self.strength_width
+        if self.style_embedding:
+            config["style_embedding"] = self.style_embedding
+            config["style_features"] = self.style_features
         return config
 
     @classmethod

@@ -24,6 +24,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable, Literal
 
 import torch
@@ -127,6 +128,7 @@ class Stylizer:
         self.max_size = max_size
         self.preserve_color = preserve_color
         self.min_size = int(metadata.get("min_size", 1))
+        self._encoder: Any = None  # an arbitrary-style network's PaintingEncoder, built on first use
         itemsize = 2 if str(metadata.get("dtype")) in ("float16", "bfloat16") else 4  # int8 files compute in float32
         width = int((metadata.get("network") or {}).get("width", 32))
         self.bytes_per_pixel = (_VALUES_PER_PIXEL_PER_WIDTH * width + _VALUES_PER_PIXEL) * itemsize
@@ -134,15 +136,41 @@ class Stylizer:
     def conditioned(self, condition: Condition) -> "Stylizer":
         """This stylizer (same model, sharing its weights) asked for another style mix / strength."""
         twin = copy.copy(self)
-        twin.condition = condition
+        twin.condition = condition if condition.style is not None or self.condition.style is None else Condition(
+            condition.mix, condition.strength, self.condition.style, self.condition.names)
+        return twin
+
+    def with_paintings(self, paintings: Sequence[Any], mix: str | None = None,
+                       strength: float | None = None) -> "Stylizer":
+        """An arbitrary-style network (:mod:`fastmmd.arbitrary`) asked for ``paintings`` (files, PIL
+        images or (3, H, W) tensors): one, or several blended by ``mix`` (``"0.7,0.3"`` in their
+        order, or ``"stem=0.7,..."``), at ``strength`` (None: this stylizer's). Their statistics are
+        computed here, once (VGG-19 to relu5_1 per painting); the twin shares this one's weights.
+        """
+        if not self.space.arbitrary:
+            raise UserError("--style-image: this model is trained for its own style(s), not for any painting "
+                            "(an arbitrary-style network is; `fastmmd models` lists it)")
+        paintings = list(paintings)
+        if not paintings:
+            raise UserError("--style-image needs at least one painting")
+        names = [Path(p).stem if isinstance(p, (str, os.PathLike)) else f"painting{i}" for i, p in enumerate(paintings)]
+        space = self.space.with_paintings(names)
+        resolved = space.resolve(None, mix, self.condition.strength if strength is None else strength)
+        if self._encoder is None:
+            from fastmmd.arbitrary import PaintingEncoder
+
+            self._encoder = PaintingEncoder(self.metadata, self.device)
+        twin = copy.copy(self)
+        twin.space = space
+        twin.condition = Condition(resolved.mix, resolved.strength, self._encoder(paintings), tuple(names))
         return twin
 
     def _forward(self, x: Tensor, model: Callable[..., Tensor] | None = None) -> Tensor:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        mix, strength = self.condition.tensors()
-        args = (x,) if mix is None and strength is None else (x, mix, strength)
+        tensors = self.condition.tensors()
+        args = (x,) if all(t is None for t in tensors) else (x, *tensors)
         with torch.inference_mode():
             return (model or self.model)(*args).float().cpu()
 
@@ -175,6 +203,9 @@ class Stylizer:
     def stylize_tensor(self, batch: Tensor) -> Tensor:
         """(B, 3, H, W) RGB [0, 1] -> stylized (B, 3, H, W) float32 on the CPU, tiled if needed."""
         height, width = batch.shape[-2:]
+        if self.space.arbitrary and self.condition.style is None:
+            raise UserError("this is an arbitrary-style network: give a painting (--style-image PAINTING, or "
+                            "stylizer(photo, style=painting))")
         if min(height, width) < self.min_size:
             raise UserError(f"this model needs images of at least {self.min_size} px per side, not {width}x{height}")
         tile = self.auto_tile(batch.shape[0], height, width)
@@ -205,8 +236,12 @@ class Stylizer:
         """(3, H, W) [0, 1] -> (3, h, w) stylized, after --max-size and with --preserve-color."""
         return self.stylize_batch(self.fit(rgb).unsqueeze(0))[0]
 
-    def __call__(self, image: Image.Image) -> Image.Image:
-        """Stylizes one PIL image (any mode: 16-bit, palette, ...; EXIF orientation applied); alpha is kept."""
+    def __call__(self, image: Image.Image, style: Any = None) -> Image.Image:
+        """Stylizes one PIL image (any mode: 16-bit, palette, ...; EXIF orientation applied); alpha is kept.
+        ``style``: an arbitrary-style network's painting (a file, a PIL image, or a list to blend
+        equally; :meth:`with_paintings` keeps their statistics for reuse)."""
+        if style is not None:
+            return self.with_paintings(style if isinstance(style, (list, tuple)) else [style])(image)
         rgb, alpha = to_rgb(ImageOps.exif_transpose(image))
         out = tensor_to_pil(self.stylize_image(pil_to_tensor(rgb)))
         if alpha is not None:
@@ -217,7 +252,8 @@ class Stylizer:
 def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = False, bf16: bool = False,
                   channels_last: bool | None = None, tile: int | None = None, overlap: int | None = None,
                   max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile",
-                  style: str | int | None = None, mix: str | None = None, strength: float | None = None) -> Stylizer:
+                  style: str | int | None = None, mix: str | None = None, strength: float | None = None,
+                  style_images: Sequence[Any] | None = None) -> Stylizer:
     """Loads an exported model or training checkpoint as ``Stylizer``: ``stylizer(pil_image) -> pil_image``.
 
     Args:
@@ -239,6 +275,8 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
             (:meth:`fastmmd.conditioning.ConditionSpace.resolve`): a style by name or index, a
             blend ``"a=0.7,b=0.3"`` (normalised to sum 1), the strength s (0 = the content, 1 = the
             trained default, up to the trained maximum). None = style 0 at strength 1.
+        style_images: an arbitrary-style network's painting(s) (:meth:`Stylizer.with_paintings`;
+            ``mix`` then weighs them); or give them later, ``stylizer(photo, style=painting)``.
     """
     from fastmmd.commands import resolve_device
 
@@ -254,9 +292,14 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     dtype = torch.float16 if half else torch.bfloat16 if bf16 else None
     cl = dev.type == "cuda" if channels_last is None else channels_last
     model, meta = load_model(path, dev, dtype, cl)
-    condition = ConditionSpace.of(meta).resolve(None if style is None else str(style), mix, strength)
-    return Stylizer(model, meta, dev, channels_last=cl, tile=tile, overlap=overlap, max_size=max_size,
-                    preserve_color=preserve_color, tile_stats=tile_stats, condition=condition)
+    space = ConditionSpace.of(meta)
+    if style_images and not space.arbitrary:
+        raise UserError("--style-image: this model is trained for its own style(s), not for any painting "
+                        "(an arbitrary-style network is; `fastmmd models` lists it)")
+    condition = space.resolve(None if style is None else str(style), None if style_images else mix, strength)
+    stylizer = Stylizer(model, meta, dev, channels_last=cl, tile=tile, overlap=overlap, max_size=max_size,
+                        preserve_color=preserve_color, tile_stats=tile_stats, condition=condition)
+    return stylizer.with_paintings(style_images, mix, strength) if style_images else stylizer
 
 
 def build_parser():
@@ -312,7 +355,8 @@ def _stylizer_from_args(args, model: Path) -> Stylizer:
     """The :class:`Stylizer` the command-line flags describe (images and video alike)."""
     return load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
                          tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
-                         tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength)
+                         tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength,
+                         style_images=args.style_image)
 
 
 def run_video(args, model: Path) -> int:

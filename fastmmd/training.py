@@ -27,11 +27,13 @@ from torch import Tensor, nn
 from PIL import Image
 from torchmetrics import MeanMetric
 
+from fastmmd.arbitrary import EMBEDDING_LAYERS, EMBEDDING_WIDTH, statistics_width, style_statistics
 from fastmmd.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX, checkpoint_entries, description
 from fastmmd.conditioning import (STRENGTH_WIDTH, Draw, copy_into_every_slot, draw_conditions, style_names,
                                   validation_conditions)
 from fastmmd.conditioning import describe as describe_conditioning
 from fastmmd.criterion import StyleCriterion
+from fastmmd.features import VGGFeatures
 from fastmmd.errors import UserError, did_you_mean
 from fastmmd.images import read_image
 from fastmmd import motion
@@ -62,13 +64,19 @@ class StyleTransferModule(L.LightningModule):
 
     Args:
         style_images: style image file(s); several are blended as a mixture distribution, unless
-            ``conditioning`` holds ``styles``.
+            ``conditioning`` holds ``styles``. None with ``conditioning: [arbitrary]``.
         style_blend: their weights (default equal).
         conditioning: what the network takes as input besides the photo (:mod:`fastmmd.conditioning`):
             ``styles``: one network for all ``style_images``, each its own target, with conditional
             instance norm (Dumoulin et al. 2017); ``strength``: the style weight is
             s x ``loss.style_weight`` with s drawn from ``strength_range`` and fed to the network
-            (Babaeizadeh & Ghiasi 2020), so it can be chosen at inference. Default: neither.
+            (Babaeizadeh & Ghiasi 2020), so it can be chosen at inference; ``arbitrary``: one
+            network for any painting (:mod:`fastmmd.arbitrary`): every training photo comes with a
+            painting drawn by the data module (``data.painting_root``), the network reads the
+            painting's VGG statistics and the loss is measured against that painting alone
+            (per-sample targets, :meth:`~fastmmd.criterion.StyleCriterion.sample_targets`);
+            combines with ``strength``. Default: none.
+        embedding_width: D of an arbitrary-style network's style embedding.
         strength_range: [lo, hi] of s, with lo <= 1 <= hi (1 = the trained default; default [0, 2]).
         condition_draw: ``image`` (default: each photo of a batch its own style and s) or ``batch``
             (one per batch, as both papers). Draws come from a generator seeded with ``seed``
@@ -126,9 +134,10 @@ class StyleTransferModule(L.LightningModule):
 
     def __init__(
         self,
-        style_images: list[str],
+        style_images: list[str] | None = None,
         style_blend: list[float] | None = None,
-        conditioning: list[Literal["styles", "strength"]] | None = None,
+        conditioning: list[Literal["styles", "strength", "arbitrary"]] | None = None,
+        embedding_width: int = EMBEDDING_WIDTH,
         strength_range: list[float] | None = None,
         condition_draw: Literal["image", "batch"] = "image",
         style_size: int | None = None,
@@ -159,8 +168,16 @@ class StyleTransferModule(L.LightningModule):
         loss = StyleLoss.of(loss)  # a dict when Lightning rebuilds the module from a checkpoint's hyper-parameters
         self.save_hyperparameters(ignore=["loss"])
         self.hparams["loss"] = asdict(loss)  # plain data: the checkpoint stays loadable with weights_only=True
-        if not style_images:
+        style_images = list(style_images or [])
+        self.hparams["style_images"] = style_images
+        arbitrary = "arbitrary" in (conditioning or [])
+        if not style_images and not arbitrary:
             raise UserError("model.style_images needs at least one style image")
+        if arbitrary and style_images:
+            raise UserError("model.conditioning: [arbitrary] draws its paintings from data.painting_root; "
+                            "give no model.style_images")
+        if arbitrary and not 1 <= embedding_width <= 1024:
+            raise UserError(f"model.embedding_width must be 1..1024, not {embedding_width}")
         if not lr > 0:
             raise UserError(f"model.lr must be positive, not {lr}")
         for name, value in (("stability_weight", stability_weight), ("stability_shift", stability_shift),
@@ -171,13 +188,20 @@ class StyleTransferModule(L.LightningModule):
             raise UserError(f"model.loss_jitter must be 0..{MAX_LOSS_JITTER} px, not {loss_jitter}")
         conditioning = self._check_conditioning(style_images, style_blend, conditioning, strength_range, condition_draw)
         self.strength_range = tuple(strength_range or (0.0, 2.0)) if "strength" in conditioning else None
+        self.arbitrary = arbitrary
         self.network = TransformerNet(network_width, residual_blocks, downsample_kernel,
                                       styles=len(style_images) if "styles" in conditioning else 1,
-                                      strength_width=STRENGTH_WIDTH if "strength" in conditioning else 0)
+                                      strength_width=STRENGTH_WIDTH if "strength" in conditioning else 0,
+                                      style_embedding=embedding_width if arbitrary else 0,
+                                      style_features=statistics_width(vgg_width_divisor) if arbitrary else 0)
         self.condition_generator = torch.Generator().manual_seed(seed)
         if init_from:
             self._warm_start(init_from)
-        self.criterion = StyleCriterion(loss, vgg_weights=vgg_weights, vgg_pooling=vgg_pooling,
+        vgg = None
+        if arbitrary:  # the style pass also feeds the embedding: tap its layers too
+            vgg = VGGFeatures(tuple(loss.style_layers) + EMBEDDING_LAYERS + tuple(loss.content_layers), vgg_weights,
+                              vgg_pooling, vgg_width_divisor)
+        self.criterion = StyleCriterion(loss, vgg=vgg, vgg_weights=vgg_weights, vgg_pooling=vgg_pooling,
                                         vgg_width_divisor=vgg_width_divisor, seed=seed)
         self.metric_names = ["total", "style", "content", "tv", *(f"style/{m}" for m, _ in self.criterion.fusion)]
         if stability_weight > 0:
@@ -199,10 +223,14 @@ class StyleTransferModule(L.LightningModule):
                             strength_range: list[float] | None, draw: str) -> list[str]:
         """The conditioning list, after one-line checks of it and of the settings it needs."""
         conditioning = list(conditioning or [])
-        unknown = [c for c in conditioning if c not in ("styles", "strength")]
+        known = ["styles", "strength", "arbitrary"]
+        unknown = [c for c in conditioning if c not in known]
         if unknown:
-            raise UserError(f"model.conditioning takes styles and/or strength, not {unknown[0]!r}"
-                            f"{did_you_mean(str(unknown[0]), ['styles', 'strength'])}")
+            raise UserError(f"model.conditioning takes styles, strength and/or arbitrary, not {unknown[0]!r}"
+                            f"{did_you_mean(str(unknown[0]), known)}")
+        if "styles" in conditioning and "arbitrary" in conditioning:
+            raise UserError("model.conditioning: styles (a fixed list of paintings) and arbitrary (any painting) "
+                            "exclude each other")
         if "styles" in conditioning and len(style_images) < 2:
             raise UserError("model.conditioning: [styles] trains one network for several styles; give at least two "
                             "model.style_images")
@@ -239,8 +267,9 @@ class StyleTransferModule(L.LightningModule):
 
     # ------------------------------------------------------------------------- style targets
     def _ensure_style(self) -> None:
-        """Reads the style image(s) and computes the targets once, on the module's device."""
-        if self.criterion.has_style:
+        """Reads the style image(s) and computes the targets once, on the module's device (an
+        arbitrary-style network has no fixed targets: each batch brings its paintings)."""
+        if self.criterion.has_style or self.arbitrary:
             return
         images = [read_image(p, size).unsqueeze(0) for p, size in zip(self.hparams.style_images, self.style_sizes())]
         self.criterion.set_style(images, self.hparams.style_blend, separate=self.network.styles > 1)
@@ -283,13 +312,35 @@ class StyleTransferModule(L.LightningModule):
     def _prepare(self, images: Tensor) -> Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last == "all" else images
 
-    def forward(self, images: Tensor, mix: Tensor | None = None, strength: Tensor | None = None) -> Tensor:
+    def forward(self, images: Tensor, mix: Tensor | None = None, strength: Tensor | None = None,
+                style: Tensor | None = None) -> Tensor:
         """Stylizes RGB images in [0, 1], (B, 3, H, W), any H and W (a conditioned network: in style
-        ``mix`` (B, S) at ``strength`` (B,), default style 0 at 1)."""
-        return self.network(self._prepare(images), mix, strength)
+        ``mix`` (B, S) at ``strength`` (B,), default style 0 at 1; an arbitrary-style network: in
+        the paintings whose statistics are ``style``, :func:`fastmmd.arbitrary.style_statistics`)."""
+        return self.network(self._prepare(images), mix, strength, style)
+
+    def _split(self, batch: Any) -> tuple[Tensor, Tensor | None]:
+        """(photos, paintings): an arbitrary-style network's batches pair them; others are photos only."""
+        if isinstance(batch, (tuple, list)):
+            if not self.arbitrary:
+                raise UserError("the data module pairs photos with paintings (data.painting_root), but the model "
+                                "is not an arbitrary-style network; set model.conditioning: [arbitrary]")
+            return batch[0], batch[1]
+        if self.arbitrary:
+            raise UserError("an arbitrary-style network trains on photos paired with paintings; give data.painting_root")
+        return batch, None
+
+    @torch.no_grad()
+    def _paintings(self, paintings: Tensor) -> tuple[Tensor, list[dict[str, dict[str, Tensor]]]]:
+        """One VGG pass over the batch's paintings: their statistics phi (the network's input) and
+        their per-sample style targets (the loss's), in the step's precision."""
+        layers = tuple(dict.fromkeys(self.criterion.style_layers + EMBEDDING_LAYERS))
+        features = self.criterion.vgg(self._prepare(paintings), layers)
+        return style_statistics(features), self.criterion.sample_targets(features)
 
     def _draw(self, batch: Tensor, batch_idx: int | None = None) -> Draw:
-        """The batch's conditions: random in training (``batch_idx`` None), fixed in validation."""
+        """The batch's conditions: random in training (``batch_idx`` None), fixed in validation
+        (an arbitrary-style network's paintings come with the batch, :meth:`_terms`)."""
         if not self.network.conditioned:
             return Draw()
         if batch_idx is not None:
@@ -300,24 +351,30 @@ class StyleTransferModule(L.LightningModule):
                                    self.hparams.get("condition_draw", "image"), self.condition_generator)
         return draw.to(batch.device)
 
-    def _terms(self, content: Tensor, draw: Draw | None = None, jitter: int = 0) -> tuple[Tensor, dict[str, Tensor]]:
+    def _terms(self, content: Tensor, draw: Draw | None = None, jitter: int = 0,
+               paintings: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """The network's output and the loss terms for a batch, in conditions ``draw`` (None = the
-        defaults); ``jitter`` > 0 scores both images cropped by that many px at a random offset."""
+        defaults; an arbitrary-style network's painting statistics are stored into it from
+        ``paintings``); ``jitter`` > 0 scores both images cropped by that many px at a random offset."""
         draw = draw or Draw()
+        targets = None
+        if paintings is not None:
+            draw.style, targets = self._paintings(paintings)
         content = self._prepare(content)
-        generated = self.network(content, draw.mix, draw.strength)
+        generated = self.network(content, draw.mix, draw.strength, draw.style)
         scored, photo = generated, content
         if jitter:
             dy, dx = torch.randint(0, jitter + 1, (2,), generator=self.stability_generator).tolist()
             h, w = generated.shape[-2] - jitter, generated.shape[-1] - jitter
             scored, photo = (t[..., dy:dy + h, dx:dx + w] for t in (generated, content))
-        return generated, self.criterion(scored, photo, styles=draw.styles, style_scale=draw.strength)
+        return generated, self.criterion(scored, photo, styles=draw.styles, style_scale=draw.strength,
+                                         style_targets=targets)
 
     def _outputs(self, generated: Tensor, draw: Draw) -> dict[str, Tensor]:
         """What validation/test steps hand the callbacks: the images and the conditions they were made with."""
         out = {"generated": generated.detach()}
-        out.update({k: v for k, v in (("styles", draw.styles), ("mix", draw.mix), ("strength", draw.strength))
-                    if v is not None})
+        out.update({k: v for k, v in (("styles", draw.styles), ("mix", draw.mix), ("strength", draw.strength),
+                                      ("style", draw.style)) if v is not None})
         return out
 
     def _log_terms(self, stage: str, metrics: nn.ModuleDict, terms: dict[str, Tensor]) -> None:
@@ -341,13 +398,14 @@ class StyleTransferModule(L.LightningModule):
             move = lambda t: motion.shift(t, offsets)  # noqa: E731
         moved, _ = move(content)
         noise = torch.randn(moved.shape, generator=self.stability_generator).to(moved) * hp.stability_noise
-        perturbed = self.network(self._prepare((moved + noise).clamp(0, 1)), draw.mix, draw.strength)
+        perturbed = self.network(self._prepare((moved + noise).clamp(0, 1)), draw.mix, draw.strength, draw.style)
         target, mask = move(generated)
         return stability_loss(perturbed, target, mask)
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Tensor | list[Tensor], batch_idx: int) -> Tensor:
+        batch, paintings = self._split(batch)
         draw = self._draw(batch)
-        generated, terms = self._terms(batch, draw, self.hparams.loss_jitter)
+        generated, terms = self._terms(batch, draw, self.hparams.loss_jitter, paintings)
         if self.hparams.stability_weight > 0:
             terms["stability"] = self._stability(batch, generated, draw)
             terms["total"] = terms["total"] + self.hparams.stability_weight * terms["stability"]
@@ -355,16 +413,18 @@ class StyleTransferModule(L.LightningModule):
         self._log_terms("train", self.train_metrics, terms)
         return terms["total"].mean()
 
-    def validation_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
+    def validation_step(self, batch: Tensor | list[Tensor], batch_idx: int) -> dict[str, Tensor]:
+        batch, paintings = self._split(batch)
         draw = self._draw(batch, batch_idx)
-        generated, terms = self._terms(batch, draw)
+        generated, terms = self._terms(batch, draw, 0, paintings)
         self._log_terms("val", self.val_metrics, terms)
-        return self._outputs(generated, draw)
+        return self._outputs(generated, draw) | ({} if paintings is None else {"paintings": paintings})
 
-    def test_step(self, batch: Tensor, batch_idx: int) -> dict[str, Tensor]:
+    def test_step(self, batch: Tensor | list[Tensor], batch_idx: int) -> dict[str, Tensor]:
         """As validation, logged under ``test/*`` (``fastmmd test``)."""
+        batch, paintings = self._split(batch)
         draw = self._draw(batch, batch_idx)
-        generated, terms = self._terms(batch, draw)
+        generated, terms = self._terms(batch, draw, 0, paintings)
         self._log_terms("test", self.test_metrics, terms)
         return self._outputs(generated, draw)
 
@@ -394,10 +454,11 @@ class StyleTransferModule(L.LightningModule):
         blend = hp.style_blend or [1.0] * len(hp.style_images)
         extra = {"conditioning": describe_conditioning(
             style_names(hp.style_images) if self.network.styles > 1 else None, self.strength_range,
-            hp.get("condition_draw", "image"))} if self.network.conditioned else {}
+            hp.get("condition_draw", "image"),
+            arbitrary_layers=EMBEDDING_LAYERS if self.arbitrary else None)} if self.network.conditioned else {}
         return description(self.network, **extra, **{
             "style_images": [Path(p).name for p in hp.style_images],
-            "style_blend": [float(b) / sum(blend) for b in blend], "style_size": max(self.style_sizes()),
+            "style_blend": [float(b) / sum(blend) for b in blend], "style_size": max(self.style_sizes(), default=hp.style_size or MIN_STYLE_SIZE),
             "image_size": hp.image_size, "loss": c.loss_spec, "style_weight": c.style_weight,
             "content_weight": c.content_weight, "tv_weight": c.tv_weight, "vgg": c.vgg.describe(),
             "init_from": Path(hp.init_from).name if hp.init_from else None,

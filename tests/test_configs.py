@@ -16,7 +16,8 @@ ROOT = Path(__file__).parents[1] / "configs"
 #: one short override (configs/coco.yaml + configs/coco/<loss>.yaml, configs/gpu.yaml + configs/zoo/<style>.yaml).
 RECIPES = ([(c,) for c in sorted(ROOT.glob("*.yaml")) if "model" in yaml.safe_load(c.read_text())]
            + [(ROOT / "coco.yaml", c) for c in sorted((ROOT / "coco").glob("*.yaml"))]
-           + [(ROOT / "gpu.yaml", c) for c in sorted((ROOT / "zoo").glob("*.yaml"))])
+           + [(ROOT / "gpu.yaml", c) for c in sorted((ROOT / "zoo").glob("*.yaml"))]
+           + [(ROOT / "arbitrary.yaml", c) for c in sorted((ROOT / "arbitrary").glob("*.yaml"))])
 
 
 def _id(recipe: tuple[Path, ...]) -> str:
@@ -69,9 +70,15 @@ def test_config_trains_one_step_on_tiny_data(recipe, fit_args, tmp_path):
     args = [*_args(recipe), *fit_args, "--trainer.max_steps", "1", "--trainer.precision", "32", "--model.network_width", "8",
             "--model.init_from", "null", "--trainer.max_time", "null", "--trainer.val_check_interval", "1",
             "--run_name", "one"]
-    if "styles" in (_merged(recipe)["model"].get("conditioning") or []):  # several styles: two tiny ones
+    conditioning = _merged(recipe)["model"].get("conditioning") or []
+    if "styles" in conditioning:  # several styles: two tiny ones
         style = fit_args[fit_args.index("--model.style_images") + 1].strip("[]")
         args += ["--model.style_images", f"[{style},{style}]"]
+    if "arbitrary" in conditioning:  # any painting: a folder of tiny paintings instead of a style image
+        i = args.index("--model.style_images")
+        del args[i:i + 2]
+        args += ["--data.painting_root", str(tmp_path / "photos"), "--data.painting_size", "32",
+                 "--data.painting_val_size", "2", "--model.compile", "false"]
     assert run_lightning("fit", args) == 0
     ckpt = read_checkpoint(tmp_path / "runs" / "one" / "last.ckpt")
     written = _merged(recipe)["model"]["loss"]

