@@ -23,7 +23,7 @@ LIGHTNING_COMMANDS = {
 }
 COMMANDS = {
     "optimize": ("fastmmd.optimize", "per-image (Gatys-style) optimization with any style loss"),
-    "export": ("fastmmd.export", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
+    "export": ("fastmmd.export_command", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
     "stylize": ("fastmmd.stylize", "stylize images with an exported model or a checkpoint"),
     "compare": ("fastmmd.compare", "compare style losses on your images: grid.png + report"),
     "evaluate": ("fastmmd.evaluate", "score trained networks against per-image optimization: grid.png + report"),
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command not in LIGHTNING_COMMANDS and command not in COMMANDS:
             hint = did_you_mean(command, [*LIGHTNING_COMMANDS, *COMMANDS])
             raise UserError(f"unknown command {command!r}{hint} (fastmmd --help lists them)")
-        from fastmmd.model_files import weights_only_loads
+        from fastmmd.unpickling import weights_only_loads
         from fastmmd.outputs import cleanup_on_failure, remove_created
 
         # No unrestricted unpickling anywhere in the command (libraries included), and a failed
