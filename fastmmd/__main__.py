@@ -1,7 +1,7 @@
 """``fastmmd`` console script: one entry point, two kinds of subcommand.
 
 ``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.cli`); ``optimize``,
-``export``, ``stylize``, ``compare``, ``evaluate`` and ``models`` go to their modules'
+``export``, ``stylize``, ``compare``, ``evaluate``, ``models`` and ``data`` go to their modules'
 ``build_parser``/``run``. Modules are imported only for the command that runs, so ``stylize``
 never imports Lightning. This is the only place that turns a :class:`~fastmmd.errors.UserError`
 into one stderr line and exit code 2.
@@ -28,6 +28,7 @@ COMMANDS = {
     "compare": ("fastmmd.compare", "compare style losses on your images: grid.png + report"),
     "evaluate": ("fastmmd.evaluate", "score trained networks against per-image optimization: grid.png + report"),
     "models": ("fastmmd.zoo", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
+    "data": ("fastmmd.fetch", "fetch training photos into a folder: fastmmd data coco DIR (or any Hugging Face image dataset)"),
 }
 
 

@@ -37,7 +37,7 @@ def test_quick_commands_never_import_torch():
     code = ("import sys\n"
             "from fastmmd.__main__ import main\n"
             "for argv in (['--help'], ['models'], ['models', '--json'], ['models', '--help'], ['export', '--help'],\n"
-            "             ['export', '--info', 'starry_night'], ['export', '--info', 'wave:pt2']):\n"
+            "             ['export', '--info', 'starry_night'], ['export', '--info', 'wave:pt2'], ['data', '--help']):\n"
             "    try:\n"
             "        assert main(argv) == 0, argv\n"
             "    except SystemExit as e:\n"
