@@ -19,8 +19,11 @@ Nothing here imports torch; ``datasets`` is imported when the command runs.
 from __future__ import annotations
 
 import io
+import logging
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Any, Iterator
 
 from fastmmd.errors import UserError, one_line
@@ -57,11 +60,31 @@ def offline_error(name: str, folder: Path, err: BaseException) -> UserError | No
     names = " ".join(type(e).__name__ + " " + str(e)[:200] for e in chain)
     if not any(word in names for word in _OFFLINE) and not os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return None
+    return offline_message(name, folder)
+
+
+def offline_message(name: str, folder: Path) -> UserError:
+    """What to download and where to put it, in one line, for ``fastmmd data NAME FOLDER`` without the Hub."""
     dataset = COCO if name == "coco" else name
     return UserError(f"cannot reach the Hugging Face Hub for {dataset!r} (offline?): run `fastmmd data {name} "
                      f"{folder}` on a machine with internet and copy {str(folder)!r} here, or put any folder of "
                      f"photos (JPEG/PNG, a few hundred or more; COCO's train2017.zip from cocodataset.org unzipped "
                      f"will do) at {str(folder)!r} and train with --data.root {folder}")
+
+
+def hub_reachable() -> bool:
+    """False when the Hub's host name does not resolve, or ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` is set:
+    a quick answer instead of the Hub client's retries (~25 s). True when unsure (a proxy does the lookup)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except (OSError, UnicodeError):
+        return False
+    return True
 
 
 def open_stream(name: str, folder: Path, split: str = "train", column: str = "image",
@@ -76,6 +99,10 @@ def open_stream(name: str, folder: Path, split: str = "train", column: str = "im
 
     dataset = COCO if name == "coco" else name
     local = Path(name).expanduser()
+    if not local.is_dir() and not hub_reachable():
+        raise offline_message(name, folder)
+    for logger in ("huggingface_hub", "datasets", "fsspec"):  # their retry and progress chatter: one line is the contract
+        logging.getLogger(logger).setLevel(logging.ERROR)
     try:
         if local.is_dir():
             stream = datasets.load_dataset("imagefolder", data_dir=str(local), split=split, streaming=True)

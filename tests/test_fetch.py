@@ -7,6 +7,7 @@ making ``datasets.load_dataset`` raise what it raises without a connection.
 from __future__ import annotations
 
 import io
+import socket
 
 import pytest
 from PIL import Image
@@ -64,12 +65,23 @@ def test_an_unreadable_image_is_skipped_not_written(image_folder, tmp_path, caps
         Image.open(io.BytesIO(path.read_bytes())).verify()
 
 
-def test_offline_is_one_line_naming_what_to_download_and_where(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("where", ["host name", "hub client"])
+def test_offline_is_one_line_naming_what_to_download_and_where(where, tmp_path, monkeypatch, capsys):
+    """Offline shows either as a host name that does not resolve (answered at once) or as the Hub
+    client's ConnectionError (a resolving name but no route); neither touches the network here."""
     import datasets
 
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
     def offline(*args, **kwargs):
+        if where == "host name":
+            raise AssertionError("the Hub client ran although the host name does not resolve")
         raise ConnectionError("Couldn't reach 'detection-datasets/coco' on the Hub (LocalEntryNotFoundError)")
 
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns if where == "host name" else lambda *a, **k: [])
     monkeypatch.setattr(datasets, "load_dataset", offline)
     dst = tmp_path / "coco"
     code, out, err = _run(["data", "coco", str(dst), "--limit", "10"], capsys)
