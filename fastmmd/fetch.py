@@ -10,7 +10,9 @@ with an image column (``--split``, ``--column``, ``--subset``), or a local folde
   with a larger ``--limit``) skips the images already on disk, and every file is written whole
   (a temporary name, then a rename), so a file that exists is complete;
 * JPEG bytes are written as they come; any other format is converted to RGB JPEG (``--quality``);
-* an image that cannot be decoded is skipped with a count at the end, never written;
+* a row Pillow cannot open is skipped with a count at the end, never written (a JPEG's pixels are
+  not decoded here: a file truncated mid-image is skipped by training's reader with a warning);
+* ``coco`` always means the Hub's COCO; any other ``NAME`` that is a folder is read from disk;
 * offline (or the Hub unreachable), one line and exit 2 saying what to download and where to put it.
 
 Nothing here imports torch; ``datasets`` is imported when the command runs.
@@ -99,12 +101,14 @@ def open_stream(name: str, folder: Path, split: str = "train", column: str = "im
 
     dataset = COCO if name == "coco" else name
     local = Path(name).expanduser()
-    if not local.is_dir() and not hub_reachable():
+    if local.is_dir() and name != "coco" and local.resolve() == folder.resolve():
+        raise UserError(f"the dataset folder {name!r} is DIR itself; give another DIR")
+    if (name == "coco" or not local.is_dir()) and not hub_reachable():
         raise offline_message(name, folder)
     for logger in ("huggingface_hub", "datasets", "fsspec"):  # their retry and progress chatter: one line is the contract
         logging.getLogger(logger).setLevel(logging.ERROR)
     try:
-        if local.is_dir():
+        if local.is_dir() and name != "coco":
             stream = datasets.load_dataset("imagefolder", data_dir=str(local), split=split, streaming=True)
         else:
             stream = datasets.load_dataset(dataset, subset, split=split, streaming=True)
@@ -118,7 +122,8 @@ def open_stream(name: str, folder: Path, split: str = "train", column: str = "im
 
 
 def jpeg_bytes(item: Any, quality: int = 90) -> bytes | None:
-    """A row's image as JPEG bytes (JPEG input as it is), or ``None`` if it cannot be decoded."""
+    """A row's image as JPEG bytes (JPEG input as it is, once Pillow has checked its header), or ``None`` if
+    Pillow cannot open it."""
     from PIL import Image, UnidentifiedImageError
 
     data = item.get("bytes") if isinstance(item, dict) else None
@@ -129,10 +134,11 @@ def jpeg_bytes(item: Any, quality: int = 90) -> bytes | None:
             return None
     if not data:
         return None
-    if data[:3] == _JPEG_MAGIC:
-        return data
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if data[:3] == _JPEG_MAGIC and img.format == "JPEG":
+                img.verify()
+                return data
             out = io.BytesIO()
             img.convert("RGB").save(out, "JPEG", quality=quality)
             return out.getvalue()

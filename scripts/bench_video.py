@@ -38,6 +38,7 @@ from fastmmd.metrics import ImageScorer, temporal_error  # noqa: E402
 from fastmmd.stylize import load_stylizer  # noqa: E402
 from fastmmd.video import stylize_video  # noqa: E402
 
+
 def parse_size(text: str) -> tuple[int, int]:
     w, h = text.lower().split("x")
     return int(h), int(w)

@@ -28,14 +28,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("photos", nargs="+")
     ap.add_argument("--zoo", default="checkpoints", help="folder with zoo.json and the shipped files")
-    ap.add_argument("--styles", default=os.environ.get("FASTMMD_STYLES"),
-                    help="folder of the paintings (default: $FASTMMD_STYLES)")
+    data = os.environ.get("FASTMMD_DATA")
+    ap.add_argument("--styles", default=data and os.path.join(data, "styles"),
+                    help="folder of the paintings (default: $FASTMMD_DATA/styles)")
     ap.add_argument("--size", type=int, default=384, help="long edge the photos are stylized at")
     ap.add_argument("--tile", type=int, default=200, help="long edge of a tile in the picture")
     ap.add_argument("--output", default="docs/images/zoo.jpg")
     args = ap.parse_args()
     if not args.styles:
-        ap.error("give --styles DIR (or set FASTMMD_STYLES): the folder holding the paintings named in zoo.json")
+        ap.error("give --styles DIR (or set FASTMMD_DATA to a folder with styles/): the paintings named in zoo.json")
     torch.set_grad_enabled(False)
     zoo = Path(args.zoo)
     styles = json.loads((zoo / "zoo.json").read_text())["styles"]

@@ -57,10 +57,11 @@ def test_fetches_jpegs_and_resumes(image_folder, tmp_path, capsys):
 
 def test_an_unreadable_image_is_skipped_not_written(image_folder, tmp_path, capsys):
     (image_folder / "p2.png").write_bytes(b"not a png")
+    (image_folder / "p5.jpg").write_bytes(b"\xff\xd8\xff" + b"not a jpeg" * 10)  # a JPEG's magic, nothing more
     dst = tmp_path / "photos"
     code, out, _ = _run(["data", str(image_folder), str(dst), "-q"], capsys)
-    assert code == 0 and "5 images written" in out and "1 unreadable skipped" in out, out
-    assert not (dst / image_name(2)).exists() and (dst / image_name(3)).is_file()
+    assert code == 0 and "4 images written" in out and "2 unreadable skipped" in out, out
+    assert not (dst / image_name(2)).exists() and (dst / image_name(3)).is_file() and not (dst / image_name(5)).exists()
     for path in dst.iterdir():
         Image.open(io.BytesIO(path.read_bytes())).verify()
 
@@ -88,6 +89,11 @@ def test_offline_is_one_line_naming_what_to_download_and_where(where, tmp_path, 
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "offline" in err and f"fastmmd data coco {dst}" in err and f"--data.root {dst}" in err, err
     assert not dst.exists()  # a failed command leaves no empty folder behind
+
+
+def test_the_output_folder_is_not_read_as_the_dataset(image_folder, capsys):
+    code, _, err = _run(["data", str(image_folder), str(image_folder)], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "is DIR itself" in err, err
 
 
 @pytest.mark.parametrize("argv, needle", [
