@@ -213,7 +213,7 @@ def build_parser() -> Any:
                            "Resumable: images already in DIR are skipped.")
     parser.add_argument("name", help="coco, a Hugging Face dataset name with an image column, or a local folder")
     parser.add_argument("dir", help="folder to write <index>.jpg files into (created if missing)")
-    parser.add_argument("--split", default="train", help="the dataset split (coco: train or val)")
+    parser.add_argument("--split", default="train", help="the dataset split (its card lists them)")
     parser.add_argument("--column", default="image", help="the column holding the images")
     parser.add_argument("--subset", default=None, help="the dataset's configuration name, if it has several")
     parser.add_argument("--limit", type=int, default=None, help="fetch the first N images of the split (default: all)")
