@@ -1,7 +1,7 @@
 """``fastmmd`` console script: one entry point, two kinds of subcommand.
 
 ``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.cli`); ``optimize``,
-``export``, ``stylize``, ``compare``, ``evaluate`` and ``models`` go to their modules'
+``export``, ``stylize``, ``compare``, ``evaluate``, ``models`` and ``data`` go to their modules'
 ``build_parser``/``run``. Modules are imported only for the command that runs, so ``stylize``
 never imports Lightning. This is the only place that turns a :class:`~fastmmd.errors.UserError`
 into one stderr line and exit code 2.
@@ -23,11 +23,12 @@ LIGHTNING_COMMANDS = {
 }
 COMMANDS = {
     "optimize": ("fastmmd.optimize", "per-image (Gatys-style) optimization with any style loss"),
-    "export": ("fastmmd.export", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
+    "export": ("fastmmd.export_command", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
     "stylize": ("fastmmd.stylize", "stylize images with an exported model or a checkpoint"),
     "compare": ("fastmmd.compare", "compare style losses on your images: grid.png + report"),
     "evaluate": ("fastmmd.evaluate", "score trained networks against per-image optimization: grid.png + report"),
     "models": ("fastmmd.zoo", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
+    "data": ("fastmmd.fetch", "fetch training photos into a folder: fastmmd data coco DIR (or any Hugging Face image dataset)"),
 }
 
 
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command not in LIGHTNING_COMMANDS and command not in COMMANDS:
             hint = did_you_mean(command, [*LIGHTNING_COMMANDS, *COMMANDS])
             raise UserError(f"unknown command {command!r}{hint} (fastmmd --help lists them)")
-        from fastmmd.model_files import weights_only_loads
+        from fastmmd.unpickling import weights_only_loads
         from fastmmd.outputs import cleanup_on_failure, remove_created
 
         # No unrestricted unpickling anywhere in the command (libraries included), and a failed

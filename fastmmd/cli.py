@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 import shutil
 import time
 import warnings
@@ -62,13 +63,30 @@ QUIET_WARNINGS = (
 )
 
 
+_STAGES = ("fit.", "validate.", "test.", "predict.")
+#: What to pass for a required value that no config sets (the recipes name no data of their own).
+REQUIRED_HINTS = {"model.style_images": "--model.style_images '[my_painting.jpg]' (the painting(s) to learn)"}
+
+
+def plain_required_error(message: str) -> str:
+    """jsonargparse's "the following arguments are required: fit.model.style_images" -> "missing
+    --model.style_images: pass it on the command line, e.g. --model.style_images '[my_painting.jpg]' ..."."""
+    match = re.search(r"the following arguments are required: (.+)$", message)
+    if not match:
+        return message
+    keys = [key.strip().split(".", 1)[-1] if key.strip().startswith(_STAGES) else key.strip()
+            for key in match[1].split(",")]
+    examples = "; ".join(REQUIRED_HINTS.get(key, f"--{key} VALUE") for key in keys)
+    return f"missing {', '.join(f'--{key}' for key in keys)}: pass it on the command line, e.g. {examples}"
+
+
 class FastMMDParser(LightningArgumentParser):
     """Reports parse errors as one-line :class:`UserError` instead of usage text and ``exit(2)``."""
 
     def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
         from fastmmd.commands import plain_parse_error
 
-        text = plain_parse_error(one_line(message), dashes=False)
+        text = plain_required_error(plain_parse_error(one_line(message), dashes=False))
         raise UserError(f"{text[:400]}{'...' if len(text) > 400 else ''} (--help lists the options)")
 
 

@@ -51,7 +51,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -391,39 +391,4 @@ def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, 
     return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name, weights=weights)
 
 
-def build_parser():
-    """``fastmmd export CKPT --output style.pt [--format ...] [--half]`` and ``fastmmd export --info FILE``."""
-    from fastmmd.commands import CommandParser
-
-    parser = CommandParser("fastmmd export", "Export a trained network to TorchScript (.pt), torch.export (.pt2) "
-                           "or ONNX (.onnx), verified against the network before writing; or show a file's metadata.")
-    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint (.ckpt) written by `fastmmd fit`")
-    parser.add_argument("--output", "-o", type=Optional[str], default=None, help="file to write; the suffix picks the format "
-                        "unless --format is given; default: the checkpoint's name with the format's suffix")
-    parser.add_argument("--format", type=Optional[Literal["torchscript", "pt2", "onnx"]], default=None,
-                        help="torchscript (.pt) | pt2 (torch.export, .pt2) | onnx (.onnx); default: from --output's suffix")
-    parser.add_argument("--weights", type=Literal["float32", "float16", "int8"], default="float32",
-                        help="weight storage: float32; float16 (half the size; GPUs run it in fp16); int8 (a quarter: "
-                        "8-bit weights with per-channel scales, computed in float32; outputs move by ~0.001)")
-    parser.add_argument("--half", action="store_true", help="the same as --weights float16")
-    parser.add_argument("--info", default=None, help="print the metadata of an exported file (or a shipped style: "
-                        "fastmmd models) and exit")
-    return parser
-
-
-def run(args) -> int:
-    """Runs ``fastmmd export``; returns the exit code."""
-    if args.info:
-        from fastmmd.zoo import resolve_model
-
-        print(json.dumps(read_metadata(resolve_model(args.info)), indent=2, default=str))
-        return 0
-    if not args.checkpoint:
-        raise UserError("fastmmd export: give a checkpoint (fastmmd export CKPT --output style.pt) or --info FILE")
-    fmt = args.format
-    output = args.output or str(Path(args.checkpoint).with_suffix(FORMATS[fmt or "torchscript"]))
-    meta = export_checkpoint(args.checkpoint, output, fmt=fmt, half=args.half, weights=args.weights)
-    size = Path(output).stat().st_size
-    print(f"wrote {output} ({meta['format']}, {meta['dtype']}, {size / 1e6:.2f} MB, "
-          f"{meta['parameters']:,} parameters, max |exported - eager| = {meta['parity_max_abs_diff']:.2g})")
-    return 0
+from fastmmd.export_command import build_parser, run  # noqa: E402,F401  (the command lives in a torch-free module)

@@ -45,6 +45,7 @@ from torch import Tensor
 from fastmmd.conditioning import MAX_STYLES
 from fastmmd.errors import UserError
 from fastmmd.networks import TransformerNet
+from fastmmd.unpickling import weights_only_loads  # noqa: F401  (re-exported: the guard lives in a torch-free module)
 from fastmmd.weight_storage import dequantize_state
 
 METADATA_FILE = "fastmmd.json"
@@ -65,28 +66,6 @@ def not_a_model(path: str | os.PathLike, why: str, kind: str = "fastmmd checkpoi
 
 
 # ------------------------------------------------------------------------------------- pickles
-@contextlib.contextmanager
-def weights_only_loads() -> Iterator[None]:
-    """Forces every ``torch.load`` in the process to the weights-only unpickler while active.
-
-    torch honours ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` even where a caller (a library) passes
-    ``weights_only=False``, so no fallback to an unrestricted unpickle can happen under it. The
-    entry point holds it for the whole command; child processes (DDP) inherit it.
-    """
-    keys = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
-    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # both set is an error in torch
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def load_pickle(source: str | os.PathLike | bytes, name: str | None = None,
                 kind: str = "fastmmd checkpoint or model") -> Any:
     """Unpickles a torch file with the weights-only unpickler (tensors and plain containers only).

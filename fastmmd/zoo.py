@@ -21,9 +21,11 @@ deviation of the output; ``scripts/build_zoo.py`` writes them and ``tests/test_z
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -147,6 +149,51 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     if not found.is_file():
         raise UserError(f"shipped style {name!r}: {file!r} is missing from {str(zoo_dir())!r}")
     return found
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, hex: what ``zoo.json`` records per shipped file (``sha256``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shipped_metadata(spec: str | os.PathLike) -> dict[str, Any] | None:
+    """A shipped style's ``fastmmd.json`` metadata read straight from its archive, without torch.
+
+    Answers only for a style name (not a path) of the repository's own zoo (``$FASTMMD_ZOO`` unset)
+    whose file has the SHA-256 that ``zoo.json`` records: that file is the one ``scripts/build_zoo.py``
+    exported and the tests load, so reading its metadata member (``<archive>/extra/fastmmd.json``,
+    plain JSON; nothing unpickled or run) says what checking it whole would. Everything else gives
+    ``None``, and the caller reads the file with :func:`fastmmd.model_files.read_metadata`, which
+    checks it whole.
+    """
+    text = os.fspath(spec)
+    match = _SPEC.fullmatch(text)
+    if os.environ.get(ENV_VAR) or match is None or os.path.exists(text):
+        return None
+    try:
+        entry = read_manifest().get(match["name"].lower())
+    except UserError:
+        return None
+    kind = _SPEC_KINDS[match["kind"] or "pt"]
+    if not isinstance(entry, dict) or kind not in entry["files"]:
+        return None
+    hashes = entry.get("sha256") if isinstance(entry.get("sha256"), dict) else {}
+    path, recorded = zoo_dir() / entry["files"][kind], hashes.get(kind)
+    try:
+        if not recorded or not path.is_file() or file_sha256(path) != recorded:
+            return None
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.count("/") == 2 and n.split("/", 1)[1] == "extra/fastmmd.json"]
+            if len(names) != 1 or z.getinfo(names[0]).file_size > _MAX_MANIFEST_BYTES:
+                return None
+            meta = json.loads(z.read(names[0]))
+    except (OSError, zipfile.BadZipFile, ValueError, UnicodeDecodeError, NotImplementedError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == kind else None  # kinds are named as formats
 
 
 def checksum(module: Callable[[Tensor], Tensor]) -> dict[str, Any]:

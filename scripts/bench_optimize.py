@@ -12,13 +12,16 @@ loss, L-BFGS with one evaluation per step):
 Quality of bf16: both fastmmd variants run ``--quality-iterations`` steps from the same start; the
 final images are scored with the fp32 criterion; the ratio of the two losses is reported.
 
-    python scripts/bench_optimize.py --sizes 256,512 --iterations 10 --quality-iterations 60
+    python scripts/bench_optimize.py --data DATA --sizes 256,512 --iterations 10 --quality-iterations 60
+
+DATA (or ``$FASTMMD_DATA``): a folder with ``content/<--content>`` and ``styles/<--style>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -118,7 +121,8 @@ def maxrss() -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description="fastmmd optimize benchmark")
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--data", default=os.environ.get("FASTMMD_DATA"),
+                   help="folder with content/ and styles/ (default: $FASTMMD_DATA)")
     p.add_argument("--content", default="tubingen.jpg")
     p.add_argument("--style", default="starry_night.jpg")
     p.add_argument("--sizes", default="256,512")
@@ -129,6 +133,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
+    if not args.data:
+        p.error("give --data DIR (or set FASTMMD_DATA): a folder with content/ and styles/")
     if args.variant:
         print(json.dumps(run_variant(args)))
         return

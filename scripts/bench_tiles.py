@@ -10,7 +10,7 @@ docs/benchmarks.md ("Tile statistics").
 
 Usage::
 
-    python scripts/bench_tiles.py ../shared/data/content/{tubingen,golden_gate}.jpg --size 512 --tile 192 --overlap 48
+    python scripts/bench_tiles.py photo1.jpg photo2.jpg --size 512 --tile 192 --overlap 48
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Every model runs with every ``--modes`` statistics (``frame``: per frame, the pl
 Usage::
 
     python scripts/bench_video.py --model starry_night --model out/stable/last.ckpt \\
-        --style ../shared/data/styles/starry_night.jpg --out out/video_bench
+        --style starry_night.jpg --photos still1.jpg still2.jpg --out out/video_bench
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ from fastmmd.images import read_image, resize  # noqa: E402
 from fastmmd.metrics import ImageScorer, temporal_error  # noqa: E402
 from fastmmd.stylize import load_stylizer  # noqa: E402
 from fastmmd.video import stylize_video  # noqa: E402
-
-DEFAULT_PHOTOS = ["../shared/data/content/chicago.jpg", "../shared/data/content/golden_gate.jpg"]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -93,7 +91,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True, help="model file or shipped style (repeat)")
     parser.add_argument("--label", action="append", default=None, help="a name per --model for the table")
     parser.add_argument("--style", required=True, help="the style image, for the style distance")
-    parser.add_argument("--photos", nargs="+", default=DEFAULT_PHOTOS, help="held-out stills to film")
+    parser.add_argument("--photos", nargs="+", required=True, help="held-out stills to film (two in docs/benchmarks.md)")
     parser.add_argument("--motions", nargs="+", default=list(motion.MOTIONS))
     parser.add_argument("--modes", nargs="+", default=["frame", "running", "clip"])
     parser.add_argument("--size", default="320x240", help="frame size WxH")

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
-#: The paintings (../shared/data/SOURCES.md).
+#: The paintings: title, painter, year, where the image came from, licence.
 CATALOG = {
     "starry_night": ("The Starry Night", "Vincent van Gogh", "1889", "jcjohnson/neural-style examples/inputs/starry_night.jpg", "public domain"),
     "the_scream": ("The Scream", "Edvard Munch", "1893", "jcjohnson/neural-style examples/inputs/the_scream.jpg", "public domain"),
@@ -61,7 +61,7 @@ def scores(report: Path) -> dict | None:
 
 def main() -> None:
     from fastmmd.export import load_exported
-    from fastmmd.zoo import checksum
+    from fastmmd.zoo import checksum, file_sha256
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoints", required=True, help="folder with <style>.ckpt")
@@ -103,7 +103,7 @@ def main() -> None:
                          "cpu_minutes": cpu_minutes, "cpu_seconds_per_step": timed.get("seconds_per_step"),
                          "cpu_machine": cpu.get("machine")},
             "weights": exported.get("dtype"), "storage_max_abs_diff": exported.get("storage_max_abs_diff"),
-            "files": files,
+            "files": files, "sha256": {kind: file_sha256(zoo / file) for kind, file in files.items()},
             "scores": scores(Path(args.scores) / name / "report.json") if args.scores else None,
             "checksum": checksum(module),
         }
@@ -143,7 +143,7 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
         f"The zoo holds {total:.1f} MB; the project keeps it under 40 MB. `zoo.json` records each style's",
         "painting, loss, training and scores; `scripts/build_zoo.py` rebuilds it and this table.",
         "",
-        "Scores: `fastmmd evaluate <style>.pt` on held-out photos (`../shared/data/content`, never",
+        "Scores: `fastmmd evaluate <style>.pt` on held-out photos (the project's `content/` photos, never",
         "seen in training) at 256 px against `fastmmd optimize --loss gram --iterations 100` on the same",
         "photo and style; SW = sliced-Wasserstein distance to the style (relu1_1..relu5_1), content =",
         "relu4_2 distance to the photo, both lower = closer; ratio = network / per-image optimization.",
@@ -157,10 +157,11 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
         lines.append(f"| `{name}` | {e['painter']}, *{e['title']}* ({e['year']}) | {e['loss']} | {t['steps']} ({t['batch_size']}) "
                      f"| {t['minutes']:g} min, {t['machine']} | {cpu_time(t)} | {num('style_swd')} | {num('content')} | {num('style_ratio', '.2f')} "
                      f"| {num('content_ratio', '.2f')} | {num('seconds_per_image', '.2f')} |")
-    lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml`, then",
+    lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml --data.root photos/",
+              "--model.style_images '[<style>.jpg]'` (the painting from its `source` in `zoo.json`; photos: `fastmmd data coco`), then",
               "`fastmmd export checkpoints/<style>/last.ckpt --weights int8 --output checkpoints/<style>.pt` (and `.pt2`).",
               "The shipped networks came from `scripts/gpu_check.sh` (`TRAIN_TIME=00:00:03:30`), which trains all",
-              "styles at once on one GPU, each on a copy of `../shared/data/photos` resized to a 288 px short",
+              "styles at once on one GPU, each on a copy of the project's photo set resized to a 288 px short",
               "side (JPEG quality 90, so that it travels to the GPU machine); the step counts above depend on",
               "that sharing. \"On the 2-core CPU\": the same recipe (`--trainer.accelerator cpu`) timed by",
               f"`scripts/zoo_cpu_time.py` on this project's 2-core CPU ({threads}, bf16, the photos decoded by",

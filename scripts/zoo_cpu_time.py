@@ -7,7 +7,10 @@ from the run's ``metrics.csv`` (``time/elapsed_s``, logged every step here), and
 steady-state seconds per step (steps after ``--skip`` warm-up steps) by the number of steps the
 shipped network trained: the time the same training takes on this CPU.
 
-    python scripts/zoo_cpu_time.py --out out/zoo_cpu            # -> out/zoo_cpu/cpu_times.json
+    python scripts/zoo_cpu_time.py --photos photos/ --paintings paintings/ --out out/zoo_cpu   # -> out/zoo_cpu/cpu_times.json
+
+``--photos``: the training photos; ``--paintings``: a folder with ``<style>.jpg`` for each style (neither
+is in the repository; ``$FASTMMD_DATA/photos`` and ``$FASTMMD_DATA/styles`` when ``FASTMMD_DATA`` is set).
 """
 
 from __future__ import annotations
@@ -42,8 +45,14 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=3, help="warm-up steps left out of the rate")
     ap.add_argument("--manifest", default=str(ROOT / "checkpoints" / "zoo.json"), help="for the shipped step counts")
     ap.add_argument("--out", required=True)
+    data = os.environ.get("FASTMMD_DATA")
+    ap.add_argument("--photos", default=data and str(Path(data) / "photos"), help="training photos (default: $FASTMMD_DATA/photos)")
+    ap.add_argument("--paintings", default=data and str(Path(data) / "styles"),
+                    help="folder with <style>.jpg per style (default: $FASTMMD_DATA/styles)")
     ap.add_argument("--conditions", default=None, help="how the CPU was shared, for the table (e.g. '2 torch threads, idle')")
     args = ap.parse_args()
+    if not (args.photos and args.paintings):
+        ap.error("give --photos DIR and --paintings DIR (or set FASTMMD_DATA to a folder with photos/ and styles/)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shipped = json.loads(Path(args.manifest).read_text())["styles"] if Path(args.manifest).is_file() else {}
@@ -55,7 +64,8 @@ def main() -> None:
                "--config", str(ROOT / "configs" / "zoo" / f"{name}.yaml"), "--trainer.accelerator", "cpu",
                "--trainer.max_steps", str(args.steps), "--trainer.max_time", "null", "--trainer.val_check_interval", "100000",
                "--trainer.limit_val_batches", "0", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-               "--runs_dir", runs, "--run_name", name]
+               "--runs_dir", runs, "--run_name", name, "--data.root", str(Path(args.photos).resolve()),
+               "--model.style_images", f"[{Path(args.paintings).resolve() / f'{name}.jpg'}]"]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"{name}: fit failed: {done.stderr.strip().splitlines()[-1:]}")

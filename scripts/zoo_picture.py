@@ -3,14 +3,17 @@
 One row per style (labelled with its loss; its name under the painting), the painting first, then the photos stylized
 by the shipped network in one forward pass each; the top row shows the photos themselves.
 
-    python scripts/zoo_picture.py ../shared/data/content/{tubingen,golden_gate,dog,chicago}.jpg \
+    python scripts/zoo_picture.py photo1.jpg photo2.jpg photo3.jpg photo4.jpg --styles paintings/ \
         --output docs/images/zoo.jpg
+
+``--styles``: the folder holding each style's painting (``style_image`` in zoo.json; not in the repository).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -25,11 +28,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("photos", nargs="+")
     ap.add_argument("--zoo", default="checkpoints", help="folder with zoo.json and the shipped files")
-    ap.add_argument("--styles", default="../shared/data/styles", help="folder of the paintings")
+    data = os.environ.get("FASTMMD_DATA")
+    ap.add_argument("--styles", default=data and os.path.join(data, "styles"),
+                    help="folder of the paintings (default: $FASTMMD_DATA/styles)")
     ap.add_argument("--size", type=int, default=384, help="long edge the photos are stylized at")
     ap.add_argument("--tile", type=int, default=200, help="long edge of a tile in the picture")
     ap.add_argument("--output", default="docs/images/zoo.jpg")
     args = ap.parse_args()
+    if not args.styles:
+        ap.error("give --styles DIR (or set FASTMMD_DATA to a folder with styles/): the paintings named in zoo.json")
     torch.set_grad_enabled(False)
     zoo = Path(args.zoo)
     styles = json.loads((zoo / "zoo.json").read_text())["styles"]

@@ -85,6 +85,28 @@ def test_config_trains_one_step_on_tiny_data(recipe, fit_args, tmp_path):
     assert ckpt["global_step"] == 1 and ckpt["fastmmd"]["loss"] == written["method"]
 
 
+#: Recipes that take their photos and painting from the command line (the rest use files inside the repository).
+NO_DATA = [r for r in RECIPES if not (_merged(r)["model"].get("style_images") or _merged(r)["data"].get("root"))]
+
+
+def test_recipes_name_no_data_of_their_own():
+    assert {_id(r) for r in NO_DATA} >= {"cpu", "gpu", "multistyle", "strength", "video", "gpu+zoo/starry_night"}
+
+
+@pytest.mark.parametrize("recipe", NO_DATA, ids=_id)
+def test_recipe_without_data_says_which_flag_to_pass(recipe, make_image, tmp_path, capsys):
+    """One line and exit 2 naming the flag: first the painting, then (given one) the photos."""
+    painting = make_image("painting.png", 32, 32)
+    styles = f"[{painting},{painting}]"  # multistyle wants two at least
+    runs = ["--runs_dir", str(tmp_path / "runs"), "--model.init_from", "null"]
+    for extra, flag in (([], "--model.style_images '["), (["--model.style_images", styles], "--data.root")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["fit", *_args(recipe), *runs, *extra])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and "\n" not in err and flag in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 @pytest.mark.parametrize("bad, message", [
     (["--model.style_wieght", "5"], "unrecognized arguments: --model.style_wieght"),
     (["--model.loss.style_weight", "strong"], "model.loss.style_weight"),

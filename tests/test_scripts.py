@@ -7,6 +7,7 @@ size, as a subprocess, exactly as its docstring tells a user to run it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,9 +77,19 @@ def test_gpu_check_script_parses_and_its_runs_file_holds_valid_fit_commands():
              if line.strip() and not line.startswith("#")]
     assert len(lines) >= 2
     for name, args in lines:
-        argv = args.replace("{styles}", "../shared/data/styles").split()
+        argv = args.replace("{styles}", "paintings").split()
         out = run("-m", "fastmmd", "fit", "--config", "configs/gpu.yaml", *argv, "--run_name", name, "--print_config")
-        assert f"run_name: {name}" in out and "styles/" in out, out
+        assert f"run_name: {name}" in out and "paintings/" in out, out
+
+
+def test_gpu_check_needs_the_photo_and_painting_folders(tmp_path):
+    """No default folder outside the repository: without PHOTOS and STYLES the script stops at once
+    (one line, exit 2, nothing written) unless TRAIN=0 asks for the benchmarks only."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PHOTOS", "STYLES", "TRAIN")}
+    done = subprocess.run(["bash", "scripts/gpu_check.sh", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "PHOTOS STYLES" in done.stderr and not (tmp_path / "out").exists()
 
 
 def test_measure_artifacts_finds_a_flat_output_for_a_flat_input(tmp_path):

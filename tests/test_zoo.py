@@ -350,6 +350,32 @@ def test_shipped_files_through_fastmmd(real_zoo):
         assert diff <= entry["checksum"]["tolerance"], f"{name}: fastmmd's network moved by {diff:.4f}"
 
 
+def test_export_info_of_a_shipped_style_reads_its_metadata_without_torch(real_zoo, tmp_path, monkeypatch):
+    """``export --info NAME`` answers from the archive's JSON member when the manifest's SHA-256 vouches for
+    the file, with what the whole-file check reads; a changed file, a path or ``$FASTMMD_ZOO`` get ``None``."""
+    import shutil
+
+    from fastmmd.model_files import read_metadata
+    from fastmmd.zoo import file_sha256, shipped_metadata
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    for name, entry in real_zoo.items():
+        for kind, spec in (("torchscript", name), ("pt2", f"{name}:pt2")):
+            path = REAL_ZOO / entry["files"][kind]
+            assert entry["sha256"][kind] == file_sha256(path), f"{name}: zoo.json's sha256 is stale; run build_zoo.py"
+            assert shipped_metadata(spec) == read_metadata(path), (name, kind)
+    name = sorted(real_zoo)[0]
+    assert shipped_metadata(str(REAL_ZOO / real_zoo[name]["files"]["torchscript"])) is None  # a path: checked whole
+    changed = tmp_path / "zoo"
+    shutil.copytree(REAL_ZOO, changed)
+    with open(changed / real_zoo[name]["files"]["torchscript"], "ab") as f:
+        f.write(b"\0")
+    monkeypatch.setattr("fastmmd.zoo.zoo_dir", lambda: changed)
+    assert shipped_metadata(name) is None and shipped_metadata(f"{name}:pt2") is not None
+    monkeypatch.setenv(ENV_VAR, str(changed))
+    assert shipped_metadata(f"{name}:pt2") is None  # another zoo's manifest vouches for nothing
+
+
 def test_the_shipped_base_is_the_cpu_recipes_start_and_reads_as_a_plain_network():
     """configs/cpu.yaml starts new styles from checkpoints/base.pt: it must exist, be what the recipe
     names, and load through the safe reader (weights only) into the recipe's network layout."""
