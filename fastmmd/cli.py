@@ -140,6 +140,12 @@ class FastMMDCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
+        arbitrary = "arbitrary" in (cfg.model.get("conditioning") or [])
+        if arbitrary != bool(cfg.data.get("painting_root") or cfg.data.get("painting_hf_dataset")):
+            raise UserError("an arbitrary-style network (model.conditioning: [arbitrary]) trains on photos paired with "
+                            "paintings: pass --data.painting_root DIR (or --data.painting_hf_dataset NAME)" if arbitrary
+                            else "--data.painting_root/painting_hf_dataset pair photos with paintings for an "
+                            "arbitrary-style network; add --model.conditioning '[arbitrary]' or drop them")
         self.run_dir = self._run_dir(cfg)
         cfg.run_name = self.run_dir.name
         cfg.runs_dir = str(self.run_dir.parent)

@@ -99,7 +99,10 @@ def test_recipe_without_data_says_which_flag_to_pass(recipe, make_image, tmp_pat
     painting = make_image("painting.png", 32, 32)
     styles = f"[{painting},{painting}]"  # multistyle wants two at least
     runs = ["--runs_dir", str(tmp_path / "runs"), "--model.init_from", "null"]
-    for extra, flag in (([], "--model.style_images '["), (["--model.style_images", styles], "--data.root")):
+    steps = (([], "--model.style_images '["), (["--model.style_images", styles], "--data.root"))
+    if "arbitrary" in (_merged(recipe)["model"].get("conditioning") or []):  # paintings come with the data
+        steps = (([], "--data.painting_root DIR"), (["--data.painting_root", str(tmp_path)], "--data.root"))
+    for extra, flag in steps:
         with pytest.raises(SystemExit) as exit_:
             main(["fit", *_args(recipe), *runs, *extra])
         err = capsys.readouterr().err.strip()
