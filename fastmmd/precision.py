@@ -1,7 +1,7 @@
 """The one rule for bfloat16: used only where the hardware runs it fast.
 
 On a CPU without bf16 instructions (AVX2 only, no AVX512-BF16 or AMX) every bf16 convolution is
-emulated and runs ~80x slower than fp32 (docs/benchmarks.md, "bf16 without bf16 instructions"), so
+emulated and runs far slower than fp32 (docs/benchmarks.md, "bf16 without bf16 instructions"), so
 a bf16 run there is a crawl, never a speed-up. Every command and ``fastmmd fit`` therefore decide
 through :func:`bf16_is_fast`:
 
@@ -29,7 +29,7 @@ from typing import Any
 from fastmmd.errors import UserError
 
 #: oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``/``DNNL_MAX_CPU_ISA``) below ``AVX512_CORE_BF16``: capped
-#: there, oneDNN has no bf16 convolution kernel and emulates it (measured ~80x slower than fp32).
+#: there, oneDNN has no bf16 convolution kernel and emulates it (docs/benchmarks.md, "bf16 without bf16 instructions").
 _ONEDNN_ISAS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
                                        "AVX512_CORE_VNNI"})
 
@@ -74,14 +74,9 @@ def require_fast_bf16(device: Any, request: str, instead: str) -> None:
     import torch
 
     if torch.device(device).type == "cpu" and not cpu_bf16_is_fast():
-        raise UserError(f"{request} on a CPU without bf16 instructions (no AVX512-BF16 or AMX; torch's CPU capability "
-                        f"is {_capability()}) would be emulated, far slower than fp32; {instead}")
-
-
-def _capability() -> str:
-    import torch
-
-    return torch.backends.cpu.get_cpu_capability()
+        raise UserError(f"{request} on a CPU without bf16 instructions (AVX512-BF16 or AMX, as torch uses them; its CPU "
+                        f"capability: {torch.backends.cpu.get_cpu_capability()}) would be emulated, far slower than "
+                        f"fp32; {instead}")
 
 
 def resolve_precision(name: str, device: Any) -> str:
