@@ -18,7 +18,10 @@ run named by ``--run_name``); a checkpoint file resumes in its own folder. Defau
   ``step=NNNNNNN.ckpt``), ``grid`` (:class:`~fastmmd.callbacks.ValidationGrid`) and ``predictions``
   (:class:`~fastmmd.callbacks.StylizedImageWriter`);
 * checkpoint files are written atomically (:class:`~fastmmd.callbacks.AtomicCheckpointIO`);
-* ``data.image_size`` is linked to ``model.image_size`` (the default style size).
+* ``data.image_size`` is linked to ``model.image_size`` (the default style size);
+* ``trainer.precision`` also takes ``auto``: ``bf16-mixed`` where the device has bf16 instructions
+  (a CPU with AVX512-BF16/AMX, a bf16 GPU), else ``32-true``; an explicit bf16 precision on a CPU
+  without them is refused (:mod:`fastmmd.precision`, the rule every command follows).
 
 Parse errors (unknown key, wrong type, missing file) become one-line
 :class:`~fastmmd.errors.UserError`, which ``fastmmd.__main__`` turns into exit code 2.
@@ -34,10 +37,11 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_type_hints
 
 from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import Trainer as LightningTrainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ThroughputMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -97,6 +101,20 @@ class RunConfig(SaveConfigCallback):
         stage = str(getattr(stage, "value", stage))  # a TrainerFn enum or its value
         self.config_filename = "config.yaml" if stage == "fit" else f"config-{stage}.yaml"
         super().setup(trainer, pl_module, stage)
+
+
+#: the values Lightning's Trainer takes for ``precision`` (read from its signature, so they stay in step)
+LIGHTNING_PRECISION = get_type_hints(LightningTrainer.__init__)["precision"]
+
+
+class Trainer(LightningTrainer):
+    """Lightning's Trainer whose ``precision`` also takes ``auto`` (resolved, and a bf16 value on a CPU
+    without bf16 instructions refused, by :func:`fastmmd.precision.resolve_trainer_precision`)."""
+
+    def __init__(self, *args: Any, precision: LIGHTNING_PRECISION | Literal["auto"] = None, **kwargs: Any) -> None:
+        from fastmmd.precision import resolve_trainer_precision
+
+        super().__init__(*args, precision=resolve_trainer_precision(precision, kwargs.get("accelerator", "auto")), **kwargs)
 
 
 class FastMMDCLI(LightningCLI):
@@ -264,7 +282,7 @@ def build_cli(args: list[str], run: bool = True) -> FastMMDCLI:
     # "Seed set to 0" on stderr would precede every error line (the seed is in config.yaml anyway)
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
     return FastMMDCLI(
-        StyleTransferModule, StyleDataModule, args=args, run=run, parser_class=FastMMDParser,
+        StyleTransferModule, StyleDataModule, trainer_class=Trainer, args=args, run=run, parser_class=FastMMDParser,
         save_config_callback=RunConfig, save_config_kwargs={"overwrite": True},
         seed_everything_default=0, auto_configure_optimizers=False,
         trainer_defaults={

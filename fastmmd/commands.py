@@ -156,16 +156,8 @@ def resolve_device(name: str) -> "torch.device":  # noqa: F821
 
 
 def resolve_precision(name: str, device: "torch.device") -> str:  # noqa: F821
-    """``auto`` -> ``bf16`` where bfloat16 convolutions are fast (CUDA with bf16, a CPU with
-    AVX512-BF16 or AMX), else ``32``. bf16 runs VGG under autocast only; statistics and the
-    optimizer stay in fp32 (quality measured in docs/benchmarks.md: final loss ratio 0.994).
-    """
-    import torch
+    """``auto`` -> ``bf16`` where bfloat16 is fast on ``device``, else ``32``; ``bf16`` on a CPU
+    without bf16 instructions is refused. The rule lives in :func:`fastmmd.precision.resolve_precision`."""
+    from fastmmd import precision
 
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "32"
-    cpu = torch.cpu
-    fast = any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return "bf16" if device.type == "cpu" and fast else "32"
+    return precision.resolve_precision(name, device)

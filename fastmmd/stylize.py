@@ -261,7 +261,8 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
             name of a shipped style (``fastmmd models``; ``NAME:pt2`` for its ``.pt2``).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         half: run in float16 (GPU only: fp16 convolutions are ~30x slower than fp32 on CPU).
-        bf16: run in bfloat16.
+        bf16: run in bfloat16; refused (:class:`UserError`) on a CPU without bf16 instructions, where it
+            would be emulated and far slower than fp32 (the rule: :mod:`fastmmd.precision`).
         channels_last: channels-last memory format; None = on for CUDA, off on CPU.
         tile: tile side in px; None = tile only when memory would not suffice; 0 = never.
         overlap: tile overlap in px; None = max(32, tile / 4).
@@ -285,6 +286,10 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
         raise UserError("--half and --bf16 exclude each other; pick one")
     if half and dev.type == "cpu":
         raise UserError("--half needs a CUDA GPU (fp16 on CPU is ~30x slower than fp32); drop it or use --bf16")
+    if bf16 and not half:
+        from fastmmd.precision import require_fast_bf16
+
+        require_fast_bf16(dev, "--bf16", "drop --bf16 (fp32 is the fast path there)")
     if tile is not None and 0 < tile < _MIN_TILE:
         raise UserError(f"--tile must be 0 (never tile) or at least {_MIN_TILE} px, not {tile}")
     if max_size is not None and max_size < 8:
@@ -318,7 +323,8 @@ def build_parser():
                         ".mkv, .webm, .avi) may be named instead")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 inference")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 inference (CUDA with bf16, or a CPU with "
+                        "AVX512-BF16/AMX; refused on other CPUs, where it would be far slower than fp32)")
     parser.add_argument("--channels-last", type=bool | None, default=None, help="channels-last memory format (default: on for CUDA)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per batch (same-size images are batched)")
     parser.add_argument("--max-size", type=int | None, default=None, help="downscale images whose longer side exceeds this (px)")

@@ -20,6 +20,11 @@ residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is
 * ``unfolded-compile-bf16``: ``compile-bf16`` with the network's upsampling convs computed as written
   (upsample, then a 3x3 conv; ``TransformerNet.set_layout``, as the naive loop does) instead of
   folded (``fastmmd.networks.folded_upsample_conv``): what the fold buys in training.
+* ``compile-fp32``: ``ours-fp32`` with the network and VGG wrapped in ``torch.compile``: the fast
+  path on CPUs without bf16 instructions.
+
+On the CPU, the ``*-bf16`` variants are skipped (one line each) where the CPU has no bf16
+instructions (``fastmmd.precision.cpu_bf16_is_fast``): emulated bf16 would only measure a crawl.
 
 ``--rounds N`` runs the whole list N times, interleaved, and pools each variant's timed steps: the
 ratios then hold even when the box's speed drifts during the run (it did here by 1.4x between two
@@ -51,7 +56,7 @@ import torch
 from torch import Tensor, nn
 
 VARIANTS = ("naive", "ours-fp32", "ours-bf16", "all-cl-bf16", "joint-bf16", "compile-bf16", "all-cl-compile-bf16",
-            "unfolded-compile-bf16")
+            "unfolded-compile-bf16", "compile-fp32")
 
 
 def style_image(size: int) -> Tensor:
@@ -230,12 +235,19 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--batch", batch], check=False)
         return
     args.batch = int(args.batch)
+    from fastmmd.precision import cpu_bf16_is_fast
+
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
     if unknown:  # a typo would otherwise cost a GPU lease its minutes
         p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     runs: dict[str, list[dict]] = {}
     for round_ in range(args.rounds):  # variants interleaved: a box that slows down mid-run slows every variant
         for variant in args.variants.split(","):
+            if variant.endswith("bf16") and args.device == "cpu" and not cpu_bf16_is_fast():
+                if not round_:
+                    print(f"{variant:>11}: skipped: this CPU has no bf16 instructions (torch's CPU capability "
+                          f"{torch.backends.cpu.get_cpu_capability()}), bf16 would be emulated", flush=True)
+                continue
             cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
             if round_:  # the bf16 quality check is not a timing: the first round's stands
                 cmd += ["--quality-steps", "0"]

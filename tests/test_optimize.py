@@ -152,14 +152,14 @@ def test_help_lists_every_subcommand(capsys):
 
 
 def test_precision_auto_resolves_per_hardware(monkeypatch):
+    """The CPU check is injected both ways (tests/test_precision.py tests the check itself)."""
     import torch
 
+    from fastmmd import precision
     from fastmmd.commands import resolve_precision
 
     cpu = torch.device("cpu")
-    assert resolve_precision("32", cpu) == "32" and resolve_precision("bf16", cpu) == "bf16"
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert resolve_precision("auto", cpu) == "32"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(precision, "cpu_bf16_is_fast", lambda: False)
+    assert resolve_precision("auto", cpu) == "32" and resolve_precision("32", cpu) == "32"
+    monkeypatch.setattr(precision, "cpu_bf16_is_fast", lambda: True)
+    assert resolve_precision("auto", cpu) == "bf16" and resolve_precision("bf16", cpu) == "bf16"

@@ -25,13 +25,30 @@ def run(*args: str, timeout: int = 300) -> str:
 
 @pytest.mark.slow
 def test_bench_train_runs_every_cpu_variant_it_names():
-    out = run("scripts/bench_train.py", "--size", "32", "--batch", "1,2", "--steps", "1", "--warmup", "0",
-              "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32,ours-bf16",
+    """The naive loop and fastmmd's step (``ours-bf16`` is the same step under autocast, which
+    tests/test_training.py and tests/test_precision.py cover), two rounds pooled: 4 variant processes
+    instead of 12 (a list of batch sizes is covered by the next test, without variant processes)."""
+    out = run("scripts/bench_train.py", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0",
+              "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32",
               "--rounds", "2", "--cudnn-benchmark")
     assert "failed" not in out, out
     assert "cudnn.benchmark True" in out  # passed on to every variant's process (a no-op without CUDA)
-    assert out.count("ours-bf16:") >= 6 and "x naive speed" in out  # per batch: a timing per round and a ratio
-    assert out.count("(round 2)") == 6
+    assert out.count("ours-fp32:") == 3  # a timing per round and a ratio
+    assert out.count("(round 2)") == 2 and "naive: 1.00x naive speed" in out
+
+
+def test_bench_train_skips_bf16_variants_on_a_cpu_without_bf16():
+    """Under ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2-only CPU, as far as torch
+    is concerned) the bf16 variants are skipped with one line each (per batch size) instead of crawling."""
+    import os
+
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, "scripts/bench_train.py", "--variants", "ours-bf16,compile-bf16",
+                           "--batch", "1,2", "--rounds", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("skipped: this CPU has no bf16 instructions") == 4, done.stdout
+    assert ", batch 1, " in done.stdout and ", batch 2, " in done.stdout  # one comparison per batch size
 
 
 @pytest.mark.slow
