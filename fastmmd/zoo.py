@@ -63,7 +63,8 @@ def zoo_dir() -> Path:
 
 
 def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """The styles of a zoo's ``zoo.json``, checked: ``{name: entry}``.
+    """The styles of a zoo's ``zoo.json``, checked: ``{name: entry}``; its arbitrary-style networks
+    (the manifest's ``arbitrary`` object, for any painting) come with them, marked ``"kind": "arbitrary"``.
 
     Every entry's ``files`` must be plain file names inside the zoo folder with the suffix of their
     kind, so a manifest (which ``$FASTMMD_ZOO`` may take from anyone) can point at nothing else.
@@ -94,7 +95,10 @@ def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, dict[str
     styles = data.get("styles")
     if not isinstance(styles, dict):
         raise broken("no 'styles' object")
-    for name, entry in styles.items():
+    arbitrary = data.get("arbitrary", {})  # networks for any painting (fastmmd.arbitrary), listed apart
+    if not isinstance(arbitrary, dict) or set(arbitrary) & set(styles):
+        raise broken("'arbitrary' is not an object of names other than the styles'")
+    for name, entry in [*styles.items(), *arbitrary.items()]:
         if not (isinstance(name, str) and _NAME.fullmatch(name)):
             raise broken(f"style name {str(name)[:40]!r} is not lower-case letters, digits, '_' and '-'")
         files = entry.get("files") if isinstance(entry, dict) else None
@@ -106,7 +110,7 @@ def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, dict[str
             if not (isinstance(file, str) and _FILE.fullmatch(file) and file.lower().endswith(FILE_KINDS[kind])):
                 raise broken(f"style {name!r}: {str(file)[:60]!r} is not a {FILE_KINDS[kind]} file name "
                              "inside the zoo folder")
-    return styles
+    return {**styles, **{name: {**entry, "kind": "arbitrary"} for name, entry in arbitrary.items()}}
 
 
 def resolve_model(spec: str | os.PathLike) -> Path:
@@ -196,20 +200,24 @@ def shipped_metadata(spec: str | os.PathLike) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) and meta.get("format") == kind else None  # kinds are named as formats
 
 
-def checksum(module: Callable[[Tensor], Tensor]) -> dict[str, Any]:
+def checksum(module: Callable[..., Tensor], style_features: int = 0) -> dict[str, Any]:
     """Per-channel mean and std of ``module`` on a fixed random input: what a style looks like, in numbers.
 
     The input is ``torch.rand(1, 3, 37, 53)`` from a generator seeded with 0, float 0-1; the module
     runs as given (an fp16 export casts it to its weights' dtype and returns float32), on the CPU.
+    An arbitrary-style network (``style_features`` = F > 0, the length of its painting statistics)
+    gets the painting ``3 * rand(1, F)`` drawn next from the same generator.
 
     Returns:
         ``{"seed", "shape", "mean": [r, g, b], "std": [r, g, b], "tolerance"}``: the manifest's ``checksum``.
     """
     import torch
 
-    x = torch.rand(*CHECKSUM_SHAPE, generator=torch.Generator().manual_seed(CHECKSUM_SEED))
+    g = torch.Generator().manual_seed(CHECKSUM_SEED)
+    x = torch.rand(*CHECKSUM_SHAPE, generator=g)
     with torch.inference_mode():
-        y = module(x).float()  # (1, 3, 37, 53)
+        y = (module(x, None, None, 3 * torch.rand(1, style_features, generator=g)) if style_features
+             else module(x)).float()  # (1, 3, 37, 53)
     if tuple(y.shape) != CHECKSUM_SHAPE:
         raise ValueError(f"the module returned shape {tuple(y.shape)} for {CHECKSUM_SHAPE}")
     return {"seed": CHECKSUM_SEED, "shape": list(CHECKSUM_SHAPE),
@@ -240,7 +248,8 @@ def describe_styles(folder: str | os.PathLike | None = None) -> list[dict[str, A
         scores, training = (entry.get(k) if isinstance(entry.get(k), dict) else {} for k in ("scores", "training"))
         files = list(entry["files"].values())
         rows.append({
-            "name": name, "title": entry.get("title"), "painter": entry.get("painter"), "year": entry.get("year"),
+            "name": name, "kind": entry.get("kind", "style"),
+            "title": entry.get("title"), "painter": entry.get("painter"), "year": entry.get("year"),
             "loss": entry.get("loss"),
             "style_ratio": scores.get("style_ratio"), "content_ratio": scores.get("content_ratio"),
             "minutes": training.get("minutes"), "files": files,
@@ -258,6 +267,8 @@ def styles_table(rows: list[dict[str, Any]], folder: str | os.PathLike) -> str:
     table = [("name", "painting", "loss", "style/opt", "content/opt", "training", "files")]
     for r in rows:
         painting = ", ".join(str(r[k]) for k in ("title", "painter", "year") if r.get(k))
+        if r.get("kind") == "arbitrary":
+            painting = "any painting: --style-image PAINTING"
         short = [f[len(r["name"]):] if f.startswith(f"{r['name']}.") else f for f in r["files"]]  # NAME.pt -> .pt
         files = " ".join(short) + f" ({r['megabytes']:.1f} MB)"
         if r["missing"]:
@@ -269,6 +280,9 @@ def styles_table(rows: list[dict[str, Any]], folder: str | os.PathLike) -> str:
     lines += ["", "style/opt, content/opt: the network's distance to the painting / the photo divided by per-image "
               "optimization's (fastmmd evaluate; below 1: closer).",
               f"Use: fastmmd stylize NAME photo.jpg (NAME:pt2 for the .pt2 file). Folder: {str(folder)} (${ENV_VAR})."]
+    if any(r.get("kind") == "arbitrary" for r in rows):
+        lines.append("Any painting: fastmmd stylize arbitrary photo.jpg --style-image painting.jpg (scores: on "
+                     "paintings it never saw).")
     return "\n".join(lines)
 
 

@@ -59,6 +59,39 @@ def scores(report: Path) -> dict | None:
             "seconds_per_image": model["mean"]["seconds"], "optimize_seconds_per_image": opt["seconds"]}
 
 
+def arbitrary_entry(ckpt: Path, zoo: Path, summary: Path | None, machine: str, minutes: float,
+                    no_export: bool) -> dict:
+    """The ``arbitrary`` entry of zoo.json for an arbitrary-style network's checkpoint: exported to
+    ``arbitrary.pt`` (int8; TorchScript is its one export format so far), scored by
+    ``scripts/bench_arbitrary.py``'s summary.json (the network's mean distances on held-out
+    paintings and photos, and their ratios to per-image optimization's)."""
+    from fastmmd.export import load_exported
+    from fastmmd.zoo import checksum, file_sha256
+
+    files = {"torchscript": "arbitrary.pt"}
+    if not no_export:
+        export(ckpt, zoo / files["torchscript"])
+    described = torch.load(ckpt, map_location="cpu", weights_only=True)["fastmmd"]
+    module, exported = load_exported(zoo / files["torchscript"])
+    scores = None
+    if summary is not None:
+        s = json.loads(summary.read_text())
+        mine = next(v for k, v in s["models"].items() if k not in ("optimize",) and not k.startswith("magenta"))
+        opt = s["models"]["optimize"]["mean"]
+        scores = {"size": s["size"], "photos": len(s["photos"]), "paintings": len(s["paintings"]),
+                  "baseline": "optimize --loss gram --iterations 100", "style_swd": mine["mean"]["style_swd"],
+                  "content": mine["mean"]["content"], "optimize_style_swd": opt["style_swd"],
+                  "optimize_content": opt["content"], "style_ratio": mine["ratio"]["style_swd"],
+                  "content_ratio": mine["ratio"]["content"], "seconds_per_image": mine["mean"]["seconds"]}
+    return {"title": "any painting", "loss": described["loss"], "style_weight": described["style_weight"],
+            "config": ["configs/arbitrary.yaml"],
+            "training": {"machine": machine, "minutes": minutes, "steps": int(described["global_step"]),
+                         "batch_size": 4, "image_size": described["image_size"]},
+            "weights": exported.get("dtype"), "storage_max_abs_diff": exported.get("storage_max_abs_diff"),
+            "files": files, "sha256": {kind: file_sha256(zoo / file) for kind, file in files.items()},
+            "scores": scores, "checksum": checksum(module, exported["network"]["style_features"])}
+
+
 def main() -> None:
     from fastmmd.export import load_exported
     from fastmmd.zoo import checksum, file_sha256
@@ -71,7 +104,19 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, required=True)
     ap.add_argument("--cpu-times", default=None, help="cpu_times.json from scripts/zoo_cpu_time.py")
     ap.add_argument("--no-export", action="store_true", help="keep the existing .pt/.pt2 files")
+    ap.add_argument("--arbitrary", default=None, help="only (re)build the arbitrary-style network from this .ckpt")
+    ap.add_argument("--arbitrary-scores", default=None, help="its scripts/bench_arbitrary.py summary.json")
     args = ap.parse_args()
+    if args.arbitrary:
+        zoo = Path(args.zoo)
+        manifest = json.loads((zoo / "zoo.json").read_text())
+        manifest.setdefault("arbitrary", {})["arbitrary"] = arbitrary_entry(
+            Path(args.arbitrary), zoo, Path(args.arbitrary_scores) if args.arbitrary_scores else None, args.machine,
+            args.minutes, args.no_export)
+        (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        (zoo / "README.md").write_text(readme(manifest, zoo))
+        print(f"wrote {zoo / 'zoo.json'} and {zoo / 'README.md'}")
+        return
     zoo = Path(args.zoo)
     manifest_path = zoo / "zoo.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"format_version": 1, "styles": {}}
@@ -125,7 +170,8 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
     """checkpoints/README.md: the table of shipped styles, generated from zoo.json (``cpu``: the
     cpu_times.json the CPU column came from, for how it was measured)."""
     threads = (cpu or {}).get("conditions") or "see scripts/zoo_cpu_time.py"
-    total = sum((zoo / f).stat().st_size for e in manifest["styles"].values() for f in e["files"].values()) / 1e6
+    total = sum((zoo / f).stat().st_size for e in [*manifest["styles"].values(), *(manifest.get("arbitrary") or {}).values()]
+                for f in e["files"].values()) / 1e6
     lines = [
         "# checkpoints/: the shipped styles, and your runs",
         "",
@@ -172,6 +218,17 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
               "`base_mix` in `scripts/gpu_bases.txt`), int8. Started from it, candy, mosaic and Matisse's",
               "*Woman with a Hat* ended 30 CPU minutes 2-20 % closer to the photo than started from",
               "`starry_night.pt`, at the same style distance within 5 % (docs/benchmarks.md, \"Bases for a warm start\").", ""]
+    for name, e in (manifest.get("arbitrary") or {}).items():
+        t, sc = e["training"], e.get("scores") or {}
+        lines += [f"`{e['files']['torchscript']}` (`fastmmd stylize {name} photo.jpg --style-image painting.jpg`): one network "
+                  "for any painting (fastmmd/arbitrary.py), trained with `configs/arbitrary.yaml` "
+                  f"({e['loss']}, style weight {e['style_weight']:g}) for {t['steps']} steps of {t['batch_size']} at "
+                  f"{t['image_size']} px, {t['minutes']:g} min on {t['machine']}, int8."]
+        if sc:
+            lines += [f"On {sc['paintings']} paintings and {sc['photos']} photos it never saw ({sc['size']} px): style SW "
+                      f"{sc['style_swd']:.3f} ({sc['style_ratio']:.2f}x per-image optimization's), content "
+                      f"{sc['content']:.3f} ({sc['content_ratio']:.2f}x); docs/benchmarks.md, \"Arbitrary style\"."]
+        lines.append("")
     return "\n".join(lines)
 
 
