@@ -258,3 +258,23 @@ def test_paintings_from_a_hugging_face_dataset_pair_like_a_folder(tmp_path):
     with pytest.raises(UserError, match="not both"):
         StyleDataModule(root=str(tmp_path / "photos"), painting_root=str(tmp_path / "paintings"),
                         painting_hf_dataset="x")
+
+
+@pytest.mark.slow
+def test_evaluate_asks_an_arbitrary_network_for_the_style_it_scores(arbitrary_run, tmp_path):
+    import json
+
+    root, painting = arbitrary_run["root"], arbitrary_run["paintings"] / "painting2.png"
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(arbitrary_run["straight"]), "--content", str(root / "photos" / "000.png"),
+                 str(root / "photos" / "001.png"), "--style", str(painting), "--size", "32", "--iterations", "2",
+                 "--vgg-weights", "random", "--vgg-width-divisor", "8", "--output", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    from fastmmd.images import read_image
+
+    mine = pil_to_tensor(Image.open(out / report["models"][0]["rows"][0]["image"]))
+    direct = load_stylizer(arbitrary_run["straight"], device="cpu").with_paintings([painting])
+    expected = direct.stylize_tensor(read_image(root / "photos" / "000.png", 32).unsqueeze(0))[0]
+    assert mine.shape == expected.shape and (mine - expected).abs().max() <= 1 / 255 + 1e-6  # that painting, 8 bits
+    assert report["models"][0]["mean"]["style_swd"] > 0
