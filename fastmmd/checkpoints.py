@@ -24,10 +24,10 @@ checkpoints both call, so the format is written in one place.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from fastmmd.errors import UserError
+from fastmmd.inputs import regular_file
 from fastmmd.model_files import load_pickle, network_from_state, not_a_model
 from fastmmd.networks import TransformerNet
 
@@ -57,9 +57,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         UserError: missing, unreadable, crafted, or not a training checkpoint (one line).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"checkpoint {str(p)!r} does not exist" if not p.is_dir() else f"checkpoint {str(p)!r} is a folder")
+    p = regular_file(path, "checkpoint")
     ckpt = load_pickle(p)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise not_a_model(p, "no state_dict")

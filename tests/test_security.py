@@ -1,4 +1,6 @@
-"""No model file, however crafted, runs code: every container x every loader (issue 8).
+"""No model file, however crafted, runs code: every container x every loader (issue 8); and no
+input, however crafted, reads another file, takes memory or time out of proportion to what it
+holds, or ends in a traceback (issue 26: resource payloads, asserted under a hard RLIMIT_AS).
 
 Each crafted file (:mod:`payloads`) creates a marker file if anything unpickles or runs its payload.
 Every loader (``stylize``, ``export``, ``export --info``, ``compare --models``, ``fit --ckpt_path``,
@@ -11,6 +13,7 @@ because fastmmd reads only their weights, and the marker still never appears.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -27,7 +30,7 @@ from fastmmd.__main__ import main
 from fastmmd.errors import UserError
 from fastmmd.model_files import load_pickle, read_network, weights_only_loads
 from fastmmd.stylize import load_stylizer
-from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, Payload, torch_bytes
+from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, RESOURCE_PAYLOADS, Payload, torch_bytes
 
 TINY_COMPARE = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--size", "16", "--iterations", "1",
                 "--losses", "gram", "--style-weights", "1", "--no-progress"]
@@ -182,3 +185,139 @@ def test_onnx_with_external_weights_is_refused(tiny_exports, tmp_path):
     onnx.save_model(model, str(path))
     with pytest.raises(UserError, match="other files"):
         load_stylizer(path, device="cpu")
+
+
+# ------------------------------------------------------------------------------------- issue 26
+#: Address space a payload may take beyond what reading and running a genuine model took.
+HEADROOM = 1536 << 20
+#: Runs argv lists through the entry point in one process: first genuine models (their peak
+#: address space is the baseline), then RLIMIT_AS = baseline + HEADROOM, then every payload.
+#: Prints one JSON line per run: exit code and the stderr lines it wrote.
+_LIMITED_RUNS = """
+import contextlib, io, json, resource, sys
+import torch
+from fastmmd.__main__ import main
+from fastmmd.errors import UserError
+from fastmmd.stylize import load_stylizer
+
+def run(argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            if argv[0] == "load_stylizer":  # the Python API: load, then run on a small batch
+                code = load_stylizer(argv[1], device="cpu").stylize_tensor(torch.rand(1, 3, 20, 20)) is None
+            else:
+                code = main(argv)
+        except SystemExit as e:
+            code = e.code
+        except UserError as e:
+            print(f"fastmmd: error: {e}", file=sys.stderr)
+            code = 2
+        except BaseException as e:
+            print(f"Traceback: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
+    return code, err.getvalue().strip().splitlines()
+
+genuine, payloads = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for argv in genuine:
+    assert run(argv)[0] == 0, argv
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
+limit = peak + int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+print(json.dumps({"baseline": peak, "limit": limit}), flush=True)
+for argv in payloads:
+    code, lines = run(argv)
+    print(json.dumps({"argv": argv, "code": code, "err": lines}), flush=True)
+"""
+
+
+def _limited(genuine: list[list[str]], payloads: list[list[str]], cwd: Path) -> list[dict]:
+    res = subprocess.run([sys.executable, "-c", _LIMITED_RUNS, json.dumps(genuine), json.dumps(payloads), str(HEADROOM)],
+                         capture_output=True, text=True, timeout=300, cwd=cwd,
+                         env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent), "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not res.stderr.strip(), res.stderr  # nothing reached the real stderr: no log line, no warning
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert rows[0]["limit"] > rows[0]["baseline"]
+    return rows[1:]
+
+
+def test_resource_payloads_are_refused_in_one_line_under_a_hard_memory_limit(tiny_exports, make_image, tmp_path):
+    """Every resource payload x every loader: exit 2, one line, nothing written, within the baseline
+    + 1.5 GB of address space (the payloads declare 1-50 GB or loop forever), and no file read
+    besides the one given (the If-branch payload points at ``.env`` in the working folder)."""
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    (tmp_path / ".env").write_text("SECRET=do-not-read\n")
+    img = make_image("photo.png", 20, 20)
+    out = tmp_path / "out"
+    genuine = [["stylize", str(tiny_exports[k]), str(img), "-o", str(tmp_path / "genuine"), "-q"]
+               for k in ("ckpt", "torchscript", "pt2", "onnx")]
+    payloads = []
+    for name, (build, scale, _full) in RESOURCE_PAYLOADS.items():
+        crafted = build(tiny_exports, tmp_path, scale)
+        payloads.append(["stylize", str(crafted), str(img), "-o", str(out), "-q"])
+        payloads.append(["load_stylizer", str(crafted)])
+        payloads.append(["export", str(crafted), "-o", str(out / "x.pt")] if crafted.suffix == ".ckpt"
+                        else ["export", "--info", str(crafted)])
+    rows = _limited(genuine, payloads, tmp_path)
+    assert len(rows) == len(payloads)
+    for row in rows:
+        assert row["code"] == 2 and len(row["err"]) == 1, row
+        assert row["err"][0].startswith("fastmmd: error:") and "Traceback" not in row["err"][0], row
+        assert "do-not-read" not in row["err"][0]
+    assert not out.exists()
+    assert len(list((tmp_path / "genuine").iterdir())) == 1  # the genuine runs wrote photo_stylized.png
+
+
+def test_archive_members_are_looked_up_in_one_pass(tiny_exports, tmp_path):
+    """A .pt2 just under the member limit reads in time linear in its members (was quadratic)."""
+    import time
+
+    from fastmmd.inputs import MAX_MEMBERS
+    from payloads import pt2_many_members
+
+    crafted = pt2_many_members(tiny_exports, tmp_path, MAX_MEMBERS - 200)
+    start = time.perf_counter()
+    with pytest.raises(UserError, match="do not match"):
+        read_network(crafted)
+    assert time.perf_counter() - start < 10
+
+
+def test_check_tensor_bytes_allows_distinct_storages_and_refuses_repeated_views(tmp_path):
+    from fastmmd.model_files import check_tensor_bytes
+
+    a, b = torch.zeros(64), torch.zeros(64)
+    check_tensor_bytes({"lo": a[:32], "hi": a[32:], "b": b}, "x")  # two halves of one storage: 512 bytes in 512
+    with pytest.raises(UserError, match="overlapping or repeated views"):
+        check_tensor_bytes({"a": a, "again": a.view(8, 8), "b": b, "again_b": b}, "x")
+    with pytest.raises(UserError, match="overlapping or repeated views"):
+        check_tensor_bytes({"s": torch.zeros(4).as_strided((1000,), (0,))}, "x")
+
+
+def test_onnx_checks_reach_into_every_subgraph(tiny_exports, tmp_path):
+    """External data in a tensor attribute of a nested subgraph is found (before the subgraph rule)."""
+    onnx = pytest.importorskip("onnx")
+    from fastmmd.model_files import check_onnx_graph
+    from payloads import onnx_subgraph_external
+
+    model = onnx.load(str(onnx_subgraph_external(tiny_exports, tmp_path)), load_external_data=False)
+    with pytest.raises(UserError, match="other files"):
+        check_onnx_graph(model, "x.onnx")
+    if_node = model.graph.node[0]
+    for branch in if_node.attribute:  # move the external tensor into a Constant node of the branch
+        t = branch.g.initializer.pop()
+        branch.g.node.insert(0, onnx.helper.make_node("Constant", [], [t.name], value=t))
+    with pytest.raises(UserError, match="other files"):
+        check_onnx_graph(model, "x.onnx")
+
+
+def test_onnx_exports_use_only_allowed_operators(tiny_exports):
+    """The operator list covers what fastmmd export writes (a conditioned network's too: test_export)."""
+    onnx = pytest.importorskip("onnx")
+    from fastmmd.model_files import ONNX_OPERATORS
+
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    model = onnx.load(str(tiny_exports["onnx"]))
+    assert {n.op_type for n in model.graph.node} <= ONNX_OPERATORS
