@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import fastmmd
-from conftest import tiny_fit_args
+from conftest import synthetic_image, tiny_fit_args
 from fastmmd.__main__ import main
 from fastmmd.errors import UserError
 from fastmmd.model_files import load_pickle, read_network, weights_only_loads
@@ -321,3 +321,127 @@ def test_onnx_exports_use_only_allowed_operators(tiny_exports):
         pytest.skip("onnx export unavailable")
     model = onnx.load(str(tiny_exports["onnx"]))
     assert {n.op_type for n in model.graph.node} <= ONNX_OPERATORS
+
+
+def _one_line(argv: list[str], capsys, *needles: str) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("fastmmd: error:"), err
+    assert all(n in err[0] for n in needles), err
+    return err[0]
+
+
+def test_video_frames_obey_the_image_pixel_limit_before_decoding(tiny_exports, tmp_path, capsys):
+    """An 89-byte GIF declaring a 16000 x 16000 screen, under a hard memory limit (it decoded 3 GB frames)."""
+    from payloads import gif_huge_screen
+
+    gif = gif_huge_screen(tmp_path)
+    rows = _limited([], [["stylize", str(tiny_exports["ckpt"]), str(gif), "-o", str(tmp_path / "out"), "-q"]], tmp_path)
+    assert rows[0]["code"] == 2 and len(rows[0]["err"]) == 1 and "Mpx limit" in rows[0]["err"][0], rows
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifos_are_refused_before_any_reader_opens_them(tiny_exports, make_image, tmp_path, capsys):
+    """A FIFO named like a clip, a model, an image or a VGG file: refused at once (av.open blocked forever)."""
+    from payloads import fifo_clip
+
+    img = make_image("photo.png", 20, 20)
+    model = str(tiny_exports["ckpt"])
+    clip, fake_model, fake_img = fifo_clip(tmp_path), fifo_clip(tmp_path, "style.pt"), fifo_clip(tmp_path, "img.png")
+    _one_line(["stylize", model, str(clip), "-o", str(tmp_path / "o"), "-q"], capsys, "not a regular file")
+    _one_line(["stylize", model, str(clip), "-o", str(tmp_path / "o.mp4"), "-q"], capsys, "not a regular file")
+    _one_line(["stylize", str(fake_model), str(img), "-o", str(tmp_path / "o"), "-q"], capsys, "not a regular file")
+    _one_line(["export", "--info", str(fake_model)], capsys, "not a regular file")
+    _one_line(["export", str(fake_model), "-o", str(tmp_path / "o" / "x.pt")], capsys, "not a regular file")
+    capsys.readouterr()
+    assert main(["stylize", model, str(fake_img), "-o", str(tmp_path / "o"), "-q"]) == 1  # an image input: skipped
+    assert "not a regular file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.mp4").exists()
+
+
+def test_outputs_of_every_input_kind_get_distinct_names(tiny_exports, tmp_path):
+    """Two clips of one name (or clip.gif and clip.mp4), and frames f1.png + f1.jpg: one output each."""
+    av = pytest.importorskip("av")
+    from test_video import write_clip
+
+    model = str(tiny_exports["ckpt"])
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_clip(tmp_path / folder / "clip.mp4", frames=3, audio=None)
+    assert main(["stylize", model, str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4"),
+                 "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_stylized.mp4", "clip_stylized_2.mp4"]
+    with av.open(str(tmp_path / "a" / "clip.mp4")) as c:  # a GIF of the same stem
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(tmp_path / "clip.gif"), "w") as c:
+        s = c.add_stream("gif", rate=10)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "rgb8"
+        for i, a in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(a, format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    assert main(["stylize", model, str(tmp_path / "clip.gif"), str(tmp_path / "a" / "clip.mp4"),
+                 "-o", str(tmp_path / "out2"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["clip_stylized.mp4", "clip_stylized_2.mp4"]
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for name in ("f0.png", "f1.png", "f1.jpg", "f2.png", "f2.jpg"):
+        synthetic_image(24, 16).save(frames_dir / name)
+    assert main(["stylize", model, str(frames_dir), "-o", str(tmp_path / "out3"), "-q", "--norm-stats", "frame"]) == 0
+    assert len(list((tmp_path / "out3").iterdir())) == 5
+
+
+def test_truncated_or_corrupt_clip_is_one_line_and_writes_nothing(tiny_exports, tmp_path, capsys):
+    pytest.importorskip("av")
+    from test_video import write_clip
+
+    model = str(tiny_exports["ckpt"])
+    for suffix in (".mkv", ".avi"):
+        clip = write_clip(tmp_path / f"clip{suffix}", frames=30, width=32, height=24,
+                          audio=None if suffix == ".avi" else "aac")
+        data = clip.read_bytes()
+        cut = tmp_path / f"cut{suffix}"
+        cut.write_bytes(data[: 2 * len(data) // 3])
+        _one_line(["stylize", model, str(cut), "-o", str(tmp_path / "o.mp4"), "-q"], capsys, "truncated")
+        assert not (tmp_path / "o.mp4").exists()
+        if suffix == ".mkv":  # the whole clip passes (this writer's AVI timestamps do not remux: an older issue)
+            assert main(["stylize", model, str(clip), "-o", str(tmp_path / f"whole{suffix}.mp4"), "-q"]) == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    frames = tmp_path / "frames"  # a bad frame late in a folder: the frames written before it go again
+    frames.mkdir()
+    for i in range(3):
+        synthetic_image(24, 16).save(frames / f"f{i}.png")
+    (frames / "f9.png").write_bytes(b"not a png")
+    _one_line(["stylize", model, str(frames), "-o", str(tmp_path / "fo"), "-q", "--norm-stats", "frame",
+               "--batch-size", "1"], capsys, "f9.png")
+    assert not (tmp_path / "fo").exists()
+
+
+def test_sigterm_mid_encode_removes_the_part_file(tiny_exports, tmp_path):
+    import signal
+    import time
+
+    from test_video import write_clip
+
+    clip = write_clip(tmp_path / "long.mp4", frames=300, width=64, height=48, audio=None)
+    out = tmp_path / "o"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from fastmmd.__main__ import main; sys.exit(main(sys.argv[1:]))",
+                             "stylize", str(tiny_exports["ckpt"]), str(clip), "-o", str(out / "x.mp4"), "-q"],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent), "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".*.part")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the clip was done before SIGTERM arrived")
+    assert proc.returncode == 143 and err.strip().splitlines() == ["fastmmd: terminated; files already written are complete"]
+    assert list(out.iterdir()) == []
