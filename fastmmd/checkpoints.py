@@ -28,7 +28,7 @@ from typing import Any
 
 from fastmmd.errors import UserError
 from fastmmd.inputs import regular_file
-from fastmmd.model_files import load_pickle, network_from_state, not_a_model
+from fastmmd.model_files import load_pickle, network_from_state, not_a_model, validate_metadata
 from fastmmd.networks import TransformerNet
 
 FORMAT_VERSION = 1
@@ -65,7 +65,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's ``"fastmmd"`` description, checked (present, a known format version)."""
+    """The checkpoint's ``"fastmmd"`` description, checked (present, a known format version, every
+    field through :func:`fastmmd.model_files.validate_metadata`)."""
     meta = ckpt.get(KEY)
     if not isinstance(meta, dict):
         raise not_a_model(path, "no fastmmd description; was it written by `fastmmd fit`?")
@@ -74,7 +75,7 @@ def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[s
         raise not_a_model(path, f"format version {str(version)[:20]!r}")
     if version > FORMAT_VERSION:
         raise UserError(f"{str(path)!r} uses checkpoint format {version}; upgrade fastmmd to read it")
-    return meta
+    return validate_metadata(meta, path)
 
 
 def network_from_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:

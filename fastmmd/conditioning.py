@@ -268,7 +268,7 @@ class ConditionSpace:
         """The index of style ``name`` (a name or a 0-based index), or a one-line error."""
         if name in self.styles:
             return self.styles.index(name)
-        if name.strip().isdigit() and int(name) < len(self.styles):
+        if name.strip().isascii() and name.strip().isdigit() and int(name) < len(self.styles):  # not "²"
             return int(name)
         choices = ", ".join(self.styles)
         raise UserError(f"{flag}: this model has no style {name!r} (its styles: {choices}; or an index 0.."
@@ -304,9 +304,11 @@ class ConditionSpace:
                         raise UserError(f"--mix takes NAME=WEIGHT pairs with finite weights >= 0, e.g. "
                                         f"--mix {self.styles[0]}=0.7,{self.styles[1]}=0.3; not {part.strip()!r}")
                     weights[self.index(name.strip(), "--mix")] += w
-                total = sum(weights)
-                if not total > 0:
+                top = max(weights)  # divided by the largest first: 1e308 + 1e308 must not overflow to inf
+                if not top > 0:
                     raise UserError("--mix weights sum to 0; give at least one positive weight")
+                weights = [w / top for w in weights]
+                total = sum(weights)
                 weights = [w / total for w in weights]
         if strength is not None:
             if self.strength_range is None:

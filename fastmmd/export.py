@@ -336,6 +336,8 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
         UserError: bad format/suffix, unwritable output, or a parity mismatch (nothing written).
     """
     fmt = format_for(output, fmt)
+    if half and weights not in ("float32", "float16"):  # --half meant float16; it never silently replaces int8
+        raise UserError(f"--half is --weights float16; it does not combine with --weights {weights}")
     storage = "float16" if half else weights
     if storage not in STORAGES:
         raise UserError(f"--weights must be one of {', '.join(STORAGES)}, not {storage!r}")

@@ -53,6 +53,8 @@ VIDEO_SUFFIXES = tuple(CONTAINERS) + INPUT_ONLY_SUFFIXES
 #: Constant-rate-factor defaults: visually near-lossless for H.264/H.265, the usual good quality for VP9/AV1.
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
 NORM_STATS = ("frame", "running", "clip")
+#: The frame rates ``--fps`` takes (the rate is kept as a fraction of denominator <= 1001).
+MIN_FPS, MAX_FPS = 0.001, 10000.0
 #: Share of a clip's declared frames or duration that may be missing before it counts as truncated.
 TRUNCATION_TOLERANCE = 0.02
 CLIP_SAMPLES = 16
@@ -404,8 +406,8 @@ def stylize_video(stylizer: Any, source_path: str | Path, output: str | Path, ba
         raise UserError(f"--norm-momentum must be in [0, 1), not {momentum}")
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
-    if fps is not None and not (0 < fps < 10000):
-        raise UserError(f"--fps must be positive, not {fps}")
+    if fps is not None and not (MIN_FPS <= fps <= MAX_FPS):  # 1e-300 would round to a rate of 0
+        raise UserError(f"--fps must lie between {MIN_FPS:g} and {MAX_FPS:g} frames per second, not {fps}")
     twin = stylizer.eager_model()
     if norm_stats != "frame" and twin is None:
         raise UserError(f"--norm-stats {norm_stats} needs a .pt/.pt2/.ckpt model (ONNX graphs cannot share "

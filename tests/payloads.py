@@ -446,3 +446,44 @@ def fifo_clip(out: Path, name: str = "clip.mp4") -> Path:
     path = out / name
     os.mkfifo(path)
     return path
+
+
+def with_metadata(exports: dict[str, Path], out: Path, kind: str, text: Callable[[str], str], name: str) -> Path:
+    """A genuine export (``torchscript``, ``pt2`` or ``onnx``) whose ``fastmmd.json`` text is ``text(original)``."""
+    suffix = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}[kind]
+    target = out / f"{name}{suffix}"
+    if kind == "onnx":
+        import onnx
+
+        model = onnx.load(str(exports["onnx"]))
+        for prop in model.metadata_props:
+            if prop.key == "fastmmd":
+                prop.value = text(prop.value)
+        onnx.save_model(model, str(target))
+        return target
+    return rewrite_zip(exports[kind], target,
+                       lambda n, data: text(data.decode()).encode() if n.endswith("fastmmd.json") else data)
+
+
+def _field(field: str, value: str) -> Callable[[str], str]:
+    """Sets a top-level (``min_size``) or ``network.`` field of the metadata to raw JSON ``value``."""
+    def edit(text: str) -> str:
+        meta = json.loads(text)
+        head, _, tail = field.partition(".")
+        meta.setdefault(head, {})
+        marker = "\u0000FIELD\u0000"
+        if tail:
+            meta[head][tail] = marker
+        else:
+            meta[head] = marker
+        return json.dumps(meta).replace(json.dumps(marker), value)
+    return edit
+
+
+#: Metadata payloads: name -> edit of the fastmmd.json text (each a traceback before issue 26).
+METADATA_PAYLOADS = {
+    "min_size-text": _field("min_size", '"abc"'),
+    "width-text": _field("network.width", '"x"'),
+    "deep-json": lambda text: "[" * 100_000 + "]" * 100_000,
+    "5000-digit-int": _field("min_size", "1" * 5000),
+}

@@ -445,3 +445,92 @@ def test_sigterm_mid_encode_removes_the_part_file(tiny_exports, tmp_path):
         pytest.skip("the clip was done before SIGTERM arrived")
     assert proc.returncode == 143 and err.strip().splitlines() == ["fastmmd: terminated; files already written are complete"]
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("payload", ["min_size-text", "width-text", "deep-json", "5000-digit-int"])
+def test_crafted_metadata_is_one_line_in_every_format(payload, tiny_exports, make_image, tmp_path, capsys):
+    """Every metadata field goes through one schema, every JSON text through one bounded parser."""
+    from payloads import METADATA_PAYLOADS, with_metadata
+
+    img = make_image("photo.png", 20, 20)
+    for kind in ("torchscript", "pt2", "onnx"):
+        if kind not in tiny_exports:
+            continue
+        crafted = with_metadata(tiny_exports, tmp_path, kind, METADATA_PAYLOADS[payload], payload)
+        _one_line(["stylize", str(crafted), str(img), "-o", str(tmp_path / "o"), "-q"], capsys, "not a fastmmd")
+        _one_line(["export", "--info", str(crafted)], capsys, "not a fastmmd")
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_metadata_goes_through_the_same_schema(tmp_path):
+    from conftest import write_tiny_checkpoint
+
+    path = write_tiny_checkpoint(tmp_path / "x.ckpt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["fastmmd"]["global_step"] = "many"
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="global_step"):
+        read_network(path)
+
+
+@pytest.mark.parametrize("zoo_text, needle", [
+    ("[" * 50_000 + "]" * 50_000, "nested deeper"),
+    ('{"format_version": ' + "9" * 5000 + "}", "not valid JSON"),
+])
+def test_crafted_zoo_manifest_is_one_line_even_for_did_you_mean(zoo_text, needle, tmp_path, monkeypatch, capsys):
+    (tmp_path / "zoo.json").write_text(zoo_text)
+    monkeypatch.setenv("FASTMMD_ZOO", str(tmp_path))
+    _one_line(["stylize", "starry", "x.png"], capsys, needle)
+    _one_line(["stylize", "starry.pt", "x.png"], capsys, "does not exist")  # the hint is dropped, not a traceback
+
+
+def test_zoo_text_reaches_the_terminal_without_control_characters(tmp_path, monkeypatch, capsys):
+    title = "\x1b]0;pwned\x07\x1b[2J\x1b[31mRED\u202e"
+    (tmp_path / "zoo.json").write_text(json.dumps({"format_version": 1, "styles": {
+        "evil": {"title": title, "loss": "\x1b[5m", "files": {"torchscript": "evil.pt"}}}}))
+    monkeypatch.setenv("FASTMMD_ZOO", str(tmp_path))
+    assert main(["models"]) == 0
+    shown = capsys.readouterr().out
+    assert "RED" in shown and not any(c in shown for c in "\x1b\x07\u202e")
+
+
+def test_option_values_that_parse_oddly_are_one_line(tiny_exports, make_image, tmp_path, capsys):
+    from conftest import write_tiny_checkpoint
+
+    img = make_image("photo.png", 20, 20)
+    two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
+    _one_line(["stylize", str(two), str(img), "-o", str(tmp_path / "o"), "--style", "\u00b2"], capsys, "no style")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    synthetic_image(24, 16).save(frames / "f0.png")
+    _one_line(["stylize", str(tiny_exports["ckpt"]), str(frames), "-o", str(tmp_path / "o.mp4"), "--fps", "1e-300"],
+              capsys, "--fps")
+    _one_line(["evaluate", str(tiny_exports["ckpt"]), "--content", str(img), "--style", str(img), "--size", "100000000",
+               "--vgg-weights", "random", "--output", str(tmp_path / "ev")], capsys, "--size")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "ev").exists()
+
+
+def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys):
+    """--mix at 1e308 is the same blend as at 1; an int8 scale of 3e38 is refused; --half with int8 is refused."""
+    import zipfile as zf
+
+    from conftest import write_tiny_checkpoint
+    from fastmmd.export import export_checkpoint
+    from payloads import rewrite_zip
+
+    two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
+    x = torch.rand(1, 3, 20, 20)
+    huge = load_stylizer(two, device="cpu", mix="tiny0=1e308,tiny1=1e308").stylize_tensor(x)
+    assert torch.equal(huge, load_stylizer(two, device="cpu", mix="tiny0=1,tiny1=1").stylize_tensor(x))
+    int8 = tmp_path / "int8.pt2"
+    export_checkpoint(tiny_exports["ckpt"], int8, fmt="pt2", weights="int8")
+    with zf.ZipFile(int8) as z:
+        config = json.loads(z.read(next(n for n in z.namelist() if n.endswith("model_weights_config.json"))))["config"]
+    scale = next(v["path_name"] for k, v in config.items() if k.endswith("weight_scale"))
+    crafted = rewrite_zip(int8, tmp_path / "scaled.pt2", lambda n, d: torch.full((len(d) // 4,), 3e38).numpy().tobytes()
+                          if n.endswith(f"data/weights/{scale}") else d)
+    with pytest.raises(UserError, match="scale"):
+        read_network(crafted)
+    _one_line(["export", str(tiny_exports["ckpt"]), "-o", str(tmp_path / "h.pt2"), "--weights", "int8", "--half"],
+              capsys, "--half")
+    assert not (tmp_path / "h.pt2").exists()
