@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from fastmmd.errors import UserError, did_you_mean, exit_on_user_error
+from fastmmd.errors import UserError, did_you_mean, exit_on_user_error, sigterm_unwinds
 
 LIGHTNING_COMMANDS = {
     "fit": "train a feed-forward stylization network (LightningCLI; --config configs/quickstart.yaml)",
@@ -67,9 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from fastmmd.cli import run_lightning
 
                 code = run_lightning(command, rest)
-            else:
+            else:  # SIGTERM unwinds like Ctrl-C (LightningCLI has its own SIGTERM handling)
                 module = importlib.import_module(COMMANDS[command][0])
-                code = int(module.run(module.build_parser().parse_args(rest)) or 0)
+                with sigterm_unwinds():
+                    code = int(module.run(module.build_parser().parse_args(rest)) or 0)
             if code:
                 remove_created(created)
             return code

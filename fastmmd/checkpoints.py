@@ -24,11 +24,11 @@ checkpoints both call, so the format is written in one place.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from fastmmd.errors import UserError
-from fastmmd.model_files import load_pickle, network_from_state, not_a_model
+from fastmmd.inputs import regular_file
+from fastmmd.model_files import load_pickle, network_from_state, not_a_model, validate_metadata
 from fastmmd.networks import TransformerNet
 
 FORMAT_VERSION = 1
@@ -57,9 +57,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         UserError: missing, unreadable, crafted, or not a training checkpoint (one line).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"checkpoint {str(p)!r} does not exist" if not p.is_dir() else f"checkpoint {str(p)!r} is a folder")
+    p = regular_file(path, "checkpoint")
     ckpt = load_pickle(p)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise not_a_model(p, "no state_dict")
@@ -67,7 +65,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's ``"fastmmd"`` description, checked (present, a known format version)."""
+    """The checkpoint's ``"fastmmd"`` description, checked (present, a known format version, every
+    field through :func:`fastmmd.model_files.validate_metadata`)."""
     meta = ckpt.get(KEY)
     if not isinstance(meta, dict):
         raise not_a_model(path, "no fastmmd description; was it written by `fastmmd fit`?")
@@ -76,7 +75,7 @@ def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[s
         raise not_a_model(path, f"format version {str(version)[:20]!r}")
     if version > FORMAT_VERSION:
         raise UserError(f"{str(path)!r} uses checkpoint format {version}; upgrade fastmmd to read it")
-    return meta
+    return validate_metadata(meta, path)
 
 
 def network_from_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:

@@ -25,6 +25,7 @@ from fastmmd.conditioning import DEFAULT_STRENGTH, Condition, ConditionSpace
 from fastmmd.errors import ImageError, UserError
 from fastmmd.grid import draw_grid, tile_size
 from fastmmd.images import open_image, pil_to_tensor, save_image, tensor_to_pil
+from fastmmd.outputs import OutputNames
 
 #: Long edge of a grid tile in px.
 TILE = 256
@@ -82,6 +83,7 @@ def write_grids(stylizer, files: list[Path], out_dir: Path, kind: str, model_nam
     """``fastmmd stylize --grid``: one grid per photo in ``out_dir``; exit code 0, or 1 if some were skipped."""
     plan(stylizer.space, kind, stylizer.condition.strength)  # refuse before any work
     failures = skipped
+    names = OutputNames(files)
     for src in files:
         try:
             photo = stylizer.fit(pil_to_tensor(open_image(src)[0]))
@@ -90,7 +92,7 @@ def write_grids(stylizer, files: list[Path], out_dir: Path, kind: str, model_nam
             failures += 1
             continue
         grid = draw(stylizer, photo, kind, title=f"{model_name}: {kind} grid of {src.name}")
-        dest = out_dir / f"{src.stem}_grid_{kind}.png"
+        dest = names.claim(out_dir, f"{src.stem}_grid_{kind}", ".png")
         save_image(grid, dest, metadata={"Software": "fastmmd stylize --grid", "fastmmd:model": model_name,
                                                         "fastmmd:source": src.name})
         print(f"wrote {str(dest)!r}", file=sys.stderr)

@@ -299,7 +299,7 @@ class ConditionSpace:
         """The index of style ``name`` (a name or a 0-based index), or a one-line error."""
         if name in self.styles:
             return self.styles.index(name)
-        if name.strip().isdigit() and int(name) < len(self.styles):
+        if name.strip().isascii() and name.strip().isdigit() and int(name) < len(self.styles):  # not "²"
             return int(name)
         choices = ", ".join(self.styles)
         raise UserError(f"{flag}: this model has no style {name!r} (its styles: {choices}; or an index 0.."

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 class UserError(Exception):
@@ -23,6 +28,11 @@ class UserError(Exception):
 
 class ImageError(UserError):
     """An image that cannot be read: missing, not an image, truncated, too large, odd format."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is (:func:`sigterm_unwinds`), so a terminated command
+    unwinds as an interrupted one does: every atomic writer removes its temporary ``.part`` file."""
 
 
 class NonFiniteLossError(UserError):
@@ -37,22 +47,45 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def one_line(message: str) -> str:
-    """Collapses a message to one line (the CLI's contract is one line per error)."""
-    return " ".join(str(message).split())
+    """Collapses a message to one line (the CLI's contract is one line per error), without control
+    characters: text a file put in the message (a name, a metadata value) cannot send escape
+    sequences to the terminal."""
+    return " ".join(_CONTROL.sub(" ", str(message)).split())
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While active (main thread only), SIGTERM raises :class:`Terminated` instead of killing the
+    process on the spot; the previous handler is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
 def exit_on_user_error(prog: str = "fastmmd") -> Iterator[None]:
     """Turns a :class:`UserError` into ``prog: error: <message>`` on stderr and exit code 2.
 
-    ``KeyboardInterrupt`` becomes one line and exit code 130; whatever the command had already
-    written stays (every writer in fastmmd writes atomically, so nothing is half-written).
+    ``KeyboardInterrupt`` becomes one line and exit code 130 (SIGTERM, as :class:`Terminated`: 143);
+    whatever the command had already written stays (every writer in fastmmd writes atomically, so nothing is half-written).
     """
     try:
         yield
     except UserError as err:
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
+    except Terminated:
+        print(f"{prog}: terminated; files already written are complete", file=sys.stderr)
+        raise SystemExit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; files already written are complete", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -53,10 +54,11 @@ from fastmmd.criterion import CALIBRATION, StyleCriterion
 from fastmmd.errors import UserError
 from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.grid import draw_grid, tile_size
-from fastmmd.images import atomic_path, check_writable, pil_to_tensor, read_image, save_image, tensor_to_pil
+from fastmmd.images import (atomic_path, check_writable, fit_size, image_size, pil_to_tensor, read_image, save_image,
+                            tensor_to_pil)
 from fastmmd.losses import StyleLoss, parse_loss
 from fastmmd.metrics import ImageScorer
-from fastmmd.optimize import optimize_image
+from fastmmd.optimize import check_memory, optimize_image
 from fastmmd.report import render_evaluation
 from fastmmd.zoo import resolve_model
 
@@ -198,6 +200,9 @@ def run(args) -> int:
     args.models = [str(resolve_model(m)) for m in args.models]  # shipped style names -> their files
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    # the memory check compare makes, before any image is read at --size (--size 100000000 was a traceback)
+    check_memory(max(math.prod(fit_size(*image_size(p), args.size)) for p in args.content),
+                 math.prod(fit_size(*image_size(args.style), args.style_size or args.size)), device, "--size", args.size)
     photos = [read_image(p, args.size).unsqueeze(0) for p in args.content]
     style = read_image(args.style, args.style_size or args.size).unsqueeze(0)
     models = _load_models(args, device, photos)

@@ -340,6 +340,8 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     if net.style_embedding and fmt != "torchscript":
         raise UserError(f"an arbitrary-style network exports to TorchScript (.pt) only so far, not {fmt}: its "
                         "painting-statistics input has no .pt2/ONNX form yet")
+    if half and weights not in ("float32", "float16"):  # --half meant float16; it never silently replaces int8
+        raise UserError(f"--half is --weights float16; it does not combine with --weights {weights}")
     storage = "float16" if half else weights
     if storage not in STORAGES:
         raise UserError(f"--weights must be one of {', '.join(STORAGES)}, not {storage!r}")

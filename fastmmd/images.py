@@ -34,6 +34,7 @@ from PIL import Image, ImageOps, PngImagePlugin
 from torch import Tensor
 
 from fastmmd.errors import ImageError, UserError
+from fastmmd.inputs import is_regular_file
 from fastmmd.outputs import check_output_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -64,14 +65,16 @@ def open_image(path: str | os.PathLike, with_alpha: bool = False) -> tuple[Image
     """Opens, fully decodes, EXIF-rotates and converts an image to RGB (plus its alpha channel).
 
     Raises:
-        ImageError: missing file, a folder, not an image, truncated or corrupt, too many pixels,
-            smaller than 8 px on a side.
+        ImageError: missing file, a folder, not a regular file (a FIFO), not an image, truncated
+            or corrupt, too many pixels, smaller than 8 px on a side.
     """
     p = Path(path)
     if not p.exists():
         raise ImageError(f"image {str(p)!r} does not exist")
     if p.is_dir():
         raise ImageError(f"{str(p)!r} is a folder, not an image")
+    if not is_regular_file(p):  # a FIFO would block the reader forever
+        raise ImageError(f"image {str(p)!r} is not a regular file (a pipe, socket or device)")
     if p.stat().st_size == 0:
         raise ImageError(f"image {str(p)!r} is empty (0 bytes)")
     return _decode(p, str(p), with_alpha)
@@ -89,6 +92,8 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise ImageError(f"image {str(p)!r} does not exist")
     if p.is_dir():
         raise ImageError(f"{str(p)!r} is a folder, not an image")
+    if not is_regular_file(p):
+        raise ImageError(f"image {str(p)!r} is not a regular file (a pipe, socket or device)")
     try:
         with Image.open(p) as img:
             w, h = img.size

@@ -181,19 +181,51 @@ def cleanup_on_failure() -> Iterator[list]:
 LOSSLESS_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 
 
+class OutputNames:
+    """The one place ``fastmmd stylize`` names its outputs, for every input kind: images, videos,
+    frames of a folder and ``--grid`` sheets.
+
+    A name is ``<stem><suffix>`` in its folder, numbered ``<stem>_2<suffix>``, ``_3``... when it
+    would be an input (the same path, or by ``(st_dev, st_ino)`` a hard link to one) or a name this
+    run already gave out: ``a/clip.mp4`` and ``b/clip.mp4`` (or ``clip.gif`` and ``clip.mp4``, or
+    frames ``f1.png`` and ``f1.jpg``) never land on one file.
+    """
+
+    def __init__(self, inputs: Iterable[str | os.PathLike] = ()) -> None:
+        paths = [Path(p) for p in inputs]
+        self.avoid: set[Path] = {p.resolve() for p in paths}
+        self.inodes: set[tuple[int, int]] = set()
+        for p in paths:
+            with contextlib.suppress(OSError):
+                self.inodes.add(inode(p))
+
+    def claim(self, folder: Path, stem: str, suffix: str) -> Path:
+        """A fresh ``folder/<stem>[_N]<suffix>``, remembered so no later claim gets it."""
+        candidate, n = folder / f"{stem}{suffix}", 2
+        while candidate.resolve() in self.avoid or (candidate.exists() and inode(candidate) in self.inodes):
+            candidate = folder / f"{stem}_{n}{suffix}"
+            n += 1
+        self.avoid.add(candidate.resolve())
+        return candidate
+
+    def image(self, source: Path, out_dir: Path, has_alpha: bool) -> Path:
+        """``<stem>_stylized<suffix>``: the input's suffix if lossless (PNG for alpha or lossy inputs)."""
+        suffix = source.suffix.lower()
+        suffix = ".png" if has_alpha or suffix not in LOSSLESS_SUFFIXES else suffix
+        return self.claim(out_dir, f"{source.stem}_stylized", suffix)
+
+    def video(self, source: Path, out_dir: Path, containers: Iterable[str]) -> Path:
+        """``<stem>_stylized<suffix>``: the input's container if fastmmd writes it (``containers``), else ``.mp4``."""
+        suffix = source.suffix.lower() if source.suffix.lower() in set(containers) else ".mp4"
+        return self.claim(out_dir, f"{source.stem}_stylized", suffix)
+
+
 def output_path(source: Path, out_dir: Path, has_alpha: bool, avoid: set[Path],
                 inodes: set[tuple[int, int]] = frozenset()) -> Path:
-    """``<stem>_stylized<suffix>`` in ``out_dir``: the input's suffix if lossless (PNG for alpha or
-    lossy inputs); a numbered name if it would hit an input (by path, or by ``(st_dev, st_ino)``
-    in ``inodes``: a hard link) or an earlier output of this run."""
-    suffix = source.suffix.lower()
-    suffix = ".png" if has_alpha or suffix not in LOSSLESS_SUFFIXES else suffix
-    candidate = out_dir / f"{source.stem}_stylized{suffix}"
-    n = 2
-    while candidate.resolve() in avoid or (candidate.exists() and inode(candidate) in inodes):
-        candidate = out_dir / f"{source.stem}_stylized_{n}{suffix}"
-        n += 1
-    return candidate
+    """:meth:`OutputNames.image` for callers holding their own ``avoid``/``inodes`` sets (added to ``avoid``)."""
+    names = OutputNames()
+    names.avoid, names.inodes = avoid, set(inodes)
+    return names.image(source, out_dir, has_alpha)
 
 
 def inode(path: Path) -> tuple[int, int]:

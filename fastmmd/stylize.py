@@ -34,11 +34,12 @@ from torch import Tensor
 from fastmmd.conditioning import Condition, ConditionSpace, add_condition_flags
 from fastmmd.errors import ImageError, UserError
 from fastmmd.export import ExportedStylizer
+from fastmmd.inputs import regular_file
 from fastmmd.model_files import open_onnx, read_network
 from fastmmd.color import preserve_color
 from fastmmd.images import (expand_inputs, to_rgb, fit_size, open_image, pil_to_tensor, resize, save_image,
                             tensor_to_pil)
-from fastmmd.outputs import check_output_dir, check_output_file, inode, output_path
+from fastmmd.outputs import OutputNames, check_output_dir, check_output_file
 from fastmmd.norm_stats import fixed_norm_statistics
 from fastmmd.tiling import global_norm_statistics, stylize_tiled
 from fastmmd.video import CONTAINERS, VIDEO_SUFFIXES, is_video, stylize_video
@@ -351,12 +352,6 @@ def build_parser():
     return parser
 
 
-def _video_output(source: Path, out_dir: Path) -> Path:
-    """Where a video (or frame folder) lands inside ``--output-dir``: ``<stem>_stylized.<mp4 or its own container>``."""
-    suffix = source.suffix.lower() if source.suffix.lower() in CONTAINERS else ".mp4"
-    return out_dir / f"{source.stem}_stylized{suffix}"
-
-
 def _stylizer_from_args(args, model: Path) -> Stylizer:
     """The :class:`Stylizer` the command-line flags describe (images and video alike)."""
     return load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
@@ -371,6 +366,8 @@ def run_video(args, model: Path) -> int:
     for p in sources:
         if not p.exists():
             raise UserError(f"input {str(p)!r} does not exist")
+        if not p.is_dir():
+            regular_file(p, "input")  # before anything opens it: a FIFO blocks a reader forever
         if p.is_file() and not is_video(p):
             raise UserError(f"{str(p)!r} is not a video ({', '.join(VIDEO_SUFFIXES)}); stylize images and videos in "
                             "separate calls, and a folder of frames alone")
@@ -386,9 +383,10 @@ def run_video(args, model: Path) -> int:
             raise UserError(f"fastmmd writes video as {', '.join(CONTAINERS)}, not {out.suffix}")
         out_dir = check_output_dir(out, inputs)
         if len(sources) == 1 and sources[0].is_dir():
-            targets = [out_dir]  # frames in, frames out
+            targets = [out_dir]  # frames in, frames out (named by the sink, through OutputNames too)
         else:
-            targets = [check_output_file(_video_output(p, out_dir), inputs, CONTAINERS) for p in sources]
+            names = OutputNames(sources)
+            targets = [check_output_file(names.video(p, out_dir, CONTAINERS), inputs, CONTAINERS) for p in sources]
     stylizer = _stylizer_from_args(args, model)
     for source, target in zip(sources, targets):
         result = stylize_video(stylizer, source, target, batch_size=args.batch_size, codec=args.codec, crf=args.crf,
@@ -427,8 +425,7 @@ def run(args) -> int:
 
         return write_grids(stylizer, files, out_dir, args.grid, model.name, len(problems))
     failures = len(problems)
-    avoid = {f.resolve() for f in files}
-    inodes = {inode(f) for f in files}
+    names = OutputNames(files)
     style = ", ".join(stylizer.metadata.get("style_images") or []) or "?"
     info = {"Software": "fastmmd stylize", "fastmmd:model": model.name, "fastmmd:style": style,
             **({"fastmmd:condition": stylizer.space.label(stylizer.condition)} if stylizer.space.conditioned else {})}
@@ -441,8 +438,7 @@ def run(args) -> int:
             return
         batch = torch.stack([t for _, t, _ in pending])
         for (src, _, alpha), out in zip(pending, stylizer.stylize_batch(batch)):
-            dest = output_path(src, out_dir, alpha is not None, avoid, inodes)
-            avoid.add(dest.resolve())
+            dest = names.image(src, out_dir, alpha is not None)
             try:
                 save_image(out, dest, metadata={**info, "fastmmd:source": src.name}, alpha=alpha)
             except OSError as err:

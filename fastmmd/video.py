@@ -39,7 +39,9 @@ import torch
 from torch import Tensor
 
 from fastmmd.errors import ImageError, UserError
-from fastmmd.images import IMAGE_SUFFIXES, atomic_path, fit_size, open_image, pil_to_tensor, save_image
+from fastmmd.images import IMAGE_SUFFIXES, MAX_PIXELS, atomic_path, fit_size, open_image, pil_to_tensor, save_image
+from fastmmd.inputs import regular_file
+from fastmmd.outputs import OutputNames
 from fastmmd.norm_stats import fixed_norm_statistics, pooled_norm_statistics, running_norm_statistics
 
 #: Container (FFmpeg muxer) by suffix; the default video codec of each.
@@ -51,6 +53,10 @@ VIDEO_SUFFIXES = tuple(CONTAINERS) + INPUT_ONLY_SUFFIXES
 #: Constant-rate-factor defaults: visually near-lossless for H.264/H.265, the usual good quality for VP9/AV1.
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 30, "libsvtav1": 30, "libaom-av1": 30}
 NORM_STATS = ("frame", "running", "clip")
+#: The frame rates ``--fps`` takes (the rate is kept as a fraction of denominator <= 1001).
+MIN_FPS, MAX_FPS = 0.001, 10000.0
+#: Share of a clip's declared frames or duration that may be missing before it counts as truncated.
+TRUNCATION_TOLERANCE = 0.02
 CLIP_SAMPLES = 16
 
 
@@ -122,6 +128,7 @@ class VideoSource:
             return
         if fps is not None:
             raise UserError("--fps sets the rate of a folder of frames; a video keeps its own frame timing")
+        regular_file(path, "video")  # a FIFO named clip.mp4 would block av.open forever
         self._used = False
         self._open()
         rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate or 25
@@ -134,6 +141,11 @@ class VideoSource:
         if not self.size[0] or not self.size[1]:
             self.close()
             raise UserError(f"{str(path)!r}: the video stream has no frame size (corrupt file?)")
+        try:
+            check_frame_size(*self.size, str(path))  # declared by the stream: checked before any frame is decoded
+        except UserError:
+            self.close()
+            raise
         self.rotation = 0  # the display matrix travels with decoded frames: the first one tells
         first = next(iter(self.frames()), None)
         self.rotation = int(getattr(first, "rotation", 0) or 0)
@@ -174,15 +186,18 @@ class VideoSource:
             self.close()
             self._open()
         self._used = True
-        streams = [self.stream, *(self.audio if audio_sink is not None else [])]
-        decoded = 0
+        streams = [self.stream, *self.audio]  # audio demuxed always: its end tells a truncated file (below)
+        decoded, end = 0, 0.0
         try:
             for packet in self.container.demux(*streams):
+                if packet.pts is not None and packet.time_base:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                 if packet.stream.type == "audio":
-                    if packet.dts is not None:
+                    if audio_sink is not None and packet.dts is not None:
                         audio_sink(packet)
                     continue
                 for frame in packet.decode():
+                    check_frame_size(frame.width, frame.height, str(self.path))  # a frame larger than declared
                     rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float().div_(255)
                     if frame.pts is None:  # no timestamps (some AVI): frame index at the nominal rate
                         out = Frame(rgb, decoded, 1 / self.rate)
@@ -195,6 +210,23 @@ class VideoSource:
             raise UserError(f"video {str(self.path)!r} is corrupt or truncated after {decoded} frame(s): {_reason(err)}") from None
         if decoded == 0:
             raise UserError(f"video {str(self.path)!r}: no frame could be decoded (corrupt or empty file)")
+        self._check_complete(decoded, end)
+
+    def _check_complete(self, decoded: int, end: float) -> None:
+        """Refuses a clip that stops before what its header declares (FFmpeg ends a truncated file
+        quietly): fewer frames than the stream's frame count, or packets of every stream ending
+        before the container's duration (one stream reaches it in a complete file).
+
+        The tolerance is :data:`TRUNCATION_TOLERANCE` of the declared length plus two frames.
+        """
+        declared = self.stream.frames or 0
+        if declared and decoded < declared * (1 - TRUNCATION_TOLERANCE) - 2:
+            raise UserError(f"video {str(self.path)!r} is truncated or corrupt: {decoded} of its {declared} frames "
+                            "could be decoded; nothing written")
+        duration = (self.container.duration or 0) / 1e6 if self.container is not None else 0.0  # AV_TIME_BASE units
+        if duration > 0 and end > 0 and end < duration * (1 - TRUNCATION_TOLERANCE) - 2 / float(self.rate):
+            raise UserError(f"video {str(self.path)!r} is truncated or corrupt: its data ends at {end:.2f} s of the "
+                            f"{duration:.2f} s it declares ({decoded} frame(s) decoded); nothing written")
 
     def samples(self, count: int) -> list[Tensor]:
         """Up to ``count`` frames spread over the clip (a first pass; every ``n``-th frame kept, ``n``
@@ -207,6 +239,14 @@ class VideoSource:
             if len(kept) > count:
                 kept, step = kept[::2], step * 2
         return kept
+
+
+def check_frame_size(width: int, height: int, name: str) -> None:
+    """Refuses a video frame over the images' pixel limit (:data:`fastmmd.images.MAX_PIXELS`):
+    a few bytes of GIF can declare a 16000 x 16000 screen (3 GB per decoded frame)."""
+    if width * height > MAX_PIXELS:
+        raise UserError(f"video {name!r} has {width}x{height} = {width * height / 1e6:.0f} Mpx frames, over the "
+                        f"{MAX_PIXELS / 1e6:.0f} Mpx limit (decompression bomb?)")
 
 
 def _reason(err: BaseException) -> str:
@@ -223,7 +263,9 @@ class VideoSink:
         self.folder = path.suffix.lower() not in CONTAINERS
         self.count = 0
         self.audio: list = []
+        self.written: list[Path] = []  # frames written by this sink (removed again if the run fails)
         if self.folder:
+            self.names = OutputNames(source.folder or [])  # f1.png and f1.jpg: two frames, two files
             return
         av = _av()
         self.format = CONTAINERS[path.suffix.lower()]
@@ -246,7 +288,12 @@ class VideoSink:
         """Opens the output (a temporary file, renamed into place on success) for :meth:`write` of
         frames of ``width`` x ``height`` px (every stream must exist before the first packet)."""
         if self.folder:
-            yield self
+            try:
+                yield self
+            except Exception:  # a failed run leaves no partial set of frames (an interrupt keeps them)
+                for frame in self.written:
+                    frame.unlink(missing_ok=True)
+                raise
             return
         av = _av()
         with atomic_path(self.path) as tmp:
@@ -312,7 +359,8 @@ class VideoSink:
         """Writes stylized ``image`` (3, H, W) [0, 1], in the source frame's orientation and timing."""
         self.count += 1
         if self.folder:
-            save_image(image, self.path / f"{frame.name or f'frame_{self.count:06d}'}.png", self.metadata)
+            dest = self.names.claim(self.path, frame.name or f"frame_{self.count:06d}", ".png")
+            self.written.append(save_image(image, dest, self.metadata))
             return
         av = _av()
         array = image.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
@@ -358,8 +406,8 @@ def stylize_video(stylizer: Any, source_path: str | Path, output: str | Path, ba
         raise UserError(f"--norm-momentum must be in [0, 1), not {momentum}")
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {batch_size}")
-    if fps is not None and not (0 < fps < 10000):
-        raise UserError(f"--fps must be positive, not {fps}")
+    if fps is not None and not (MIN_FPS <= fps <= MAX_FPS):  # 1e-300 would round to a rate of 0
+        raise UserError(f"--fps must lie between {MIN_FPS:g} and {MAX_FPS:g} frames per second, not {fps}")
     twin = stylizer.eager_model()
     if norm_stats != "frame" and twin is None:
         raise UserError(f"--norm-stats {norm_stats} needs a .pt/.pt2/.ckpt model (ONNX graphs cannot share "

@@ -30,6 +30,9 @@ from torch import Tensor, nn
 #: The storages ``fastmmd export --weights`` offers.
 STORAGES = ("float32", "float16", "int8")
 INT8_SUFFIX, SCALE_SUFFIX = "weight_int8", "weight_scale"
+#: Largest per-channel scale a file may hold: weights up to 127 x 1 in magnitude (trained networks'
+#: are below 5); a crafted 3e38 would make every dequantized weight infinite and the output black.
+MAX_SCALE = 1.0
 
 
 class Int8Conv2d(nn.Module):
@@ -81,7 +84,7 @@ def dequantize_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
     Raises:
         ValueError: an int8 weight without its scale (or the reverse), a wrong dtype, or a scale whose
-            shape is not (out channels, 1, 1, 1) or that is not finite and positive.
+            shape is not (out channels, 1, 1, 1), that is not finite and positive, or above :data:`MAX_SCALE`.
     """
     out = {k: v for k, v in state.items() if not k.endswith((INT8_SUFFIX, SCALE_SUFFIX))}
     stems = {k[: -len(INT8_SUFFIX)] for k in state if k.endswith(INT8_SUFFIX)}
@@ -94,6 +97,9 @@ def dequantize_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
             raise ValueError(f"{stem}weight: int8 storage of the wrong dtype or rank")
         if tuple(s.shape) != (q.shape[0], 1, 1, 1) or not bool(torch.isfinite(s).all() and (s > 0).all()):
             raise ValueError(f"{stem}weight: its scales are not one finite positive number per output channel")
+        if not bool((s <= MAX_SCALE).all()):
+            raise ValueError(f"{stem}weight: a scale of {float(s.max()):.3g} (weights up to {127 * float(s.max()):.3g}); "
+                             f"a trained network's are far below {MAX_SCALE:g}")
         if stem + "weight" in out:
             raise ValueError(f"{stem}weight is stored both as float and as int8")
         out[stem + "weight"] = q.float() * s.float()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastmmd.errors import UserError, did_you_mean
+from fastmmd.inputs import load_json, printable
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -85,10 +86,12 @@ def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, dict[str
 
     try:
         if path.stat().st_size > _MAX_MANIFEST_BYTES:
-            raise broken(f"larger than {_MAX_MANIFEST_BYTES >> 20} MB")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise broken(f"not readable JSON ({type(err).__name__})") from None
+            raise OSError(f"larger than {_MAX_MANIFEST_BYTES >> 20} MB")
+        data = load_json(path.read_bytes(), "it", max_bytes=_MAX_MANIFEST_BYTES)  # size and depth limits
+    except OSError as err:
+        raise broken(f"not readable ({err.strerror or err})") from None
+    except UserError as err:
+        raise broken(str(err).removeprefix("it ")) from None
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         version = data.get("format_version") if isinstance(data, dict) else None
         raise broken(f"format_version {version!r}, this fastmmd reads {FORMAT_VERSION}")
@@ -262,7 +265,10 @@ def describe_styles(folder: str | os.PathLike | None = None) -> list[dict[str, A
 def styles_table(rows: list[dict[str, Any]], folder: str | os.PathLike) -> str:
     """The listing of ``fastmmd models`` and ``fastmmd stylize --list``: a header, one line per style, a legend."""
     def num(value: Any, form: str = "{:.2f}") -> str:
-        return form.format(float(value)) if isinstance(value, (int, float)) else "?"
+        try:
+            return form.format(float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+        except OverflowError:  # an integer of hundreds of digits
+            return "?"
 
     table = [("name", "painting", "loss", "style/opt", "content/opt", "training", "files")]
     for r in rows:
@@ -273,8 +279,9 @@ def styles_table(rows: list[dict[str, Any]], folder: str | os.PathLike) -> str:
         files = " ".join(short) + f" ({r['megabytes']:.1f} MB)"
         if r["missing"]:
             files += " MISSING: " + " ".join(r["missing"])
-        table.append((r["name"], painting or "?", str(r.get("loss") or "?"), num(r.get("style_ratio")),
-                      num(r.get("content_ratio")), num(r.get("minutes"), "{:.1f} min"), files))
+        table.append((r["name"], printable(painting or "?", 80), printable(r.get("loss") or "?", 40),  # manifest text:
+                      num(r.get("style_ratio")), num(r.get("content_ratio")),              # no escape sequences
+                      num(r.get("minutes"), "{:.1f} min"), printable(files)))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]) for row in table]
     lines += ["", "style/opt, content/opt: the network's distance to the painting / the photo divided by per-image "

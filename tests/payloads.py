@@ -169,3 +169,321 @@ PICKLE_PAYLOADS = {
     "pt2-opaque-constant": pt2_opaque_constant, "onnx-pickle": onnx_pickle, "safetensors-pickle": safetensors_pickle,
 }
 PROGRAM_PAYLOADS = {"pt-code": torchscript_code, "pt2-guards": pt2_guards}
+
+
+# ------------------------------------------------------------------------------------------------
+# Resource payloads (issue 26): small files that declare huge sizes, read other files, or loop.
+# Each builder is ``build(exports, out, scale)``: ``scale`` sizes the declared data (tests keep it
+# small enough to build in well under a second; the measurements of the issue use the full size).
+# ------------------------------------------------------------------------------------------------
+class _StorageRef:
+    """Pickles as the persistent id of a torch zip storage record."""
+
+    def __init__(self, key: str, numel: int) -> None:
+        self.key, self.numel = key, numel
+
+
+class _TensorView:
+    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``."""
+
+    def __init__(self, storage: _StorageRef, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
+        self.args = (storage, 0, size, stride, False, __import__("collections").OrderedDict())
+
+    def __reduce__(self):
+        return torch._utils._rebuild_tensor_v2, self.args
+
+
+def torch_pickle(obj: object) -> bytes:
+    """A torch-zip ``data.pkl`` for ``obj``, whose :class:`_StorageRef` become storage records."""
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            if isinstance(o, _StorageRef):
+                return ("storage", torch.FloatStorage, o.key, "cpu", o.numel)
+            return None
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
+def _zero_member(z: zipfile.ZipFile, name: str, nbytes: int) -> None:
+    """Writes ``nbytes`` zero bytes as a deflated member, 1 MiB at a time (about 1 KB per MB in the file)."""
+    chunk = bytes(1 << 20)
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with z.open(info, "w", force_zip64=True) as f:
+        left = nbytes
+        while left > 0:
+            f.write(chunk[: min(left, len(chunk))])
+            left -= len(chunk)
+
+
+def _deflated_zip(path: Path, members: dict[str, bytes | int]) -> Path:
+    """A zip archive; ``int`` members are that many deflated zero bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            if isinstance(data, int):
+                _zero_member(z, name, data)
+            else:
+                z.writestr(name, data)
+    return path
+
+
+def _bomb_meta(network: dict[str, int]) -> dict[str, object]:
+    return {"format_version": 1, "network": network, "style_images": ["x.png"]}
+
+
+def ckpt_deflated(exports: dict[str, Path], out: Path, scale: int = 1 << 30) -> Path:
+    """A zip ``.ckpt`` whose three storages are ``scale`` deflated zero bytes each (issue: 6.7 MB -> 3.9 GB)."""
+    numel = scale // 4
+    refs = [_StorageRef(str(i), numel) for i in range(3)]
+    state = {f"network.w{i}": _TensorView(r, (numel,), (1,)) for i, r in enumerate(refs)}
+    data = torch_pickle({"state_dict": state, "fastmmd": _bomb_meta({"width": 8, "residual_blocks": 1})})
+    return _deflated_zip(out / "deflated.ckpt", {"archive/data.pkl": data, "archive/byteorder": b"little",
+                                                  "archive/version": b"3\n",
+                                                  **{f"archive/data/{r.key}": scale for r in refs}})
+
+
+def ckpt_stride0(exports: dict[str, Path], out: Path, scale: int = 1 << 28) -> Path:
+    """A ``.ckpt`` whose weights are stride-0 views of one 64-byte storage, matching a width-4096 network
+    (the largest description fastmmd accepts): reading it used to build that network (GBs)."""
+    from fastmmd.networks import TransformerNet
+
+    config = {"width": 4096, "residual_blocks": 2}
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in TransformerNet.from_config(config).state_dict().items()}
+    ref = _StorageRef("0", 16)
+    state = {f"network.{k}": _TensorView(ref, shape, (0,) * len(shape)) for k, shape in shapes.items()}
+    data = torch_pickle({"state_dict": state, "fastmmd": _bomb_meta(config)})
+    return _deflated_zip(out / "stride0.ckpt", {"archive/data.pkl": data, "archive/byteorder": b"little",
+                                                 "archive/version": b"3\n", "archive/data/0": bytes(64)})
+
+
+def pt_stride0(exports: dict[str, Path], out: Path, scale: int = 1 << 28) -> Path:
+    """A TorchScript ``.pt`` whose ``data.pkl`` holds four stride-0 views (``scale`` elements each) of a 64-byte record."""
+    ref = _StorageRef("bomb", 16)
+    data = torch_pickle({f"w{i}": _TensorView(ref, (scale,), (0,)) for i in range(4)})
+
+    def edit(name: str, content: bytes) -> bytes:
+        return data if name.endswith("/data.pkl") else content
+
+    path = rewrite_zip(exports["torchscript"], out / "stride0.pt", edit)
+    with zipfile.ZipFile(path) as z:
+        root = z.namelist()[0].split("/", 1)[0]
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr(f"{root}/data/bomb", bytes(64))
+    return path
+
+
+def _pt2_config_edit(exports: dict[str, Path], target: Path, change: Callable[[dict], None],
+                     extra: dict[str, bytes | int] | None = None) -> Path:
+    config_name = "data/weights/model_weights_config.json"
+    with zipfile.ZipFile(exports["pt2"]) as z:
+        full = next(n for n in z.namelist() if n.endswith(config_name))
+        config = json.loads(z.read(full))
+    root = full.split("/", 1)[0]
+    change(config["config"])
+    path = rewrite_zip(exports["pt2"], target,
+                       lambda name, data: json.dumps(config).encode() if name == full else data)
+    if extra:
+        with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as z:
+            for name, data in extra.items():
+                if isinstance(data, int):
+                    _zero_member(z, f"{root}/{name}", data)
+                else:
+                    z.writestr(f"{root}/{name}", data)
+    return path
+
+
+def pt2_stride0(exports: dict[str, Path], out: Path, scale: int = 1 << 28) -> Path:
+    """A ``.pt2`` whose first four weights are stride-0 views of ``scale`` elements of their records."""
+    def change(config: dict) -> None:
+        for entry in list(config.values())[:4]:
+            entry["tensor_meta"]["sizes"] = [{"as_int": scale}]
+            entry["tensor_meta"]["strides"] = [{"as_int": 0}]
+    return _pt2_config_edit(exports, out / "stride0.pt2", change)
+
+
+def pt2_deflated(exports: dict[str, Path], out: Path, scale: int = 1 << 30) -> Path:
+    """A ``.pt2`` whose first four weights are views of one deflated member of ``scale`` zero bytes."""
+    def change(config: dict) -> None:
+        for entry in list(config.values())[:4]:
+            entry["path_name"] = "bomb"
+            entry["tensor_meta"]["sizes"] = [{"as_int": scale // 4}]
+            entry["tensor_meta"]["strides"] = [{"as_int": 1}]
+    return _pt2_config_edit(exports, out / "deflated.pt2", change, {"data/weights/bomb": scale})
+
+
+def pt2_many_members(exports: dict[str, Path], out: Path, scale: int = 50_000) -> Path:
+    """A ``.pt2`` with ``scale`` extra weight members and entries (the reader was quadratic in them)."""
+    def change(config: dict) -> None:
+        meta = {**next(iter(config.values()))["tensor_meta"], "sizes": [{"as_int": 0}], "strides": [{"as_int": 1}]}
+        for i in range(scale):
+            config[f"net.extra{i}"] = {"path_name": f"extra{i}", "is_param": False, "use_pickle": False, "tensor_meta": meta}
+    return _pt2_config_edit(exports, out / "many.pt2", change, {f"data/weights/extra{i}": b"" for i in range(scale)})
+
+
+def _onnx_model(nodes: list, initializers: list, output_shape=None, opset: int = 17):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "crafted", [helper.make_tensor_value_info("image", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("stylized", TensorProto.FLOAT, output_shape)],
+                              initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def _save_onnx(model, path: Path) -> Path:
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def onnx_subgraph_external(exports: dict[str, Path], out: Path, scale: int = 0, secret: str = ".env") -> Path:
+    """An ``If`` whose branches add an initializer stored as external data (``secret``, relative to
+    the working folder) to the image: running it would copy that file's bytes into the output."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    def branch(name: str):
+        t = helper.make_tensor(f"{name}_data", TensorProto.FLOAT, [1], [0.0])
+        t.ClearField("float_data")
+        t.data_location = TensorProto.EXTERNAL
+        t.external_data.add(key="location", value=secret)
+        t.external_data.add(key="length", value="4")
+        return helper.make_graph([helper.make_node("Identity", [f"{name}_data"], [f"{name}_out"])], name, [],
+                                 [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, None)], [t])
+
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    nodes = [helper.make_node("If", ["cond"], ["leak"], then_branch=branch("then"), else_branch=branch("else")),
+             helper.make_node("Add", ["image", "leak"], ["stylized"])]
+    return _save_onnx(_onnx_model(nodes, [cond]), out / "subgraph_external.onnx")
+
+
+def onnx_loop(exports: dict[str, Path], out: Path, scale: int = 1 << 62) -> Path:
+    """A ``Loop`` with trip count ``scale`` around an Identity (hangs a runtime that runs it)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])],
+                             "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                                      helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+                                      helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+    inits = [numpy_helper.from_array(np.array(scale, dtype=np.int64), "trips"),
+             numpy_helper.from_array(np.array(True), "keep")]
+    nodes = [helper.make_node("Loop", ["trips", "keep", "image"], ["stylized"], body=body)]
+    return _save_onnx(_onnx_model(nodes, inits), out / "loop.onnx")
+
+
+def onnx_constant_of_shape(exports: dict[str, Path], out: Path, scale: int = 1 << 30) -> Path:
+    """A 400-byte ``ConstantOfShape`` graph filling ``scale`` floats, added to the image."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([scale], dtype=np.int64), "shape")]
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"]), helper.make_node("ReduceMean", ["big"], ["m"], keepdims=0),
+             helper.make_node("Add", ["image", "m"], ["stylized"])]
+    return _save_onnx(_onnx_model(nodes, inits), out / "constant_of_shape.onnx")
+
+
+def onnx_expand(exports: dict[str, Path], out: Path, scale: int = 1 << 16) -> Path:
+    """Only allowed operators: the image's first value ``Expand``-ed to ``scale`` x ``scale`` floats
+    (16 GiB at the default): the memory cap, not the operator list, must stop it."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([scale, scale], dtype=np.int64), "shape"),
+             numpy_helper.from_array(np.array([0, 0, 0, 0], dtype=np.int64), "zeros"),
+             numpy_helper.from_array(np.array([1, 1, 1, 1], dtype=np.int64), "ones")]
+    nodes = [helper.make_node("Slice", ["image", "zeros", "ones"], ["one"]),
+             helper.make_node("Reshape", ["one", "ones"], ["one4"]),
+             helper.make_node("Flatten", ["one4"], ["flat"], axis=0),
+             helper.make_node("Expand", ["flat", "shape"], ["big"]),
+             helper.make_node("ReduceMean", ["big"], ["m"], keepdims=0),
+             helper.make_node("Add", ["image", "m"], ["stylized"])]
+    return _save_onnx(_onnx_model(nodes, inits), out / "expand.onnx")
+
+
+def onnx_wrong_rank(exports: dict[str, Path], out: Path, scale: int = 0) -> Path:
+    """A graph returning the image flattened (rank 2), not (B, 3, H, W)."""
+    from onnx import helper
+
+    return _save_onnx(_onnx_model([helper.make_node("Flatten", ["image"], ["stylized"])], []), out / "wrong_rank.onnx")
+
+
+#: Resource payloads: name -> (builder, the scale a test uses, the scale of the issue's measurements).
+RESOURCE_PAYLOADS = {
+    "ckpt-deflated": (ckpt_deflated, 1 << 27, 1 << 30),
+    "ckpt-stride0": (ckpt_stride0, 0, 0),
+    "pt-stride0": (pt_stride0, 1 << 28, 1 << 28),
+    "pt2-stride0": (pt2_stride0, 1 << 28, 1 << 28),
+    "pt2-deflated": (pt2_deflated, 1 << 27, 1 << 30),
+    "pt2-many-members": (pt2_many_members, 5_000, 50_000),
+    "onnx-subgraph-external": (onnx_subgraph_external, 0, 0),
+    "onnx-loop": (onnx_loop, 1 << 62, 1 << 62),
+    "onnx-constant-of-shape": (onnx_constant_of_shape, 1 << 30, 1 << 30),
+    "onnx-expand": (onnx_expand, 1 << 16, 1 << 16),
+    "onnx-wrong-rank": (onnx_wrong_rank, 0, 0),
+}
+
+
+def gif_huge_screen(out: Path, side: int = 16000) -> Path:
+    """An 85-byte GIF whose logical screen is ``side`` x ``side`` (one 1x1 image in it): a decoder
+    that trusts the screen allocates side^2 pixels per frame (3 GB at 16000)."""
+    import struct
+
+    header = b"GIF89a" + struct.pack("<HHBBB", side, side, 0xF0, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    frame = (b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control: 0.1 s
+             + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00")  # 1x1 image
+    path = out / "huge_screen.gif"
+    path.write_bytes(header + frame * 3 + b"\x3b")
+    return path
+
+
+def fifo_clip(out: Path, name: str = "clip.mp4") -> Path:
+    """A FIFO named like a video: opening it for reading blocks until a writer comes (never)."""
+    path = out / name
+    os.mkfifo(path)
+    return path
+
+
+def with_metadata(exports: dict[str, Path], out: Path, kind: str, text: Callable[[str], str], name: str) -> Path:
+    """A genuine export (``torchscript``, ``pt2`` or ``onnx``) whose ``fastmmd.json`` text is ``text(original)``."""
+    suffix = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}[kind]
+    target = out / f"{name}{suffix}"
+    if kind == "onnx":
+        import onnx
+
+        model = onnx.load(str(exports["onnx"]))
+        for prop in model.metadata_props:
+            if prop.key == "fastmmd":
+                prop.value = text(prop.value)
+        onnx.save_model(model, str(target))
+        return target
+    return rewrite_zip(exports[kind], target,
+                       lambda n, data: text(data.decode()).encode() if n.endswith("fastmmd.json") else data)
+
+
+def _field(field: str, value: str) -> Callable[[str], str]:
+    """Sets a top-level (``min_size``) or ``network.`` field of the metadata to raw JSON ``value``."""
+    def edit(text: str) -> str:
+        meta = json.loads(text)
+        head, _, tail = field.partition(".")
+        meta.setdefault(head, {})
+        marker = "\u0000FIELD\u0000"
+        if tail:
+            meta[head][tail] = marker
+        else:
+            meta[head] = marker
+        return json.dumps(meta).replace(json.dumps(marker), value)
+    return edit
+
+
+#: Metadata payloads: name -> edit of the fastmmd.json text (each a traceback before issue 26).
+METADATA_PAYLOADS = {
+    "min_size-text": _field("min_size", '"abc"'),
+    "width-text": _field("network.width", '"x"'),
+    "deep-json": lambda text: "[" * 100_000 + "]" * 100_000,
+    "5000-digit-int": _field("min_size", "1" * 5000),
+}

@@ -1,4 +1,6 @@
-"""No model file, however crafted, runs code: every container x every loader (issue 8).
+"""No model file, however crafted, runs code: every container x every loader (issue 8); and no
+input, however crafted, reads another file, takes memory or time out of proportion to what it
+holds, or ends in a traceback (issue 26: resource payloads, asserted under a hard RLIMIT_AS).
 
 Each crafted file (:mod:`payloads`) creates a marker file if anything unpickles or runs its payload.
 Every loader (``stylize``, ``export``, ``export --info``, ``compare --models``, ``fit --ckpt_path``,
@@ -11,6 +13,7 @@ because fastmmd reads only their weights, and the marker still never appears.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -22,12 +25,12 @@ import pytest
 import torch
 
 import fastmmd
-from conftest import tiny_fit_args
+from conftest import synthetic_image, tiny_fit_args
 from fastmmd.__main__ import main
 from fastmmd.errors import UserError
 from fastmmd.model_files import load_pickle, read_network, weights_only_loads
 from fastmmd.stylize import load_stylizer
-from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, Payload, torch_bytes
+from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, RESOURCE_PAYLOADS, Payload, torch_bytes
 
 TINY_COMPARE = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--size", "16", "--iterations", "1",
                 "--losses", "gram", "--style-weights", "1", "--no-progress"]
@@ -182,3 +185,352 @@ def test_onnx_with_external_weights_is_refused(tiny_exports, tmp_path):
     onnx.save_model(model, str(path))
     with pytest.raises(UserError, match="other files"):
         load_stylizer(path, device="cpu")
+
+
+# ------------------------------------------------------------------------------------- issue 26
+#: Address space a payload may take beyond what reading and running a genuine model took.
+HEADROOM = 1536 << 20
+#: Runs argv lists through the entry point in one process: first genuine models (their peak
+#: address space is the baseline), then RLIMIT_AS = baseline + HEADROOM, then every payload.
+#: Prints one JSON line per run: exit code and the stderr lines it wrote.
+_LIMITED_RUNS = """
+import contextlib, io, json, resource, sys
+import torch
+from fastmmd.__main__ import main
+from fastmmd.errors import UserError
+from fastmmd.stylize import load_stylizer
+
+def run(argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            if argv[0] == "load_stylizer":  # the Python API: load, then run on a small batch
+                code = load_stylizer(argv[1], device="cpu").stylize_tensor(torch.rand(1, 3, 20, 20)) is None
+            else:
+                code = main(argv)
+        except SystemExit as e:
+            code = e.code
+        except UserError as e:
+            print(f"fastmmd: error: {e}", file=sys.stderr)
+            code = 2
+        except BaseException as e:
+            print(f"Traceback: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
+    return code, err.getvalue().strip().splitlines()
+
+genuine, payloads = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for argv in genuine:
+    assert run(argv)[0] == 0, argv
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
+limit = peak + int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+print(json.dumps({"baseline": peak, "limit": limit}), flush=True)
+for argv in payloads:
+    code, lines = run(argv)
+    print(json.dumps({"argv": argv, "code": code, "err": lines}), flush=True)
+"""
+
+
+def _limited(genuine: list[list[str]], payloads: list[list[str]], cwd: Path) -> list[dict]:
+    res = subprocess.run([sys.executable, "-c", _LIMITED_RUNS, json.dumps(genuine), json.dumps(payloads), str(HEADROOM)],
+                         capture_output=True, text=True, timeout=300, cwd=cwd,
+                         env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent), "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not res.stderr.strip(), res.stderr  # nothing reached the real stderr: no log line, no warning
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert rows[0]["limit"] > rows[0]["baseline"]
+    return rows[1:]
+
+
+def test_resource_payloads_are_refused_in_one_line_under_a_hard_memory_limit(tiny_exports, make_image, tmp_path):
+    """Every resource payload x every loader: exit 2, one line, nothing written, within the baseline
+    + 1.5 GB of address space (the payloads declare 1-50 GB or loop forever), and no file read
+    besides the one given (the If-branch payload points at ``.env`` in the working folder)."""
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    (tmp_path / ".env").write_text("SECRET=do-not-read\n")
+    img = make_image("photo.png", 20, 20)
+    out = tmp_path / "out"
+    genuine = [["stylize", str(tiny_exports[k]), str(img), "-o", str(tmp_path / "genuine"), "-q"]
+               for k in ("ckpt", "torchscript", "pt2", "onnx")]
+    payloads = []
+    for name, (build, scale, _full) in RESOURCE_PAYLOADS.items():
+        crafted = build(tiny_exports, tmp_path, scale)
+        payloads.append(["stylize", str(crafted), str(img), "-o", str(out), "-q"])
+        payloads.append(["load_stylizer", str(crafted)])
+        payloads.append(["export", str(crafted), "-o", str(out / "x.pt")] if crafted.suffix == ".ckpt"
+                        else ["export", "--info", str(crafted)])
+    rows = _limited(genuine, payloads, tmp_path)
+    assert len(rows) == len(payloads)
+    for row in rows:
+        assert row["code"] == 2 and len(row["err"]) == 1, row
+        assert row["err"][0].startswith("fastmmd: error:") and "Traceback" not in row["err"][0], row
+        assert "do-not-read" not in row["err"][0]
+    assert not out.exists()
+    assert len(list((tmp_path / "genuine").iterdir())) == 1  # the genuine runs wrote photo_stylized.png
+
+
+def test_archive_members_are_looked_up_in_one_pass(tiny_exports, tmp_path):
+    """A .pt2 just under the member limit reads in time linear in its members (was quadratic)."""
+    import time
+
+    from fastmmd.inputs import MAX_MEMBERS
+    from payloads import pt2_many_members
+
+    crafted = pt2_many_members(tiny_exports, tmp_path, MAX_MEMBERS - 200)
+    start = time.perf_counter()
+    with pytest.raises(UserError, match="do not match"):
+        read_network(crafted)
+    assert time.perf_counter() - start < 10
+
+
+def test_check_tensor_bytes_allows_distinct_storages_and_refuses_repeated_views(tmp_path):
+    from fastmmd.model_files import check_tensor_bytes
+
+    a, b = torch.zeros(64), torch.zeros(64)
+    check_tensor_bytes({"lo": a[:32], "hi": a[32:], "b": b}, "x")  # two halves of one storage: 512 bytes in 512
+    with pytest.raises(UserError, match="overlapping or repeated views"):
+        check_tensor_bytes({"a": a, "again": a.view(8, 8), "b": b, "again_b": b}, "x")
+    with pytest.raises(UserError, match="overlapping or repeated views"):
+        check_tensor_bytes({"s": torch.zeros(4).as_strided((1000,), (0,))}, "x")
+
+
+def test_onnx_checks_reach_into_every_subgraph(tiny_exports, tmp_path):
+    """External data in a tensor attribute of a nested subgraph is found (before the subgraph rule)."""
+    onnx = pytest.importorskip("onnx")
+    from fastmmd.model_files import check_onnx_graph
+    from payloads import onnx_subgraph_external
+
+    model = onnx.load(str(onnx_subgraph_external(tiny_exports, tmp_path)), load_external_data=False)
+    with pytest.raises(UserError, match="other files"):
+        check_onnx_graph(model, "x.onnx")
+    if_node = model.graph.node[0]
+    for branch in if_node.attribute:  # move the external tensor into a Constant node of the branch
+        t = branch.g.initializer.pop()
+        branch.g.node.insert(0, onnx.helper.make_node("Constant", [], [t.name], value=t))
+    with pytest.raises(UserError, match="other files"):
+        check_onnx_graph(model, "x.onnx")
+
+
+def test_onnx_exports_use_only_allowed_operators(tiny_exports):
+    """The operator list covers what fastmmd export writes (a conditioned network's too: test_export)."""
+    onnx = pytest.importorskip("onnx")
+    from fastmmd.model_files import ONNX_OPERATORS
+
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    model = onnx.load(str(tiny_exports["onnx"]))
+    assert {n.op_type for n in model.graph.node} <= ONNX_OPERATORS
+
+
+def _one_line(argv: list[str], capsys, *needles: str) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("fastmmd: error:"), err
+    assert all(n in err[0] for n in needles), err
+    return err[0]
+
+
+def test_video_frames_obey_the_image_pixel_limit_before_decoding(tiny_exports, tmp_path, capsys):
+    """An 89-byte GIF declaring a 16000 x 16000 screen, under a hard memory limit (it decoded 3 GB frames)."""
+    from payloads import gif_huge_screen
+
+    gif = gif_huge_screen(tmp_path)
+    rows = _limited([], [["stylize", str(tiny_exports["ckpt"]), str(gif), "-o", str(tmp_path / "out"), "-q"]], tmp_path)
+    assert rows[0]["code"] == 2 and len(rows[0]["err"]) == 1 and "Mpx limit" in rows[0]["err"][0], rows
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifos_are_refused_before_any_reader_opens_them(tiny_exports, make_image, tmp_path, capsys):
+    """A FIFO named like a clip, a model, an image or a VGG file: refused at once (av.open blocked forever)."""
+    from payloads import fifo_clip
+
+    img = make_image("photo.png", 20, 20)
+    model = str(tiny_exports["ckpt"])
+    clip, fake_model, fake_img = fifo_clip(tmp_path), fifo_clip(tmp_path, "style.pt"), fifo_clip(tmp_path, "img.png")
+    _one_line(["stylize", model, str(clip), "-o", str(tmp_path / "o"), "-q"], capsys, "not a regular file")
+    _one_line(["stylize", model, str(clip), "-o", str(tmp_path / "o.mp4"), "-q"], capsys, "not a regular file")
+    _one_line(["stylize", str(fake_model), str(img), "-o", str(tmp_path / "o"), "-q"], capsys, "not a regular file")
+    _one_line(["export", "--info", str(fake_model)], capsys, "not a regular file")
+    _one_line(["export", str(fake_model), "-o", str(tmp_path / "o" / "x.pt")], capsys, "not a regular file")
+    capsys.readouterr()
+    assert main(["stylize", model, str(fake_img), "-o", str(tmp_path / "o"), "-q"]) == 1  # an image input: skipped
+    assert "not a regular file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.mp4").exists()
+
+
+def test_outputs_of_every_input_kind_get_distinct_names(tiny_exports, tmp_path):
+    """Two clips of one name (or clip.gif and clip.mp4), and frames f1.png + f1.jpg: one output each."""
+    av = pytest.importorskip("av")
+    from test_video import write_clip
+
+    model = str(tiny_exports["ckpt"])
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_clip(tmp_path / folder / "clip.mp4", frames=3, audio=None)
+    assert main(["stylize", model, str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4"),
+                 "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_stylized.mp4", "clip_stylized_2.mp4"]
+    with av.open(str(tmp_path / "a" / "clip.mp4")) as c:  # a GIF of the same stem
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(tmp_path / "clip.gif"), "w") as c:
+        s = c.add_stream("gif", rate=10)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "rgb8"
+        for i, a in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(a, format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    assert main(["stylize", model, str(tmp_path / "clip.gif"), str(tmp_path / "a" / "clip.mp4"),
+                 "-o", str(tmp_path / "out2"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["clip_stylized.mp4", "clip_stylized_2.mp4"]
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for name in ("f0.png", "f1.png", "f1.jpg", "f2.png", "f2.jpg"):
+        synthetic_image(24, 16).save(frames_dir / name)
+    assert main(["stylize", model, str(frames_dir), "-o", str(tmp_path / "out3"), "-q", "--norm-stats", "frame"]) == 0
+    assert len(list((tmp_path / "out3").iterdir())) == 5
+
+
+def test_truncated_or_corrupt_clip_is_one_line_and_writes_nothing(tiny_exports, tmp_path, capsys):
+    pytest.importorskip("av")
+    from test_video import write_clip
+
+    model = str(tiny_exports["ckpt"])
+    for suffix in (".mkv", ".avi"):
+        clip = write_clip(tmp_path / f"clip{suffix}", frames=30, width=32, height=24,
+                          audio=None if suffix == ".avi" else "aac")
+        data = clip.read_bytes()
+        cut = tmp_path / f"cut{suffix}"
+        cut.write_bytes(data[: 2 * len(data) // 3])
+        _one_line(["stylize", model, str(cut), "-o", str(tmp_path / "o.mp4"), "-q"], capsys, "truncated")
+        assert not (tmp_path / "o.mp4").exists()
+        if suffix == ".mkv":  # the whole clip passes (this writer's AVI timestamps do not remux: an older issue)
+            assert main(["stylize", model, str(clip), "-o", str(tmp_path / f"whole{suffix}.mp4"), "-q"]) == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    frames = tmp_path / "frames"  # a bad frame late in a folder: the frames written before it go again
+    frames.mkdir()
+    for i in range(3):
+        synthetic_image(24, 16).save(frames / f"f{i}.png")
+    (frames / "f9.png").write_bytes(b"not a png")
+    _one_line(["stylize", model, str(frames), "-o", str(tmp_path / "fo"), "-q", "--norm-stats", "frame",
+               "--batch-size", "1"], capsys, "f9.png")
+    assert not (tmp_path / "fo").exists()
+
+
+def test_sigterm_mid_encode_removes_the_part_file(tiny_exports, tmp_path):
+    import signal
+    import time
+
+    from test_video import write_clip
+
+    clip = write_clip(tmp_path / "long.mp4", frames=300, width=64, height=48, audio=None)
+    out = tmp_path / "o"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from fastmmd.__main__ import main; sys.exit(main(sys.argv[1:]))",
+                             "stylize", str(tiny_exports["ckpt"]), str(clip), "-o", str(out / "x.mp4"), "-q"],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent), "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".*.part")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the clip was done before SIGTERM arrived")
+    assert proc.returncode == 143 and err.strip().splitlines() == ["fastmmd: terminated; files already written are complete"]
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("payload", ["min_size-text", "width-text", "deep-json", "5000-digit-int"])
+def test_crafted_metadata_is_one_line_in_every_format(payload, tiny_exports, make_image, tmp_path, capsys):
+    """Every metadata field goes through one schema, every JSON text through one bounded parser."""
+    from payloads import METADATA_PAYLOADS, with_metadata
+
+    img = make_image("photo.png", 20, 20)
+    for kind in ("torchscript", "pt2", "onnx"):
+        if kind not in tiny_exports:
+            continue
+        crafted = with_metadata(tiny_exports, tmp_path, kind, METADATA_PAYLOADS[payload], payload)
+        _one_line(["stylize", str(crafted), str(img), "-o", str(tmp_path / "o"), "-q"], capsys, "not a fastmmd")
+        _one_line(["export", "--info", str(crafted)], capsys, "not a fastmmd")
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_metadata_goes_through_the_same_schema(tmp_path):
+    from conftest import write_tiny_checkpoint
+
+    path = write_tiny_checkpoint(tmp_path / "x.ckpt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["fastmmd"]["global_step"] = "many"
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="global_step"):
+        read_network(path)
+
+
+@pytest.mark.parametrize("zoo_text, needle", [
+    ("[" * 50_000 + "]" * 50_000, "nested deeper"),
+    ('{"format_version": ' + "9" * 5000 + "}", "not valid JSON"),
+])
+def test_crafted_zoo_manifest_is_one_line_even_for_did_you_mean(zoo_text, needle, tmp_path, monkeypatch, capsys):
+    (tmp_path / "zoo.json").write_text(zoo_text)
+    monkeypatch.setenv("FASTMMD_ZOO", str(tmp_path))
+    _one_line(["stylize", "starry", "x.png"], capsys, needle)
+    _one_line(["stylize", "starry.pt", "x.png"], capsys, "does not exist")  # the hint is dropped, not a traceback
+
+
+def test_zoo_text_reaches_the_terminal_without_control_characters(tmp_path, monkeypatch, capsys):
+    title = "\x1b]0;pwned\x07\x1b[2J\x1b[31mRED\u202e"
+    (tmp_path / "zoo.json").write_text(json.dumps({"format_version": 1, "styles": {
+        "evil": {"title": title, "loss": "\x1b[5m", "files": {"torchscript": "evil.pt"}}}}))
+    monkeypatch.setenv("FASTMMD_ZOO", str(tmp_path))
+    assert main(["models"]) == 0
+    shown = capsys.readouterr().out
+    assert "RED" in shown and not any(c in shown for c in "\x1b\x07\u202e")
+
+
+def test_option_values_that_parse_oddly_are_one_line(tiny_exports, make_image, tmp_path, capsys):
+    from conftest import write_tiny_checkpoint
+
+    img = make_image("photo.png", 20, 20)
+    two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
+    _one_line(["stylize", str(two), str(img), "-o", str(tmp_path / "o"), "--style", "\u00b2"], capsys, "no style")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    synthetic_image(24, 16).save(frames / "f0.png")
+    _one_line(["stylize", str(tiny_exports["ckpt"]), str(frames), "-o", str(tmp_path / "o.mp4"), "--fps", "1e-300"],
+              capsys, "--fps")
+    _one_line(["evaluate", str(tiny_exports["ckpt"]), "--content", str(img), "--style", str(img), "--size", "100000000",
+               "--vgg-weights", "random", "--output", str(tmp_path / "ev")], capsys, "--size")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "ev").exists()
+
+
+def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys):
+    """--mix at 1e308 is the same blend as at 1; an int8 scale of 3e38 is refused; --half with int8 is refused."""
+    import zipfile as zf
+
+    from conftest import write_tiny_checkpoint
+    from fastmmd.export import export_checkpoint
+    from payloads import rewrite_zip
+
+    two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
+    x = torch.rand(1, 3, 20, 20)
+    huge = load_stylizer(two, device="cpu", mix="tiny0=1e308,tiny1=1e308").stylize_tensor(x)
+    assert torch.equal(huge, load_stylizer(two, device="cpu", mix="tiny0=1,tiny1=1").stylize_tensor(x))
+    int8 = tmp_path / "int8.pt2"
+    export_checkpoint(tiny_exports["ckpt"], int8, fmt="pt2", weights="int8")
+    with zf.ZipFile(int8) as z:
+        config = json.loads(z.read(next(n for n in z.namelist() if n.endswith("model_weights_config.json"))))["config"]
+    scale = next(v["path_name"] for k, v in config.items() if k.endswith("weight_scale"))
+    crafted = rewrite_zip(int8, tmp_path / "scaled.pt2", lambda n, d: torch.full((len(d) // 4,), 3e38).numpy().tobytes()
+                          if n.endswith(f"data/weights/{scale}") else d)
+    with pytest.raises(UserError, match="scale"):
+        read_network(crafted)
+    _one_line(["export", str(tiny_exports["ckpt"]), "-o", str(tmp_path / "h.pt2"), "--weights", "int8", "--half"],
+              capsys, "--half")
+    assert not (tmp_path / "h.pt2").exists()
