@@ -90,13 +90,13 @@ def test_gpu_check_script_parses_and_its_runs_file_holds_valid_fit_commands():
     configuration that `fastmmd fit` accepts (its arguments exactly as the script builds them)."""
     done = subprocess.run(["bash", "-n", "scripts/gpu_check.sh"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    lines = [line.split(maxsplit=1) for line in (ROOT / "scripts" / "gpu_bases.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
-    assert len(lines) >= 2
+    lines = [line.split(maxsplit=1) for runs in ("gpu_bases.txt", "gpu_arbitrary.txt")
+             for line in (ROOT / "scripts" / runs).read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert len(lines) >= 3 and "arbitrary" in {name for name, _ in lines}
     for name, args in lines:
         argv = args.replace("{styles}", "paintings").split()
         out = run("-m", "fastmmd", "fit", "--config", "configs/gpu.yaml", *argv, "--run_name", name, "--print_config")
-        assert f"run_name: {name}" in out and "paintings/" in out, out
+        assert f"run_name: {name}" in out and "paintings" in out, out
 
 
 def test_gpu_check_needs_the_photo_and_painting_folders(tmp_path):
