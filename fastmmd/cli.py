@@ -192,8 +192,16 @@ class FastMMDCLI(LightningCLI):
 
         ckpt = read_checkpoint(path)
         network_in_checkpoint(ckpt, path)  # written by fastmmd, weights match their description
+        for key in ("global_step", "epoch"):  # Lightning restores them as they are: counts, or nothing
+            if key in ckpt and not (type(ckpt[key]) is int and 0 <= ckpt[key] < 2**53):
+                raise UserError(f"--ckpt_path {str(path)!r}: its {key} {str(ckpt[key])[:40]!r} is not a count "
+                                "of steps; it was not written by `fastmmd fit`")
+        hparams = ckpt.get("hyper_parameters")
+        if hparams is not None and not (isinstance(hparams, dict) and all(isinstance(k, str) for k in hparams)):
+            raise UserError(f"--ckpt_path {str(path)!r}: its hyper_parameters are not settings by name; it was not "
+                            "written by `fastmmd fit`")
         self._resume_step = float(ckpt.get("global_step", math.inf))
-        if "_class_path" in (ckpt.get("hyper_parameters") or {}):
+        if "_class_path" in (hparams or {}):
             raise UserError(f"--ckpt_path {str(path)!r} names a model class to import; fastmmd checkpoints never do")
         missing = [k for k in ("loops", "optimizer_states", "global_step") if k not in ckpt]
         if self.config.get("subcommand") == "fit" and missing:

@@ -534,3 +534,34 @@ def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys
     _one_line(["export", str(tiny_exports["ckpt"]), "-o", str(tmp_path / "h.pt2"), "--weights", "int8", "--half"],
               capsys, "--half")
     assert not (tmp_path / "h.pt2").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> tuple[list[str], dict]:
+    """A tiny fit (2 steps) and its last checkpoint, read back: the base of crafted resumes."""
+    from fastmmd.cli import build_cli
+
+    root = tmp_path_factory.mktemp("resume")
+    args = tiny_fit_args(root)
+    build_cli(["fit", *args, "--trainer.max_steps", "2", "--run_name", "base"])
+    return args, torch.load(root / "runs" / "base" / "last.ckpt", weights_only=True)
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"global_step": "abc"}, "global_step 'abc' is not a count"),
+    ({"global_step": 2**70}, "is not a count"),
+    ({"global_step": -5}, "is not a count"),
+    ({"epoch": "x"}, "epoch 'x' is not a count"),
+    ({"hyper_parameters": [1, 2]}, "hyper_parameters are not settings by name"),
+    ({"hyper_parameters": "lr"}, "hyper_parameters are not settings by name"),
+])
+def test_a_crafted_training_state_in_ckpt_path_is_one_line(trained_run, tmp_path, capsys, change, needle):
+    """Lightning restores a resumed run's step, epoch and settings as the file gives them: a string step
+    was a traceback, a negative or 2**70 step a run that silently went on from nonsense."""
+    args, base = trained_run
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({**base, **change}, crafted)
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *args, "--trainer.max_steps", "3", "--run_name", "crafted", "--ckpt_path", str(crafted)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and needle in err, err
