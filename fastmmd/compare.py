@@ -154,7 +154,7 @@ def _load_model(path: str, device: torch.device) -> Callable[[Tensor], Tensor]:
     """A feed-forward model (export or checkpoint, via :func:`fastmmd.stylize.load_stylizer`) as RGB (1, 3, H, W) -> same."""
     from fastmmd.stylize import load_stylizer
 
-    return load_stylizer(path, device=str(device)).stylize_tensor
+    return load_stylizer(path, device=str(device)).probe().stylize_tensor
 
 
 def _plan(args, losses, weights, contents, styles, models) -> list[Cell]:

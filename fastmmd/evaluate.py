@@ -142,6 +142,7 @@ def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[tup
                             f"--size {args.size} has a {small} px side: raise --size")
         if stylizer.space.arbitrary:  # any painting: the network is asked for --style itself
             stylizer = stylizer.with_paintings([args.style])
+        stylizer.probe()  # a model that cannot run fails here, before anything is written
         space, style = stylizer.space, None
         if len(space.styles) > 1 and not space.arbitrary:
             style = args.model_style or Path(args.style).stem

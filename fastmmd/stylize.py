@@ -222,6 +222,14 @@ class Stylizer:
                 torch.cuda.empty_cache()
                 tile = max(_MIN_TILE, (tile or max(height, width)) // 2)
 
+    def probe(self) -> "Stylizer":
+        """Runs the model once on a small grey image, so that a file that cannot run, or returns
+        something other than the batch, fails in one line before a command has written anything
+        (compare, evaluate). Returns this stylizer."""
+        side = max(self.min_size, 16)
+        self.stylize_tensor(torch.full((1, 3, side, side), 0.5))
+        return self
+
     def fit(self, rgb: Tensor) -> Tensor:
         """(3, H, W) [0, 1] downscaled to --max-size if it is larger (same-size images batch after this)."""
         if self.max_size and max(rgb.shape[1:]) > self.max_size:

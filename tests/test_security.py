@@ -565,3 +565,26 @@ def test_a_crafted_training_state_in_ckpt_path_is_one_line(trained_run, tmp_path
         main(["fit", *args, "--trainer.max_steps", "3", "--run_name", "crafted", "--ckpt_path", str(crafted)])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err and needle in err, err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_a_model_that_cannot_run_fails_compare_and_evaluate_before_they_write(tmp_path, capsys, command):
+    """The model runs once on a small probe before any folder is made: a wrong-rank ONNX graph used to
+    fail after the optimized cells were written."""
+    pytest.importorskip("onnx")
+    from payloads import onnx_wrong_rank
+
+    model = onnx_wrong_rank({}, tmp_path)
+    photo, style = tmp_path / "photo.png", tmp_path / "style.png"
+    synthetic_image(40, 32).save(photo)
+    synthetic_image(40, 40, seed=3).save(style)
+    out = tmp_path / "out"
+    common = ["--content", str(photo), "--style", str(style), "--size", "32", "--iterations", "1", "--vgg-weights",
+              "random", "--output", str(out)]
+    argv = ([command, str(model), *common, "--vgg-width-divisor", "8", "--no-progress"] if command == "evaluate"
+            else [command, *common, "--models", str(model)])
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and "returned an output of shape" in err, err
+    assert not out.exists()
