@@ -159,6 +159,9 @@ class FastMMDCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
         arbitrary = "arbitrary" in (cfg.model.get("conditioning") or [])
+        if not arbitrary and not cfg.model.get("style_images"):  # required unless the paintings come with the data
+            raise UserError(f"missing --model.style_images: pass it on the command line, e.g. "
+                            f"{REQUIRED_HINTS['model.style_images']}")
         if arbitrary != bool(cfg.data.get("painting_root") or cfg.data.get("painting_hf_dataset")):
             raise UserError("an arbitrary-style network (model.conditioning: [arbitrary]) trains on photos paired with "
                             "paintings: pass --data.painting_root DIR (or --data.painting_hf_dataset NAME)" if arbitrary
