@@ -28,6 +28,7 @@ COMMANDS = {
     "compare": ("fastmmd.compare", "compare style losses on your images: grid.png + report"),
     "evaluate": ("fastmmd.evaluate", "score trained networks against per-image optimization: grid.png + report"),
     "models": ("fastmmd.zoo", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
+    "serve": ("fastmmd.serve", "a local web page: drop a photo, pick a style, move a slider, download (extra: serve)"),
 }
 
 

@@ -1,0 +1,359 @@
+// fastmmd serve: the page. Plain JavaScript, no library; it talks to its own server only.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  models: [],          // /api/styles
+  maxBytes: Infinity,
+  photo: null,         // {id, name, width, height}
+  painting: null,      // {id, name} for an arbitrary-style network
+  choice: null,        // {model, style}: the chosen thumbnail
+  generation: 0,       // bumps with every new photo: older thumbnail loops stop
+  previewBusy: false,
+  previewAgain: false,
+  job: null,
+};
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error").textContent = "";
+}
+
+async function failure(response) {
+  // One line from the server's {"error": ...}, or the status when the body is not ours.
+  try {
+    const body = await response.json();
+    if (body && body.error) return body.error;
+  } catch (_) { /* not JSON */ }
+  return `the server answered ${response.status} ${response.statusText}`;
+}
+
+function modelOf(name) {
+  return state.models.find((m) => m.name === name);
+}
+
+// ---------------------------------------------------------------------------------- contact sheet
+function buildSheet() {
+  const sheet = $("sheet");
+  sheet.textContent = "";
+  for (const model of state.models) {
+    const styles = model.styles.length > 1 ? model.styles : [null];
+    for (const style of styles) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "style";
+      button.dataset.model = model.name;
+      button.dataset.style = style || "";
+      button.dataset.state = "empty";
+      button.setAttribute("aria-pressed", "false");
+      const img = document.createElement("img");
+      img.alt = "";
+      const label = document.createElement("span");
+      label.textContent = style ? `${model.label}: ${style}` : model.label;
+      button.title = label.textContent;
+      button.append(img, label);
+      button.addEventListener("click", () => choose(model.name, style));
+      sheet.append(button);
+    }
+  }
+  $("painting-zone").hidden = !state.models.some((m) => m.arbitrary);
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== null && v !== undefined && v !== "") q.set(k, String(v));
+  }
+  return q.toString();
+}
+
+async function fillSheet() {
+  const generation = ++state.generation;
+  const buttons = [...document.querySelectorAll("#sheet .style")];
+  for (const b of buttons) b.dataset.state = "empty";
+  let done = 0;
+  $("sheet-status").textContent = `(computing 0 of ${buttons.length})`;
+  for (const button of buttons) {
+    if (generation !== state.generation) return;
+    const model = modelOf(button.dataset.model);
+    if (model.arbitrary && !state.painting) {
+      button.dataset.state = "error";
+      button.title = `${model.label}: drop a painting first`;
+    } else {
+      const url = "/api/preview?" + query({photo: state.photo.id, model: model.name, style: button.dataset.style,
+                                           painting: model.arbitrary ? state.painting.id : null, sheet: 1});
+      try {
+        const response = await fetch(url);
+        if (!response.ok) throw new Error(await failure(response));
+        const blob = await response.blob();
+        if (generation !== state.generation) return;
+        const img = button.querySelector("img");
+        if (img.src) URL.revokeObjectURL(img.src);
+        img.src = URL.createObjectURL(blob);
+        button.dataset.state = "done";
+      } catch (err) {
+        button.dataset.state = "error";
+        button.title = String(err.message || err);
+      }
+    }
+    done += 1;
+    $("sheet-status").textContent = done < buttons.length ? `(computing ${done} of ${buttons.length})` : "";
+  }
+}
+
+// ---------------------------------------------------------------------------------- choosing
+function choose(modelName, style) {
+  const model = modelOf(modelName);
+  state.choice = {model: modelName, style: style};
+  for (const b of document.querySelectorAll("#sheet .style")) {
+    b.setAttribute("aria-pressed", String(b.dataset.model === modelName && (b.dataset.style || null) === style));
+  }
+  $("chosen").textContent = style ? `${model.label}: ${style}` : model.label;
+  const strength = $("strength");
+  if (model.strength) {
+    strength.disabled = false;
+    strength.min = model.strength.min;
+    strength.max = model.strength.max;
+    if (strength.dataset.model !== modelName) strength.value = model.strength.default;
+    strength.dataset.model = modelName;
+    $("strength-note").textContent = `0 = your photo, ${model.strength.default} = as trained, up to ${model.strength.max}`;
+  } else {
+    strength.disabled = true;
+    $("strength-note").textContent = model.no_strength;
+  }
+  $("strength-value").textContent = strength.disabled ? "" : strength.value;
+  const blendWith = $("blend-with");
+  blendWith.textContent = "";
+  blendWith.append(new Option("(no blend)", ""));
+  if (model.styles.length > 1) {
+    for (const other of model.styles) if (other !== (style || model.styles[0])) blendWith.append(new Option(other, other));
+    blendWith.disabled = false;
+    $("blend-note").textContent = `blends two of the ${model.styles.length} styles this network learnt`;
+  } else {
+    blendWith.disabled = true;
+    $("blend-note").textContent = model.no_blend;
+  }
+  syncBlend();
+  $("full").disabled = !state.photo;
+  settingsChanged();
+}
+
+function syncBlend() {
+  $("blend").disabled = $("blend-with").disabled || !$("blend-with").value;
+  $("blend-value").textContent = $("blend").value;
+}
+
+function settings() {
+  if (!state.photo || !state.choice) return null;
+  const model = modelOf(state.choice.model);
+  const s = {photo: state.photo.id, model: model.name, style: state.choice.style};
+  if (model.strength && Number($("strength").value) !== model.strength.default) s.strength = Number($("strength").value);
+  if (!$("blend-with").disabled && $("blend-with").value) {
+    s.blend_with = $("blend-with").value;
+    s.blend = Number($("blend").value);
+  }
+  if (model.arbitrary && state.painting) s.painting = state.painting.id;
+  return s;
+}
+
+function settingsChanged() {
+  $("download").hidden = true;
+  $("progress").hidden = true;
+  $("progress-text").textContent = "";
+  state.job = null;
+  updatePreview();
+}
+
+// One preview request at a time; moves of the slider meanwhile make one more request, for the latest value.
+async function updatePreview() {
+  const s = settings();
+  if (!s) return;
+  if (state.previewBusy) {
+    state.previewAgain = true;
+    return;
+  }
+  state.previewBusy = true;
+  const key = query(s);
+  const preview = $("preview");
+  preview.dataset.state = "busy";
+  $("status").textContent = "computing the preview…";
+  const started = performance.now();
+  try {
+    const response = await fetch("/api/preview?" + key);
+    if (!response.ok) throw new Error(await failure(response));
+    const blob = await response.blob();
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    preview.src = URL.createObjectURL(blob);
+    await preview.decode().catch(() => {});
+    preview.hidden = false;
+    $("placeholder").hidden = true;
+    preview.dataset.key = key;
+    const seconds = ((performance.now() - started) / 1000).toFixed(2);
+    $("status").textContent = `${state.photo.name}: preview (at most ${PREVIEW} px) in ${seconds} s; ` +
+      `“Full size” computes ${state.photo.width}×${state.photo.height}`;
+    clearError();
+  } catch (err) {
+    showError(String(err.message || err));
+    $("status").textContent = "";
+  } finally {
+    state.previewBusy = false;
+    preview.dataset.state = "done";
+  }
+  if (state.previewAgain) {
+    state.previewAgain = false;
+    updatePreview();
+  }
+}
+let PREVIEW = 384;
+
+// ---------------------------------------------------------------------------------- full size
+async function fullSize() {
+  const s = settings();
+  if (!s) return;
+  const progress = $("progress");
+  progress.hidden = false;
+  progress.removeAttribute("value");
+  $("download").hidden = true;
+  $("full").disabled = true;
+  try {
+    const response = await fetch("/api/jobs", {method: "POST", headers: {"Content-Type": "application/json"},
+                                               body: JSON.stringify(s)});
+    if (!response.ok) throw new Error(await failure(response));
+    let job = await response.json();
+    state.job = job.id;
+    while (job.state === "queued" || job.state === "running") {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      if (state.job !== job.id) return;  // the settings changed meanwhile
+      const poll = await fetch(`/api/jobs/${job.id}`);
+      if (!poll.ok) throw new Error(await failure(poll));
+      job = await poll.json();
+      if (job.total > 1 && job.state === "running") {
+        progress.max = job.total;
+        progress.value = job.done;
+      }
+      const waiting = job.state === "queued" ? ` (${job.waiting} ahead)` : "";
+      $("progress-text").textContent = `${job.message}${waiting}, ${job.seconds.toFixed(1)} s`;
+    }
+    if (job.state === "error") throw new Error(job.error);
+    const url = `/api/jobs/${job.id}/result`;
+    const preview = $("preview");
+    preview.src = url;
+    preview.dataset.key = "full:" + query(s);
+    const link = $("download");
+    link.href = url + "?download=1";
+    link.download = job.filename;
+    link.hidden = false;
+    progress.max = 1;
+    progress.value = 1;
+    $("progress-text").textContent = `${job.message} in ${job.seconds.toFixed(1)} s`;
+    $("status").textContent = `full size: ${state.photo.width}×${state.photo.height}`;
+    clearError();
+  } catch (err) {
+    progress.hidden = true;
+    $("progress-text").textContent = "";
+    showError(String(err.message || err));
+  } finally {
+    $("full").disabled = !state.photo;
+  }
+}
+
+// ---------------------------------------------------------------------------------- uploads
+async function upload(file) {
+  if (file.size > state.maxBytes) {
+    throw new Error(`“${file.name}” is too large: this server takes files up to ${state.maxBytes / 1e6} MB`);
+  }
+  const response = await fetch("/api/photo?" + query({name: file.name || "pasted image"}), {method: "POST", body: file});
+  if (!response.ok) throw new Error(await failure(response));
+  return response.json();
+}
+
+async function takePhoto(file) {
+  if (!file) return;
+  $("status").textContent = `reading ${file.name || "the image"}…`;
+  try {
+    state.photo = await upload(file);
+  } catch (err) {
+    showError(String(err.message || err));
+    $("status").textContent = "";
+    return;
+  }
+  clearError();
+  $("full").disabled = !state.choice;
+  $("status").textContent = `${state.photo.name}: ${state.photo.width}×${state.photo.height}`;
+  if (!state.choice && state.models.length) {
+    const first = state.models[0];
+    choose(first.name, first.styles.length > 1 ? first.styles[0] : null);
+  } else {
+    settingsChanged();
+  }
+  fillSheet();
+}
+
+async function takePainting(file) {
+  if (!file) return;
+  try {
+    const painting = await upload(file);
+    state.painting = {id: painting.id, name: painting.name};
+    $("painting-name").textContent = painting.name;
+    clearError();
+    if (state.photo) {
+      settingsChanged();
+      fillSheet();
+    }
+  } catch (err) {
+    showError(String(err.message || err));
+  }
+}
+
+function dropTarget(zone, take) {
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    e.stopPropagation();
+    zone.classList.remove("over");
+    take(e.dataTransfer.files[0]);
+  });
+}
+
+async function start() {
+  try {
+    const response = await fetch("/api/styles");
+    if (!response.ok) throw new Error(await failure(response));
+    const info = await response.json();
+    state.models = info.models;
+    state.maxBytes = info.max_upload_mb * 1e6;
+    PREVIEW = info.preview_size;
+  } catch (err) {
+    showError(`cannot list the styles: ${err.message || err}`);
+    return;
+  }
+  buildSheet();
+  $("file").addEventListener("change", (e) => { takePhoto(e.target.files[0]); e.target.value = ""; });
+  $("painting-file").addEventListener("change", (e) => { takePainting(e.target.files[0]); e.target.value = ""; });
+  dropTarget($("drop"), takePhoto);
+  dropTarget($("painting-zone"), takePainting);
+  // A photo dropped anywhere else on the page is a photo too (and the browser does not navigate away).
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => { e.preventDefault(); takePhoto(e.dataTransfer.files[0]); });
+  document.addEventListener("paste", (e) => {
+    const file = [...(e.clipboardData ? e.clipboardData.files : [])].find((f) => f.type.startsWith("image/"));
+    if (file) takePhoto(file);
+  });
+  $("strength").addEventListener("input", () => {
+    $("strength-value").textContent = $("strength").value;
+    settingsChanged();
+  });
+  $("blend-with").addEventListener("change", () => { syncBlend(); settingsChanged(); });
+  $("blend").addEventListener("input", () => { syncBlend(); settingsChanged(); });
+  $("full").addEventListener("click", fullSize);
+  document.body.dataset.ready = "true";
+}
+
+start();
