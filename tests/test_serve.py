@@ -10,6 +10,7 @@ folder.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -380,7 +381,9 @@ def page_on(browser, live_server):
     context.close()
 
 
-ALL_THUMBNAILS = "() => [...document.querySelectorAll('#sheet .style')].every(b => b.dataset.state === 'done')"
+#: every thumbnail of the page's current photo is in (``previous``: a photo id that no longer counts)
+ALL_THUMBNAILS = ("previous => { const photo = document.body.dataset.photo; return !!photo && photo !== previous && "
+                  "document.getElementById('sheet').dataset.photo === photo; }")
 
 
 def wait_until(page, function: str, arg: object = None) -> None:
@@ -390,11 +393,11 @@ def wait_until(page, function: str, arg: object = None) -> None:
         page.wait_for_timeout(50)
 
 
-def wait_preview(page, *parts: str) -> bytes:
-    """Waits until the preview shows settings holding every ``part``; returns its pixels (a screenshot)."""
+def wait_preview(page, *parts: str, pixels: bool = True) -> bytes | None:
+    """Waits until the preview shows settings holding every ``part``; returns what it shows (a screenshot)."""
     wait_until(page, "parts => { const p = document.getElementById('preview'); return p.dataset.state === 'done' && "
                      "!p.hidden && parts.every(x => (p.dataset.key || '').split('&').includes(x)); }", list(parts))
-    return page.locator("#preview").screenshot()
+    return page.locator("#preview").screenshot() if pixels else None
 
 
 def assert_same_origin(page, origin: str) -> None:
@@ -417,8 +420,9 @@ def test_page_upload_choose_slide_blend_download(page_on, live_server, tmp_path)
     a_photo(width=400, height=300).save(tmp_path / "landscape.jpg")
     page.set_input_files("#file", tmp_path / "landscape.jpg")
     wait_until(page, ALL_THUMBNAILS)
-    thumbnails = page.locator("#sheet .style img")
-    assert thumbnails.count() >= 4 and all(w > 0 for w in thumbnails.evaluate_all("imgs => imgs.map(i => i.naturalWidth)"))
+    thumbnails = page.locator("#sheet .style")
+    assert thumbnails.count() >= 4 and set(thumbnails.evaluate_all("bs => bs.map(b => b.dataset.state)")) == {"done"}
+    assert all(w > 0 for w in thumbnails.locator("img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)"))
 
     page.click('.style[data-model="plain.ckpt"]')  # one style, no strength input: controls off, and why
     wait_preview(page, "model=plain.ckpt")
@@ -462,15 +466,17 @@ def test_page_upload_choose_slide_blend_download(page_on, live_server, tmp_path)
 
     page.set_input_files("#file", files=[{"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": b"not a jpeg"}])
     expect(page.locator("#error")).to_have_text("'broken.jpg' is not an image Pillow can read")
+    shown = page.evaluate("document.body.dataset.photo")
     page.set_input_files("#file", tmp_path / "landscape.jpg")  # the server kept serving
+    wait_until(page, ALL_THUMBNAILS, shown)
     expect(page.locator("#error")).to_be_hidden()
-    wait_until(page, ALL_THUMBNAILS)
     assert_same_origin(page, origin)
 
 
-DROP = """([bytes, name, how]) => {
+DROP = """([base64, name, how]) => {
   const data = new DataTransfer();
-  data.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'}));
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  data.items.add(new File([bytes], name, {type: 'image/png'}));
   if (how === 'drop') document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
   else document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true}));
 }"""
@@ -480,14 +486,16 @@ DROP = """([bytes, name, how]) => {
 def test_two_pages_at_once_dropped_and_pasted(page_on, live_server):
     origin, _ = live_server
     first, second = page_on(), page_on()
-    first.evaluate(DROP, [list(encode(a_photo(seed=7, width=256, height=200), "PNG")), "dropped.png", "drop"])
-    second.evaluate(DROP, [list(encode(a_photo(seed=8, width=200, height=256), "PNG")), "pasted.png", "paste"])
+    first.evaluate(DROP, [base64.b64encode(encode(a_photo(seed=7, width=256, height=200), "PNG")).decode(), "dropped.png",
+                          "drop"])
+    second.evaluate(DROP, [base64.b64encode(encode(a_photo(seed=8, width=200, height=256), "PNG")).decode(), "pasted.png",
+                           "paste"])
     for page in (first, second):
         wait_until(page, ALL_THUMBNAILS)
     first.click('.style[data-model="cond.ckpt"][data-style="tiny1"]')
     second.click('.style[data-model="cond.ckpt"][data-style="tiny1"]')
     for page, name, size in ((first, "dropped.png", [256, 200]), (second, "pasted.png", [200, 256])):
-        wait_preview(page, "model=cond.ckpt", "style=tiny1")
+        wait_preview(page, "model=cond.ckpt", "style=tiny1", pixels=False)
         assert page.locator("#status").inner_text().startswith(f"{name}: preview")
         assert page.evaluate("[document.getElementById('preview').naturalWidth, "
                              "document.getElementById('preview').naturalHeight]") == size

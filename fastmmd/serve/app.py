@@ -21,8 +21,8 @@ Contracts:
 
 API (JSON unless stated): ``GET /api/styles``; ``POST /api/photo?name=`` (the file as the body);
 ``GET /api/preview?photo=&model=[&style=&blend_with=&blend=&strength=&painting=]`` (JPEG, <= 384 px);
-``POST /api/jobs`` (the same settings as JSON) -> ``{"id"}``; ``GET /api/jobs/{id}`` (state and
-progress); ``GET /api/jobs/{id}/result`` (the full-size PNG).
+``POST /api/jobs`` (the same settings as JSON) -> ``{"id"}``; ``GET /api/jobs/{id}[?wait=S]`` (state
+and progress; ``wait``: long-poll until they change); ``GET /api/jobs/{id}/result`` (the full-size PNG).
 """
 
 from __future__ import annotations
@@ -251,10 +251,14 @@ class Job:
     path: Path | None = None
     filename: str = "stylized.png"
     started: float = dataclasses.field(default_factory=time.monotonic)
+    finished: float | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per step, in the worker
 
     def describe(self) -> dict[str, Any]:
+        seconds = (self.finished or time.monotonic()) - self.started
         return {"id": self.id, "state": self.state, "done": self.done, "total": self.total, "message": self.message,
-                "error": self.error, "seconds": round(time.monotonic() - self.started, 2), "filename": self.filename}
+                "error": self.error, "seconds": round(seconds, 2), "filename": self.filename,
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,8 +424,11 @@ class ServeState:
             job.state, job.message = "running", "reading the photo"
             photo = self.photo(s.photo)
             stylizer, model, settings = self.stylizer_for(s)
+            clock = time.perf_counter()
+            job.timings["queued"] = time.monotonic() - job.started
             rgb, alpha = decode_image(photo.path.read_bytes(), photo.name, with_alpha=True)
             x = pil_to_tensor(rgb)
+            job.timings["decode"] = time.perf_counter() - clock
             height, width = x.shape[1:]
             tile = stylizer.auto_tile(1, height, width)
             if tile is not None:  # count tiles for the progress bar
@@ -441,18 +448,24 @@ class ServeState:
             else:
                 job.total = 2
             job.message = f"stylizing {width}x{height}" if tile is None else f"stylizing in {job.total - 1} tiles"
+            clock = time.perf_counter()
             out = stylizer.stylize_image(x)
+            job.timings["stylize"] = time.perf_counter() - clock
             job.done = job.total - 1
             job.message = "writing the PNG"
+            clock = time.perf_counter()
             path = self.workdir / f"result-{job.id}.png"
             save_image(out, path, metadata={"Software": "fastmmd serve", **settings, "fastmmd:source": photo.name,
                                             "fastmmd:size": f"{width}x{height}"}, alpha=alpha)
+            job.timings["write"] = time.perf_counter() - clock
             job.path, job.done, job.state, job.message = path, job.total, "done", f"done: {width}x{height}"
+            job.finished = time.monotonic()
         except (UserError, PageError) as err:
-            job.state, job.error, job.message = "error", one_line(err), "failed"
+            job.state, job.error, job.message, job.finished = "error", one_line(err), "failed", time.monotonic()
         except Exception as err:  # noqa: BLE001 - the server keeps serving; the trace goes to the log
             traceback.print_exc(file=sys.stderr)
             job.state, job.error, job.message = "error", f"internal error: {type(err).__name__}: {one_line(err)}", "failed"
+            job.finished = time.monotonic()
 
 
 # ------------------------------------------------------------------------------------------ app
@@ -569,8 +582,12 @@ def create_app(catalog: Catalog, workdir: Path, limits: Limits = Limits(),
         return state.new_job(s).describe()
 
     @app.get("/api/jobs/{token}")
-    async def job(token: str) -> dict[str, Any]:
+    async def job(token: str, wait: float = 0.0) -> dict[str, Any]:
+        """The job's state; with ``wait`` (<= 2 s), answers once its state or progress moves, or after ``wait``."""
         j = state.job(token)
+        seen, deadline = (j.state, j.done, j.message), time.monotonic() + min(max(wait, 0.0), 2.0)
+        while j.state in ("queued", "running") and (j.state, j.done, j.message) == seen and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         return {**j.describe(), "waiting": state.worker.waiting() if j.state == "queued" else 0}
 
     @app.get("/api/jobs/{token}/result")

@@ -78,6 +78,7 @@ async function fillSheet() {
   const buttons = [...document.querySelectorAll("#sheet .style")];
   for (const b of buttons) b.dataset.state = "empty";
   let done = 0;
+  $("sheet").dataset.photo = "";
   $("sheet-status").textContent = `(computing 0 of ${buttons.length})`;
   for (const button of buttons) {
     if (generation !== state.generation) return;
@@ -105,6 +106,7 @@ async function fillSheet() {
     done += 1;
     $("sheet-status").textContent = done < buttons.length ? `(computing ${done} of ${buttons.length})` : "";
   }
+  $("sheet").dataset.photo = state.photo.id;  // every thumbnail of this photo is in
 }
 
 // ---------------------------------------------------------------------------------- choosing
@@ -228,9 +230,8 @@ async function fullSize() {
     let job = await response.json();
     state.job = job.id;
     while (job.state === "queued" || job.state === "running") {
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      const poll = await fetch(`/api/jobs/${job.id}?wait=1`);  // answers as soon as the job moves
       if (state.job !== job.id) return;  // the settings changed meanwhile
-      const poll = await fetch(`/api/jobs/${job.id}`);
       if (!poll.ok) throw new Error(await failure(poll));
       job = await poll.json();
       if (job.total > 1 && job.state === "running") {
@@ -243,8 +244,11 @@ async function fullSize() {
     if (job.state === "error") throw new Error(job.error);
     const url = `/api/jobs/${job.id}/result`;
     const preview = $("preview");
+    preview.dataset.state = "busy";
     preview.src = url;
+    await preview.decode().catch(() => {});
     preview.dataset.key = "full:" + query(s);
+    preview.dataset.state = "done";
     const link = $("download");
     link.href = url + "?download=1";
     link.download = job.filename;
@@ -284,6 +288,7 @@ async function takePhoto(file) {
     return;
   }
   clearError();
+  document.body.dataset.photo = state.photo.id;
   $("full").disabled = !state.choice;
   $("status").textContent = `${state.photo.name}: ${state.photo.width}×${state.photo.height}`;
   if (!state.choice && state.models.length) {
