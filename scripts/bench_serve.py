@@ -7,7 +7,7 @@ sheet), clicking a style until its <= 384 px preview is shown (the server's prev
 first, so each preview is computed), and "Full size" until the full-size PNG is shown. Prints a
 Markdown table with the CPU (lscpu's model name, torch's CPU capability) and the thread count.
 
-Usage: python scripts/bench_serve.py [--photo photo.jpg] [--size 1024] [--repeats 5] [--threads N]
+Usage: python scripts/bench_serve.py [--photo photo.jpg] [--size 1024] [--repeats 5] [--threads N] [--precision auto|32|bf16]
 (default photo: a procedural landscape from fastmmd.samples, 1024 x 768). Needs the serve extra,
 Playwright and Chromium (Debian's ``chromium``, or $FASTMMD_CHROMIUM).
 """
@@ -58,6 +58,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=1024, help="longer side of the default photo (px)")
     parser.add_argument("--repeats", type=int, default=5, help="previews and full-size results timed")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
+    parser.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
+                        help="as fastmmd serve --precision (auto: bf16 where it is fast)")
     args = parser.parse_args()
 
     import torch
@@ -66,9 +68,12 @@ def main() -> int:
     from fastmmd.serve import bind, url_of
     from fastmmd.serve.app import Catalog, create_app, serve_forever
 
+    from fastmmd.commands import resolve_precision
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    catalog = Catalog.load(None, zoo=True, warn=lambda line: print(line, file=sys.stderr))
+    bf16 = resolve_precision(args.precision, torch.device("cpu")) == "bf16"
+    catalog = Catalog.load(None, zoo=True, bf16=bf16, warn=lambda line: print(line, file=sys.stderr))
     names = [m.name for m in catalog.models]
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         photo = args.photo
@@ -152,7 +157,8 @@ def main() -> int:
         sock.close()
 
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, "
-          f"capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s)")
+          f"capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread(s), "
+          f"{'bfloat16' if bf16 else 'float32'} (--precision {args.precision})")
     print(f"photo: {width}x{height}; {len(names)} shipped styles; Chromium through Playwright, headless\n")
     print("| what the page waits for | seconds: median (min, max) | runs | goal |")
     print("|---|---|---|---|")

@@ -174,6 +174,7 @@ def test_full_size_png_with_the_settings(client):
         assert img.format == "PNG" and img.size == (450, 410)
         assert img.text["fastmmd:model"] == "cond.ckpt" and img.text["fastmmd:strength"] == "0.7"
         assert img.text["fastmmd:mix"] == "tiny1=0.75,tiny2=0.25" and img.text["fastmmd:source"] == "holiday photo.jpg"
+        assert img.text["fastmmd:precision"] == "float32" and img.text["fastmmd:size"] == "450x410"
     bad = client.post("/api/jobs", json={"photo": photo["id"], "model": "plain.ckpt", "strength": 2})
     assert bad.status_code == 400 and "no strength control" in bad.json()["error"]
 
@@ -239,7 +240,7 @@ def test_arbitrary_style_network_is_feature_detected(catalog, tmp_path):
 # ------------------------------------------------------------------------------------------ command line
 def test_cli_defaults_and_errors(capsys, tmp_path):
     args = build_parser().parse_args([])
-    assert (args.host, args.port, args.models) == ("127.0.0.1", 7860, None)
+    assert (args.host, args.port, args.models, args.precision) == ("127.0.0.1", 7860, None, "auto")
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--models", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2

@@ -95,6 +95,7 @@ class Model:
     label: str
     source: str  # "zoo" or "models"
     stylizer: Any  # fastmmd.stylize.Stylizer, shared by every request
+    bf16: bool = False  # runs in bfloat16
 
     @property
     def space(self) -> ConditionSpace:
@@ -136,8 +137,10 @@ class Catalog:
 
     @classmethod
     def load(cls, models_dir: Path | None = None, device: str = "cpu", zoo: bool = True,
-             zoo_names: list[str] | None = None, warn: Callable[[str], None] = lambda line: None) -> "Catalog":
-        """The shipped styles (all, or ``zoo_names``) and the model files in ``models_dir``.
+             zoo_names: list[str] | None = None, warn: Callable[[str], None] = lambda line: None,
+             bf16: bool = False) -> "Catalog":
+        """The shipped styles (all, or ``zoo_names``) and the model files in ``models_dir``, on
+        ``device`` (in bfloat16 with ``bf16``, as ``fastmmd stylize --bf16``).
 
         A file that cannot be loaded is skipped with a ``warn`` line; no model at all is a
         :class:`UserError`.
@@ -156,21 +159,23 @@ class Catalog:
                 if zoo_names is not None and row["name"] not in zoo_names:
                     continue
                 try:
-                    models.append(Model(row["name"], _zoo_label(row), "zoo", load_stylizer(row["name"], device=device)))
+                    stylizer = load_stylizer(row["name"], device=device, bf16=bf16)
                 except UserError as err:
                     warn(f"skipped shipped style {row['name']!r}: {one_line(err)}")
+                    continue
+                models.append(Model(row["name"], _zoo_label(row), "zoo", stylizer, bf16))
         if models_dir is not None:
             for path in sorted(Path(models_dir).iterdir()):
                 if not (path.is_file() and path.suffix.lower() in MODEL_SUFFIXES):
                     continue
                 try:
-                    stylizer = load_stylizer(path, device=device)
+                    stylizer = load_stylizer(path, device=device, bf16=bf16)
                 except (UserError, OSError, RuntimeError, ValueError) as err:
                     warn(f"skipped {path.name!r}: {one_line(err)}")
                     continue
                 styles = ", ".join(Path(s).stem for s in stylizer.metadata.get("style_images") or [])
                 label = f"{path.stem} ({styles})" if styles and not stylizer.space.conditioned else path.stem
-                models.append(Model(path.name, label, "models", stylizer))
+                models.append(Model(path.name, label, "models", stylizer, bf16))
         if not models:
             raise UserError("no styles to serve: no shipped styles were found and --models gave no loadable "
                             ".pt/.pt2/.ckpt file")
@@ -352,7 +357,8 @@ class ServeState:
         except UserError as err:  # the CLI's words, with the page's names for its controls
             raise PageError(re.sub(r"--(strength|style|mix)\b", r"\1", one_line(err))) from None
         stylizer = model.stylizer.conditioned(condition) if space.conditioned else model.stylizer
-        settings = {"fastmmd:model": model.name, "fastmmd:style": model.label}
+        settings = {"fastmmd:model": model.name, "fastmmd:style": model.label,
+                    "fastmmd:precision": "bfloat16" if model.bf16 else "float32"}
         if space.conditioned:
             settings["fastmmd:condition"] = space.label(condition)
         if condition.mix is not None:
