@@ -179,6 +179,30 @@ def test_full_size_png_with_the_settings(client):
     assert bad.status_code == 400 and "no strength control" in bad.json()["error"]
 
 
+def test_full_size_counts_tiles_for_the_progress_bar(catalog, tmp_path):
+    """A photo too large for memory is stylized in tiles; the job counts them (the page's progress bar)."""
+    import copy
+    import dataclasses
+
+    from starlette.testclient import TestClient
+
+    from fastmmd.tiling import tile_spans
+
+    cond = next(m for m in catalog.models if m.name == "cond.ckpt")
+    stylizer = copy.copy(cond.stylizer)
+    stylizer.tile, stylizer.overlap = 64, 32  # as if memory allowed 64 px tiles
+    app = create_app(Catalog([dataclasses.replace(cond, stylizer=stylizer)]), tmp_path, allowed_hosts=["127.0.0.1"])
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        photo = upload(c, a_photo(width=200, height=150)).json()["id"]
+        job = wait_job(c, c.post("/api/jobs", json={"photo": photo, "model": "cond.ckpt", "style": "tiny2"}).json()["id"])
+        tiles = len(tile_spans(150, 64, 32)) * len(tile_spans(200, 64, 32))
+        assert job["state"] == "done" and tiles > 4 and job["total"] == tiles + 1 and job["done"] == job["total"]
+        with Image.open(io.BytesIO(c.get(f"/api/jobs/{job['id']}/result").content)) as img:
+            assert img.size == (200, 150)
+    assert cond.stylizer.tile is None and "_forward" not in vars(cond.stylizer)  # the shared stylizer is untouched
+    app.state.serve.close()
+
+
 def test_requests_name_nothing_on_disk(client, models_dir, tmp_path):
     """Models by catalogue name only, uploads and results by random token only; all files in the work folder."""
     photo = upload(client, a_photo()).json()["id"]
@@ -259,8 +283,10 @@ def test_cli_defaults_and_errors(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_serves_warns_on_all_interfaces_and_cleans_up(models_dir, tmp_path):
-    """``fastmmd serve --host 0.0.0.0 --port 0``: warns, prints its address, serves, removes its folder on Ctrl+C."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_serves_warns_on_all_interfaces_and_cleans_up(models_dir, tmp_path, stop):
+    """``fastmmd serve --host 0.0.0.0 --port 0``: warns, prints its address, serves, and removes its
+    folder when stopped by Ctrl+C or SIGTERM."""
     env = {**os.environ, "TMPDIR": str(tmp_path), "FASTMMD_ZOO": str(tmp_path / "no_zoo"), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "fastmmd", "serve", "--host", "0.0.0.0", "--port", "0",
@@ -274,7 +300,7 @@ def test_cli_serves_warns_on_all_interfaces_and_cleans_up(models_dir, tmp_path):
             assert b"cond.ckpt" in response.read()
         assert len(list(tmp_path.glob("fastmmd-serve-*"))) == 1
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert "warning: listening on 0.0.0.0" in err and "stopped" in err

@@ -15,8 +15,10 @@ server starts); the server itself is :mod:`fastmmd.serve.app`. Install with
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 from fastmmd.errors import UserError
@@ -84,6 +86,10 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args) -> int:
     """Runs ``fastmmd serve`` until Ctrl+C; the temporary upload folder is removed on exit."""
     try:
@@ -117,17 +123,21 @@ def run(args) -> int:
         print(f"fastmmd serve: {len(catalog.models)} model(s) in {'bfloat16' if bf16 else 'float32'}: {names}",
               file=sys.stderr)
         print(f"fastmmd serve: open {url_of(sock)} in a browser (Ctrl+C stops)", flush=True)
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="fastmmd-serve-") as workdir:
-            app = create_app(catalog, Path(workdir), limits, allowed_hosts=None if not is_loopback(args.host) else
-                             ["127.0.0.1", "localhost", "[::1]", "::1"])
-            try:
-                serve_forever(app, sock)
-            except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down: a normal stop
-                pass
-            finally:
-                app.state.serve.close()
+        # uvicorn stops on SIGTERM and then re-raises it; as KeyboardInterrupt it unwinds like Ctrl+C,
+        # so the temporary folder is removed (the default action would end the process first).
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            with tempfile.TemporaryDirectory(prefix="fastmmd-serve-") as workdir:
+                hosts = ["127.0.0.1", "localhost", "::1"] if is_loopback(args.host) else None
+                app = create_app(catalog, Path(workdir), limits, allowed_hosts=hosts)
+                try:
+                    serve_forever(app, sock)
+                except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down: a normal stop
+                    pass
+                finally:
+                    app.state.serve.close()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         print("fastmmd serve: stopped; the uploads and results are deleted", file=sys.stderr)
     finally:
         sock.close()
