@@ -3,15 +3,17 @@
 The networks are tiny (tests/conftest.py): ``cond.ckpt`` has three styles and a strength input,
 ``plain.ckpt`` neither; one or two shipped styles join them when the zoo is there. The browser
 tests drive Debian's ``chromium`` (or Playwright's own) through Playwright against a real uvicorn
-server on 127.0.0.1 and record every request the page makes. Set ``FASTMMD_SCREENSHOTS=1`` to
-write the page's screenshot to docs/images/serve.png (the README's picture) instead of a temporary
-folder.
+server on 127.0.0.1 and record every request the page makes; they and the command-line run in a
+subprocess are marked ``slow`` (scripts/test.sh runs them). Set ``FASTMMD_SCREENSHOTS=1`` to write
+the page's screenshot to docs/images/serve.png (the README's picture) instead of a temporary folder.
+No assertion times anything: waits poll for state.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
 import signal
@@ -19,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -294,8 +295,9 @@ def test_cli_serves_warns_on_all_interfaces_and_cleans_up(models_dir, tmp_path, 
                                text=True, env=env)
     try:
         line = process.stdout.readline()
-        assert line.startswith("fastmmd serve: open http://0.0.0.0:"), (line, process.stderr.read() if not line else "")
-        port = int(line.split("http://0.0.0.0:")[1].split("/")[0])
+        assert line.startswith("fastmmd serve: open http://127.0.0.1:"), (line, process.stderr.read() if not line else "")
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert f"from other machines: this machine's address, port {port}" in line
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/styles") as response:
             assert b"cond.ckpt" in response.read()
         assert len(list(tmp_path.glob("fastmmd-serve-*"))) == 1
@@ -331,7 +333,7 @@ def test_concurrent_requests_all_answered_one_network_at_a_time(live_server, mon
     state = app.state.serve
     photo = urllib.request.urlopen(urllib.request.Request(f"{origin}/api/photo?name=a.jpg", data=encode(a_photo()),
                                                           method="POST"))
-    photo_id = __import__("json").loads(photo.read())["id"]
+    photo_id = json.loads(photo.read())["id"]
     running, most = [0], [0]
     preview = state.preview
 

@@ -81,13 +81,21 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def url_of(sock: socket.socket) -> str:
-    """``http://HOST:PORT/`` for a bound socket (IPv6 hosts in brackets)."""
+    """``http://HOST:PORT/`` for a bound socket (IPv6 hosts in brackets; this machine's loopback
+    address for a socket on all addresses, 0.0.0.0 or ::)."""
     host, port = sock.getsockname()[:2]
+    if ipaddress.ip_address(host).is_unspecified:
+        host = "127.0.0.1" if ":" not in host else "::1"
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def port_of(sock: socket.socket) -> int:
+    """The port a bound socket listens on."""
+    return int(sock.getsockname()[1])
 
 
 def run(args) -> int:
@@ -122,7 +130,8 @@ def run(args) -> int:
         names = ", ".join(m.name for m in catalog.models)
         print(f"fastmmd serve: {len(catalog.models)} model(s) in {'bfloat16' if bf16 else 'float32'}: {names}",
               file=sys.stderr)
-        print(f"fastmmd serve: open {url_of(sock)} in a browser (Ctrl+C stops)", flush=True)
+        elsewhere = "" if is_loopback(args.host) else f" (from other machines: this machine's address, port {port_of(sock)})"
+        print(f"fastmmd serve: open {url_of(sock)} in a browser{elsewhere}; Ctrl+C stops", flush=True)
         # uvicorn stops on SIGTERM and then re-raises it; as KeyboardInterrupt it unwinds like Ctrl+C,
         # so the temporary folder is removed (the default action would end the process first).
         previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -34,7 +34,6 @@ import dataclasses
 import io
 import itertools
 import math
-import os
 import queue
 import re
 import secrets
@@ -52,7 +51,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
 
-from fastmmd.conditioning import Condition, ConditionSpace, DEFAULT_STRENGTH
+from fastmmd.conditioning import DEFAULT_STRENGTH, ConditionSpace
 from fastmmd.errors import ImageError, UserError, one_line
 from fastmmd.images import decode_image, fit_size, pil_to_tensor, resize, save_image, tensor_to_pil
 
@@ -242,6 +241,14 @@ class Photo:
     height: int
     preview: torch.Tensor  # (3, h, w) in [0, 1], longer side <= PREVIEW_SIZE
 
+    def decode(self, with_alpha: bool = False) -> tuple[Image.Image, Image.Image | None]:
+        """The full-size image again (RGB, alpha); a 404 if its file was dropped meanwhile."""
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            raise PageError(f"{self.name!r} is no longer on the server; drop it again", 404) from None
+        return decode_image(data, self.name, with_alpha=with_alpha)
+
 
 @dataclasses.dataclass
 class Job:
@@ -369,8 +376,7 @@ class ServeState:
             painting = self.photo(s.painting, "painting") if s.painting else None
             if painting is None:
                 raise PageError(f"{model.label} takes any painting: drop a painting first")
-            rgb, _ = decode_image(painting.path.read_bytes(), painting.name)
-            stylizer = stylizer.with_paintings([rgb])
+            stylizer = stylizer.with_paintings([painting.decode()[0]])
             settings["fastmmd:painting"] = painting.name
         return stylizer, model, settings
 
@@ -432,7 +438,7 @@ class ServeState:
             stylizer, model, settings = self.stylizer_for(s)
             clock = time.perf_counter()
             job.timings["queued"] = time.monotonic() - job.started
-            rgb, alpha = decode_image(photo.path.read_bytes(), photo.name, with_alpha=True)
+            rgb, alpha = photo.decode(with_alpha=True)
             x = pil_to_tensor(rgb)
             job.timings["decode"] = time.perf_counter() - clock
             height, width = x.shape[1:]
