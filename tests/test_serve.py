@@ -204,6 +204,19 @@ def test_full_size_counts_tiles_for_the_progress_bar(catalog, tmp_path):
     app.state.serve.close()
 
 
+def test_live_camera_frames_stylized_and_not_stored(client, tmp_path):
+    frame = encode(a_photo(width=640, height=480))
+    response = client.post("/api/live?model=cond.ckpt&style=tiny1&strength=0.5", content=frame)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(response.content)) as img:
+        assert img.size == (384, 288)
+    other = client.post("/api/live?model=cond.ckpt&style=tiny1&strength=1.5", content=frame).content
+    assert other != response.content
+    assert client.post("/api/live?model=plain.ckpt&strength=0.5", content=frame).status_code == 400
+    assert "not an image" in client.post("/api/live?model=plain.ckpt", content=b"nope").json()["error"]
+    assert not list((tmp_path / "work").iterdir())
+
+
 def test_requests_name_nothing_on_disk(client, models_dir, tmp_path):
     """Models by catalogue name only, uploads and results by random token only; all files in the work folder."""
     photo = upload(client, a_photo()).json()["id"]
@@ -365,7 +378,8 @@ def test_concurrent_requests_all_answered_one_network_at_a_time(live_server, mon
 
 # ------------------------------------------------------------------------------------------ the page in Chromium
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
-                 "--no-first-run"]
+                 "--no-first-run",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a test-pattern camera
 
 
 @pytest.fixture(scope="module")
@@ -529,3 +543,26 @@ def test_two_pages_at_once_dropped_and_pasted(page_on, live_server):
         assert page.evaluate("[document.getElementById('preview').naturalWidth, "
                              "document.getElementById('preview').naturalHeight]") == size
         assert_same_origin(page, origin)
+
+
+@pytest.mark.slow
+def test_page_camera_live_then_snap(page_on, live_server):
+    """The (fake) camera: frames come back stylized, follow the chosen style, and one becomes the photo."""
+    from playwright.sync_api import expect
+
+    origin, _ = live_server
+    page = page_on()
+    expect(page.locator("#camera")).to_be_visible()
+    page.click('.style[data-model="cond.ckpt"][data-style="tiny2"]')
+    page.click("#camera")
+    wait_until(page, "() => Number(document.getElementById('preview').dataset.frames || 0) >= 2")
+    assert page.evaluate("document.getElementById('preview').dataset.key").startswith("live:")
+    wait_preview(page, "live:model=cond.ckpt", "style=tiny2", pixels=False)
+    page.click('.style[data-model="cond.ckpt"][data-style="tiny0"]')  # a new style reaches the next frames
+    wait_preview(page, "live:model=cond.ckpt", "style=tiny0", pixels=False)
+    page.click("#snap")
+    wait_until(page, ALL_THUMBNAILS)
+    wait_preview(page, "model=cond.ckpt", "style=tiny0", pixels=False)
+    assert page.locator("#status").inner_text().startswith("camera.jpg: preview")
+    expect(page.locator("#camera")).to_have_text("Camera (live)")
+    assert_same_origin(page, origin)

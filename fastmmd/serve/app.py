@@ -21,6 +21,7 @@ Contracts:
 
 API (JSON unless stated): ``GET /api/styles``; ``POST /api/photo?name=`` (the file as the body);
 ``GET /api/preview?photo=&model=[&style=&blend_with=&blend=&strength=&painting=]`` (JPEG, <= 384 px);
+``POST /api/live?model=...`` (a camera frame as the body -> JPEG, nothing stored);
 ``POST /api/jobs`` (the same settings as JSON) -> ``{"id"}``; ``GET /api/jobs/{id}[?wait=S]`` (state
 and progress; ``wait``: long-poll until they change); ``GET /api/jobs/{id}/result`` (the full-size PNG).
 """
@@ -400,6 +401,19 @@ class ServeState:
                 self.previews.popitem(last=False)
         return data
 
+    def live(self, frame: bytes, s: Settings) -> bytes:
+        """A camera frame stylized at preview size, as JPEG (worker thread; nothing is stored)."""
+        rgb, _ = decode_image(frame, "camera frame")
+        if rgb.size[0] * rgb.size[1] > self.limits.pixels:
+            raise PageError(f"a camera frame of {rgb.size[0]}x{rgb.size[1]} is over the server's limit", 413)
+        t = pil_to_tensor(rgb)
+        if max(t.shape[1:]) > PREVIEW_SIZE:
+            t = resize(t, fit_size(t.shape[1], t.shape[2], PREVIEW_SIZE))
+        stylizer, _, _ = self.stylizer_for(s)
+        buffer = io.BytesIO()
+        tensor_to_pil(stylizer.stylize_image(t)).save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
     def cached_preview(self, s: Settings) -> bytes | None:
         with self.lock:
             return self.previews.get(dataclasses.astuple(s))
@@ -572,6 +586,19 @@ def create_app(catalog: Catalog, workdir: Path, limits: Limits = Limits(),
         if data is None:
             state.photo(s.photo)  # a missing photo is a quick 404, not a wait in the queue
             data = await state.worker.run(lambda: state.preview(s), SHEET if sheet else INTERACTIVE)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/live")
+    async def live(request: Request, model: str, style: str | None = None, blend_with: str | None = None,
+                   blend: float = 0.0, strength: float | None = None, painting: str | None = None) -> Response:
+        """A camera frame (the body) stylized at preview size; the page sends the next when this one is back."""
+        s = Settings("", model, style or None, blend_with or None, blend, strength, painting or None)
+        frame = bytearray()
+        async for chunk in request.stream():
+            frame += chunk
+            if len(frame) > limits.upload_bytes:
+                raise PageError("a camera frame is larger than the server takes", 413)
+        data = await state.worker.run(lambda: state.live(bytes(frame), s), INTERACTIVE)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.post("/api/jobs")

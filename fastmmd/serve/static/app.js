@@ -153,8 +153,13 @@ function syncBlend() {
 
 function settings() {
   if (!state.photo || !state.choice) return null;
+  return {photo: state.photo.id, ...styleSettings()};
+}
+
+// The chosen style and its controls, without the photo (a camera frame takes the photo's place).
+function styleSettings() {
   const model = modelOf(state.choice.model);
-  const s = {photo: state.photo.id, model: model.name, style: state.choice.style};
+  const s = {model: model.name, style: state.choice.style};
   if (model.strength && Number($("strength").value) !== model.strength.default) s.strength = Number($("strength").value);
   if (!$("blend-with").disabled && $("blend-with").value) {
     s.blend_with = $("blend-with").value;
@@ -169,7 +174,7 @@ function settingsChanged() {
   $("progress").hidden = true;
   $("progress-text").textContent = "";
   state.job = null;
-  updatePreview();
+  if (!camera.running) updatePreview();  // while the camera runs, its next frame shows the change
 }
 
 // One preview request at a time; moves of the slider meanwhile make one more request, for the latest value.
@@ -267,6 +272,87 @@ async function fullSize() {
   }
 }
 
+// ---------------------------------------------------------------------------------- camera
+// Live: a frame (<= the preview size) goes to the server, its stylized image comes back, then the next frame.
+const camera = {stream: null, running: false, frames: 0, started: 0};
+
+function grab(size) {
+  const video = $("camera-video");
+  const scale = Math.min(1, size / Math.max(video.videoWidth, video.videoHeight));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(8, Math.round(video.videoWidth * scale));
+  canvas.height = Math.max(8, Math.round(video.videoHeight * scale));
+  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+}
+
+function stopCamera() {
+  camera.running = false;
+  if (camera.stream) for (const track of camera.stream.getTracks()) track.stop();
+  camera.stream = null;
+  $("camera").textContent = "Camera (live)";
+  $("snap").hidden = true;
+}
+
+async function startCamera() {
+  if (camera.running) {
+    stopCamera();
+    updatePreview();
+    return;
+  }
+  if (!state.choice && state.models.length) {
+    const first = state.models[0];
+    choose(first.name, first.styles.length > 1 ? first.styles[0] : null);
+  }
+  try {
+    camera.stream = await navigator.mediaDevices.getUserMedia({video: true, audio: false});
+    const video = $("camera-video");
+    video.srcObject = camera.stream;
+    await video.play();
+  } catch (err) {
+    stopCamera();
+    showError(`the camera is not available: ${err.message || err.name || err}`);
+    return;
+  }
+  clearError();
+  camera.running = true;
+  camera.frames = 0;
+  camera.started = performance.now();
+  $("camera").textContent = "Stop the camera";
+  $("snap").hidden = false;
+  const preview = $("preview");
+  while (camera.running) {
+    const params = query(styleSettings());
+    try {
+      const response = await fetch("/api/live?" + params, {method: "POST", body: await grab(PREVIEW)});
+      if (!response.ok) throw new Error(await failure(response));
+      const blob = await response.blob();
+      if (!camera.running) break;
+      if (preview.src) URL.revokeObjectURL(preview.src);
+      preview.src = URL.createObjectURL(blob);
+      await preview.decode().catch(() => {});
+    } catch (err) {
+      showError(String(err.message || err));
+      stopCamera();
+      break;
+    }
+    camera.frames += 1;
+    preview.hidden = false;
+    $("placeholder").hidden = true;
+    preview.dataset.key = "live:" + params;
+    preview.dataset.frames = String(camera.frames);
+    preview.dataset.state = "done";
+    const rate = camera.frames / ((performance.now() - camera.started) / 1000);
+    $("status").textContent = `camera: ${rate.toFixed(1)} frames/s at most ${PREVIEW} px`;
+  }
+}
+
+async function snap() {
+  const blob = await grab(4096);
+  stopCamera();
+  await takePhoto(new File([blob], "camera.jpg", {type: "image/jpeg"}));
+}
+
 // ---------------------------------------------------------------------------------- uploads
 async function upload(file) {
   if (file.size > state.maxBytes) {
@@ -279,6 +365,7 @@ async function upload(file) {
 
 async function takePhoto(file) {
   if (!file) return;
+  if (camera.running) stopCamera();
   $("status").textContent = `reading ${file.name || "the image"}…`;
   try {
     state.photo = await upload(file);
@@ -358,6 +445,11 @@ async function start() {
   $("blend-with").addEventListener("change", () => { syncBlend(); settingsChanged(); });
   $("blend").addEventListener("input", () => { syncBlend(); settingsChanged(); });
   $("full").addEventListener("click", fullSize);
+  if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {  // a secure context: localhost, https
+    $("camera-box").hidden = false;
+    $("camera").addEventListener("click", startCamera);
+    $("snap").addEventListener("click", snap);
+  }
   document.body.dataset.ready = "true";
 }
 
