@@ -72,11 +72,30 @@ def client(catalog, tmp_path):
     from starlette.testclient import TestClient
 
     (tmp_path / "work").mkdir()
-    app = create_app(catalog, tmp_path / "work", Limits(upload_bytes=2_000_000, pixels=1_000_000),
+    app = create_app(catalog, tmp_path / "work", Limits(upload_bytes=2_000_000, pixels=1_000_000, video_bytes=1_000_000),
                      allowed_hosts=["127.0.0.1"])
     with TestClient(app, base_url="http://127.0.0.1:7860") as c:
         yield c
     app.state.serve.close()
+
+
+def write_clip(path: Path, frames: int = 12, width: int = 64, height: int = 48) -> Path:
+    """A small moving H.264 clip (the landscape panning by 2 px a frame), no audio."""
+    import av
+    import numpy as np
+
+    base = np.asarray(a_photo(width=width + 2 * frames, height=height))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[:, 2 * i:2 * i + width]), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
 
 
 def upload(client, image: Image.Image | bytes, name: str = "photo.jpg"):
@@ -146,7 +165,7 @@ def test_bad_settings_are_one_line_errors(client, params, status, words):
 
 
 def test_uploads_checked_and_refused_in_one_line(client):
-    assert upload(client, b"not an image at all", "broken.gif").json()["error"] == "'broken.gif' is not an image Pillow can read"
+    assert upload(client, b"not an image at all", "broken.png").json()["error"] == "'broken.png' is not an image Pillow can read"
     assert upload(client, b"", "empty.jpg").json()["error"] == "image 'empty.jpg' is empty (0 bytes)"
     truncated = encode(a_photo())[:600]
     response = upload(client, truncated, "cut.jpg")
@@ -215,6 +234,33 @@ def test_live_camera_frames_stylized_and_not_stored(client, tmp_path):
     assert client.post("/api/live?model=plain.ckpt&strength=0.5", content=frame).status_code == 400
     assert "not an image" in client.post("/api/live?model=plain.ckpt", content=b"nope").json()["error"]
     assert not list((tmp_path / "work").iterdir())
+
+
+def test_video_clip_previews_its_first_frame_and_becomes_an_mp4(client, tmp_path):
+    import av
+
+    clip = write_clip(tmp_path / "clip.mp4").read_bytes()
+    video = upload(client, clip, "holiday clip.mp4").json()
+    assert video["video"] is True and (video["width"], video["height"], video["frames"]) == (64, 48, 12)
+    preview = client.get(f"/api/preview?photo={video['id']}&model=cond.ckpt&style=tiny0")
+    with Image.open(io.BytesIO(preview.content)) as img:
+        assert img.size == (64, 48)
+    job = wait_job(client, client.post("/api/jobs", json={"photo": video["id"], "model": "cond.ckpt", "style": "tiny2",
+                                                          "strength": 1.5}).json()["id"])
+    assert job["state"] == "done" and job["done"] == job["total"] == 13 and job["filename"] == "holiday_clip_cond.mp4"
+    response = client.get(f"/api/jobs/{job['id']}/result?download=1")
+    assert response.headers["content-type"] == "video/mp4"
+    (tmp_path / "out.mp4").write_bytes(response.content)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert "fastmmd:strength=1.5" in container.metadata.get("comment", "")
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 12 and frames[0].shape == (48, 64, 3)
+    broken = upload(client, b"\x00\x00\x00\x18ftypmp42 but nothing else", "broken.mp4")
+    assert broken.status_code == 415 and "broken.mp4" in broken.json()["error"]
+    assert str(tmp_path) not in broken.json()["error"]
+    big = upload(client, os.urandom(1_000_001), "long.mkv")
+    assert big.status_code == 413 and "clips up to 1 MB" in big.json()["error"]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "work").iterdir()) == ["result", "video"]
 
 
 def test_requests_name_nothing_on_disk(client, models_dir, tmp_path):
@@ -565,4 +611,30 @@ def test_page_camera_live_then_snap(page_on, live_server):
     wait_preview(page, "model=cond.ckpt", "style=tiny0", pixels=False)
     assert page.locator("#status").inner_text().startswith("camera.jpg: preview")
     expect(page.locator("#camera")).to_have_text("Camera (live)")
+    assert_same_origin(page, origin)
+
+
+@pytest.mark.slow
+def test_page_video_clip_to_mp4(page_on, live_server, tmp_path):
+    """A clip: the sheet and previews show its first frame, then the whole clip comes back as an MP4."""
+    import av
+    from playwright.sync_api import expect
+
+    origin, _ = live_server
+    page = page_on()
+    page.set_input_files("#file", write_clip(tmp_path / "walk.mp4", frames=10))
+    wait_until(page, ALL_THUMBNAILS)
+    page.click('.style[data-model="cond.ckpt"][data-style="tiny1"]')
+    wait_preview(page, "model=cond.ckpt", "style=tiny1", pixels=False)
+    assert page.locator("#status").inner_text().startswith("walk.mp4 (its first frame): preview")
+    expect(page.locator("#full")).to_have_text("Stylize the clip")
+    page.click("#full")
+    expect(page.locator("#download")).to_have_text("Download MP4")
+    expect(page.locator("#progress-text")).to_contain_text("done: 10 frames")
+    with page.expect_download() as download_info:
+        page.click("#download")
+    assert download_info.value.suggested_filename == "walk_cond.mp4"
+    download_info.value.save_as(tmp_path / "out.mp4")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 10
     assert_same_origin(page, origin)

@@ -44,7 +44,9 @@ def build_parser():
                         "where it is fast (a CPU with AVX512-BF16 or AMX, a bf16 GPU; 3x faster on the dev CPU, pixels "
                         "within ~1 level of fp32), else float32")
     parser.add_argument("--max-upload-mb", type=float, default=50.0, help="largest photo file accepted (MB)")
-    parser.add_argument("--max-megapixels", type=float, default=50.0, help="largest photo accepted (million pixels)")
+    parser.add_argument("--max-megapixels", type=float, default=50.0, help="largest photo (or video frame) accepted "
+                        "(million pixels)")
+    parser.add_argument("--max-video-mb", type=float, default=500.0, help="largest video clip accepted (MB)")
     return parser
 
 
@@ -108,8 +110,8 @@ def run(args) -> int:
                         "pip install 'fastmmd[serve]'") from None
     from fastmmd.serve.app import Catalog, Limits, create_app, serve_forever
 
-    if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
-        raise UserError("--max-upload-mb and --max-megapixels must be positive")
+    if min(args.max_upload_mb, args.max_megapixels, args.max_video_mb) <= 0:
+        raise UserError("--max-upload-mb, --max-megapixels and --max-video-mb must be positive")
     models = None
     if args.models is not None:
         models = Path(args.models)
@@ -122,7 +124,8 @@ def run(args) -> int:
         bf16 = resolve_precision(args.precision, resolve_device(args.device)) == "bf16"
         catalog = Catalog.load(models, device=args.device, bf16=bf16,
                                warn=lambda line: print(f"fastmmd serve: {line}", file=sys.stderr))
-        limits = Limits(upload_bytes=int(args.max_upload_mb * 1e6), pixels=int(args.max_megapixels * 1e6))
+        limits = Limits(upload_bytes=int(args.max_upload_mb * 1e6), pixels=int(args.max_megapixels * 1e6),
+                        video_bytes=int(args.max_video_mb * 1e6))
         if not is_loopback(args.host):
             print(f"fastmmd serve: warning: listening on {args.host}: anyone who can reach this machine can use the "
                   "page, upload photos and use its CPU; use --host 127.0.0.1 to keep it to this machine",

@@ -19,7 +19,8 @@ Contracts:
   load and connect to its own origin only, and on a loopback address requests must name a
   loopback host (no DNS rebinding).
 
-API (JSON unless stated): ``GET /api/styles``; ``POST /api/photo?name=`` (the file as the body);
+API (JSON unless stated): ``GET /api/styles``; ``POST /api/photo?name=`` (the file as the body; a name
+with a video suffix uploads a clip, whose first frame the previews show and whose job writes an MP4);
 ``GET /api/preview?photo=&model=[&style=&blend_with=&blend=&strength=&painting=]`` (JPEG, <= 384 px);
 ``POST /api/live?model=...`` (a camera frame as the body -> JPEG, nothing stored);
 ``POST /api/jobs`` (the same settings as JSON) -> ``{"id"}``; ``GET /api/jobs/{id}[?wait=S]`` (state
@@ -55,6 +56,7 @@ from PIL import Image
 from fastmmd.conditioning import DEFAULT_STRENGTH, ConditionSpace
 from fastmmd.errors import ImageError, UserError, one_line
 from fastmmd.images import decode_image, fit_size, pil_to_tensor, resize, save_image, tensor_to_pil
+from fastmmd.video import VIDEO_SUFFIXES, is_video
 
 #: Previews and contact-sheet thumbnails: the photo's longer side scaled down to this.
 PREVIEW_SIZE = 384
@@ -80,10 +82,12 @@ class PageError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What one upload may be: ``upload_bytes`` of file, ``pixels`` decoded."""
+    """What one upload may be: ``upload_bytes`` of image file (``video_bytes`` of video), ``pixels`` decoded
+    (per frame for a video)."""
 
     upload_bytes: int = 50_000_000
     pixels: int = 50_000_000
+    video_bytes: int = 500_000_000
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -241,6 +245,8 @@ class Photo:
     width: int
     height: int
     preview: torch.Tensor  # (3, h, w) in [0, 1], longer side <= PREVIEW_SIZE
+    frames: int | None = None  # a video clip: its frame count (if the container tells); previews show its first frame
+    video: bool = False
 
     def decode(self, with_alpha: bool = False) -> tuple[Image.Image, Image.Image | None]:
         """The full-size image again (RGB, alpha); a 404 if its file was dropped meanwhile."""
@@ -329,6 +335,40 @@ class ServeState:
         path = self.workdir / f"photo-{token}"
         path.write_bytes(data)
         photo = Photo(path, name, rgb.size[0], rgb.size[1], preview)
+        with self.lock:
+            self.photos[token] = photo
+            while len(self.photos) > MAX_PHOTOS:
+                _, old = self.photos.popitem(last=False)
+                old.path.unlink(missing_ok=True)
+        return token, photo
+
+    def add_video(self, path: Path, name: str, token: str) -> tuple[str, Photo]:
+        """Checks an uploaded clip already written to ``path`` (worker thread): its first frame becomes
+        the picture the previews and the contact sheet show. Returns (token, photo)."""
+        from fastmmd.video import VideoSource, _rotation, _upright
+
+        try:
+            source = VideoSource(path)
+        except UserError as err:
+            raise PageError(one_line(err).replace(str(path), name).replace(str(self.workdir), "the server's folder"),
+                            415) from None
+        try:
+            width, height = source.size
+            if width * height > self.limits.pixels:
+                raise PageError(f"{name!r} has frames of {width}x{height}; this server takes up to "
+                                f"{self.limits.pixels / 1e6:g} Mpx (fastmmd serve --max-megapixels)", 413)
+            first = next(iter(source.frames()), None)
+            if first is None:
+                raise PageError(f"{name!r} holds no video frames", 415)
+            rgb = _upright(first.rgb, _rotation(source.rotation))
+            count = source.count
+        except PageError:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            source.close()
+        preview = resize(rgb, fit_size(rgb.shape[1], rgb.shape[2], PREVIEW_SIZE)) if max(rgb.shape[1:]) > PREVIEW_SIZE else rgb
+        photo = Photo(path, name, rgb.shape[2], rgb.shape[1], preview, count, True)
         with self.lock:
             self.photos[token] = photo
             while len(self.photos) > MAX_PHOTOS:
@@ -425,14 +465,14 @@ class ServeState:
         if not self.catalog.get(s.model).arbitrary:  # an arbitrary-style model decodes its painting in the worker
             self.stylizer_for(s)
         job = Job(secrets.token_hex(16))
-        job.filename = f"{_safe_stem(photo.name)}_{_safe_stem(s.model)}.png"
+        job.filename = f"{_safe_stem(photo.name)}_{_safe_stem(s.model)}.{'mp4' if photo.video else 'png'}"
         with self.lock:
             self.jobs[job.id] = job
             while len(self.jobs) > MAX_JOBS:
                 _, old = self.jobs.popitem(last=False)
                 if old.path is not None:
                     old.path.unlink(missing_ok=True)
-        self.worker.submit(lambda: self._full(job, s), FULL)
+        self.worker.submit(lambda: (self._video if photo.video else self._full)(job, s), FULL)
         return job
 
     def job(self, token: str) -> Job:
@@ -441,6 +481,44 @@ class ServeState:
         if job is None:
             raise PageError("that result is no longer on the server; ask for it again", 404)
         return job
+
+    def _video(self, job: Job, s: Settings) -> None:
+        """Stylizes a clip into an MP4 in the work folder (worker thread), counting frames for the progress bar."""
+        from fastmmd.video import stylize_video
+
+        try:
+            job.state, job.message = "running", "reading the clip"
+            photo = self.photo(s.photo)
+            stylizer, model, settings = self.stylizer_for(s)
+            twin = stylizer.conditioned(stylizer.condition)  # counts frames; the shared stylizer stays untouched
+            job.total = (photo.frames or 0) + 1
+            batch_of = twin.stylize_batch
+
+            def counted(batch: torch.Tensor) -> torch.Tensor:
+                out = batch_of(batch)
+                job.done += len(batch)
+                job.total = max(job.total, job.done + 1)
+                job.message = f"stylizing frame {job.done}" + (f" of {photo.frames}" if photo.frames else "")
+                return out
+
+            twin.stylize_batch = counted
+            job.message = "stylizing the first frames"
+            clock = time.perf_counter()
+            path = self.workdir / f"result-{job.id}.mp4"
+            comment = "; ".join(f"{k}={v}" for k, v in {**settings, "fastmmd:source": photo.name}.items())
+            result = stylize_video(twin, photo.path, path, batch_size=4, progress=False,
+                                   metadata={"comment": f"fastmmd serve: {comment}"})
+            job.timings["stylize"] = time.perf_counter() - clock
+            job.path, job.done, job.total = path, result.frames + 1, result.frames + 1
+            job.state, job.message = "done", f"done: {result.frames} frames, {photo.width}x{photo.height}"
+            job.finished = time.monotonic()
+        except (UserError, PageError) as err:  # the page sees names, not the server's folders
+            message = one_line(err).replace(str(self.workdir), "the server's folder")
+            job.state, job.error, job.message, job.finished = "error", message, "failed", time.monotonic()
+        except Exception as err:  # noqa: BLE001 - the server keeps serving; the trace goes to the log
+            traceback.print_exc(file=sys.stderr)
+            job.state, job.error, job.message = "error", f"internal error: {type(err).__name__}: {one_line(err)}", "failed"
+            job.finished = time.monotonic()
 
     def _full(self, job: Job, s: Settings) -> None:
         """Computes a full-size result into the work folder (worker thread); errors go into the job."""
@@ -558,11 +636,14 @@ def create_app(catalog: Catalog, workdir: Path, limits: Limits = Limits(),
     @app.get("/api/styles")
     async def styles() -> dict[str, Any]:
         return {"models": [m.describe() for m in catalog.models], "preview_size": PREVIEW_SIZE,
-                "max_upload_mb": limits.upload_bytes / 1e6, "max_megapixels": limits.pixels / 1e6}
+                "max_upload_mb": limits.upload_bytes / 1e6, "max_megapixels": limits.pixels / 1e6,
+                "max_video_mb": limits.video_bytes / 1e6, "video_suffixes": list(VIDEO_SUFFIXES)}
 
     @app.post("/api/photo")
     async def photo(request: Request, name: str = "photo") -> dict[str, Any]:
         name = one_line(name)[:120] or "photo"
+        if is_video(name):
+            return await video(request, name)
         declared = request.headers.get("content-length", "")
         too_large = PageError(f"{name!r} is too large: this server takes files up to {limits.upload_bytes / 1e6:g} MB "
                               "(fastmmd serve --max-upload-mb)", 413)
@@ -574,8 +655,36 @@ def create_app(catalog: Catalog, workdir: Path, limits: Limits = Limits(),
             if len(data) > limits.upload_bytes:
                 raise too_large
         token, p = await state.worker.run(lambda: state.add_photo(bytes(data), name), INTERACTIVE)
-        return {"id": token, "name": p.name, "width": p.width, "height": p.height,
-                "preview_width": p.preview.shape[2], "preview_height": p.preview.shape[1]}
+        return described(token, p)
+
+    def described(token: str, p: Photo) -> dict[str, Any]:
+        return {"id": token, "name": p.name, "width": p.width, "height": p.height, "video": p.video,
+                "frames": p.frames, "preview_width": p.preview.shape[2], "preview_height": p.preview.shape[1]}
+
+    async def video(request: Request, name: str) -> dict[str, Any]:
+        """A clip, streamed to the work folder (under a random name, with its container's suffix)."""
+        too_large = PageError(f"{name!r} is too large: this server takes clips up to {limits.video_bytes / 1e6:g} MB",
+                              413)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.video_bytes:
+            raise too_large
+        token = secrets.token_hex(16)
+        path = state.workdir / f"video-{token}{Path(name).suffix.lower()}"
+        size = 0
+        try:
+            with open(path, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limits.video_bytes:
+                        raise too_large
+                    f.write(chunk)
+            if size == 0:
+                raise PageError(f"clip {name!r} is empty (0 bytes)", 415)
+            token, p = await state.worker.run(lambda: state.add_video(path, name, token), INTERACTIVE)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return described(token, p)
 
     @app.get("/api/preview")
     async def preview(photo: str, model: str, style: str | None = None, blend_with: str | None = None,
@@ -634,7 +743,8 @@ def create_app(catalog: Catalog, workdir: Path, limits: Limits = Limits(),
         j = state.job(token)
         if j.state != "done" or j.path is None:
             raise PageError("that result is not ready yet", 409)
-        return FileResponse(j.path, media_type="image/png", filename=j.filename if download else None,
+        kind = "video/mp4" if j.path.suffix == ".mp4" else "image/png"
+        return FileResponse(j.path, media_type=kind, filename=j.filename if download else None,
                             content_disposition_type="attachment" if download else "inline")
 
     return app

@@ -5,6 +5,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   models: [],          // /api/styles
   maxBytes: Infinity,
+  maxVideoBytes: Infinity,
+  videoSuffixes: [],
   photo: null,         // {id, name, width, height}
   painting: null,      // {id, name} for an arbitrary-style network
   choice: null,        // {model, style}: the chosen thumbnail
@@ -202,8 +204,10 @@ async function updatePreview() {
     $("placeholder").hidden = true;
     preview.dataset.key = key;
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
-    $("status").textContent = `${state.photo.name}: preview (at most ${PREVIEW} px) in ${seconds} s; ` +
-      `“Full size” computes ${state.photo.width}×${state.photo.height}`;
+    const whole = state.photo.video ? `“Stylize the clip” computes ${state.photo.frames || "all"} frames`
+                                    : `“Full size” computes ${state.photo.width}×${state.photo.height}`;
+    const what = state.photo.video ? " (its first frame)" : "";
+    $("status").textContent = `${state.photo.name}${what}: preview (at most ${PREVIEW} px) in ${seconds} s; ${whole}`;
     clearError();
   } catch (err) {
     showError(String(err.message || err));
@@ -248,12 +252,14 @@ async function fullSize() {
     }
     if (job.state === "error") throw new Error(job.error);
     const url = `/api/jobs/${job.id}/result`;
-    const preview = $("preview");
-    preview.dataset.state = "busy";
-    preview.src = url;
-    await preview.decode().catch(() => {});
-    preview.dataset.key = "full:" + query(s);
-    preview.dataset.state = "done";
+    if (!state.photo.video) {  // a clip's result is downloaded; the preview keeps its first frame
+      const preview = $("preview");
+      preview.dataset.state = "busy";
+      preview.src = url;
+      await preview.decode().catch(() => {});
+      preview.dataset.key = "full:" + query(s);
+      preview.dataset.state = "done";
+    }
     const link = $("download");
     link.href = url + "?download=1";
     link.download = job.filename;
@@ -261,7 +267,8 @@ async function fullSize() {
     progress.max = 1;
     progress.value = 1;
     $("progress-text").textContent = `${job.message} in ${job.seconds.toFixed(1)} s`;
-    $("status").textContent = `full size: ${state.photo.width}×${state.photo.height}`;
+    $("status").textContent = state.photo.video ? `${state.photo.name}: stylized, ready to download`
+                                                : `full size: ${state.photo.width}×${state.photo.height}`;
     clearError();
   } catch (err) {
     progress.hidden = true;
@@ -355,7 +362,12 @@ async function snap() {
 
 // ---------------------------------------------------------------------------------- uploads
 async function upload(file) {
-  if (file.size > state.maxBytes) {
+  const name = (file.name || "").toLowerCase();
+  const video = state.videoSuffixes.some((suffix) => name.endsWith(suffix));  // the server's list
+  if (video && file.size > state.maxVideoBytes) {
+    throw new Error(`“${file.name}” is too large: this server takes clips up to ${state.maxVideoBytes / 1e6} MB`);
+  }
+  if (!video && file.size > state.maxBytes) {
     throw new Error(`“${file.name}” is too large: this server takes files up to ${state.maxBytes / 1e6} MB`);
   }
   const response = await fetch("/api/photo?" + query({name: file.name || "pasted image"}), {method: "POST", body: file});
@@ -378,6 +390,8 @@ async function takePhoto(file) {
   document.body.dataset.photo = state.photo.id;
   $("full").disabled = !state.choice;
   $("status").textContent = `${state.photo.name}: ${state.photo.width}×${state.photo.height}`;
+  $("full").textContent = state.photo.video ? "Stylize the clip" : "Full size";
+  $("download").textContent = state.photo.video ? "Download MP4" : "Download PNG";
   if (!state.choice && state.models.length) {
     const first = state.models[0];
     choose(first.name, first.styles.length > 1 ? first.styles[0] : null);
@@ -421,6 +435,8 @@ async function start() {
     const info = await response.json();
     state.models = info.models;
     state.maxBytes = info.max_upload_mb * 1e6;
+    state.maxVideoBytes = info.max_video_mb * 1e6;
+    state.videoSuffixes = info.video_suffixes;
     PREVIEW = info.preview_size;
   } catch (err) {
     showError(`cannot list the styles: ${err.message || err}`);
