@@ -199,6 +199,30 @@ def test_full_size_png_with_the_settings(client):
     assert bad.status_code == 400 and "no strength control" in bad.json()["error"]
 
 
+def test_several_photos_become_one_zip(client, tmp_path):
+    import zipfile
+
+    ids = [upload(client, a_photo(seed=k, width=120 + 10 * k, height=90), name).json()["id"]
+           for k, name in enumerate(["a.jpg", "b.png", "a.jpg"])]
+    job = client.post("/api/jobs", json={"photo": ids[0], "photos": ids, "model": "cond.ckpt", "style": "tiny1",
+                                         "strength": 0.4}).json()
+    assert job["filename"] == "cond_3_photos.zip" and job["total"] == 4
+    job = wait_job(client, job["id"])
+    assert job["state"] == "done" and job["done"] == 4 and job["message"] == "done: 3 photos"
+    response = client.get(f"/api/jobs/{job['id']}/result?download=1")
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.namelist() == ["a_cond.png", "b_cond.png", "a_cond_1.png"]
+        for k, name in enumerate(archive.namelist()):
+            with Image.open(io.BytesIO(archive.read(name))) as img:
+                assert img.size == (120 + 10 * k, 90) and img.text["fastmmd:strength"] == "0.4"
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "work").iterdir()) == ["photo"] * 3 + ["result"]
+    bad = client.post("/api/jobs", json={"photo": ids[0], "photos": [ids[0], "f" * 32], "model": "cond.ckpt"})
+    assert bad.status_code == 404 and "no longer on the server" in bad.json()["error"]
+    bad = client.post("/api/jobs", json={"photo": ids[0], "photos": "all", "model": "cond.ckpt"})
+    assert bad.status_code == 400 and "list of photo ids" in bad.json()["error"]
+
+
 def test_full_size_counts_tiles_for_the_progress_bar(catalog, tmp_path):
     """A photo too large for memory is stylized in tiles; the job counts them (the page's progress bar)."""
     import copy
@@ -637,4 +661,32 @@ def test_page_video_clip_to_mp4(page_on, live_server, tmp_path):
     download_info.value.save_as(tmp_path / "out.mp4")
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 10
+    assert_same_origin(page, origin)
+
+
+@pytest.mark.slow
+def test_page_several_photos_to_a_zip(page_on, live_server, tmp_path):
+    import zipfile
+
+    from playwright.sync_api import expect
+
+    origin, _ = live_server
+    page = page_on()
+    files = []
+    for k in range(3):
+        files.append(tmp_path / f"photo{k}.jpg")
+        a_photo(seed=k, width=160, height=120).save(files[-1])
+    page.set_input_files("#file", files)
+    wait_until(page, ALL_THUMBNAILS)
+    expect(page.locator("#full")).to_have_text("Stylize all 3 photos")
+    page.click('.style[data-model="plain.ckpt"]')
+    page.click("#full")
+    expect(page.locator("#download")).to_have_text("Download ZIP")
+    expect(page.locator("#download")).to_be_visible()
+    with page.expect_download() as download_info:
+        page.click("#download")
+    assert download_info.value.suggested_filename == "plain_3_photos.zip"
+    download_info.value.save_as(tmp_path / "photos.zip")
+    with zipfile.ZipFile(tmp_path / "photos.zip") as archive:
+        assert archive.namelist() == ["photo0_plain.png", "photo1_plain.png", "photo2_plain.png"]
     assert_same_origin(page, origin)

@@ -23,7 +23,7 @@ API (JSON unless stated): ``GET /api/styles``; ``POST /api/photo?name=`` (the fi
 with a video suffix uploads a clip, whose first frame the previews show and whose job writes an MP4);
 ``GET /api/preview?photo=&model=[&style=&blend_with=&blend=&strength=&painting=]`` (JPEG, <= 384 px);
 ``POST /api/live?model=...`` (a camera frame as the body -> JPEG, nothing stored);
-``POST /api/jobs`` (the same settings as JSON) -> ``{"id"}``; ``GET /api/jobs/{id}[?wait=S]`` (state
+``POST /api/jobs`` (the same settings as JSON; ``photos``: several ids for a ZIP) -> ``{"id"}``; ``GET /api/jobs/{id}[?wait=S]`` (state
 and progress; ``wait``: long-poll until they change); ``GET /api/jobs/{id}/result`` (the full-size PNG).
 """
 
@@ -459,21 +459,73 @@ class ServeState:
             return self.previews.get(dataclasses.astuple(s))
 
     # ---- full-size jobs
-    def new_job(self, s: Settings) -> Job:
-        """Checks ``s`` now (so the page hears of a bad setting at once) and queues the full-size result."""
+    def new_job(self, s: Settings, batch: list[str] | None = None) -> Job:
+        """Checks ``s`` now (so the page hears of a bad setting at once) and queues the full-size result:
+        a PNG, an MP4 for a clip, or a ZIP of PNGs for a ``batch`` of several photos (``s.photo`` first)."""
         photo = self.photo(s.photo)
         if not self.catalog.get(s.model).arbitrary:  # an arbitrary-style model decodes its painting in the worker
             self.stylizer_for(s)
         job = Job(secrets.token_hex(16))
         job.filename = f"{_safe_stem(photo.name)}_{_safe_stem(s.model)}.{'mp4' if photo.video else 'png'}"
+        photos = [self.photo(token) for token in batch or []]
+        if len(photos) > 1:
+            if len(photos) > MAX_PHOTOS // 2:
+                raise PageError(f"at most {MAX_PHOTOS // 2} photos at once, not {len(photos)}")
+            if any(p.video for p in photos):
+                raise PageError("clips are stylized one at a time; drop a clip alone")
+            job.filename = f"{_safe_stem(s.model)}_{len(photos)}_photos.zip"
+            job.total = len(photos) + 1
+            self._add_job(job)
+            self.worker.submit(lambda: self._batch(job, s, list(batch or [])), FULL)
+            return job
+        self._add_job(job)
+        self.worker.submit(lambda: (self._video if photo.video else self._full)(job, s), FULL)
+        return job
+
+    def _add_job(self, job: Job) -> None:
         with self.lock:
             self.jobs[job.id] = job
             while len(self.jobs) > MAX_JOBS:
                 _, old = self.jobs.popitem(last=False)
                 if old.path is not None:
                     old.path.unlink(missing_ok=True)
-        self.worker.submit(lambda: (self._video if photo.video else self._full)(job, s), FULL)
-        return job
+
+    def _batch(self, job: Job, s: Settings, tokens: list[str]) -> None:
+        """Full-size PNGs of several photos in one ZIP in the work folder (worker thread), photos counted."""
+        import zipfile
+
+        path = self.workdir / f"result-{job.id}.zip"
+        try:
+            job.state = "running"
+            names: set[str] = set()
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+                for token in tokens:
+                    photo = self.photo(token)
+                    job.message = f"stylizing photo {job.done + 1} of {len(tokens)}: {photo.name}"
+                    stylizer, _, settings = self.stylizer_for(dataclasses.replace(s, photo=token))
+                    rgb, alpha = photo.decode(with_alpha=True)
+                    out = stylizer.stylize_image(pil_to_tensor(rgb))
+                    stem = f"{_safe_stem(photo.name)}_{_safe_stem(s.model)}"
+                    name, k = f"{stem}.png", 1
+                    while name in names:  # two photos of the same name
+                        name, k = f"{stem}_{k}.png", k + 1
+                    names.add(name)
+                    png = self.workdir / f"part-{job.id}.png"
+                    save_image(out, png, metadata={"Software": "fastmmd serve", **settings, "fastmmd:source": photo.name,
+                                                   "fastmmd:size": f"{rgb.size[0]}x{rgb.size[1]}"}, alpha=alpha)
+                    archive.write(png, name)
+                    png.unlink()
+                    job.done += 1
+            job.path, job.done, job.state = path, job.total, "done"
+            job.message = f"done: {len(tokens)} photos"
+        except (UserError, PageError) as err:
+            path.unlink(missing_ok=True)
+            job.state, job.error, job.message = "error", one_line(err), "failed"
+        except Exception as err:  # noqa: BLE001 - the server keeps serving; the trace goes to the log
+            traceback.print_exc(file=sys.stderr)
+            path.unlink(missing_ok=True)
+            job.state, job.error, job.message = "error", f"internal error: {type(err).__name__}: {one_line(err)}", "failed"
+        job.finished = time.monotonic()
 
     def job(self, token: str) -> Job:
         with self.lock:
@@ -725,9 +777,12 @@ def create_app(catalog: Catalog, workdir: Path, limits: Limits = Limits(),
                          blend=float(body.get("blend") or 0.0),
                          strength=None if body.get("strength") is None else float(body["strength"]),
                          painting=str(body["painting"]) if body.get("painting") else None)
+            batch = body.get("photos")
+            if batch is not None and not (isinstance(batch, list) and all(isinstance(t, str) for t in batch)):
+                raise TypeError("photos must be a list of photo ids")
         except (KeyError, TypeError, ValueError) as err:
             raise PageError(f"bad settings: {type(err).__name__} {one_line(err)}") from None
-        return state.new_job(s).describe()
+        return state.new_job(s, batch).describe()
 
     @app.get("/api/jobs/{token}")
     async def job(token: str, wait: float = 0.0) -> dict[str, Any]:
@@ -743,7 +798,7 @@ def create_app(catalog: Catalog, workdir: Path, limits: Limits = Limits(),
         j = state.job(token)
         if j.state != "done" or j.path is None:
             raise PageError("that result is not ready yet", 409)
-        kind = "video/mp4" if j.path.suffix == ".mp4" else "image/png"
+        kind = {".mp4": "video/mp4", ".zip": "application/zip"}.get(j.path.suffix, "image/png")
         return FileResponse(j.path, media_type=kind, filename=j.filename if download else None,
                             content_disposition_type="attachment" if download else "inline")
 

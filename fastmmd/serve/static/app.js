@@ -7,7 +7,8 @@ const state = {
   maxBytes: Infinity,
   maxVideoBytes: Infinity,
   videoSuffixes: [],
-  photo: null,         // {id, name, width, height}
+  photo: null,         // {id, name, width, height, video, frames}: the one shown
+  batch: [],           // every photo dropped together (several: "Full size" makes a ZIP)
   painting: null,      // {id, name} for an arbitrary-style network
   choice: null,        // {model, style}: the chosen thumbnail
   generation: 0,       // bumps with every new photo: older thumbnail loops stop
@@ -233,8 +234,9 @@ async function fullSize() {
   $("download").hidden = true;
   $("full").disabled = true;
   try {
+    const body = state.batch.length > 1 ? {...s, photos: state.batch.map((p) => p.id)} : s;
     const response = await fetch("/api/jobs", {method: "POST", headers: {"Content-Type": "application/json"},
-                                               body: JSON.stringify(s)});
+                                               body: JSON.stringify(body)});
     if (!response.ok) throw new Error(await failure(response));
     let job = await response.json();
     state.job = job.id;
@@ -252,7 +254,7 @@ async function fullSize() {
     }
     if (job.state === "error") throw new Error(job.error);
     const url = `/api/jobs/${job.id}/result`;
-    if (!state.photo.video) {  // a clip's result is downloaded; the preview keeps its first frame
+    if (!state.photo.video && state.batch.length < 2) {  // a clip or a ZIP is downloaded; the preview stays
       const preview = $("preview");
       preview.dataset.state = "busy";
       preview.src = url;
@@ -267,8 +269,8 @@ async function fullSize() {
     progress.max = 1;
     progress.value = 1;
     $("progress-text").textContent = `${job.message} in ${job.seconds.toFixed(1)} s`;
-    $("status").textContent = state.photo.video ? `${state.photo.name}: stylized, ready to download`
-                                                : `full size: ${state.photo.width}×${state.photo.height}`;
+    $("status").textContent = state.photo.video || state.batch.length > 1 ? "stylized, ready to download"
+                                                                        : `full size: ${state.photo.width}×${state.photo.height}`;
     clearError();
   } catch (err) {
     progress.hidden = true;
@@ -375,23 +377,40 @@ async function upload(file) {
   return response.json();
 }
 
-async function takePhoto(file) {
-  if (!file) return;
+// One file or several (dropped or chosen together: all stylized into one ZIP); a clip goes alone.
+async function takePhoto(files) {
+  files = [...(files instanceof File ? [files] : files || [])];
+  if (!files.length) return;
   if (camera.running) stopCamera();
-  $("status").textContent = `reading ${file.name || "the image"}…`;
-  try {
-    state.photo = await upload(file);
-  } catch (err) {
-    showError(String(err.message || err));
+  const uploaded = [];
+  const problems = [];
+  for (const [k, file] of files.entries()) {
+    $("status").textContent = `reading ${file.name || "the image"}` + (files.length > 1 ? ` (${k + 1} of ${files.length})…` : "…");
+    try {
+      uploaded.push(await upload(file));
+    } catch (err) {
+      problems.push(String(err.message || err));
+    }
+  }
+  if (!uploaded.length) {
+    showError(problems.join("; "));
     $("status").textContent = "";
     return;
   }
-  clearError();
+  const photos = uploaded.some((p) => p.video) ? [uploaded.find((p) => p.video)] : uploaded;
+  if (photos.length < uploaded.length) problems.push("a clip goes alone: the other files were left out");
+  state.batch = photos;
+  state.photo = photos[0];
+  if (problems.length) showError("skipped: " + problems.join("; "));
+  else clearError();
   document.body.dataset.photo = state.photo.id;
   $("full").disabled = !state.choice;
   $("status").textContent = `${state.photo.name}: ${state.photo.width}×${state.photo.height}`;
-  $("full").textContent = state.photo.video ? "Stylize the clip" : "Full size";
-  $("download").textContent = state.photo.video ? "Download MP4" : "Download PNG";
+  const several = state.batch.length > 1;
+  $("full").textContent = state.photo.video ? "Stylize the clip" : several ? `Stylize all ${state.batch.length} photos`
+                                                                         : "Full size";
+  $("download").textContent = state.photo.video ? "Download MP4" : several ? "Download ZIP" : "Download PNG";
+  if (several) $("status").textContent += ` (and ${state.batch.length - 1} more; previews show the first)`;
   if (!state.choice && state.models.length) {
     const first = state.models[0];
     choose(first.name, first.styles.length > 1 ? first.styles[0] : null);
@@ -424,7 +443,7 @@ function dropTarget(zone, take) {
     e.preventDefault();
     e.stopPropagation();
     zone.classList.remove("over");
-    take(e.dataTransfer.files[0]);
+    take([...e.dataTransfer.files]);
   });
 }
 
@@ -443,13 +462,13 @@ async function start() {
     return;
   }
   buildSheet();
-  $("file").addEventListener("change", (e) => { takePhoto(e.target.files[0]); e.target.value = ""; });
+  $("file").addEventListener("change", (e) => { takePhoto([...e.target.files]); e.target.value = ""; });
   $("painting-file").addEventListener("change", (e) => { takePainting(e.target.files[0]); e.target.value = ""; });
-  dropTarget($("drop"), takePhoto);
-  dropTarget($("painting-zone"), takePainting);
+  dropTarget($("drop"), (files) => takePhoto(files));
+  dropTarget($("painting-zone"), (files) => takePainting(files[0]));
   // A photo dropped anywhere else on the page is a photo too (and the browser does not navigate away).
   window.addEventListener("dragover", (e) => e.preventDefault());
-  window.addEventListener("drop", (e) => { e.preventDefault(); takePhoto(e.dataTransfer.files[0]); });
+  window.addEventListener("drop", (e) => { e.preventDefault(); takePhoto([...e.dataTransfer.files]); });
   document.addEventListener("paste", (e) => {
     const file = [...(e.clipboardData ? e.clipboardData.files : [])].find((f) => f.type.startsWith("image/"));
     if (file) takePhoto(file);
