@@ -1,11 +1,12 @@
 """``fastmmd serve``: a local web page to stylize photos with the shipped styles and your own networks.
 
 The page (one static HTML/CSS/JS page in ``fastmmd/serve/static``, every asset served by this
-server; no CDN, web font, analytics or update check) takes photos by drag-and-drop, file picker or
-paste, shows every style as a thumbnail of the photo (a contact sheet computed server-side at
-preview size), previews a choice at <= 384 px, and computes, shows and downloads the full-size
-result as a PNG with the settings in its text metadata. Networks trained with a strength input
-or on several styles (:mod:`fastmmd.conditioning`) get a strength slider and a two-style blend.
+server; no CDN, web font, analytics or update check) takes photos by drag-and-drop, file picker,
+paste or the camera (also stylized live), shows every style as a thumbnail of the photo (a contact
+sheet computed server-side at preview size), previews a choice at <= 384 px, and computes, shows
+and downloads the full-size result as a PNG with the settings in its text metadata (several
+photos: a ZIP; a video clip: an MP4). Networks trained with a strength input or on several
+styles (:mod:`fastmmd.conditioning`) get a strength slider and a two-style blend.
 
 This module is the command line (kept light: FastAPI and uvicorn are imported only when the
 server starts); the server itself is :mod:`fastmmd.serve.app`. Install with
@@ -20,6 +21,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from fastmmd.errors import UserError
 
@@ -27,7 +29,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 
 
-def build_parser():
+def build_parser() -> Any:
     """``fastmmd serve [--host 127.0.0.1] [--port 7860] [--models DIR]``."""
     from fastmmd.commands import CommandParser
 
@@ -41,7 +43,7 @@ def build_parser():
                         "training .ckpt), offered beside the shipped styles")
     parser.add_argument("--device", default="cpu", help="cpu (default) | auto | cuda | cuda:N")
     parser.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto", help="auto (default): bfloat16 "
-                        "where it is fast (a CPU with AVX512-BF16 or AMX, a bf16 GPU; 3x faster on the dev CPU, pixels "
+                        "where it is fast (a CPU with AVX512-BF16 or AMX, a bf16 GPU; 2-3x faster on the dev CPU, pixels "
                         "within ~1 level of fp32), else float32")
     parser.add_argument("--max-upload-mb", type=float, default=50.0, help="largest photo file accepted (MB)")
     parser.add_argument("--max-megapixels", type=float, default=50.0, help="largest photo (or video frame) accepted "
@@ -100,7 +102,7 @@ def port_of(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
 
 
-def run(args) -> int:
+def run(args: Any) -> int:
     """Runs ``fastmmd serve`` until Ctrl+C; the temporary upload folder is removed on exit."""
     try:
         import fastapi  # noqa: F401
@@ -140,7 +142,7 @@ def run(args) -> int:
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             with tempfile.TemporaryDirectory(prefix="fastmmd-serve-") as workdir:
-                hosts = ["127.0.0.1", "localhost", "::1"] if is_loopback(args.host) else None
+                hosts = ["127.0.0.1", "localhost", "::1", args.host] if is_loopback(args.host) else None
                 app = create_app(catalog, Path(workdir), limits, allowed_hosts=hosts)
                 try:
                     serve_forever(app, sock)
