@@ -2,9 +2,10 @@
 
 The networks are tiny (tests/conftest.py): ``cond.ckpt`` has three styles and a strength input,
 ``plain.ckpt`` neither; one or two shipped styles join them when the zoo is there. The browser
-tests drive Debian's ``chromium`` (or Playwright's own) through Playwright against a real uvicorn
-server on 127.0.0.1 and record every request the page makes; they and the command-line run in a
-subprocess are marked ``slow`` (scripts/test.sh runs them). Set ``FASTMMD_SCREENSHOTS=1`` to write
+test drives Debian's ``chromium`` (or Playwright's own) through Playwright against a real uvicorn
+server on 127.0.0.1 and records every request the page makes (its scenarios are ``check_*``
+functions it runs in turn, so a machine without Chromium reports one skip line); it and the
+command-line runs in a subprocess are marked ``slow`` (scripts/test.sh runs them). Set ``FASTMMD_SCREENSHOTS=1`` to write
 the page's screenshot to docs/images/serve.png (the README's picture) instead of a temporary folder.
 No assertion times anything: waits poll for state.
 """
@@ -523,8 +524,7 @@ def assert_same_origin(page, origin: str) -> None:
         assert f"{parts.scheme}://{parts.netloc}" == origin, url
 
 
-@pytest.mark.slow
-def test_page_upload_choose_slide_blend_download(page_on, live_server, tmp_path):
+def check_upload_choose_slide_blend_download(page_on, live_server, tmp_path):
     from playwright.sync_api import expect
 
     origin, _ = live_server
@@ -595,8 +595,7 @@ DROP = """([base64, name, how]) => {
 }"""
 
 
-@pytest.mark.slow
-def test_two_pages_at_once_dropped_and_pasted(page_on, live_server):
+def check_two_pages_at_once_dropped_and_pasted(page_on, live_server, tmp_path):
     origin, _ = live_server
     first, second = page_on(), page_on()
     first.evaluate(DROP, [base64.b64encode(encode(a_photo(seed=7, width=256, height=200), "PNG")).decode(), "dropped.png",
@@ -615,8 +614,7 @@ def test_two_pages_at_once_dropped_and_pasted(page_on, live_server):
         assert_same_origin(page, origin)
 
 
-@pytest.mark.slow
-def test_page_camera_live_then_snap(page_on, live_server):
+def check_camera_live_then_snap(page_on, live_server, tmp_path):
     """The (fake) camera: frames come back stylized, follow the chosen style, and one becomes the photo."""
     from playwright.sync_api import expect
 
@@ -638,8 +636,7 @@ def test_page_camera_live_then_snap(page_on, live_server):
     assert_same_origin(page, origin)
 
 
-@pytest.mark.slow
-def test_page_video_clip_to_mp4(page_on, live_server, tmp_path):
+def check_video_clip_to_mp4(page_on, live_server, tmp_path):
     """A clip: the sheet and previews show its first frame, then the whole clip comes back as an MP4."""
     import av
     from playwright.sync_api import expect
@@ -664,8 +661,7 @@ def test_page_video_clip_to_mp4(page_on, live_server, tmp_path):
     assert_same_origin(page, origin)
 
 
-@pytest.mark.slow
-def test_page_several_photos_to_a_zip(page_on, live_server, tmp_path):
+def check_several_photos_to_a_zip(page_on, live_server, tmp_path):
     import zipfile
 
     from playwright.sync_api import expect
@@ -690,3 +686,16 @@ def test_page_several_photos_to_a_zip(page_on, live_server, tmp_path):
     with zipfile.ZipFile(tmp_path / "photos.zip") as archive:
         assert archive.namelist() == ["photo0_plain.png", "photo1_plain.png", "photo2_plain.png"]
     assert_same_origin(page, origin)
+
+
+@pytest.mark.slow
+def test_page_in_chromium(page_on, live_server, tmp_path):
+    """The page in headless Chromium, one scenario after another (one test, so a machine without a
+    browser reports one skip line): upload, choose, slide, blend, download, a broken file; two pages
+    at once; the camera; a video clip; several photos. Each scenario checks that the page asked
+    nothing of any host but its server."""
+    for check in (check_upload_choose_slide_blend_download, check_two_pages_at_once_dropped_and_pasted,
+                  check_camera_live_then_snap, check_video_clip_to_mp4, check_several_photos_to_a_zip):
+        folder = tmp_path / check.__name__
+        folder.mkdir()
+        check(page_on, live_server, folder)
