@@ -265,7 +265,7 @@ def test_video_clip_previews_its_first_frame_and_becomes_an_mp4(client, tmp_path
     import av
 
     clip = write_clip(tmp_path / "clip.mp4").read_bytes()
-    video = upload(client, clip, "holiday clip.mp4").json()
+    video = upload(client, clip, "../../holiday clip.mp4").json()  # a name is only a name
     assert video["video"] is True and (video["width"], video["height"], video["frames"]) == (64, 48, 12)
     preview = client.get(f"/api/preview?photo={video['id']}&model=cond.ckpt&style=tiny0")
     with Image.open(io.BytesIO(preview.content)) as img:
@@ -286,6 +286,8 @@ def test_video_clip_previews_its_first_frame_and_becomes_an_mp4(client, tmp_path
     big = upload(client, os.urandom(1_000_001), "long.mkv")
     assert big.status_code == 413 and "clips up to 1 MB" in big.json()["error"]
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "work").iterdir()) == ["result", "video"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "out.mp4", "work"]
+    assert not list(tmp_path.parent.glob("holiday*"))
 
 
 def test_requests_name_nothing_on_disk(client, models_dir, tmp_path):
