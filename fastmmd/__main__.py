@@ -29,6 +29,7 @@ COMMANDS = {
     "evaluate": ("fastmmd.evaluate", "score trained networks against per-image optimization: grid.png + report"),
     "models": ("fastmmd.zoo", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
     "data": ("fastmmd.fetch", "fetch training photos into a folder: fastmmd data coco DIR (or any Hugging Face image dataset)"),
+    "serve": ("fastmmd.serve", "a local web page: drop a photo, pick a style, move a slider, download (extra: serve)"),
 }
 
 

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # The test command: installs fastmmd and everything it needs into .venv on a fresh machine
-# (torch/torchvision pinned by constraints-ci.txt), then runs the whole suite, slow tests included
-# (a bare `pytest` skips them, see pyproject.toml; a -m given here replaces this one).
+# (torch/torchvision pinned by constraints-ci.txt; Debian's chromium for the browser tests where
+# apt-get and root are available), then runs the whole suite, slow tests included (a bare `pytest`
+# skips them, see pyproject.toml; a -m given here replaces this one).
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-ci.txt -e ".[test,onnx]"
-exec .venv/bin/python -m pytest -q -m "slow or not slow" "$@"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-ci.txt -e ".[test,onnx,serve]"
+# The browser tests of `fastmmd serve` (tests/test_serve.py) drive Debian's chromium through Playwright
+# (`playwright install` cannot download browsers here). Best effort: without apt or root they skip,
+# with one line saying what is missing (-rs prints it).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "scripts/test.sh: could not install chromium; the browser tests will skip" >&2
+fi
+exec .venv/bin/python -m pytest -q -rs -m "slow or not slow" "$@"
