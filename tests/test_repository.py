@@ -26,6 +26,10 @@ ALLOWED = {
     ("tests/test_data.py", ".." "/imgs/"),              # a file list with paths relative to the list, in tmp_path
     ("tests/test_outputs.py", '"./sub/..' '/a.png"'),      # the same output spelled two ways
     ("tests/test_zoo.py", '"..' '/x.pt"'),              # a manifest pointing outside its folder is refused
+    ("tests/test_serve.py", '"..' '/..' '/holiday clip.mp4"'),   # an upload's name is only a name
+    ("tests/test_serve.py", '"..' '/cond.ckpt"'),       # the page cannot name a file
+    ("tests/test_serve.py", '"..' '/..' '/etc/passwd"'),  # nor a token that is a path
+    ("tests/test_serve.py", '"/static/..' '/app.py"'),  # nor a static file outside its folder
 }
 
 
