@@ -89,16 +89,19 @@ def fit_args(tmp_path: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- export / stylize
 def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, seed: int = 0, styles: int = 1,
-                          strength_width: int = 0) -> Path:
+                          strength_width: int = 0, style_embedding: int = 0) -> Path:
     """Writes a training checkpoint holding a seeded random :class:`TransformerNet`, through the same
     writer as ``fastmmd fit`` (:func:`fastmmd.checkpoints.checkpoint_entries`), without Lightning or training.
-    ``styles``/``strength_width``: a conditioned network (styles ``tiny0``, ``tiny1``, ...; strength range [0, 2])."""
+    ``styles``/``strength_width``: a conditioned network (styles ``tiny0``, ``tiny1``, ...; strength range [0, 2]);
+    ``style_embedding``: an arbitrary-style network for the tiny VGG stand-in (:mod:`fastmmd.arbitrary`)."""
     from fastmmd import conditioning
+    from fastmmd.arbitrary import EMBEDDING_LAYERS, statistics_width
     from fastmmd.checkpoints import checkpoint_entries, description
     from fastmmd.networks import TransformerNet
 
     torch.manual_seed(seed)
-    net = TransformerNet(width=width, residual_blocks=residual_blocks, styles=styles, strength_width=strength_width)
+    net = TransformerNet(width=width, residual_blocks=residual_blocks, styles=styles, strength_width=strength_width,
+                         style_embedding=style_embedding, style_features=statistics_width(8) if style_embedding else 0)
     with torch.no_grad():  # IN affine weights away from 1/0 so the network is not near-identity
         for m in net.modules():
             if isinstance(m, torch.nn.InstanceNorm2d) and m.affine:
@@ -108,12 +111,13 @@ def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, 
                 m.weight[:styles].uniform_(0.5, 1.5)
                 m.weight[styles:].uniform_(-0.3, 0.3)
                 m.bias.uniform_(-0.3, 0.3)
-    names = [f"tiny{i}.png" for i in range(styles)] if styles > 1 else ["tiny_style.png"]
+    names = [f"tiny{i}.png" for i in range(styles)] if styles > 1 else [] if style_embedding else ["tiny_style.png"]
     extra = {}
     if net.conditioned:
         extra["conditioning"] = conditioning.describe(conditioning.style_names(names) if styles > 1 else None,
-                                                      [0.0, 2.0] if strength_width else None, "image")
-    meta = description(net, style_images=names, style_blend=[1.0], loss="gram", style_weight=5.0,
+                                                      [0.0, 2.0] if strength_width else None, "image",
+                                                      EMBEDDING_LAYERS if style_embedding else None)
+    meta = description(net, style_images=names, style_blend=[1.0] * len(names), loss="gram", style_weight=5.0,
                        content_weight=1.0, tv_weight=1e-6,
                        vgg={"weights": "random", "pooling": "max", "width_divisor": 8}, global_step=3, **extra)
     path.parent.mkdir(parents=True, exist_ok=True)
