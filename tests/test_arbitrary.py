@@ -278,3 +278,13 @@ def test_evaluate_asks_an_arbitrary_network_for_the_style_it_scores(arbitrary_ru
     expected = direct.stylize_tensor(read_image(root / "photos" / "000.png", 32).unsqueeze(0))[0]
     assert mine.shape == expected.shape and (mine - expected).abs().max() <= 1 / 255 + 1e-6  # that painting, 8 bits
     assert report["models"][0]["mean"]["style_swd"] > 0
+
+
+def test_the_step_profile_script_times_every_part(monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["bench_arbitrary_step.py", "--size", "32", "--batch", "2", "--steps", "1",
+                                     "--warmup", "0", "--vgg-weights", "random", "--vgg-width-divisor", "8", "--width", "8"])
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "bench_arbitrary_step.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert all(f"| {part} |" in out for part in ("paintings", "network", "loss", "backward")) and "whole step" in out
