@@ -429,6 +429,9 @@ class StyleTransferModule(L.LightningModule):
         return self._outputs(generated, draw)
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        if self.arbitrary:  # predict's batches are photos alone
+            raise UserError("fastmmd predict has no painting to give an arbitrary-style network; use fastmmd stylize "
+                            "CHECKPOINT photos/ --style-image PAINTING")
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(images).float()
 
