@@ -113,8 +113,9 @@ def copy_into_every_slot(conditioned: nn.Module, single: nn.Module) -> None:
     norm_ids = {id(p) for m in norms for p in m.parameters()}
     shared = {name: p.detach() for name, p in single.named_parameters() if id(p) not in norm_ids}  # the convolutions
     own = {f"{name}.{p}" for name, m in conditioned.named_modules()
-           if isinstance(m, (ConditionalAffine, StrengthEmbedding)) or name == "style_predictor"
-           for p, _ in m.named_parameters()}
+           if isinstance(m, (ConditionalAffine, StrengthEmbedding)) for p, _ in m.named_parameters()}
+    if hasattr(conditioned, "style_predictor"):  # an arbitrary-style network's predictor: weights and running statistics
+        own |= {f"style_predictor.{k}" for k in conditioned.style_predictor.state_dict()}
     missing, unexpected = conditioned.load_state_dict(shared, strict=False)
     assert not unexpected and set(missing) == own, (unexpected, set(missing) ^ own)
     with torch.no_grad():

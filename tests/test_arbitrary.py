@@ -288,3 +288,20 @@ def test_the_step_profile_script_times_every_part(monkeypatch, capsys):
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "bench_arbitrary_step.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert all(f"| {part} |" in out for part in ("paintings", "network", "loss", "backward")) and "whole step" in out
+
+
+def test_statistics_are_standardised_by_running_estimates_not_by_the_batch():
+    from fastmmd.arbitrary import StatisticsNorm
+
+    norm = StatisticsNorm(5, momentum=0.5)
+    first, second = 3 + torch.rand(4, 5), 3 + torch.rand(4, 5)
+    norm.train()(first)
+    assert torch.allclose(norm.mean, first.mean(0)) and torch.allclose(norm.var, first.var(0))  # the first batch sets them
+    norm(second)
+    assert torch.allclose(norm.mean, (first.mean(0) + second.mean(0)) / 2)
+    norm(second[:1])  # one painting: the mean moves, the variance cannot be estimated
+    assert torch.allclose(norm.var, (first.var(0) + second.var(0)) / 2)
+    norm.eval()
+    alone, together = norm(second[:1]), norm(torch.cat([second[:1], first]))[:1]
+    assert torch.equal(alone, together)  # a painting's input does not depend on its batchmates
+    assert torch.allclose(alone, (second[:1] - norm.mean) / (norm.var + norm.eps).sqrt())
