@@ -243,6 +243,10 @@ def test_the_benchmark_script_scores_the_network_against_optimize_on_held_out_pa
     assert summary["models"]["optimize"]["ratio"] == {"style_swd": 1.0, "content": 1.0}
     assert len(summary["models"]["last"]["rows"]) == 2 and summary["models"]["last"]["mean"]["style_swd"] > 0
     assert "| last |" in capsys.readouterr().out
+    picture = tmp_path / "picture.jpg"  # the README's picture, from the benchmark's folder
+    monkeypatch.setattr("sys.argv", ["arbitrary_picture.py", str(out), "--model", "last", "--output", str(picture)])
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "arbitrary_picture.py"), run_name="__main__")
+    assert Image.open(picture).height > 2 * 32 and "2 rows x 2 photos" in capsys.readouterr().out  # network, optimize
 
 
 def test_paintings_from_a_hugging_face_dataset_pair_like_a_folder(tmp_path):
