@@ -246,7 +246,7 @@ def test_the_benchmark_script_scores_the_network_against_optimize_on_held_out_pa
     picture = tmp_path / "picture.jpg"  # the README's picture, from the benchmark's folder
     monkeypatch.setattr("sys.argv", ["arbitrary_picture.py", str(out), "--model", "last", "--output", str(picture)])
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "arbitrary_picture.py"), run_name="__main__")
-    assert Image.open(picture).height > 2 * 32 and "2 rows x 2 photos" in capsys.readouterr().out  # network, optimize
+    assert Image.open(picture).height > 2 * 32 and "4 rows x 2 photos" in capsys.readouterr().out  # 2 paintings x (network, optimize)
 
 
 def test_paintings_from_a_hugging_face_dataset_pair_like_a_folder(tmp_path):
