@@ -149,3 +149,17 @@ def tiny_exports(tmp_path_factory) -> dict[str, Path]:
         files[fmt] = root / f"style{suffix}"
         export_checkpoint(files["ckpt"], files[fmt], fmt=fmt)
     return files
+
+
+def fails_with_one_line(argv: list[str], capsys, *needles: str) -> str:
+    """Runs ``fastmmd ARGV`` in process and checks the entry point's contract for bad input: exit 2 and
+    one ``fastmmd: error:`` line on stderr holding every needle. Returns that line."""
+    from fastmmd.__main__ import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("fastmmd: error:"), err
+    assert all(n in err[0] for n in needles), err
+    return err[0]

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import fastmmd
-from conftest import synthetic_image, tiny_fit_args
+from conftest import fails_with_one_line, synthetic_image, tiny_fit_args
 from fastmmd.__main__ import main
 from fastmmd.errors import UserError
 from fastmmd.model_files import load_pickle, read_network, weights_only_loads
@@ -323,16 +323,6 @@ def test_onnx_exports_use_only_allowed_operators(tiny_exports):
     assert {n.op_type for n in model.graph.node} <= ONNX_OPERATORS
 
 
-def _one_line(argv: list[str], capsys, *needles: str) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("fastmmd: error:"), err
-    assert all(n in err[0] for n in needles), err
-    return err[0]
-
-
 def test_video_frames_obey_the_image_pixel_limit_before_decoding(tiny_exports, tmp_path, capsys):
     """An 89-byte GIF declaring a 16000 x 16000 screen, under a hard memory limit (it decoded 3 GB frames)."""
     from payloads import gif_huge_screen
@@ -351,11 +341,11 @@ def test_fifos_are_refused_before_any_reader_opens_them(tiny_exports, make_image
     img = make_image("photo.png", 20, 20)
     model = str(tiny_exports["ckpt"])
     clip, fake_model, fake_img = fifo_clip(tmp_path), fifo_clip(tmp_path, "style.pt"), fifo_clip(tmp_path, "img.png")
-    _one_line(["stylize", model, str(clip), "-o", str(tmp_path / "o"), "-q"], capsys, "not a regular file")
-    _one_line(["stylize", model, str(clip), "-o", str(tmp_path / "o.mp4"), "-q"], capsys, "not a regular file")
-    _one_line(["stylize", str(fake_model), str(img), "-o", str(tmp_path / "o"), "-q"], capsys, "not a regular file")
-    _one_line(["export", "--info", str(fake_model)], capsys, "not a regular file")
-    _one_line(["export", str(fake_model), "-o", str(tmp_path / "o" / "x.pt")], capsys, "not a regular file")
+    fails_with_one_line(["stylize", model, str(clip), "-o", str(tmp_path / "o"), "-q"], capsys, "not a regular file")
+    fails_with_one_line(["stylize", model, str(clip), "-o", str(tmp_path / "o.mp4"), "-q"], capsys, "not a regular file")
+    fails_with_one_line(["stylize", str(fake_model), str(img), "-o", str(tmp_path / "o"), "-q"], capsys, "not a regular file")
+    fails_with_one_line(["export", "--info", str(fake_model)], capsys, "not a regular file")
+    fails_with_one_line(["export", str(fake_model), "-o", str(tmp_path / "o" / "x.pt")], capsys, "not a regular file")
     capsys.readouterr()
     assert main(["stylize", model, str(fake_img), "-o", str(tmp_path / "o"), "-q"]) == 1  # an image input: skipped
     assert "not a regular file" in capsys.readouterr().err
@@ -408,7 +398,7 @@ def test_truncated_or_corrupt_clip_is_one_line_and_writes_nothing(tiny_exports, 
         data = clip.read_bytes()
         cut = tmp_path / f"cut{suffix}"
         cut.write_bytes(data[: 2 * len(data) // 3])
-        _one_line(["stylize", model, str(cut), "-o", str(tmp_path / "o.mp4"), "-q"], capsys, "truncated")
+        fails_with_one_line(["stylize", model, str(cut), "-o", str(tmp_path / "o.mp4"), "-q"], capsys, "truncated")
         assert not (tmp_path / "o.mp4").exists()
         if suffix == ".mkv":  # the whole clip passes (this writer's AVI timestamps do not remux: an older issue)
             assert main(["stylize", model, str(clip), "-o", str(tmp_path / f"whole{suffix}.mp4"), "-q"]) == 0
@@ -418,7 +408,7 @@ def test_truncated_or_corrupt_clip_is_one_line_and_writes_nothing(tiny_exports, 
     for i in range(3):
         synthetic_image(24, 16).save(frames / f"f{i}.png")
     (frames / "f9.png").write_bytes(b"not a png")
-    _one_line(["stylize", model, str(frames), "-o", str(tmp_path / "fo"), "-q", "--norm-stats", "frame",
+    fails_with_one_line(["stylize", model, str(frames), "-o", str(tmp_path / "fo"), "-q", "--norm-stats", "frame",
                "--batch-size", "1"], capsys, "f9.png")
     assert not (tmp_path / "fo").exists()
 
@@ -429,7 +419,8 @@ def test_sigterm_mid_encode_removes_the_part_file(tiny_exports, tmp_path):
 
     from test_video import write_clip
 
-    clip = write_clip(tmp_path / "long.mp4", frames=300, width=64, height=48, audio=None)
+    # long enough that the signal lands mid-encode even on a loaded box (300 frames once finished first)
+    clip = write_clip(tmp_path / "long.mp4", frames=1200, width=64, height=48, audio=None)
     out = tmp_path / "o"
     out.mkdir()
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from fastmmd.__main__ import main; sys.exit(main(sys.argv[1:]))",
@@ -457,8 +448,8 @@ def test_crafted_metadata_is_one_line_in_every_format(payload, tiny_exports, mak
         if kind not in tiny_exports:
             continue
         crafted = with_metadata(tiny_exports, tmp_path, kind, METADATA_PAYLOADS[payload], payload)
-        _one_line(["stylize", str(crafted), str(img), "-o", str(tmp_path / "o"), "-q"], capsys, "not a fastmmd")
-        _one_line(["export", "--info", str(crafted)], capsys, "not a fastmmd")
+        fails_with_one_line(["stylize", str(crafted), str(img), "-o", str(tmp_path / "o"), "-q"], capsys, "not a fastmmd")
+        fails_with_one_line(["export", "--info", str(crafted)], capsys, "not a fastmmd")
     assert not (tmp_path / "o").exists()
 
 
@@ -480,8 +471,8 @@ def test_checkpoint_metadata_goes_through_the_same_schema(tmp_path):
 def test_crafted_zoo_manifest_is_one_line_even_for_did_you_mean(zoo_text, needle, tmp_path, monkeypatch, capsys):
     (tmp_path / "zoo.json").write_text(zoo_text)
     monkeypatch.setenv("FASTMMD_ZOO", str(tmp_path))
-    _one_line(["stylize", "starry", "x.png"], capsys, needle)
-    _one_line(["stylize", "starry.pt", "x.png"], capsys, "does not exist")  # the hint is dropped, not a traceback
+    fails_with_one_line(["stylize", "starry", "x.png"], capsys, needle)
+    fails_with_one_line(["stylize", "starry.pt", "x.png"], capsys, "does not exist")  # the hint is dropped, not a traceback
 
 
 def test_zoo_text_reaches_the_terminal_without_control_characters(tmp_path, monkeypatch, capsys):
@@ -499,13 +490,13 @@ def test_option_values_that_parse_oddly_are_one_line(tiny_exports, make_image, t
 
     img = make_image("photo.png", 20, 20)
     two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
-    _one_line(["stylize", str(two), str(img), "-o", str(tmp_path / "o"), "--style", "\u00b2"], capsys, "no style")
+    fails_with_one_line(["stylize", str(two), str(img), "-o", str(tmp_path / "o"), "--style", "\u00b2"], capsys, "no style")
     frames = tmp_path / "frames"
     frames.mkdir()
     synthetic_image(24, 16).save(frames / "f0.png")
-    _one_line(["stylize", str(tiny_exports["ckpt"]), str(frames), "-o", str(tmp_path / "o.mp4"), "--fps", "1e-300"],
+    fails_with_one_line(["stylize", str(tiny_exports["ckpt"]), str(frames), "-o", str(tmp_path / "o.mp4"), "--fps", "1e-300"],
               capsys, "--fps")
-    _one_line(["evaluate", str(tiny_exports["ckpt"]), "--content", str(img), "--style", str(img), "--size", "100000000",
+    fails_with_one_line(["evaluate", str(tiny_exports["ckpt"]), "--content", str(img), "--style", str(img), "--size", "100000000",
                "--vgg-weights", "random", "--output", str(tmp_path / "ev")], capsys, "--size")
     assert not (tmp_path / "o").exists() and not (tmp_path / "ev").exists()
 
@@ -531,7 +522,7 @@ def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys
                           if n.endswith(f"data/weights/{scale}") else d)
     with pytest.raises(UserError, match="scale"):
         read_network(crafted)
-    _one_line(["export", str(tiny_exports["ckpt"]), "-o", str(tmp_path / "h.pt2"), "--weights", "int8", "--half"],
+    fails_with_one_line(["export", str(tiny_exports["ckpt"]), "-o", str(tmp_path / "h.pt2"), "--weights", "int8", "--half"],
               capsys, "--half")
     assert not (tmp_path / "h.pt2").exists()
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_image
+from conftest import fails_with_one_line, synthetic_image
 from fastmmd import motion
 from fastmmd.__main__ import main
 from fastmmd.images import pil_to_tensor
@@ -71,16 +71,6 @@ def probe(path: Path) -> dict:
         info["audio"] = [bytes(p) for p in c.demux(*c.streams.audio) if p.size] if c.streams.audio else []
         info["audio_codec"] = c.streams.audio[0].codec_context.name if c.streams.audio else None
     return info
-
-
-def fails_with_one_line(argv: list[str], capsys, *needles: str) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("fastmmd: error:"), err
-    assert all(n in err[0] for n in needles), err
-    return err[0]
 
 
 # ----------------------------------------------------------------------------- known motion

@@ -224,9 +224,15 @@ def test_checksum_is_the_same_through_fastmmd_and_catches_a_changed_look(zoo):
 def shipped() -> dict[str, dict]:
     """The real manifest (the default zoo folder): the repository ships it, so its absence is a failure."""
     assert (REAL_ZOO / MANIFEST).is_file(), "checkpoints/zoo.json is missing (scripts/build_zoo.py writes it)"
-    styles = read_manifest(REAL_ZOO)
+    styles = {k: v for k, v in read_manifest(REAL_ZOO).items() if v.get("kind") != "arbitrary"}
     assert styles, "checkpoints/zoo.json lists no styles"
     return styles
+
+
+@pytest.fixture(scope="module")
+def shipped_arbitrary() -> dict[str, dict]:
+    """The real manifest's arbitrary-style networks (for any painting)."""
+    return {k: v for k, v in read_manifest(REAL_ZOO).items() if v.get("kind") == "arbitrary"}
 
 
 @pytest.fixture
@@ -278,13 +284,13 @@ def torch_only_run(shipped, tmp_path_factory) -> dict[str, dict]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_shipped_manifest_is_complete(real_zoo):
+def test_shipped_manifest_is_complete(real_zoo, shipped_arbitrary):
     assert len(real_zoo) >= 6, f"the zoo ships {len(real_zoo)} styles, not at least 6"
     losses = {e["loss"] for e in real_zoo.values()}
     assert {"gram", "linear", "bn"} <= losses and any("+" in loss for loss in losses), losses  # the paper's point
     recipes = {p.stem for p in (REPO / "configs" / "zoo").glob("*.yaml")}
     assert recipes <= set(real_zoo), f"recipes without a shipped style: {sorted(recipes - set(real_zoo))}"
-    listed = {f for entry in real_zoo.values() for f in entry["files"].values()}
+    listed = {f for entry in [*real_zoo.values(), *shipped_arbitrary.values()] for f in entry["files"].values()}
     on_disk = {p.name for p in REAL_ZOO.iterdir() if p.suffix in (".pt", ".pt2")} - {BASE}
     assert listed == on_disk, f"listed only: {sorted(listed - on_disk)}; unlisted: {sorted(on_disk - listed)}"
     for name, e in real_zoo.items():
@@ -301,8 +307,9 @@ def test_shipped_manifest_is_complete(real_zoo):
         assert len(c["mean"]) == len(c["std"]) == 3, name
 
 
-def test_shipped_zoo_fits_the_repository_budget(real_zoo):
-    files = [REAL_ZOO / f for e in real_zoo.values() for f in e["files"].values()] + [REAL_ZOO / MANIFEST, REAL_ZOO / BASE]
+def test_shipped_zoo_fits_the_repository_budget(real_zoo, shipped_arbitrary):
+    files = [REAL_ZOO / f for e in [*real_zoo.values(), *shipped_arbitrary.values()] for f in e["files"].values()]
+    files += [REAL_ZOO / MANIFEST, REAL_ZOO / BASE]
     total = sum(f.stat().st_size for f in files)
     assert total <= MAX_ZOO_BYTES, f"the zoo is {total / 1e6:.1f} MB, over {MAX_ZOO_BYTES / 1e6:.0f} MB"
 
@@ -393,3 +400,29 @@ def test_the_shipped_base_is_the_cpu_recipes_start_and_reads_as_a_plain_network(
         y = network(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
 
+
+
+def test_the_shipped_arbitrary_network_paints_any_painting_and_looks_as_recorded(shipped_arbitrary, monkeypatch):
+    """checkpoints/arbitrary.pt: listed apart from the styles, read by the safe reader, an
+    arbitrary-style network that takes a painting (and refuses to run without one), scored on
+    paintings it never saw, and its output on a fixed photo and fixed painting statistics as recorded."""
+    from fastmmd.model_files import read_metadata, read_network
+    from fastmmd.stylize import load_model, load_stylizer
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert "arbitrary" in shipped_arbitrary, "the zoo ships no arbitrary-style network"
+    entry = shipped_arbitrary["arbitrary"]
+    path = REAL_ZOO / entry["files"]["torchscript"]
+    meta = read_metadata(path)
+    assert meta["network"]["style_embedding"] > 0 and meta["dtype"] == entry["weights"] == "int8"
+    assert meta["training_steps"] == entry["training"]["steps"] > 0
+    assert {"style_ratio", "content_ratio", "photos", "paintings", "size"} <= set(entry["scores"])
+    net, _ = read_network(path)
+    module, _ = load_model(resolve_model("arbitrary"), torch.device("cpu"), None, False)
+    diff = checksum_difference(entry["checksum"], checksum(module, net.style_features))
+    assert diff <= entry["checksum"]["tolerance"], f"arbitrary: fastmmd's network moved by {diff:.4f}"
+    photo, painting = synthetic_image(53, 37, seed=5), synthetic_image(64, 48, seed=6)
+    stylizer = load_stylizer("arbitrary", device="cpu")
+    assert stylizer(photo, style=painting).size == photo.size
+    with pytest.raises(UserError, match="give a painting"):
+        stylizer(photo)

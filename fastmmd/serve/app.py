@@ -72,6 +72,11 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
+def _preview(rgb: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) -> the same scaled to a long edge of at most PREVIEW_SIZE (what previews and the sheet show)."""
+    return resize(rgb, fit_size(rgb.shape[1], rgb.shape[2], PREVIEW_SIZE)) if max(rgb.shape[1:]) > PREVIEW_SIZE else rgb
+
+
 class PageError(Exception):
     """A request the page must explain in one line; ``status`` is the HTTP status to answer with."""
 
@@ -330,17 +335,19 @@ class ServeState:
             raise PageError(f"{name!r} is {w}x{h} = {w * h / 1e6:.3g} Mpx; {most}", 413)
         rgb, _ = decode_image(data, name)
         t = pil_to_tensor(rgb)
-        preview = resize(t, fit_size(t.shape[1], t.shape[2], PREVIEW_SIZE)) if max(t.shape[1:]) > PREVIEW_SIZE else t
         token = secrets.token_hex(16)
         path = self.workdir / f"photo-{token}"
         path.write_bytes(data)
-        photo = Photo(path, name, rgb.size[0], rgb.size[1], preview)
+        return token, self._keep(token, Photo(path, name, rgb.size[0], rgb.size[1], _preview(t)))
+
+    def _keep(self, token: str, photo: Photo) -> Photo:
+        """Stores an upload under ``token``; the oldest beyond MAX_PHOTOS are dropped with their files."""
         with self.lock:
             self.photos[token] = photo
             while len(self.photos) > MAX_PHOTOS:
                 _, old = self.photos.popitem(last=False)
                 old.path.unlink(missing_ok=True)
-        return token, photo
+        return photo
 
     def add_video(self, path: Path, name: str, token: str) -> tuple[str, Photo]:
         """Checks an uploaded clip already written to ``path`` (worker thread): its first frame becomes
@@ -367,14 +374,7 @@ class ServeState:
             raise
         finally:
             source.close()
-        preview = resize(rgb, fit_size(rgb.shape[1], rgb.shape[2], PREVIEW_SIZE)) if max(rgb.shape[1:]) > PREVIEW_SIZE else rgb
-        photo = Photo(path, name, rgb.shape[2], rgb.shape[1], preview, count, True)
-        with self.lock:
-            self.photos[token] = photo
-            while len(self.photos) > MAX_PHOTOS:
-                _, old = self.photos.popitem(last=False)
-                old.path.unlink(missing_ok=True)
-        return token, photo
+        return token, self._keep(token, Photo(path, name, rgb.shape[2], rgb.shape[1], _preview(rgb), count, True))
 
     def photo(self, token: str | None, what: str = "photo") -> Photo:
         """The upload called ``token``, or a one-line 404 (it may have been dropped as old)."""
