@@ -10,7 +10,8 @@ sigma_l of its activations,
     phi(S) = [log(1 + mu_l), log(1 + sigma_l)]_l        (F = 2 sum_l C_l = 2944 numbers for VGG-19),
 
 log-compressed because Caffe activations span two orders of magnitude across layers. A small MLP
-with a bottleneck (:class:`StylePredictor`, Ghiasi: 100-d) maps phi (and, with a strength input,
+with a bottleneck (:class:`StylePredictor`, Ghiasi: 100-d) maps phi, standardised per feature
+(:class:`StatisticsNorm`), (and, with a strength input,
 h(s) of :class:`~fastmmd.conditioning.StrengthEmbedding`) to an embedding e (D numbers), and every
 norm layer reads gamma = Gamma_0 + e A, beta = Beta_0 + e B (:class:`~fastmmd.conditioning.ConditionalAffine`
 with the condition c = [1, e]; A and B start at zero, so a fresh or warm-started network computes
@@ -19,8 +20,8 @@ its plain instance norm for every painting).
 Why these statistics rather than a separate image CNN: during training they come for free, from
 the same VGG pass that computes the painting's loss targets (the training step needs that pass
 anyway), and they are a fixed, documented description of a painting that a user can compute once
-and reuse (``fastmmd stylize arbitrary photo.jpg --style-image painting.jpg`` caches nothing but
-phi). Inference then runs VGG-19 up to relu5_1 once per painting, not per photo.
+and reuse (``Stylizer.with_paintings`` keeps phi per painting for any number of photos).
+Inference then runs VGG-19 up to relu5_1 once per painting, not per photo.
 
 Blending paintings (Ghiasi Sec. 5.2) interpolates embeddings: e = sum_k m_k P(phi_k, s).
 """
@@ -74,11 +75,10 @@ class StatisticsNorm(nn.Module):
     """(phi - m) / sqrt(v + eps) per feature, m and v running estimates of phi's mean and variance
     over the paintings seen in training (updated in training mode, fixed in eval mode and exports).
 
-    Why: paintings differ little in phi compared with what all share (measured on a network trained
-    500 steps without it: the across-painting standard deviation of phi was 12 % of its mean
-    magnitude, and the embedding learned that shared part: every painting got nearly the same
-    gamma, beta and look; docs/benchmarks.md, "Arbitrary style"). Standardised, each feature says how
-    this painting differs from the others. Running estimates rather than batch statistics: a
+    Why: paintings differ little in phi compared with what all share, and a network trained on raw
+    phi learned that shared part: every painting got nearly the same gamma, beta and look
+    (measured: docs/benchmarks.md, "Arbitrary style"). Standardised, each feature says how this
+    painting differs from the others. Running estimates rather than batch statistics: a
     painting's embedding must not depend on which paintings share its batch. The first batch sets
     them; later ones move them by ``momentum``; a batch of one updates the mean only.
     """
