@@ -307,9 +307,6 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     cl = dev.type == "cuda" if channels_last is None else channels_last
     model, meta = load_model(path, dev, dtype, cl)
     space = ConditionSpace.of(meta)
-    if style_images and not space.arbitrary:
-        raise UserError("--style-image: this model is trained for its own style(s), not for any painting "
-                        "(an arbitrary-style network is; `fastmmd models` lists it)")
     condition = space.resolve(None if style is None else str(style), None if style_images else mix, strength)
     stylizer = Stylizer(model, meta, dev, channels_last=cl, tile=tile, overlap=overlap, max_size=max_size,
                         preserve_color=preserve_color, tile_stats=tile_stats, condition=condition)
