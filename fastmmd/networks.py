@@ -39,6 +39,8 @@ skip path before any non-linearity) and the last conv (which goes to the sigmoid
   :class:`~fastmmd.conditioning.ConditionalAffine`, and ``forward`` takes the style mix and the
   strength as two more optional tensors. An unconditioned network keeps its layers, state_dict keys
   and ``forward(x)`` exactly as before.
+* Any painting (``style_embedding`` > 0, :mod:`fastmmd.arbitrary`): the conditional norms read
+  c = [1, e], e predicted from the painting's VGG statistics, ``forward``'s fourth input ``style``.
 """
 
 from __future__ import annotations
