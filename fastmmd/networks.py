@@ -188,8 +188,10 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> None:
         super().__init__()
-        c = {"styles": styles, "strength_width": strength_width, "embedding": embedding}
-        self.body = nn.Sequential(conv_layer(channels, channels, 3, **c), conv_layer(channels, channels, 3, relu=False, **c))
+        self.body = nn.Sequential(
+            conv_layer(channels, channels, 3, styles=styles, strength_width=strength_width, embedding=embedding),
+            conv_layer(channels, channels, 3, relu=False, styles=styles, strength_width=strength_width,
+                       embedding=embedding))
 
     def forward(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         y = x
