@@ -169,15 +169,15 @@ class PaintingEncoder:
         """Paintings (paths, PIL images or (3, H, W) tensors in [0, 1]) -> phi (K, F), float32 on the CPU."""
         from PIL import Image
 
-        from fastmmd.images import open_image, pil_to_tensor, resize
+        from fastmmd.images import open_image, pil_to_tensor, resize, to_rgb
 
         rows = []
         for painting in paintings:
             if isinstance(painting, Tensor):
                 rgb = painting.float()
-            else:
-                image = painting if isinstance(painting, Image.Image) else open_image(painting)[0]
-                rgb = pil_to_tensor(image.convert("RGB"))
+            else:  # a file as every image is read; a PIL image through the same mode rule (16-bit, palette, alpha)
+                image = to_rgb(painting)[0] if isinstance(painting, Image.Image) else open_image(painting)[0]
+                rgb = pil_to_tensor(image)
             h, w = rgb.shape[-2:]
             scale = self.size / min(h, w)
             rgb = resize(rgb, (max(16, round(h * scale)), max(16, round(w * scale))))

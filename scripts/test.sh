@@ -2,7 +2,7 @@
 # The test command: installs fastmmd and everything it needs into .venv on a fresh machine
 # (torch/torchvision pinned by constraints-ci.txt; Debian's chromium for the browser tests where
 # apt-get and root are available), then runs the whole suite, slow tests included (a bare `pytest`
-# skips them, see pyproject.toml; a -m given here replaces this one).
+# skips them, see pyproject.toml; a -m given here replaces this one), printing the 15 slowest.
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +15,4 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
         || echo "scripts/test.sh: could not install chromium; the browser tests will skip" >&2
 fi
-exec .venv/bin/python -m pytest -q -rs -m "slow or not slow" "$@"
+exec .venv/bin/python -m pytest -q -rs --durations=15 -m "slow or not slow" "$@"
