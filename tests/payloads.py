@@ -324,7 +324,6 @@ def pt2_many_members(exports: dict[str, Path], out: Path, scale: int = 50_000) -
 
 
 def _onnx_model(nodes: list, initializers: list, output_shape=None, opset: int = 17):
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(nodes, "crafted", [helper.make_tensor_value_info("image", TensorProto.FLOAT, None)],

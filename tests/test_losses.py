@@ -11,8 +11,7 @@ import torch
 from torch.autograd import gradcheck
 
 from fastmmd.base.errors import UserError
-from fastmmd.losses import StyleLoss, METHODS, content_loss, parse_loss, total_variation
-from fastmmd.losses import matching, mmd, moments
+from fastmmd.losses import METHODS, StyleLoss, content_loss, matching, mmd, moments, parse_loss, total_variation
 
 D = torch.float64
 

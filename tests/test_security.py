@@ -23,15 +23,15 @@ from typing import Callable
 
 import pytest
 import torch
+from conftest import fails_with_one_line, synthetic_image, tiny_fit_args
+from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, RESOURCE_PAYLOADS, Payload, torch_bytes
 
 import fastmmd
-from conftest import fails_with_one_line, synthetic_image, tiny_fit_args
 from fastmmd.__main__ import main
 from fastmmd.base.errors import UserError
 from fastmmd.base.safe_load import load_pickle
-from fastmmd.model.files import read_network, weights_only_loads
 from fastmmd.infer.stylize import load_stylizer
-from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, RESOURCE_PAYLOADS, Payload, torch_bytes
+from fastmmd.model.files import read_network, weights_only_loads
 
 TINY_COMPARE = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--size", "16", "--iterations", "1",
                 "--losses", "gram", "--style-weights", "1", "--no-progress"]
@@ -275,8 +275,9 @@ def test_archive_members_are_looked_up_in_one_pass(tiny_exports, tmp_path):
     """A .pt2 just under the member limit reads in time linear in its members (was quadratic)."""
     import time
 
-    from fastmmd.base.inputs import MAX_MEMBERS
     from payloads import pt2_many_members
+
+    from fastmmd.base.inputs import MAX_MEMBERS
 
     crafted = pt2_many_members(tiny_exports, tmp_path, MAX_MEMBERS - 200)
     start = time.perf_counter()
@@ -299,8 +300,9 @@ def test_check_tensor_bytes_allows_distinct_storages_and_refuses_repeated_views(
 def test_onnx_checks_reach_into_every_subgraph(tiny_exports, tmp_path):
     """External data in a tensor attribute of a nested subgraph is found (before the subgraph rule)."""
     onnx = pytest.importorskip("onnx")
-    from fastmmd.model.files import check_onnx_graph
     from payloads import onnx_subgraph_external
+
+    from fastmmd.model.files import check_onnx_graph
 
     model = onnx.load(str(onnx_subgraph_external(tiny_exports, tmp_path)), load_external_data=False)
     with pytest.raises(UserError, match="other files"):
@@ -507,8 +509,9 @@ def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys
     import zipfile as zf
 
     from conftest import write_tiny_checkpoint
-    from fastmmd.infer.export import export_checkpoint
     from payloads import rewrite_zip
+
+    from fastmmd.infer.export import export_checkpoint
 
     two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
     x = torch.rand(1, 3, 20, 20)

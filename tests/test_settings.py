@@ -7,14 +7,15 @@ import dataclasses
 import pytest
 import yaml
 
-from fastmmd.apps import compare, evaluate, optimize
-from fastmmd.train.cli import run_lightning
+from fastmmd.apps.compare import GRID_AXES
+from fastmmd.commands import compare, evaluate, optimize
 from fastmmd.losses import StyleLoss
+from fastmmd.train.cli import run_lightning
 
 FIELDS = {f.name for f in dataclasses.fields(StyleLoss)}
 DEFAULTS = dataclasses.asdict(StyleLoss())
 #: command -> the StyleLoss fields it sets itself instead of taking them as flags
-COMMANDS = {"optimize": (optimize, ()), "evaluate": (evaluate, ()), "compare": (compare, compare.GRID_AXES)}
+COMMANDS = {"optimize": (optimize, ()), "evaluate": (evaluate, ()), "compare": (compare, GRID_AXES)}
 
 
 def _loss_actions(parser) -> dict[str, object]:
@@ -53,7 +54,7 @@ def test_one_default_per_setting_on_purpose():
 def test_old_loss_flag_still_works():
     args = optimize.build_parser().parse_args(["--content", "c.jpg", "--style", "s.jpg", "--loss", "bn+poly",
                                                "--style-layers", "relu1_1,relu2_1", "--fusion-weights", "0.3,0.7"])
-    from fastmmd.commands.parsing import dataclass_from_args
+    from fastmmd.base.settings import dataclass_from_args
 
     loss = dataclass_from_args(StyleLoss, args)
     assert (loss.method, loss.style_layers, loss.fusion_weights) == ("bn+poly", ("relu1_1", "relu2_1"), (0.3, 0.7))

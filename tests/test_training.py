@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fastmmd.train.callbacks import AtomicCheckpointIO, StylizedImageWriter
-from fastmmd.model.checkpoints import network_from_checkpoint, read_checkpoint
-from fastmmd.train.cli import build_cli
 from fastmmd.base.errors import NonFiniteLossError, UserError
+from fastmmd.model.files import network_from_checkpoint, read_checkpoint
+from fastmmd.train.callbacks import AtomicCheckpointIO, StylizedImageWriter
+from fastmmd.train.cli import build_cli
 from fastmmd.train.module import StyleTransferModule
 
 
@@ -278,10 +278,10 @@ def test_validation_logs_compare_metrics_and_elapsed_time_to_metrics_csv(fit_arg
 
 def test_validation_scores_are_the_compare_metrics(make_image):
     """The logged val/style_swd and val/content_distance are fastmmd compare's style_sw and content of the outputs."""
-    from fastmmd.train.callbacks import ValidationScores
-    from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS
     from fastmmd.base.images import read_image
     from fastmmd.losses.metrics import evaluate_features
+    from fastmmd.train.callbacks import ValidationScores
+    from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS
 
     style = make_image("style.png", 64, 48, seed=99)
     module = StyleTransferModule([str(style)], image_size=32, network_width=8, residual_blocks=1, vgg_weights="random",

@@ -43,23 +43,10 @@ from fastmmd.apps.report import render_markdown
 from fastmmd.base.devices import resolve_device
 from fastmmd.base.errors import UserError
 from fastmmd.base.grid import draw_grid, tile_size
-from fastmmd.base.images import (
-    fit_size,
-    image_size,
-    pil_to_tensor,
-    read_image,
-    save_image,
-    tensor_to_pil,
-)
+from fastmmd.base.images import fit_size, image_size, pil_to_tensor, read_image, save_image, tensor_to_pil
 from fastmmd.base.outputs import atomic_path, check_output_dir, make_dirs, refuse_inputs
-from fastmmd.commands.parsing import (
-    CommandParser,
-    add_dataclass_flags,
-    dataclass_from_args,
-    float_list,
-    resolve_precision,
-    str_list,
-)
+from fastmmd.base.precision import resolve_precision
+from fastmmd.base.settings import dataclass_from_args, float_list, str_list
 from fastmmd.infer.zoo import resolve_model
 from fastmmd.losses import StyleLoss, parse_loss
 from fastmmd.losses.criterion import CALIBRATION, StyleCriterion
@@ -92,40 +79,6 @@ class Cell:
     key: str = ""
 
 
-def build_parser() -> CommandParser:
-    """``fastmmd compare`` options (also readable from ``--config FILE.yaml``)."""
-    import argparse
-
-    p = CommandParser("fastmmd compare", "Compare style losses (Gram, MMD, BN statistics, fusions) on your images: "
-                      "one grid per content x style pair and a report measuring every method the same way.")
-    p.add_argument("--content", nargs="+", required=True, help="content photo(s)")
-    p.add_argument("--style", nargs="+", required=True, help="style image(s); every content is paired with every style")
-    p.add_argument("--losses", default="gram,linear,poly,gaussian,bn,bn+poly", help="comma-separated losses or fusions (grid rows)")
-    p.add_argument("--style-weights", default="0.1,1,5,10", help="comma-separated style weights (grid columns)")
-    p.add_argument("--size", type=int, default=256, help="long edge of content and style images in px")
-    p.add_argument("--iterations", type=int, default=100, help="optimizer steps per cell (the same for every cell)")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1 for lbfgs, 0.02 for adam)")
-    p.add_argument("--init", choices=["content", "random"], default="content", help="start from the content or from seeded noise")
-    p.add_argument("--seed", type=int, default=0, help="seeds the noise start, the Gaussian estimator and the metrics")
-    add_dataclass_flags(p, StyleLoss, exclude=GRID_AXES)  # every other loss setting, as optimize has them
-    p.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG pooling (the authors' code used avg)")
-    p.add_argument("--reconstruct-style", action="store_true", help="also rebuild each style from noise, content weight 0 (recon_<style>.png)")
-    p.add_argument("--reconstruct-layers", choices=["cumulative", "single"], default="cumulative",
-                   help="layer sets of the reconstructions: relu1_1, relu1_1+relu2_1, ... (cumulative, the paper's) or one layer each")
-    p.add_argument("--models", nargs="*", default=[], help="feed-forward models (.pt/.pt2 exports, .ckpt checkpoints or "
-                   "shipped style names: fastmmd models) shown as extra rows")
-    p.add_argument("--projections", type=int, default=64, help="random directions of the sliced Wasserstein distance")
-    p.add_argument("--identity-positions", type=int, default=1024, help="positions per side for the Gram == MMD check")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
-                   help="bf16: VGG under bfloat16 autocast (statistics stay fp32); auto: bf16 where the hardware does it fast")
-    p.add_argument("--vgg-weights", default="caffe", help="caffe (default, offline) | torchvision | random (tests) | PATH")
-    p.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests: random weights, widths / 8
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--output-dir", default="compare", help="folder for grid_<content>_<style>.png per pair, grid.png (= the first pair's), "
-                   "recon_<style>.png, report.md/.json and cells/ (a rerun reuses finished cells)")
-    return p
 
 
 def _digest(path: str) -> str:

@@ -63,13 +63,8 @@ from fastmmd.base.images import (
     tensor_to_pil,
 )
 from fastmmd.base.outputs import atomic_path
-from fastmmd.commands.parsing import (
-    CommandParser,
-    add_dataclass_flags,
-    dataclass_from_args,
-    float_list,
-    resolve_precision,
-)
+from fastmmd.base.precision import resolve_precision
+from fastmmd.base.settings import dataclass_from_args, float_list
 from fastmmd.infer.zoo import resolve_model
 from fastmmd.losses import StyleLoss, parse_loss
 from fastmmd.losses.criterion import CALIBRATION, StyleCriterion
@@ -80,40 +75,6 @@ CELL_FORMAT = 1
 METRICS = ("style_swd", "style_gram", "content")
 
 
-def build_parser() -> CommandParser:
-    """``fastmmd evaluate MODEL... --content PHOTO... --style IMAGE`` (also from ``--config FILE.yaml``)."""
-    import argparse
-
-    p = CommandParser("fastmmd evaluate", "Score trained networks against per-image optimization (fastmmd optimize) "
-                      "on the same photos, style and size, with fastmmd compare's metrics: report.md/json and grid.png.")
-    p.add_argument("models", nargs="+", help="trained network(s): .ckpt (fastmmd fit), .pt/.pt2/.onnx (fastmmd export) "
-                   "or shipped style names (fastmmd models)")
-    p.add_argument("--content", nargs="+", required=True, help="content photo(s)")
-    p.add_argument("--style", required=True, help="the style image (the one the models were trained on)")
-    p.add_argument("--size", type=int, default=256, help="long edge of the photos in px, for the models and optimize alike")
-    p.add_argument("--strengths", default=None, help="models with a strength input: evaluate each at these strengths "
-                   "(comma-separated, e.g. 0,0.5,1,2), one row <model>@s=<s> each (default: the trained default 1)")
-    p.add_argument("--model-style", default=None, help="models trained on several styles: the style to run, by name or "
-                   "index (default: the one named like --style's file)")
-    p.add_argument("--style-size", type=int, default=None, help="long edge of the style image in px (default: --size), "
-                   "for optimize and the metrics")
-    add_dataclass_flags(p, StyleLoss, aliases={"method": "--loss"})  # optimize's loss, declared once
-    p.add_argument("--iterations", type=int, default=100, help="optimize's steps per photo")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1 for lbfgs, 0.02 for adam)")
-    p.add_argument("--seed", type=int, default=0, help="seeds optimize and the metrics' random directions")
-    p.add_argument("--projections", type=int, default=64, help="random directions of the sliced Wasserstein distance")
-    p.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG pooling (optimize and metrics)")
-    p.add_argument("--vgg-weights", default="caffe", help="caffe (default, offline) | torchvision | random (tests) | PATH")
-    p.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests: random weights, widths / 8
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (ONNX models always run on the CPU)")
-    p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
-                   help="optimize's VGG precision (statistics stay fp32); models run in their stored precision")
-    p.add_argument("--output", default="evaluate", help="folder for report.md/.json, grid.png, images/ and cells/")
-    p.add_argument("--cache-dir", default=None, help="folder of kept optimized images (default: OUTPUT/cells); "
-                   "share it between evaluations to optimize each photo only once")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 def _names(paths: list[str]) -> list[str]:

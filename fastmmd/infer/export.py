@@ -58,16 +58,9 @@ from torch import Tensor, nn
 
 from fastmmd.base.errors import UserError
 from fastmmd.base.outputs import atomic_path, check_output_file
-from fastmmd.model.conditioning import condition_defaults, condition_examples
-from fastmmd.model.files import (
-    METADATA_FILE,
-    open_onnx,
-    parse_metadata,
-    read_network,
-    weights_only_loads,
-)
+from fastmmd.model.files import METADATA_FILE, open_onnx, parse_metadata, read_network, weights_only_loads
 from fastmmd.model.networks import MIN_SIZE, TransformerNet
-from fastmmd.model.runtime import ExportedStylizer
+from fastmmd.model.runtime import ExportedStylizer, condition_defaults, condition_examples
 from fastmmd.model.storage import STORAGES, dequantize_state, store
 
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
@@ -348,7 +341,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, 
                       half: bool = False, weights: str = "float32") -> dict[str, Any]:
     """Exports the network of a training ``.ckpt`` (see :func:`export_network`); the output is checked
     (writable, not the checkpoint itself) before the checkpoint is read."""
-    from fastmmd.model.checkpoints import network_from_checkpoint
+    from fastmmd.model.files import network_from_checkpoint
 
     check_output_file(output, [("the checkpoint", checkpoint)], suffixes=None if fmt else FORMATS.values())
     net, meta = network_from_checkpoint(checkpoint)

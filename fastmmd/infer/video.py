@@ -39,21 +39,10 @@ import torch
 from torch import Tensor
 
 from fastmmd.base.errors import ImageError, UserError
-from fastmmd.base.images import (
-    IMAGE_SUFFIXES,
-    MAX_PIXELS,
-    fit_size,
-    open_image,
-    pil_to_tensor,
-    save_image,
-)
+from fastmmd.base.images import IMAGE_SUFFIXES, MAX_PIXELS, fit_size, open_image, pil_to_tensor, save_image
 from fastmmd.base.inputs import regular_file
 from fastmmd.base.outputs import OutputNames, atomic_path
-from fastmmd.core.norm_stats import (
-    fixed_norm_statistics,
-    pooled_norm_statistics,
-    running_norm_statistics,
-)
+from fastmmd.core.norm_stats import fixed_norm_statistics, pooled_norm_statistics, running_norm_statistics
 
 #: Container (FFmpeg muxer) by suffix; the default video codec of each.
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}

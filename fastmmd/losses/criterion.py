@@ -33,14 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from fastmmd.base.errors import UserError
-from fastmmd.losses import (
-    METHODS,
-    StyleLoss,
-    moments,
-    parse_loss,
-    relative_content_loss,
-    total_variation,
-)
+from fastmmd.losses import METHODS, StyleLoss, moments, parse_loss, relative_content_loss, total_variation
 from fastmmd.vgg.features import VGGFeatures, check_taps
 
 #: Per-method constants s_k under relative normalisation, measured by scripts/calibrate_losses.py:

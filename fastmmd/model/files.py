@@ -44,6 +44,7 @@ from fastmmd.base.errors import UserError
 from fastmmd.base.inputs import ArchiveBudget, load_json, regular_file
 from fastmmd.base.safe_load import load_pickle, not_a_model
 from fastmmd.base.unpickling import weights_only_loads  # noqa: F401  (re-exported: the guard lives in a torch-free module)
+from fastmmd.model.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX
 from fastmmd.model.conditioning import MAX_STYLES
 from fastmmd.model.networks import TransformerNet
 from fastmmd.model.storage import dequantize_state
@@ -150,7 +151,7 @@ def read_network(path: str | os.PathLike, fmt: str | None = None) -> tuple[Trans
         with _open_zip(p) as z:
             if fmt == "torchscript" or z.find("constants.pkl") is not None:
                 return _read_torchscript(p, z)
-    from fastmmd.model.checkpoints import network_from_checkpoint
+    from fastmmd.model.files import network_from_checkpoint
 
     return network_from_checkpoint(p)
 
@@ -673,3 +674,43 @@ def open_onnx(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], dict
         return torch.from_numpy(out)
 
     return run, meta
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Loads a checkpoint dict with the weights-only unpickler (:func:`fastmmd.base.safe_load.load_pickle`).
+
+    Raises:
+        UserError: missing, unreadable, crafted, or not a training checkpoint (one line).
+    """
+    p = regular_file(path, "checkpoint")
+    ckpt = load_pickle(p)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise not_a_model(p, "no state_dict")
+    return ckpt
+
+
+def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's ``"fastmmd"`` description, checked (present, a known format version, every
+    field through :func:`fastmmd.model.files.validate_metadata`)."""
+    meta = ckpt.get(KEY)
+    if not isinstance(meta, dict):
+        raise not_a_model(path, "no fastmmd description; was it written by `fastmmd fit`?")
+    version = meta.get("format_version", 0)
+    if type(version) is not int:
+        raise not_a_model(path, f"format version {str(version)[:20]!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{str(path)!r} uses checkpoint format {version}; upgrade fastmmd to read it")
+    return validate_metadata(meta, path)
+
+
+def network_from_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
+    """The trained :class:`TransformerNet` (eval mode, CPU) and the checkpoint's description."""
+    return network_in_checkpoint(read_checkpoint(path), path)
+
+
+def network_in_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
+    """:func:`network_from_checkpoint` for a checkpoint dict already read (``path`` names it in messages)."""
+    meta = describe_checkpoint(ckpt, path)
+    state = {k[len(NETWORK_PREFIX):]: v for k, v in ckpt["state_dict"].items()
+             if isinstance(k, str) and k.startswith(NETWORK_PREFIX)}
+    return network_from_state(meta.get("network"), state, path), meta

@@ -43,11 +43,7 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer as LightningTrainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ThroughputMonitor
-from lightning.pytorch.cli import (
-    LightningArgumentParser,
-    LightningCLI,
-    SaveConfigCallback,
-)
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -201,7 +197,7 @@ class FastMMDCLI(LightningCLI):
 
     def _check_checkpoint(self, path: Path) -> None:
         """Reads the checkpoint once (safely) and notes its step for :meth:`_rows_to_keep`."""
-        from fastmmd.model.checkpoints import network_in_checkpoint, read_checkpoint
+        from fastmmd.model.files import network_in_checkpoint, read_checkpoint
 
         ckpt = read_checkpoint(path)
         network_in_checkpoint(ckpt, path)  # written by fastmmd, weights match their description

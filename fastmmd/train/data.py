@@ -34,12 +34,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from fastmmd.base.errors import ImageError, UserError, one_line
 from fastmmd.base.images import decode_image, open_image, pil_to_tensor
-from fastmmd.train.sampling import (
-    EpochKeys,
-    ResumableLoader,
-    ResumableSampler,
-    StreamLoader,
-)
+from fastmmd.train.sampling import EpochKeys, ResumableLoader, ResumableSampler, StreamLoader
 
 #: Suffixes listed from folders (matched case-insensitively).
 TRAIN_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")

@@ -33,19 +33,8 @@ from fastmmd.core import motion
 from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.losses.stability import stability_loss
-from fastmmd.model.arbitrary import (
-    EMBEDDING_LAYERS,
-    EMBEDDING_WIDTH,
-    statistics_width,
-    style_statistics,
-)
-from fastmmd.model.checkpoints import (
-    FORMAT_VERSION,
-    KEY,
-    NETWORK_PREFIX,
-    checkpoint_entries,
-    description,
-)
+from fastmmd.model.arbitrary import EMBEDDING_LAYERS, EMBEDDING_WIDTH, statistics_width, style_statistics
+from fastmmd.model.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX, checkpoint_entries, description
 from fastmmd.model.conditioning import STRENGTH_WIDTH, copy_into_every_slot, style_names
 from fastmmd.model.conditioning import describe as describe_conditioning
 from fastmmd.model.networks import TransformerNet

@@ -54,14 +54,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
 
 from fastmmd.base.errors import ImageError, UserError, one_line
-from fastmmd.base.images import (
-    decode_image,
-    fit_size,
-    pil_to_tensor,
-    resize,
-    save_image,
-    tensor_to_pil,
-)
+from fastmmd.base.images import decode_image, fit_size, pil_to_tensor, resize, save_image, tensor_to_pil
 from fastmmd.infer.conditions import ConditionSpace
 from fastmmd.infer.video import VIDEO_SUFFIXES, is_video
 from fastmmd.model.conditioning import DEFAULT_STRENGTH

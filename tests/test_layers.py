@@ -1,0 +1,123 @@
+"""The package's layers and its one-way import rule, checked on the source (ast), function-level
+imports included.
+
+Layers, lowest first: ``base`` < ``core`` < ``vgg`` < ``losses`` < ``model`` < ``train`` | ``infer``
+< ``apps`` < ``commands``; the package root (``fastmmd/__init__``, ``__main__``) is the entry point
+above all. A module may import its own layer and any lower one, never a higher one nor its sibling
+(``train`` and ``infer`` share a rank and never import each other); modules never import each other
+in a circle; Lightning is imported only under ``train``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fastmmd"
+RANK = {"base": 0, "core": 1, "vgg": 2, "losses": 3, "model": 4, "train": 5, "infer": 5, "apps": 6, "commands": 7}
+ROOT_MODULES = {"fastmmd", "fastmmd.__main__"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported fastmmd module) for every import in the file, at any depth; ``from X import
+    name`` counts as X.name where that is a module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "fastmmd"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "fastmmd":
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                found.append((node.lineno, candidate if candidate in MODULES else node.module))
+    return found
+
+
+FILES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+MODULES = set(FILES)
+
+
+def layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in RANK else None
+
+
+def violations() -> list[str]:
+    bad = []
+    for name, path in FILES.items():
+        if name in ROOT_MODULES:
+            continue
+        mine = layer(name)
+        if mine is None:
+            bad.append(f"{name}: outside every layer (put it in one of {sorted(RANK)})")
+            continue
+        for line, target in imports(path):
+            theirs = layer(target)
+            if target == "fastmmd" or theirs == mine:
+                continue
+            if theirs is None:
+                bad.append(f"{name}:{line} imports the entry point {target}")
+            elif RANK[theirs] >= RANK[mine]:
+                bad.append(f"{name}:{line} ({mine}) imports {target} ({theirs}): against the one-way rule")
+    return sorted(set(bad))
+
+
+def test_every_import_runs_down_the_layers():
+    assert violations() == []
+
+
+def test_modules_import_each_other_in_no_circle():
+    graph = {name: {t for _, t in imports(path) if t in MODULES and t != name} for name, path in FILES.items()}
+    # a package's __init__ is imported with any of its modules: only the edges the source writes count
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack else f"{node} -> {nxt}")
+            elif nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    assert cycles == []
+
+
+def test_lightning_is_imported_only_by_the_training_layer():
+    bad = []
+    for name, path in FILES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(m.split(".")[0] in ("lightning", "pytorch_lightning") for m in mods) and layer(name) != "train":
+                bad.append(f"{name}:{node.lineno}")
+    assert bad == []
+
+
+@pytest.mark.parametrize("name", sorted(RANK))
+def test_each_layer_says_what_it_is_for(name):
+    doc = ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text()))
+    assert doc and len(doc.splitlines()[0]) <= 120, f"fastmmd/{name}/__init__.py needs a docstring whose first line is its purpose"
+
+
+def test_the_rule_catches_an_upward_import(tmp_path, monkeypatch):
+    """The check itself can fail: a base module importing the model layer is reported."""
+    fake = PACKAGE / "base" / "errors.py"
+    real_read = Path.read_text
+
+    def read(self, *a, **k):
+        text = real_read(self, *a, **k)
+        return text + "\nfrom fastmmd.model.networks import TransformerNet\n" if self == fake else text
+
+    monkeypatch.setattr(Path, "read_text", read)
+    assert any("fastmmd.base.errors" in v and "fastmmd.model.networks" in v for v in violations())
