@@ -179,6 +179,65 @@ def plain_run(tmp_path_factory, fit_data) -> tuple[list[str], Path]:
     return [*tiny_fit_args(root, data=fit_data)[:-2], *PLAIN_RUN], root / "runs" / "straight"
 
 
+#: Every stateful part of a training run at once (the combined resume test, tests/integration/test_resume.py):
+#: an arbitrary-style network with a strength input (paired paintings and strengths drawn per photo),
+#: EMA weight averaging, the stability term with its crops and noise, the loss jitter's offsets, the
+#: Gaussian MMD's random draws (the criterion's generator), a step learning-rate schedule, and
+#: validations whose scores and elapsed time go to metrics.csv; 8 batches an epoch.
+STATEFUL_RUN = [
+    "--model.conditioning", "[arbitrary, strength]", "--model.embedding_width", "6",
+    "--data.painting_size", "32", "--data.painting_val_size", "2",
+    "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay", "0.5",
+    "--model.stability_weight", "50", "--model.stability_crop", "true", "--model.stability_shift", "3",
+    "--model.loss_jitter", "3", "--model.loss.method", "gaussian",
+    "--model.loss.style_layers", "[relu1_1, relu2_1, relu3_1, relu4_1]",  # relu5_1 of a 29 px crop: one position
+    "--model.lr", "3e-3", "--model.lr_schedule", "step", "--model.lr_step_size", "3", "--model.lr_gamma", "0.5",
+    "--trainer.val_check_interval", "4", "--checkpoint.every_n_train_steps", "100",
+]
+
+
+def metrics_rows(run: Path) -> list[dict[str, float]]:
+    """The validation rows of ``run/metrics.csv``: step, scores and elapsed time."""
+    import csv
+
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: float(r[k]) for k in ("step", "val/style_swd", "val/content_distance", "time/elapsed_s")}
+                for r in csv.DictReader(f) if r.get("val/style_swd")]
+
+
+@pytest.fixture(scope="session")
+def stateful_run(tmp_path_factory, fit_data) -> dict:
+    """:data:`STATEFUL_RUN` trained once per session: ``straight`` for 10 steps, and ``split`` for 5
+    then resumed (``--ckpt_path last``) to 10, across the epoch's end. Keys: ``root``, ``args`` (the
+    common arguments), ``straight`` and ``split`` (their last.ckpt), ``logged`` (the straight run's
+    last logged metrics), ``first`` (the split run's metrics.csv rows and its checkpoint's elapsed
+    time before the resume), ``photos`` and ``paintings`` (folders). The straight run is also the
+    arbitrary-style network of tests/integration/test_arbitrary.py."""
+    def common(root: Path) -> list[str]:
+        args = tiny_fit_args(root, data=fit_data)
+        i = args.index("--model.style_images")
+        return [*args[:i], *args[i + 2:], "--data.painting_root", str(fit_data / "paintings"), *STATEFUL_RUN]
+
+    def train(root: Path) -> None:
+        from fastmmd.model.files import read_checkpoint
+        from fastmmd.train.cli import build_cli
+
+        args = common(root)
+        straight = build_cli(["fit", *args, "--trainer.max_steps", "10", "--run_name", "straight"])
+        logged = {k: float(v) for k, v in straight.trainer.logged_metrics.items()}
+        build_cli(["fit", *args, "--trainer.max_steps", "5", "--run_name", "split"])
+        split = root / "runs" / "split"
+        first = {"rows": metrics_rows(split),
+                 "elapsed_s": read_checkpoint(split / "last.ckpt")["callbacks"]["ElapsedTime"]["elapsed_s"]}
+        build_cli(["fit", *args, "--trainer.max_steps", "10", "--run_name", "split", "--ckpt_path", "last"])
+        (root / "stateful.json").write_text(json.dumps({"logged": logged, "first": first}))
+
+    root = built_once(tmp_path_factory, "stateful_run", train)
+    return {"root": root, "args": common(root), "straight": root / "runs" / "straight" / "last.ckpt",
+            "split": root / "runs" / "split" / "last.ckpt", "photos": fit_data / "photos",
+            "paintings": fit_data / "paintings", **json.loads((root / "stateful.json").read_text())}
+
+
 # ----------------------------------------------------------------------------- export / stylize
 def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, seed: int = 0, styles: int = 1,
                           strength_width: int = 0, style_embedding: int = 0) -> Path:
@@ -223,10 +282,11 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
     return write_tiny_checkpoint(tmp_path / "tiny.ckpt")
 
 
-#: The networks of the export matrix: keyword arguments of :func:`write_tiny_checkpoint`.
+#: The networks of the export matrix: keyword arguments of :func:`write_tiny_checkpoint`, and the
+#: stems of the checkpoint's and the exports' file names (a model's name in reports).
 NETWORKS = {
-    "single": {},  # one style (tiny_style.png), seed 0
-    "conditioned": {"styles": 3, "strength_width": 4, "seed": 3},  # styles tiny0..2, strength in [0, 2]
+    "single": ({}, "tiny", "style"),  # one style (tiny_style.png), seed 0
+    "conditioned": ({"styles": 3, "strength_width": 4, "seed": 3}, "multi", "multi"),  # tiny0..2, strength in [0, 2]
 }
 
 
@@ -250,21 +310,21 @@ class Exports(Mapping):
         self.kinds = ("ckpt", "torchscript", "pt2", *(("onnx",) if onnx_available() else ()))
 
     def _checkpoint(self) -> Path:
-        name = f"{self.network}_ckpt"
-        root = built_once(self.factory, name, lambda f: write_tiny_checkpoint(f / "tiny.ckpt", **NETWORKS[self.network]))
-        return root / "tiny.ckpt"
+        options, stem, _ = NETWORKS[self.network]
+        root = built_once(self.factory, f"{self.network}_ckpt", lambda f: write_tiny_checkpoint(f / f"{stem}.ckpt", **options))
+        return root / f"{stem}.ckpt"
 
     def _export(self, kind: str) -> Path:
         from fastmmd.infer.export import FORMATS, export_checkpoint
 
-        ckpt = self._checkpoint()
+        ckpt, name = self._checkpoint(), NETWORKS[self.network][2] + FORMATS[kind]
 
         def build(folder: Path) -> None:
             options = {"half": True} if self.weights == "float16" else {"weights": self.weights}
-            meta = export_checkpoint(ckpt, folder / f"style{FORMATS[kind]}", fmt=kind, **options)
+            meta = export_checkpoint(ckpt, folder / name, fmt=kind, **options)
             (folder / "meta.json").write_text(json.dumps(meta))
 
-        return built_once(self.factory, f"{self.network}_{self.weights}_{kind}", build) / f"style{FORMATS[kind]}"
+        return built_once(self.factory, f"{self.network}_{self.weights}_{kind}", build) / name
 
     def __getitem__(self, kind: str) -> Path:
         if kind not in self.kinds or (kind == "ckpt" and self.weights != "float32"):

@@ -1,177 +1,66 @@
-"""One network for several styles and a strength knob (fastmmd.model.conditioning): the conditional norm's
-maths, unchanged single-style networks, training through the real CLI (save, resume, warm start),
-exports with conditioning inputs, the safe reader, inference flags and their errors, grids, and a
-trained strength knob that really trades style for content."""
+"""One network for several styles and a strength knob (fastmmd.model.conditioning) at work: a
+conditioned run through the real CLI (with EMA weight averaging) that stylizes by name, exports with
+conditioning inputs, the safe reader, inference flags and their errors, grids, evaluate's strength
+curve, and a trained strength knob that really trades style for content. The parts alone:
+tests/unit/test_conditioning.py; the resume of a conditioned run: tests/integration/test_resume.py."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import synthetic_image, tiny_fit_args, write_tiny_checkpoint
+from conftest import synthetic_image, tiny_fit_args, with_styles, write_tiny_checkpoint
 from PIL import Image
 
 from fastmmd.__main__ import main
 from fastmmd.base.errors import UserError
 from fastmmd.base.grid import grid_size, tile_size
 from fastmmd.base.images import pil_to_tensor, read_image
-from fastmmd.infer.conditions import Condition, ConditionSpace
-from fastmmd.infer.export import FORMATS, export_checkpoint, load_exported
+from fastmmd.infer.conditions import Condition
+from fastmmd.infer.export import load_exported
 from fastmmd.infer.stylize import load_stylizer
-from fastmmd.losses.criterion import StyleCriterion
-from fastmmd.model.conditioning import ConditionalAffine
 from fastmmd.model.files import read_checkpoint, read_network
-from fastmmd.model.networks import TransformerNet
 from fastmmd.train.cli import build_cli
-from fastmmd.train.draws import draw_conditions
-from fastmmd.train.module import StyleTransferModule
 from fastmmd.vgg.features import STYLE_LAYERS
-
-#: TransformerNet(8, 1)'s state_dict as it was before conditioning existed (keys and shapes).
-SINGLE_STYLE_KEYS = [
-    ("encoder.0.1.weight", (8, 3, 9, 9)), ("encoder.0.1.bias", (8,)), ("encoder.0.2.weight", (8,)),
-    ("encoder.0.2.bias", (8,)), ("encoder.1.1.weight", (16, 8, 4, 4)), ("encoder.1.1.bias", (16,)),
-    ("encoder.1.2.weight", (16,)), ("encoder.1.2.bias", (16,)), ("encoder.2.1.weight", (32, 16, 4, 4)),
-    ("encoder.2.1.bias", (32,)), ("encoder.2.2.weight", (32,)), ("encoder.2.2.bias", (32,)),
-    ("residuals.0.body.0.1.weight", (32, 32, 3, 3)), ("residuals.0.body.0.1.bias", (32,)),
-    ("residuals.0.body.0.2.weight", (32,)), ("residuals.0.body.0.2.bias", (32,)),
-    ("residuals.0.body.1.1.weight", (32, 32, 3, 3)), ("residuals.0.body.1.1.bias", (32,)),
-    ("residuals.0.body.1.2.weight", (32,)), ("residuals.0.body.1.2.bias", (32,)),
-    ("decoder.0.conv.1.weight", (16, 32, 3, 3)), ("decoder.0.conv.1.bias", (16,)), ("decoder.0.conv.2.weight", (16,)),
-    ("decoder.0.conv.2.bias", (16,)), ("decoder.1.conv.1.weight", (8, 16, 3, 3)), ("decoder.1.conv.1.bias", (8,)),
-    ("decoder.1.conv.2.weight", (8,)), ("decoder.1.conv.2.bias", (8,)), ("decoder.2.1.weight", (3, 8, 9, 9)),
-    ("decoder.2.1.bias", (3,)),
-]
 
 
 def one_hot(k: int, n: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor(k), n).float()
 
 
-@pytest.fixture(scope="module")
-def conditioned(tmp_path_factory) -> dict[str, Path]:
-    """A random 3-style network with a strength input ([0, 2]) as a checkpoint and in every export format."""
-    root = tmp_path_factory.mktemp("conditioned")
-    files = {"ckpt": write_tiny_checkpoint(root / "multi.ckpt", styles=3, strength_width=4, seed=3)}
-    for fmt, suffix in FORMATS.items():
-        if fmt == "onnx":
-            pytest.importorskip("onnxscript")
-        files[fmt] = root / f"multi{suffix}"
-        export_checkpoint(files["ckpt"], files[fmt], fmt=fmt)
-    return files
-
-
-# ----------------------------------------------------------------------------------- the maths
-def test_one_hot_mix_is_that_styles_affine_norm_and_a_blend_averages_parameters():
-    torch.manual_seed(0)
-    norm = ConditionalAffine(4, styles=3)
-    with torch.no_grad():
-        norm.weight.uniform_(0.5, 1.5)
-        norm.bias.uniform_(-1, 1)
-    x = torch.randn(2, 4, 5, 6)
-    for k in range(3):
-        expected = x * norm.weight[k][:, None, None] + norm.bias[k][:, None, None]
-        assert torch.allclose(norm(x, one_hot(k, 3).expand(2, 3)), expected, atol=1e-6)
-    half = torch.tensor([[0.5, 0.0, 0.5]]).expand(2, 3)
-    gamma, beta = (norm.weight[0] + norm.weight[2]) / 2, (norm.bias[0] + norm.bias[2]) / 2
-    assert torch.allclose(norm(x, half), x * gamma[:, None, None] + beta[:, None, None], atol=1e-6)
-
-
-def test_a_styles_network_in_style_k_is_a_single_style_network_with_style_ks_norms():
-    torch.manual_seed(1)
-    multi = TransformerNet(8, 1, styles=3).eval()
-    with torch.no_grad():
-        for m in multi.modules():
-            if isinstance(m, ConditionalAffine):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-    x = torch.rand(2, 3, 19, 23)
-    for k in range(3):
-        single = TransformerNet(8, 1).eval()
-        single.load_state_dict({n: p for n, p in multi.state_dict().items() if n in single.state_dict()}, strict=False)
-        norms = [m for m in single.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
-        slots = [m for m in multi.modules() if isinstance(m, ConditionalAffine)]
-        with torch.no_grad():
-            for norm, slot in zip(norms, slots, strict=True):
-                norm.weight.copy_(slot.weight[k])
-                norm.bias.copy_(slot.bias[k])
-        assert torch.allclose(multi(x, one_hot(k, 3)), single(x), atol=1e-5)
-    assert not torch.allclose(multi(x, one_hot(0, 3)), multi(x, one_hot(1, 3)), atol=1e-3)
-    assert torch.equal(multi(x), multi(x, one_hot(0, 3)))  # the default is style 0
-
-
-def test_an_unconditioned_network_keeps_its_keys_config_and_call():
-    net = TransformerNet(8, 1)
-    assert [(k, tuple(v.shape)) for k, v in net.state_dict().items()] == SINGLE_STYLE_KEYS
-    assert net.config() == {"width": 8, "residual_blocks": 1, "downsample_kernel": 4} and not net.conditioned
-    with pytest.raises(ValueError, match="not conditioned"):
-        net(torch.rand(1, 3, 16, 16), one_hot(0, 2))
-    both = TransformerNet(8, 1, styles=2, strength_width=4)
-    assert both.config() == {"width": 8, "residual_blocks": 1, "downsample_kernel": 4, "styles": 2, "strength_width": 4}
-    assert TransformerNet.from_config(both.config()).config() == both.config()
-
-
-def test_the_criterion_picks_each_samples_own_style_target(tiny_vgg):
-    a, b = (pil_to_tensor(synthetic_image(40, 36, seed=s)).unsqueeze(0) for s in (5, 6))
-    separate = StyleCriterion(vgg=tiny_vgg)
-    separate.set_style([a, b], separate=True)
-    only_a, only_b = StyleCriterion(vgg=tiny_vgg), StyleCriterion(vgg=tiny_vgg)
-    only_a.set_style([a])
-    only_b.set_style([b])
-    generated = torch.stack([pil_to_tensor(synthetic_image(32, 32, seed=s)) for s in (7, 8, 9)])
-    terms = separate(generated, styles=torch.tensor([1, 0, 1]), style_scale=torch.tensor([0.0, 1.0, 2.0]))
-    want = torch.stack([only_b(generated[:1])["style"][0], only_a(generated[1:2])["style"][0],
-                        only_b(generated[2:])["style"][0]])
-    assert torch.allclose(terms["style"], want, rtol=1e-5)
-    plain = only_b(generated)
-    total = separate.style_weight * terms["style"] * torch.tensor([0.0, 1.0, 2.0]) + plain["content"] + separate.tv_weight * plain["tv"]
-    assert torch.allclose(terms["total"], total, rtol=1e-5)  # the strength scales the style weight only
-    with pytest.raises(UserError, match="style_blend"):
-        separate.set_style([a, b], [0.5, 0.5], separate=True)
-
-
-def test_draws_are_seeded_per_image_or_per_batch():
-    first = draw_conditions(6, 4, (0.0, 2.0), "image", torch.Generator().manual_seed(0))
-    again = draw_conditions(6, 4, (0.0, 2.0), "image", torch.Generator().manual_seed(0))
-    assert torch.equal(first.styles, again.styles) and torch.equal(first.strength, again.strength)
-    assert first.mix.shape == (6, 4) and torch.equal(first.mix.argmax(1), first.styles)
-    assert 0 <= float(first.strength.min()) and float(first.strength.max()) <= 2 and len(set(first.strength.tolist())) == 6
-    batch = draw_conditions(6, 4, (0.5, 1.5), "batch", torch.Generator().manual_seed(1))
-    assert len(set(batch.styles.tolist())) == 1 and len(set(batch.strength.tolist())) == 1
-
-
 # ----------------------------------------------------------------------------------- training
-def _multi_args(root: Path) -> list[str]:
-    args = tiny_fit_args(root)
-    styles = [root / "style.png"]
-    for seed in (77, 55):
-        styles.append(root / f"style{seed}.png")
-        synthetic_image(64, 64, seed=seed).save(styles[-1])
-    i = args.index("--model.style_images")
-    args[i + 1] = f"[{','.join(map(str, styles))}]"
-    return args
-
-
-def test_a_conditioned_run_saves_resumes_exactly_and_stylizes_by_name(tmp_path, capsys):
-    common = [*_multi_args(tmp_path), "--model.conditioning", "[styles, strength]", "--model.strength_range", "[0, 3]",
-              "--checkpoint.every_n_train_steps", "100", "--trainer.val_check_interval", "3", "--model.lr", "3e-3"]
-    straight = build_cli(["fit", *common, "--trainer.max_steps", "6", "--run_name", "straight"])
-    build_cli(["fit", *common, "--trainer.max_steps", "3", "--run_name", "split"])
-    build_cli(["fit", *common, "--trainer.max_steps", "6", "--run_name", "split", "--ckpt_path", "last"])
-    a, b = (read_checkpoint(tmp_path / "runs" / r / "last.ckpt") for r in ("straight", "split"))
-    assert a["global_step"] == b["global_step"] == 6
-    for key, value in a["state_dict"].items():  # the same styles and strengths were drawn after the resume
-        assert torch.allclose(value, b["state_dict"][key], rtol=0, atol=1e-6), key
+def test_a_conditioned_run_with_weight_averaging_saves_and_stylizes_by_name(fit_data, tmp_path):
+    """Three styles and a strength, trained with Lightning's EMAWeightAveraging: the description of
+    the conditioning, per-style validation scores, the average network in the checkpoint (made after
+    the style targets, so its buffers pair with the module's), and ``stylize`` by name, index or mix."""
+    args = with_styles(tiny_fit_args(tmp_path, data=fit_data), *(fit_data / f"{n}.png" for n in ("style", "style77", "style55")))
+    straight = build_cli(["fit", *args, "--model.conditioning", "[styles, strength]", "--model.strength_range", "[0, 3]",
+                          "--checkpoint.every_n_train_steps", "100", "--trainer.val_check_interval", "3",
+                          "--model.lr", "3e-3", "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging",
+                          "--trainer.callbacks.decay", "0.5", "--trainer.max_steps", "6", "--run_name", "straight"])
+    ckpt = tmp_path / "runs" / "straight" / "last.ckpt"
+    a = read_checkpoint(ckpt)
+    assert a["global_step"] == 6
     meta = a["fastmmd"]
     assert meta["network"]["styles"] == 3 and meta["network"]["strength_width"] > 0
     assert meta["conditioning"] == {"draw": "image", "styles": ["style", "style77", "style55"],
                                     "strength": {"range": [0.0, 3.0], "default": 1.0}}
     logged = straight.trainer.logged_metrics
     assert all(torch.isfinite(logged[f"val/style_swd/{n}"]) for n in ("style", "style77", "style55"))
-    ckpt, photo = tmp_path / "runs" / "straight" / "last.ckpt", tmp_path / "photos" / "000.png"
-    outputs = {}
+    # the average is what the checkpoint ships (export and stylize read it); the trained network rides along
+    assert all(k.startswith("network.") for k in a["state_dict"]) and set(a["current_model_state"]) == set(a["state_dict"])
+    key = "network.encoder.0.1.weight"
+    assert not torch.allclose(a["state_dict"][key], a["current_model_state"][key])  # decay 0.5: the average lags
+    ema = next(c for c in straight.trainer.callbacks if type(c).__name__ == "EMAWeightAveraging")
+    # the copy was made with the style targets in place: its buffers pair with the module's by position
+    pairs = list(itertools.zip_longest(ema._average_model.module.buffers(), straight.model.buffers()))
+    assert len(pairs) > 1 and all(x is not None and y is not None and x.shape == y.shape for x, y in pairs)
+    torch.testing.assert_close(a["state_dict"][key], ema._average_model.module.network.state_dict()[key.removeprefix("network.")])
+    net, _ = read_network(ckpt)
+    assert torch.equal(net.state_dict()[key.removeprefix("network.")], a["state_dict"][key])
+    photo, outputs = fit_data / "photos" / "000.png", {}
     for flags in (["--style", "style77"], ["--style", "1"], ["--mix", "style=1,style55=1", "--strength", "2.5"], []):
         out = tmp_path / "out" / "-".join(flags or ["default"])
         assert main(["stylize", str(ckpt), str(photo), "-o", str(out), "-q", *flags]) == 0
@@ -179,42 +68,6 @@ def test_a_conditioned_run_saves_resumes_exactly_and_stylizes_by_name(tmp_path, 
         assert Image.open(out / "000_stylized.png").text["fastmmd:condition"]
     assert torch.equal(outputs[("--style", "style77")], outputs[("--style", "1")])
     assert not torch.equal(outputs[("--style", "style77")], outputs[()])
-
-
-def test_warm_start_copies_a_single_style_network_into_every_slot(tmp_path):
-    source = write_tiny_checkpoint(tmp_path / "single.ckpt", seed=4)
-    single, _ = read_network(source)
-    module = StyleTransferModule(["a.png", "b.png", "c.png"], conditioning=["styles", "strength"], init_from=str(source),
-                                 vgg_weights="random", vgg_width_divisor=8, network_width=8, residual_blocks=1)
-    net = module.network.eval()
-    norms = [m for m in single.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
-    slots = [m for m in net.modules() if isinstance(m, ConditionalAffine)]
-    assert len(norms) == len(slots) == 7
-    for norm, slot in zip(norms, slots):
-        assert all(torch.equal(slot.weight[k], norm.weight) and torch.equal(slot.bias[k], norm.bias) for k in range(3))
-        assert not slot.weight[3:].any() and not slot.bias[3:].any()  # strength read-outs start at zero
-    x = torch.rand(2, 3, 21, 19)
-    with torch.no_grad():
-        for mix in (one_hot(0, 3), one_hot(2, 3), torch.tensor([0.2, 0.3, 0.5])):
-            for s in (0.0, 1.0, 2.0):  # the single network, for every style and strength
-                assert torch.allclose(net(x, mix, torch.tensor([s])), single(x), atol=1e-6)
-    with pytest.raises(UserError, match="styles=3"):  # a conditioned source must match exactly
-        StyleTransferModule(["a.png", "b.png"], conditioning=["styles"], init_from=str(
-            write_tiny_checkpoint(tmp_path / "three.ckpt", styles=3)), vgg_weights="random", vgg_width_divisor=8,
-            network_width=8, residual_blocks=1)
-
-
-@pytest.mark.parametrize("kwargs, needle", [
-    ({"conditioning": ["styles"], "style_images": ["a.png"]}, "at least two"),
-    ({"conditioning": ["stlyes"]}, "did you mean 'styles'"),
-    ({"conditioning": ["styles"], "style_blend": [0.5, 0.5]}, "style_blend"),
-    ({"conditioning": ["strength"], "strength_range": [1.5, 3.0]}, "strength_range"),
-    ({"conditioning": ["strength"], "strength_range": [0.0]}, "strength_range"),
-])
-def test_bad_conditioning_settings_are_user_errors(kwargs, needle):
-    args = {"style_images": ["a.png", "b.png"], "vgg_weights": "random", "vgg_width_divisor": 8, **kwargs}
-    with pytest.raises(UserError, match=needle):
-        StyleTransferModule(**args)
 
 
 # ----------------------------------------------------------------------------------- exports and the reader
@@ -276,14 +129,6 @@ def test_a_crafted_conditioning_description_is_refused_in_one_line(tmp_path, mak
 
 
 # ----------------------------------------------------------------------------------- inference flags
-def test_mix_weights_are_normalised_and_names_or_indices_both_work():
-    space = ConditionSpace(("candy", "wave", "udnie"), (0.0, 2.0))
-    assert space.resolve(mix="candy=7,2=3") == Condition((0.7, 0.0, 0.3), None)
-    assert space.resolve(style="wave", strength=0) == Condition((0.0, 1.0, 0.0), 0.0)
-    assert space.resolve() == Condition()
-    assert space.label(Condition((0.7, 0.0, 0.3), 0.5)) == "candy 0.7 + udnie 0.3, s=0.5"
-
-
 @pytest.mark.parametrize("flags, needle", [
     (["--style", "tiny7"], "no style 'tiny7'"),
     (["--style", "tiny"], "did you mean"),
@@ -358,7 +203,6 @@ def test_evaluate_draws_a_strength_curve_in_the_style_named_like_the_style_image
 
 
 # ----------------------------------------------------------------------------------- the strength knob is real
-@pytest.mark.slow
 def _rank_correlation(values: list[float], against: list[float]) -> float:
     """Spearman's rank correlation of two equally long lists without ties."""
     def ranks(xs: list[float]) -> list[int]:
@@ -368,6 +212,7 @@ def _rank_correlation(values: list[float], against: list[float]) -> float:
     return 1 - 6 * sum((x - y) ** 2 for x, y in zip(a, b)) / (n * (n * n - 1))
 
 
+@pytest.mark.slow
 def test_strength_trades_style_for_content_monotonically(tmp_path):
     """A tiny strength-conditioned network (width 8, 32 px, tiny VGG, 800 steps, ~12 s): on held-out
     photos, as s rises over 0, 0.5, 1, 2 the style distance (compare's Gram distance) falls and the

@@ -11,7 +11,7 @@ from fastmmd.__main__ import main
 from fastmmd.model.files import read_checkpoint
 from fastmmd.train.cli import run_lightning
 
-ROOT = Path(__file__).parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[2] / "configs"
 #: Every training recipe as the --config files it is given with: a file of its own, or a base plus
 #: one short override (configs/coco.yaml + configs/coco/<loss>.yaml, configs/gpu.yaml + configs/zoo/<style>.yaml).
 RECIPES = ([(c,) for c in sorted(ROOT.glob("*.yaml")) if "model" in yaml.safe_load(c.read_text())]

@@ -16,7 +16,7 @@ import pytest
 from fastmmd.__main__ import COMMANDS, LIGHTNING_COMMANDS
 from fastmmd.train.cli import run_lightning
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "benchmarks.md")]
 
 

@@ -70,7 +70,7 @@ def test_config_file_and_paper_preset(pair, tmp_path):
     assert json.loads(Image.open(tmp_path / "cfg.png").text["fastmmd"])["loss"] == "bn"
     from pathlib import Path
 
-    preset = Path(__file__).parents[1] / "configs" / "optimize_paper.yaml"
+    preset = Path(__file__).resolve().parents[2] / "configs" / "optimize_paper.yaml"
     out = tmp_path / "paper.png"
     assert main(["optimize", "--config", str(preset), "--content", str(pair[0]), "--style", str(pair[1]),
                  "--size", "40", "--iterations", "2", "--output", str(out), *TINY]) == 0

@@ -40,7 +40,7 @@ from fastmmd.apps.serve.app import Catalog, Limits, create_app, serve_forever  #
 from fastmmd.commands.serve import build_parser  # noqa: E402
 from fastmmd.core.samples import photo as sample_photo  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ZOO_STYLES = ["starry_night", "wave"]
 
 

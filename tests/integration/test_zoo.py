@@ -35,7 +35,7 @@ from fastmmd.infer.zoo import (
     zoo_dir,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REAL_ZOO = REPO / "checkpoints"
 #: the one network file beside the styles that is not a style: configs/cpu.yaml's warm start (checkpoints/README.md)
 BASE = "base.pt"

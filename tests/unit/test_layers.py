@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "fastmmd"
+PACKAGE = Path(__file__).resolve().parents[2] / "fastmmd"
 RANK = {"base": 0, "core": 1, "vgg": 2, "losses": 3, "model": 4, "train": 5, "infer": 5, "apps": 6, "commands": 7}
 ROOT_MODULES = {"fastmmd", "fastmmd.__main__"}
 

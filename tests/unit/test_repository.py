@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEXT_SUFFIXES = {".yaml", ".yml", ".sh", ".md", ".py", ".toml", ".json", ".txt", ".cfg", ".ini"}
 #: a parent folder; this machine's data folder; absolute paths of a machine's home or work folders
 OUTSIDE = re.compile(r"\.\./|\bshared" r"/data\b|(?<![\w.~-])/(?:work|root|home|Users|mnt)/")
