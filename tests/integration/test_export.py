@@ -1,12 +1,11 @@
 """fastmmd export: parity of TorchScript / torch.export / ONNX files with the eager network, metadata,
-loading without fastmmd, size, refusal on mismatch, one-line CLI errors."""
+size, half and int8 weights, refusal on mismatch, one-line CLI errors, no paths of the machine in the
+file. The files are the session's export matrix (conftest.Exports); loading them without fastmmd:
+tests/e2e/test_processes.py; the padding rule and the int8 storage's checks: tests/unit/test_export.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -16,9 +15,8 @@ import torch
 
 from fastmmd.__main__ import main
 from fastmmd.base.errors import UserError
-from fastmmd.infer.export import FORMATS, export_checkpoint, load_exported, quiet_jit
+from fastmmd.infer.export import export_checkpoint, load_exported, quiet_jit
 from fastmmd.model.files import network_from_checkpoint, read_metadata
-from fastmmd.model.networks import MIN_SIZE, padded_size, size_padding
 from fastmmd.model.runtime import ExportedStylizer
 
 ODD_SIZES = [(2, 3, 13, 21), (1, 3, 8, 9)]
@@ -61,35 +59,6 @@ def test_torchscript_uint8_in_uint8_out_any_size(tiny_exports, eager):
     assert module(x64).dtype == torch.float64
 
 
-def test_loads_with_torch_alone(tiny_exports, tmp_path):
-    """A subprocess that cannot import fastmmd loads both formats and reads the metadata."""
-    script = f"""
-import sys, json
-sys.modules["fastmmd"] = None  # any `import fastmmd` now fails
-import torch
-extra = {{"fastmmd.json": ""}}
-m = torch.jit.load({str(tiny_exports["torchscript"])!r}, _extra_files=extra)
-y = m(torch.randint(0, 256, (1, 3, 15, 11), dtype=torch.uint8))
-assert y.dtype == torch.uint8 and tuple(y.shape) == (1, 3, 15, 11)
-assert json.loads(extra["fastmmd.json"])["loss"] == "gram" and json.loads(m.metadata)["loss"] == "gram"
-extra = {{"fastmmd.json": ""}}
-p = torch.export.load({str(tiny_exports["pt2"])!r}, extra_files=extra).module()
-assert tuple(p(torch.rand(2, 3, 15, 11)).shape) == (2, 3, 15, 11)
-assert json.loads(extra["fastmmd.json"])["format"] == "pt2"
-try:
-    import fastmmd
-    raise SystemExit("fastmmd was importable")
-except ImportError:
-    pass
-print("ok", sorted(k for k in sys.modules if k.startswith("fastmmd") and sys.modules[k] is not None))
-"""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([sys.executable, "-W", "ignore::FutureWarning", "-c", script], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stdout.strip() == "ok []"
-
-
 def test_info_prints_metadata(tiny_exports, capsys):
     assert main(["export", "--info", str(tiny_exports["torchscript"])]) == 0
     meta = json.loads(capsys.readouterr().out)
@@ -109,19 +78,18 @@ def test_file_size_is_the_network(tiny_exports, eager):
         assert 4 * params <= size <= 4 * params + 400_000, (fmt, size, params)
 
 
-def test_half_export_is_smaller_and_close(tiny_exports, eager, tmp_path):
-    out = tmp_path / "half.pt"
-    meta = export_checkpoint(tiny_exports["ckpt"], out, half=True)
-    assert meta["dtype"] == "float16"
-    assert out.stat().st_size < tiny_exports["torchscript"].stat().st_size
-    module, _ = load_exported(out)
+def test_half_export_is_smaller_and_close(export_matrix, tiny_exports, eager):
+    half = export_matrix("single", "float16")
+    assert half.meta("torchscript")["dtype"] == "float16"
+    assert half["torchscript"].stat().st_size < tiny_exports["torchscript"].stat().st_size
+    module, _ = load_exported(half["torchscript"])
     x = torch.rand(1, 3, 13, 21)
     y = module(x)  # fp32 in -> cast to fp16 inside -> fp32 out
     assert y.dtype == torch.float32 and (y - eager(x)).abs().max().item() < 2e-2
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "pt2", "onnx"])
-def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_runs(tiny_exports, eager, tmp_path, fmt):
+def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_runs(export_matrix, tiny_exports, eager, fmt):
     """--weights int8: 8-bit convolution weights with per-channel scales; the file's own program and
     fastmmd's reader (weights only) compute the same, close to the float network."""
     from fastmmd.model.files import read_network
@@ -129,8 +97,8 @@ def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_r
 
     if fmt not in tiny_exports:
         pytest.skip("onnx extra not installed")
-    out = tmp_path / f"int8{FORMATS[fmt]}"
-    meta = export_checkpoint(tiny_exports["ckpt"], out, weights="int8")
+    int8 = export_matrix("single", "int8")
+    out, meta = int8[fmt], int8.meta(fmt)
     assert meta["dtype"] == "int8" and meta["parity_max_abs_diff"] <= 1e-5 and 0 < meta["storage_max_abs_diff"] < 0.05
     params = sum(p.numel() for p in eager.parameters())
     # at least a byte per parameter saved (the real network's files: checkpoints/README.md)
@@ -147,19 +115,6 @@ def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_r
             convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
             assert all(len(torch.unique((c.weight / c.weight.abs().amax((1, 2, 3), keepdim=True)).mul(127).round())) <= 255
                        for c in convs)  # at most 255 levels per channel: what int8 holds
-
-
-def test_int8_storage_refuses_inconsistent_scales():
-    from fastmmd.model.storage import dequantize_state
-
-    q = torch.randint(-127, 128, (4, 3, 3, 3), dtype=torch.int8)
-    good = {"c.weight_int8": q, "c.weight_scale": torch.full((4, 1, 1, 1), 0.01), "c.bias": torch.zeros(4)}
-    assert torch.equal(dequantize_state(good)["c.weight"], q.float() * 0.01)
-    for bad in ({"c.weight_int8": q}, {**good, "c.weight_scale": torch.full((3, 1, 1, 1), 0.01)},
-                {**good, "c.weight_scale": torch.full((4, 1, 1, 1), float("nan"))},
-                {**good, "c.weight_int8": q.float()}, {**good, "c.weight": q.float()}):
-        with pytest.raises(ValueError):
-            dequantize_state(bad)
 
 
 def test_refuses_to_write_on_mismatch(tiny_exports, tmp_path, monkeypatch):
@@ -195,12 +150,6 @@ def test_wrapper_scripts_and_keeps_size(eager):
         assert (ExportedStylizer(eager, traceable=True)(x) - eager(x)).abs().max().item() <= 1e-6
 
 
-def test_one_padding_rule():
-    """The network pads to a multiple of 4, at least 8 px; the branch-free export padding agrees from 8 px up."""
-    assert [padded_size(n) for n in (1, 7, 8, 9, 12, 13, 16)] == [8, 8, 8, 12, 12, 16, 16]
-    assert all(n + size_padding(n) == padded_size(n) for n in range(MIN_SIZE, 200))
-
-
 @pytest.mark.parametrize("argv, needle", [
     (["export", "missing.ckpt", "-o", "x.pt"], "does not exist"),
     (["export", "{png}", "-o", "x.pt"], "not a fastmmd checkpoint or model"),
@@ -225,7 +174,7 @@ def test_exported_files_name_no_paths_of_the_machine_that_wrote_them(tiny_export
     import fastmmd
 
     here = [str(Path(torch.__file__).resolve().parents[1]), str(Path(fastmmd.__file__).resolve().parent),
-            str(tiny_exports["ckpt"].parent)]
+            str(tiny_exports["ckpt"].parent), *(str(tiny_exports[fmt].parent) for fmt in tiny_exports if fmt != "ckpt")]
     for fmt in ("torchscript", "pt2", "onnx"):
         if fmt not in tiny_exports:
             continue

@@ -1,11 +1,9 @@
 """fastmmd stylize: every model kind, folders/globs, odd sizes, alpha, grayscale, 16-bit, EXIF,
-corrupt files, output names, tiling without seams, colour preservation, the Python API, errors."""
+corrupt files, output names, tiling without seams, colour preservation, the Python API, errors.
+The tiles' geometry: tests/unit/test_tiling.py; the stylize path imports no Lightning: tests/e2e/test_processes.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from fastmmd.__main__ import main
 from fastmmd.base.images import pil_to_tensor
 from fastmmd.core.color import rgb_to_ycbcr, ycbcr_to_rgb
 from fastmmd.infer.stylize import load_stylizer
-from fastmmd.model.tiling import owned, stylize_tiled, tile_spans
+from fastmmd.model.tiling import tile_spans
 
 
 @pytest.fixture
@@ -144,22 +142,6 @@ def test_tiled_close_to_untiled_without_seams(tiny_exports, one_thread):
     assert _seam_ratio(hard - full, [128]) > 2.0
 
 
-def test_blend_weights_are_a_partition_of_unity():
-    x = torch.rand(1, 3, 50, 77)
-    assert torch.allclose(stylize_tiled(lambda t: t, x, tile=24, overlap=8), x, atol=1e-6)
-
-
-def test_tiles_are_aligned_and_owned_regions_partition_the_image():
-    for length, tile, overlap in [(77, 24, 8), (256, 128, 32), (101, 40, 12), (30, 40, 8)]:
-        spans = tile_spans(length, tile, overlap)
-        assert spans[0][0] == 0 and spans[-1][1] == length
-        assert all(a % 4 == 0 for a, _ in spans)
-        assert all(b0 > a1 for (_, b0), (a1, _) in zip(spans, spans[1:]))  # neighbours overlap
-        covered = [a + lo for (a, _), (lo, _) in zip(spans, map(lambda i: owned(spans, i), range(len(spans))))]
-        ends = [a + owned(spans, i)[1] for i, (a, _) in enumerate(spans)]
-        assert covered[0] == 0 and covered[1:] == ends[:-1] and ends[-1] == length + (-length) % 4
-
-
 def test_auto_tiling_when_memory_is_short(tiny_exports, monkeypatch, one_thread):
     import fastmmd.infer.stylize as stylize_module
 
@@ -188,23 +170,6 @@ def test_python_api(tiny_exports):
     out = stylizer(img)
     assert isinstance(out, Image.Image) and out.size == (33, 19) and out.mode == "RGBA"
     assert stylizer(synthetic_image(17, 31, mode="L")).size == (17, 31)
-
-
-def test_no_lightning_or_datasets_on_the_stylize_path(tiny_exports, make_image, tmp_path):
-    image = make_image("a.png", 20, 20)
-    script = f"""
-import sys
-import fastmmd.infer.stylize
-from fastmmd.__main__ import main
-assert main(["stylize", {str(tiny_exports["ckpt"])!r}, {str(image)!r}, "-o", {str(tmp_path / "out")!r}, "-q"]) == 0
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("lightning", "pytorch_lightning", "datasets", "tensorboard"))
-print("heavy:", heavy)
-"""
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent)})
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "heavy: []" in res.stdout
-    assert (tmp_path / "out" / "a_stylized.png").exists()
 
 
 @pytest.mark.parametrize("argv, needle", [
