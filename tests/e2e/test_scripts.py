@@ -2,67 +2,78 @@
 
 They are not imported by anything else, so an API change (e.g. the loss settings moving into
 ``StyleLoss``) would only show on a GPU machine or in a long benchmark. Each runs here at a tiny
-size, as a subprocess, exactly as its docstring tells a user to run it.
+size with the arguments its docstring shows, in this process (:func:`run_script`: ``python SCRIPT``
+as ``runpy`` runs it, the global torch settings a script changes restored afterwards); the
+processes a script starts itself (bench_train.py's variants) are real ones.
 """
 
 from __future__ import annotations
 
 import os
+import runpy
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import REPO as ROOT
 
 
-def run(*args: str, timeout: int = 300) -> str:
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+def run_script(name: str, *args: str, monkeypatch, capsys) -> str:
+    """``python scripts/NAME ARGS`` in this process, from the repository's root; returns its stdout."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr("sys.argv", [f"scripts/{name}", *args])
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    grad, threads = torch.is_grad_enabled(), torch.get_num_threads()
+    capsys.readouterr()
+    try:
+        runpy.run_path(str(ROOT / "scripts" / name), run_name="__main__")
+    except SystemExit as exit_:
+        assert exit_.code in (0, None), capsys.readouterr().err[-2000:]
+    finally:
+        torch.set_grad_enabled(grad)
+        torch.set_num_threads(threads)
+    return capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_bench_train_runs_every_cpu_variant_it_names():
+def test_bench_train_runs_every_cpu_variant_it_names(monkeypatch, capsys):
     """The naive loop and fastmmd's step (``ours-bf16`` is the same step under autocast, which
-    tests/test_training.py and tests/test_precision.py cover), two rounds pooled: 4 variant processes
-    instead of 12 (a list of batch sizes is covered by the next test, without variant processes)."""
-    out = run("scripts/bench_train.py", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0",
-              "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32",
-              "--rounds", "2", "--cudnn-benchmark")
+    tests/unit/test_training.py and tests/integration/test_precision.py cover), two rounds pooled: 4
+    variant processes instead of 12 (a list of batch sizes is covered by the next test, without variant processes)."""
+    out = run_script("bench_train.py", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0",
+                     "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32",
+                     "--rounds", "2", "--cudnn-benchmark", monkeypatch=monkeypatch, capsys=capsys)
     assert "failed" not in out, out
     assert "cudnn.benchmark True" in out  # passed on to every variant's process (a no-op without CUDA)
     assert out.count("ours-fp32:") == 3  # a timing per round and a ratio
     assert out.count("(round 2)") == 2 and "naive: 1.00x naive speed" in out
 
 
-def test_bench_train_skips_bf16_variants_on_a_cpu_without_bf16():
+def test_bench_train_skips_bf16_variants_on_a_cpu_without_bf16(monkeypatch, capfd):
     """Under ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2-only CPU, as far as torch
-    is concerned) the bf16 variants are skipped with one line each (per batch size) instead of crawling."""
-    import os
-
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    done = subprocess.run([sys.executable, "scripts/bench_train.py", "--variants", "ours-bf16,compile-bf16",
-                           "--batch", "1,2", "--rounds", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("skipped: this CPU has no bf16 instructions") == 4, done.stdout
-    assert ", batch 1, " in done.stdout and ", batch 2, " in done.stdout  # one comparison per batch size
+    is concerned: the processes of each batch size start under them) the bf16 variants are skipped
+    with one line each (per batch size) instead of crawling."""
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    out = run_script("bench_train.py", "--variants", "ours-bf16,compile-bf16", "--batch", "1,2", "--rounds", "2",
+                     monkeypatch=monkeypatch, capsys=capfd)  # capfd: the per-batch processes write to our stdout
+    assert out.count("skipped: this CPU has no bf16 instructions") == 4, out
+    assert ", batch 1, " in out and ", batch 2, " in out  # one comparison per batch size
 
 
 @pytest.mark.slow
-def test_bench_stylize_runs_on_the_cpu():
-    out = run("scripts/bench_stylize.py", "--sizes", "24x16", "--width", "4", "--residual-blocks", "1",
-              "--iters", "1", "--warmup", "0", "--dtype", "fp32", "--variants", "naive,eager,torchscript,pt2",
-              "--profile", "--no-cudnn-benchmark")
+def test_bench_stylize_runs_on_the_cpu(monkeypatch, capsys):
+    out = run_script("bench_stylize.py", "--sizes", "24x16", "--width", "4", "--residual-blocks", "1",
+                     "--iters", "1", "--warmup", "0", "--dtype", "fp32", "--variants", "naive,eager,torchscript,pt2",
+                     "--profile", "--no-cudnn-benchmark", monkeypatch=monkeypatch, capsys=capsys)
     for variant in ("naive", "eager-fp32", "torchscript", "pt2"):
         assert f"| 16x24 | {variant} |" in out or f"| 24x16 | {variant} |" in out, out
         assert f"## 24x16 {variant}: costliest operators" in out, out
     assert "aten::" in out  # the profiler's operator rows
 
 
-def test_gpu_check_names_only_variants_the_benchmarks_know():
+def test_gpu_check_names_only_variants_the_benchmarks_know(monkeypatch, capsys):
     """gpu_check.sh's default variant lists must name variants that bench_stylize / bench_train know
     (both refuse unknown names: a typo must not silently drop a measurement from a GPU lease)."""
     import re
@@ -81,21 +92,26 @@ def test_gpu_check_names_only_variants_the_benchmarks_know():
         assert default, var
         assert set(default.group(1).split(",")) <= known[bench], (var, default.group(1))
     with pytest.raises(AssertionError, match="unknown variant"):
-        run("scripts/bench_stylize.py", "--variants", "naive,compile-typo", timeout=60)
+        run_script("bench_stylize.py", "--variants", "naive,compile-typo", monkeypatch=monkeypatch, capsys=capsys)
 
 
-def test_gpu_check_script_parses_and_its_runs_file_holds_valid_fit_commands():
+def test_gpu_check_script_parses_and_its_runs_file_holds_valid_fit_commands(monkeypatch, capsys):
     """A typo in scripts/gpu_check.sh or a runs file would otherwise show only on a lent GPU, with
     minutes of device time spent: the script must parse, and every run line must resolve to a
     configuration that `fastmmd fit` accepts (its arguments exactly as the script builds them)."""
+    from fastmmd.__main__ import main
+
     done = subprocess.run(["bash", "-n", "scripts/gpu_check.sh"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     lines = [line.split(maxsplit=1) for runs in ("gpu_bases.txt", "gpu_arbitrary.txt")
              for line in (ROOT / "scripts" / runs).read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert len(lines) >= 3 and "arbitrary" in {name for name, _ in lines}
+    monkeypatch.chdir(ROOT)
     for name, args in lines:
         argv = args.replace("{styles}", "paintings").split()
-        out = run("-m", "fastmmd", "fit", "--config", "configs/gpu.yaml", *argv, "--run_name", name, "--print_config")
+        capsys.readouterr()
+        assert main(["fit", "--config", "configs/gpu.yaml", *argv, "--run_name", name, "--print_config"]) == 0
+        out = capsys.readouterr().out
         assert f"run_name: {name}" in out and "paintings" in out, out
 
 
@@ -109,11 +125,11 @@ def test_gpu_check_needs_the_photo_and_painting_folders(tmp_path):
     assert "PHOTOS STYLES" in done.stderr and not (tmp_path / "out").exists()
 
 
-def test_measure_artifacts_finds_a_flat_output_for_a_flat_input(tmp_path):
+def test_measure_artifacts_finds_a_flat_output_for_a_flat_input(tmp_path, monkeypatch, capsys):
     from conftest import write_tiny_checkpoint
 
     ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
-    out = run("scripts/measure_artifacts.py", str(ckpt), "--size", "32")
+    out = run_script("measure_artifacts.py", str(ckpt), "--size", "32", monkeypatch=monkeypatch, capsys=capsys)
     assert '"std": ' in out and "flat" in out
 
 
@@ -136,3 +152,10 @@ def test_grid_lock_tells_a_pattern_tied_to_the_grid_from_one_that_moves_with_the
     assert moving["off_grid"] == pytest.approx(0.0, abs=1e-7) and moving["on_grid"] == pytest.approx(0.0, abs=1e-7)
     locked = module.grid_lock(gridded, photo)
     assert locked["on_grid"] == pytest.approx(0.0, abs=1e-7) and locked["off_grid"] > 0.02
+
+
+def test_the_arbitrary_step_profile_times_every_part(monkeypatch, capsys):
+    out = run_script("bench_arbitrary_step.py", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0",
+                     "--vgg-weights", "random", "--vgg-width-divisor", "8", "--width", "8",
+                     monkeypatch=monkeypatch, capsys=capsys)
+    assert all(f"| {part} |" in out for part in ("paintings", "network", "loss", "backward")) and "whole step" in out
