@@ -1,6 +1,8 @@
 """No model file, however crafted, runs code: every container x every loader (issue 8); and no
 input, however crafted, reads another file, takes memory or time out of proportion to what it
-holds, or ends in a traceback (issue 26: resource payloads, asserted under a hard RLIMIT_AS).
+holds, or ends in a traceback (issue 26). The checks that need a process of their own (the real
+console's one line, resource payloads under a hard RLIMIT_AS, SIGTERM mid-encode):
+tests/e2e/test_security_processes.py.
 
 Each crafted file (:mod:`payloads`) creates a marker file if anything unpickles or runs its payload.
 Every loader (``stylize``, ``export``, ``export --info``, ``compare --models``, ``fit --ckpt_path``,
@@ -16,7 +18,6 @@ import io
 import json
 import os
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
@@ -24,9 +25,8 @@ from typing import Callable
 import pytest
 import torch
 from conftest import fails_with_one_line, synthetic_image, tiny_fit_args
-from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, RESOURCE_PAYLOADS, Payload, torch_bytes
+from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, Payload, torch_bytes
 
-import fastmmd
 from fastmmd.__main__ import main
 from fastmmd.base.errors import UserError
 from fastmmd.base.safe_load import load_pickle
@@ -39,9 +39,9 @@ TINY_OPTIMIZE = ["--vgg-width-divisor", "8", "--size", "16", "--iterations", "1"
 
 
 @pytest.fixture(scope="module")
-def fit_root(tmp_path_factory) -> tuple[Path, list[str]]:
+def fit_root(tmp_path_factory, fit_data) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("security_fit")
-    return root, tiny_fit_args(root, photos=6)
+    return root, tiny_fit_args(root, data=fit_data)
 
 
 def _loaders(tmp: Path, img: Path, fit_args: list[str]) -> dict[str, Callable[[Path], int]]:
@@ -108,25 +108,6 @@ def test_program_in_a_file_is_never_run(payload, tiny_exports, make_image, tmp_p
     assert not marker.exists()
 
 
-def test_console_shows_exactly_one_line(tiny_exports, make_image, tmp_path):
-    """The real console script: no warning, log record or traceback besides the one error line."""
-    marker = tmp_path / "MARKER"
-    crafted = PICKLE_PAYLOADS["pt2-sample-inputs"](tiny_exports, marker, tmp_path)
-    broken = tmp_path / "broken.pt2"
-    broken.write_bytes(tiny_exports["pt2"].read_bytes()[:5000])
-    img = make_image("photo.png", 20, 20)
-    script = ("import sys\nfrom fastmmd.__main__ import main\n"
-              "for argv in sys.argv[1:]:\n"
-              "    try:\n        main(argv.split('|'))\n    except SystemExit as e:\n        print('exit', e.code)\n")
-    runs = [f"stylize|{crafted}|{img}|-o|{tmp_path / 'o'}|-q", f"export|--info|{crafted}", f"stylize|{broken}|{img}|-o|{tmp_path / 'o'}"]
-    res = subprocess.run([sys.executable, "-c", script, *runs], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent)})
-    assert res.stdout.split() == ["exit", "2"] * 3, res.stdout + res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("fastmmd: error:") for line in lines), res.stderr
-    assert not marker.exists()
-
-
 def test_torch_cannot_fall_back_to_an_unrestricted_unpickle(tmp_path):
     """Under the guard every CLI command holds, even a library's weights_only=False load is safe."""
     marker = tmp_path / "MARKER"
@@ -188,89 +169,6 @@ def test_onnx_with_external_weights_is_refused(tiny_exports, tmp_path):
         load_stylizer(path, device="cpu")
 
 
-# ------------------------------------------------------------------------------------- issue 26
-#: Address space a payload may take beyond what reading and running a genuine model took.
-HEADROOM = 1536 << 20
-#: Runs argv lists through the entry point in one process: first genuine models (their peak
-#: address space is the baseline), then RLIMIT_AS = baseline + HEADROOM, then every payload.
-#: Prints one JSON line per run: exit code and the stderr lines it wrote.
-_LIMITED_RUNS = """
-import contextlib, io, json, resource, sys
-import torch
-from fastmmd.__main__ import main
-from fastmmd.base.errors import UserError
-from fastmmd.infer.stylize import load_stylizer
-
-def run(argv):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            if argv[0] == "load_stylizer":  # the Python API: load, then run on a small batch
-                code = load_stylizer(argv[1], device="cpu").stylize_tensor(torch.rand(1, 3, 20, 20)) is None
-            else:
-                code = main(argv)
-        except SystemExit as e:
-            code = e.code
-        except UserError as e:
-            print(f"fastmmd: error: {e}", file=sys.stderr)
-            code = 2
-        except BaseException as e:
-            print(f"Traceback: {type(e).__name__}: {e}", file=sys.stderr)
-            code = 1
-    return code, err.getvalue().strip().splitlines()
-
-genuine, payloads = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-for argv in genuine:
-    assert run(argv)[0] == 0, argv
-peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
-limit = peak + int(sys.argv[3])
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-print(json.dumps({"baseline": peak, "limit": limit}), flush=True)
-for argv in payloads:
-    code, lines = run(argv)
-    print(json.dumps({"argv": argv, "code": code, "err": lines}), flush=True)
-"""
-
-
-def _limited(genuine: list[list[str]], payloads: list[list[str]], cwd: Path) -> list[dict]:
-    res = subprocess.run([sys.executable, "-c", _LIMITED_RUNS, json.dumps(genuine), json.dumps(payloads), str(HEADROOM)],
-                         capture_output=True, text=True, timeout=300, cwd=cwd,
-                         env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent), "OMP_NUM_THREADS": "1"})
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert not res.stderr.strip(), res.stderr  # nothing reached the real stderr: no log line, no warning
-    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-    assert rows[0]["limit"] > rows[0]["baseline"]
-    return rows[1:]
-
-
-def test_resource_payloads_are_refused_in_one_line_under_a_hard_memory_limit(tiny_exports, make_image, tmp_path):
-    """Every resource payload x every loader: exit 2, one line, nothing written, within the baseline
-    + 1.5 GB of address space (the payloads declare 1-50 GB or loop forever), and no file read
-    besides the one given (the If-branch payload points at ``.env`` in the working folder)."""
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
-    (tmp_path / ".env").write_text("SECRET=do-not-read\n")
-    img = make_image("photo.png", 20, 20)
-    out = tmp_path / "out"
-    genuine = [["stylize", str(tiny_exports[k]), str(img), "-o", str(tmp_path / "genuine"), "-q"]
-               for k in ("ckpt", "torchscript", "pt2", "onnx")]
-    payloads = []
-    for name, (build, scale, _full) in RESOURCE_PAYLOADS.items():
-        crafted = build(tiny_exports, tmp_path, scale)
-        payloads.append(["stylize", str(crafted), str(img), "-o", str(out), "-q"])
-        payloads.append(["load_stylizer", str(crafted)])
-        payloads.append(["export", str(crafted), "-o", str(out / "x.pt")] if crafted.suffix == ".ckpt"
-                        else ["export", "--info", str(crafted)])
-    rows = _limited(genuine, payloads, tmp_path)
-    assert len(rows) == len(payloads)
-    for row in rows:
-        assert row["code"] == 2 and len(row["err"]) == 1, row
-        assert row["err"][0].startswith("fastmmd: error:") and "Traceback" not in row["err"][0], row
-        assert "do-not-read" not in row["err"][0]
-    assert not out.exists()
-    assert len(list((tmp_path / "genuine").iterdir())) == 1  # the genuine runs wrote photo_stylized.png
-
-
 def test_archive_members_are_looked_up_in_one_pass(tiny_exports, tmp_path):
     """A .pt2 just under the member limit reads in time linear in its members (was quadratic)."""
     import time
@@ -326,16 +224,6 @@ def test_onnx_exports_use_only_allowed_operators(tiny_exports):
     assert {n.op_type for n in model.graph.node} <= ONNX_OPERATORS
 
 
-def test_video_frames_obey_the_image_pixel_limit_before_decoding(tiny_exports, tmp_path, capsys):
-    """An 89-byte GIF declaring a 16000 x 16000 screen, under a hard memory limit (it decoded 3 GB frames)."""
-    from payloads import gif_huge_screen
-
-    gif = gif_huge_screen(tmp_path)
-    rows = _limited([], [["stylize", str(tiny_exports["ckpt"]), str(gif), "-o", str(tmp_path / "out"), "-q"]], tmp_path)
-    assert rows[0]["code"] == 2 and len(rows[0]["err"]) == 1 and "Mpx limit" in rows[0]["err"][0], rows
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_fifos_are_refused_before_any_reader_opens_them(tiny_exports, make_image, tmp_path, capsys):
     """A FIFO named like a clip, a model, an image or a VGG file: refused at once (av.open blocked forever)."""
@@ -358,7 +246,7 @@ def test_fifos_are_refused_before_any_reader_opens_them(tiny_exports, make_image
 def test_outputs_of_every_input_kind_get_distinct_names(tiny_exports, tmp_path):
     """Two clips of one name (or clip.gif and clip.mp4), and frames f1.png + f1.jpg: one output each."""
     av = pytest.importorskip("av")
-    from test_video import write_clip
+    from clips import write_clip
 
     model = str(tiny_exports["ckpt"])
     for folder in ("a", "b"):
@@ -392,7 +280,7 @@ def test_outputs_of_every_input_kind_get_distinct_names(tiny_exports, tmp_path):
 
 def test_truncated_or_corrupt_clip_is_one_line_and_writes_nothing(tiny_exports, tmp_path, capsys):
     pytest.importorskip("av")
-    from test_video import write_clip
+    from clips import write_clip
 
     model = str(tiny_exports["ckpt"])
     for suffix in (".mkv", ".avi"):
@@ -414,31 +302,6 @@ def test_truncated_or_corrupt_clip_is_one_line_and_writes_nothing(tiny_exports, 
     fails_with_one_line(["stylize", model, str(frames), "-o", str(tmp_path / "fo"), "-q", "--norm-stats", "frame",
                "--batch-size", "1"], capsys, "f9.png")
     assert not (tmp_path / "fo").exists()
-
-
-def test_sigterm_mid_encode_removes_the_part_file(tiny_exports, tmp_path):
-    import signal
-    import time
-
-    from test_video import write_clip
-
-    # long enough that the signal lands mid-encode even on a loaded box (300 frames once finished first)
-    clip = write_clip(tmp_path / "long.mp4", frames=1200, width=64, height=48, audio=None)
-    out = tmp_path / "o"
-    out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from fastmmd.__main__ import main; sys.exit(main(sys.argv[1:]))",
-                             "stylize", str(tiny_exports["ckpt"]), str(clip), "-o", str(out / "x.mp4"), "-q"],
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent), "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 60
-    while not list(out.glob(".*.part")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("the clip was done before SIGTERM arrived")
-    assert proc.returncode == 143 and err.strip().splitlines() == ["fastmmd: terminated; files already written are complete"]
-    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("payload", ["min_size-text", "width-text", "deep-json", "5000-digit-int"])
@@ -504,21 +367,19 @@ def test_option_values_that_parse_oddly_are_one_line(tiny_exports, make_image, t
     assert not (tmp_path / "o").exists() and not (tmp_path / "ev").exists()
 
 
-def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys):
+def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, export_matrix, tmp_path, capsys):
     """--mix at 1e308 is the same blend as at 1; an int8 scale of 3e38 is refused; --half with int8 is refused."""
     import zipfile as zf
 
     from conftest import write_tiny_checkpoint
     from payloads import rewrite_zip
 
-    from fastmmd.infer.export import export_checkpoint
 
     two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
     x = torch.rand(1, 3, 20, 20)
     huge = load_stylizer(two, device="cpu", mix="tiny0=1e308,tiny1=1e308").stylize_tensor(x)
     assert torch.equal(huge, load_stylizer(two, device="cpu", mix="tiny0=1,tiny1=1").stylize_tensor(x))
-    int8 = tmp_path / "int8.pt2"
-    export_checkpoint(tiny_exports["ckpt"], int8, fmt="pt2", weights="int8")
+    int8 = export_matrix("single", "int8")["pt2"]
     with zf.ZipFile(int8) as z:
         config = json.loads(z.read(next(n for n in z.namelist() if n.endswith("model_weights_config.json"))))["config"]
     scale = next(v["path_name"] for k, v in config.items() if k.endswith("weight_scale"))
@@ -531,15 +392,10 @@ def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys
     assert not (tmp_path / "h.pt2").exists()
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> tuple[list[str], dict]:
-    """A tiny fit (2 steps) and its last checkpoint, read back: the base of crafted resumes."""
-    from fastmmd.train.cli import build_cli
-
-    root = tmp_path_factory.mktemp("resume")
-    args = tiny_fit_args(root)
-    build_cli(["fit", *args, "--trainer.max_steps", "2", "--run_name", "base"])
-    return args, torch.load(root / "runs" / "base" / "last.ckpt", weights_only=True)
+@pytest.fixture
+def trained_run(plain_run, fit_args) -> tuple[list[str], dict]:
+    """A tiny fit's last checkpoint, read back (conftest.plain_run, 12 steps): the base of crafted resumes."""
+    return fit_args, torch.load(plain_run[1] / "last.ckpt", weights_only=True)
 
 
 @pytest.mark.parametrize("change, needle", [
@@ -557,7 +413,7 @@ def test_a_crafted_training_state_in_ckpt_path_is_one_line(trained_run, tmp_path
     crafted = tmp_path / "crafted.ckpt"
     torch.save({**base, **change}, crafted)
     with pytest.raises(SystemExit) as exit_:
-        main(["fit", *args, "--trainer.max_steps", "3", "--run_name", "crafted", "--ckpt_path", str(crafted)])
+        main(["fit", *args, "--trainer.max_steps", "13", "--run_name", "crafted", "--ckpt_path", str(crafted)])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err and needle in err, err
 

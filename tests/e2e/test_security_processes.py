@@ -1,0 +1,154 @@
+"""Security checks that need a process of their own (issue 8 and 26; the rest, in process:
+tests/integration/test_security.py): the real console prints exactly one line for a crafted file;
+resource payloads are refused under a hard address-space limit (RLIMIT_AS); SIGTERM mid-encode
+leaves no part file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from clips import write_clip
+from payloads import PICKLE_PAYLOADS, RESOURCE_PAYLOADS
+
+import fastmmd
+
+SOURCE = str(Path(fastmmd.__file__).parent.parent)
+
+
+def test_console_shows_exactly_one_line(tiny_exports, make_image, tmp_path):
+    """The real console script: no warning, log record or traceback besides the one error line."""
+    marker = tmp_path / "MARKER"
+    crafted = PICKLE_PAYLOADS["pt2-sample-inputs"](tiny_exports, marker, tmp_path)
+    broken = tmp_path / "broken.pt2"
+    broken.write_bytes(tiny_exports["pt2"].read_bytes()[:5000])
+    img = make_image("photo.png", 20, 20)
+    script = ("import sys\nfrom fastmmd.__main__ import main\n"
+              "for argv in sys.argv[1:]:\n"
+              "    try:\n        main(argv.split('|'))\n    except SystemExit as e:\n        print('exit', e.code)\n")
+    runs = [f"stylize|{crafted}|{img}|-o|{tmp_path / 'o'}|-q", f"export|--info|{crafted}", f"stylize|{broken}|{img}|-o|{tmp_path / 'o'}"]
+    res = subprocess.run([sys.executable, "-c", script, *runs], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": SOURCE})
+    assert res.stdout.split() == ["exit", "2"] * 3, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("fastmmd: error:") for line in lines), res.stderr
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------- issue 26
+#: Address space a payload may take beyond what reading and running a genuine model took.
+HEADROOM = 1536 << 20
+#: Runs argv lists through the entry point in one process: first genuine models (their peak
+#: address space is the baseline), then RLIMIT_AS = baseline + HEADROOM, then every payload.
+#: Prints one JSON line per run: exit code and the stderr lines it wrote.
+_LIMITED_RUNS = """
+import contextlib, io, json, resource, sys
+import torch
+from fastmmd.__main__ import main
+from fastmmd.base.errors import UserError
+from fastmmd.infer.stylize import load_stylizer
+
+def run(argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            if argv[0] == "load_stylizer":  # the Python API: load, then run on a small batch
+                code = load_stylizer(argv[1], device="cpu").stylize_tensor(torch.rand(1, 3, 20, 20)) is None
+            else:
+                code = main(argv)
+        except SystemExit as e:
+            code = e.code
+        except UserError as e:
+            print(f"fastmmd: error: {e}", file=sys.stderr)
+            code = 2
+        except BaseException as e:
+            print(f"Traceback: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
+    return code, err.getvalue().strip().splitlines()
+
+genuine, payloads = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for argv in genuine:
+    assert run(argv)[0] == 0, argv
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
+limit = peak + int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+print(json.dumps({"baseline": peak, "limit": limit}), flush=True)
+for argv in payloads:
+    code, lines = run(argv)
+    print(json.dumps({"argv": argv, "code": code, "err": lines}), flush=True)
+"""
+
+
+def _limited(genuine: list[list[str]], payloads: list[list[str]], cwd: Path) -> list[dict]:
+    res = subprocess.run([sys.executable, "-c", _LIMITED_RUNS, json.dumps(genuine), json.dumps(payloads), str(HEADROOM)],
+                         capture_output=True, text=True, timeout=300, cwd=cwd,
+                         env={**os.environ, "PYTHONPATH": SOURCE, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not res.stderr.strip(), res.stderr  # nothing reached the real stderr: no log line, no warning
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert rows[0]["limit"] > rows[0]["baseline"]
+    return rows[1:]
+
+
+def test_resource_payloads_are_refused_in_one_line_under_a_hard_memory_limit(tiny_exports, make_image, tmp_path):
+    """Every resource payload x every loader: exit 2, one line, nothing written, within the baseline
+    + 1.5 GB of address space (the payloads declare 1-50 GB or loop forever), and no file read
+    besides the one given (the If-branch payload points at ``.env`` in the working folder). In the
+    same limited process: an 89-byte GIF declaring a 16000 x 16000 screen (it decoded 3 GB frames)
+    obeys the image pixel limit before decoding."""
+    from payloads import gif_huge_screen
+
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    (tmp_path / ".env").write_text("SECRET=do-not-read\n")
+    img = make_image("photo.png", 20, 20)
+    out = tmp_path / "out"
+    genuine = [["stylize", str(tiny_exports[k]), str(img), "-o", str(tmp_path / "genuine"), "-q"]
+               for k in ("ckpt", "torchscript", "pt2", "onnx")]
+    payloads = []
+    for name, (build, scale, _full) in RESOURCE_PAYLOADS.items():
+        crafted = build(tiny_exports, tmp_path, scale)
+        payloads.append(["stylize", str(crafted), str(img), "-o", str(out), "-q"])
+        payloads.append(["load_stylizer", str(crafted)])
+        payloads.append(["export", str(crafted), "-o", str(out / "x.pt")] if crafted.suffix == ".ckpt"
+                        else ["export", "--info", str(crafted)])
+    gif = ["stylize", str(tiny_exports["ckpt"]), str(gif_huge_screen(tmp_path)), "-o", str(tmp_path / "gif_out"), "-q"]
+    rows = _limited(genuine, [*payloads, gif], tmp_path)
+    assert len(rows) == len(payloads) + 1
+    gif_row = rows.pop()
+    for row in rows:
+        assert row["code"] == 2 and len(row["err"]) == 1, row
+        assert row["err"][0].startswith("fastmmd: error:") and "Traceback" not in row["err"][0], row
+        assert "do-not-read" not in row["err"][0]
+    assert not out.exists()
+    assert len(list((tmp_path / "genuine").iterdir())) == 1  # the genuine runs wrote photo_stylized.png
+    assert gif_row["code"] == 2 and len(gif_row["err"]) == 1 and "Mpx limit" in gif_row["err"][0], gif_row
+    assert not (tmp_path / "gif_out").exists()
+
+
+def test_sigterm_mid_encode_removes_the_part_file(tiny_exports, tmp_path):
+    import signal
+    import time
+
+
+    # long enough that the signal lands mid-encode even on a loaded box (300 frames once finished first)
+    clip = write_clip(tmp_path / "long.mp4", frames=1200, width=64, height=48, audio=None)
+    out = tmp_path / "o"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from fastmmd.__main__ import main; sys.exit(main(sys.argv[1:]))",
+                             "stylize", str(tiny_exports["ckpt"]), str(clip), "-o", str(out / "x.mp4"), "-q"],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": SOURCE, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".*.part")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the clip was done before SIGTERM arrived")
+    assert proc.returncode == 143 and err.strip().splitlines() == ["fastmmd: terminated; files already written are complete"]
+    assert list(out.iterdir()) == []
