@@ -367,6 +367,30 @@ def conditioned(export_matrix) -> Exports:
     return export_matrix("conditioned")
 
 
+# ----------------------------------------------------------------------------- fastmmd serve
+#: Shipped styles that join the tiny networks in the served catalogue (when the zoo is there).
+ZOO_STYLES = ["starry_night", "wave"]
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """The served models: ``cond.ckpt`` has three styles and a strength input, ``plain.ckpt`` neither."""
+    folder = tmp_path_factory.mktemp("serve_models")
+    write_tiny_checkpoint(folder / "cond.ckpt", styles=3, strength_width=4)
+    write_tiny_checkpoint(folder / "plain.ckpt", seed=1)
+    (folder / "notes.txt").write_text("not a model: ignored")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def catalog(models_dir):
+    """:class:`fastmmd.apps.serve.app.Catalog` of :func:`models_dir` and :data:`ZOO_STYLES`."""
+    pytest.importorskip("fastapi", reason="fastmmd serve needs FastAPI: pip install -e '.[serve]'")
+    from fastmmd.apps.serve.app import Catalog
+
+    return Catalog.load(models_dir, zoo_names=ZOO_STYLES)
+
+
 def fails_with_one_line(argv: list[str], capsys, *needles: str) -> str:
     """Runs ``fastmmd ARGV`` in process and checks the entry point's contract for bad input: exit 2 and
     one ``fastmmd: error:`` line on stderr holding every needle. Returns that line."""
