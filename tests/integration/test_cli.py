@@ -28,10 +28,10 @@ def fails_with_one_line(argv: list[str], capsys, *needles: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[list[str], Path]:
+def trained(tmp_path_factory, fit_data) -> tuple[list[str], Path]:
     """A finished 1-step run ``r`` (its folder and arguments)."""
     root = tmp_path_factory.mktemp("cli")
-    args = tiny_fit_args(root, photos=6)
+    args = tiny_fit_args(root, data=fit_data)
     assert fit(args, "--run_name", "r") == 0
     return args, root / "runs" / "r"
 

@@ -64,7 +64,7 @@ def test_config_prints_resolved(recipe, capsys):
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=_id)
-def test_config_trains_one_step_on_tiny_data(recipe, fit_args, tmp_path):
+def test_config_trains_one_step_on_tiny_data(recipe, fit_args, fit_data, tmp_path):
     # the recipe's own settings, with paths, sizes and the VGG swapped for the test stand-in
     # (every loss also trains a few steps in tests/test_training.py)
     args = [*_args(recipe), *fit_args, "--trainer.max_steps", "1", "--trainer.precision", "32", "--model.network_width", "8",
@@ -77,7 +77,7 @@ def test_config_trains_one_step_on_tiny_data(recipe, fit_args, tmp_path):
     if "arbitrary" in conditioning:  # any painting: a folder of tiny paintings instead of a style image
         i = args.index("--model.style_images")
         del args[i:i + 2]
-        args += ["--data.painting_root", str(tmp_path / "photos"), "--data.painting_size", "32",
+        args += ["--data.painting_root", str(fit_data / "paintings"), "--data.painting_size", "32",
                  "--data.painting_val_size", "2", "--model.compile", "false"]
     assert run_lightning("fit", args) == 0
     ckpt = read_checkpoint(tmp_path / "runs" / "one" / "last.ckpt")
@@ -98,7 +98,9 @@ def test_recipe_without_data_says_which_flag_to_pass(recipe, make_image, tmp_pat
     """One line and exit 2 naming the flag: first the painting, then (given one) the photos."""
     painting = make_image("painting.png", 32, 32)
     styles = f"[{painting},{painting}]"  # multistyle wants two at least
-    runs = ["--runs_dir", str(tmp_path / "runs"), "--model.init_from", "null"]
+    # the VGG stand-in: the real VGG-19 (the recipes' own) would load 0.5 GB of weights for each message
+    runs = ["--runs_dir", str(tmp_path / "runs"), "--model.init_from", "null", "--model.vgg_weights", "random",
+            "--model.vgg_width_divisor", "8"]
     steps = (([], "--model.style_images '["), (["--model.style_images", styles], "--data.root"))
     if "arbitrary" in (_merged(recipe)["model"].get("conditioning") or []):  # paintings come with the data
         steps = (([], "--data.painting_root DIR"), (["--data.painting_root", str(tmp_path)], "--data.root"))

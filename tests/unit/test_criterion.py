@@ -1,4 +1,5 @@
-"""StyleCriterion: targets, normalisation, fusion, blending; one real-weights optimisation."""
+"""StyleCriterion: targets, normalisation, fusion, blending (one real-weights optimisation:
+tests/integration/test_criterion.py)."""
 
 from __future__ import annotations
 
@@ -120,18 +121,3 @@ def test_bad_settings_are_user_errors(tiny_vgg):
         StyleCriterion(StyleLoss("gram", normalization="weird"), vgg=tiny_vgg)
     with pytest.raises(RuntimeError):
         StyleCriterion(StyleLoss("gram"), vgg=tiny_vgg)(image(0))
-
-
-@pytest.mark.real_weights
-@pytest.mark.parametrize("loss", ["gram", "bn+poly"])
-def test_real_caffe_weights_lbfgs_lowers_the_loss(loss):
-    from fastmmd.apps.optimize import optimize_image
-
-    crit = StyleCriterion(StyleLoss(loss, style_weight=5.0))
-    crit.set_style([image(20, 64, 64)])
-    content = image(21, 48, 64)
-    crit.set_content(content)
-    result = optimize_image(crit, content, "lbfgs", iterations=6)
-    first, last = result.history[0]["total"], result.history[-1]["total"]
-    assert last < 0.7 * first, (first, last)
-    assert result.image.shape == content.shape and 0 <= result.image.min() and result.image.max() <= 1

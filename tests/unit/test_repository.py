@@ -22,14 +22,14 @@ OUTSIDE = re.compile(r"\.\./|\bshared" r"/data\b|(?<![\w.~-])/(?:work|root|home|
 #: (file, text on the line) that may leave the repository: tests that build such paths on purpose
 #: (split in two literals here, so that this file does not name them itself).
 ALLOWED = {
-    ("tests/test_cli.py", '"..' '/escape"'),              # --run_name must refuse it
-    ("tests/test_data.py", ".." "/imgs/"),              # a file list with paths relative to the list, in tmp_path
-    ("tests/test_outputs.py", '"./sub/..' '/a.png"'),      # the same output spelled two ways
-    ("tests/test_zoo.py", '"..' '/x.pt"'),              # a manifest pointing outside its folder is refused
-    ("tests/test_serve.py", '"..' '/..' '/holiday clip.mp4"'),   # an upload's name is only a name
-    ("tests/test_serve.py", '"..' '/cond.ckpt"'),       # the page cannot name a file
-    ("tests/test_serve.py", '"..' '/..' '/etc/passwd"'),  # nor a token that is a path
-    ("tests/test_serve.py", '"/static/..' '/app.py"'),  # nor a static file outside its folder
+    ("tests/integration/test_cli.py", '"..' '/escape"'),              # --run_name must refuse it
+    ("tests/unit/test_data.py", ".." "/imgs/"),              # a file list with paths relative to the list, in tmp_path
+    ("tests/integration/test_outputs.py", '"./sub/..' '/a.png"'),      # the same output spelled two ways
+    ("tests/integration/test_zoo.py", '"..' '/x.pt"'),              # a manifest pointing outside its folder is refused
+    ("tests/integration/test_serve.py", '"..' '/..' '/holiday clip.mp4"'),   # an upload's name is only a name
+    ("tests/integration/test_serve.py", '"..' '/cond.ckpt"'),       # the page cannot name a file
+    ("tests/integration/test_serve.py", '"..' '/..' '/etc/passwd"'),  # nor a token that is a path
+    ("tests/integration/test_serve.py", '"/static/..' '/app.py"'),  # nor a static file outside its folder
 }
 
 
@@ -73,7 +73,7 @@ def paths_leaving_the_repository(files: list[str]) -> list[str]:
 
 def test_no_committed_file_names_a_path_outside_the_repository():
     files = tracked_text_files()
-    assert {"README.md", "configs/cpu.yaml", "scripts/gpu_check.sh", "tests/test_repository.py"} <= set(files)
+    assert {"README.md", "configs/cpu.yaml", "scripts/gpu_check.sh", "tests/unit/test_repository.py"} <= set(files)
     found = paths_leaving_the_repository(files)
     assert not found, "paths outside the repository (take them from the command line):\n" + "\n".join(found)
 
