@@ -5,7 +5,7 @@ statistics (``tile``) and in tiles normalised with the whole image's statistics 
 prints per variant: seconds, mean/max |tiled - untiled|, and two seam ratios (mean jump across the
 tile edges / mean jump across all columns or rows; 1 = the edges are as smooth as the rest, > 1 =
 a seam): of the output itself (what is visible) and of tiled - untiled (the test's measure,
-tests/test_stylize.py, which hides the image's own edges). The reference figures are in
+tests/integration/test_stylize.py, which hides the image's own edges). The reference figures are in
 docs/benchmarks.md ("Tile statistics").
 
 Usage::

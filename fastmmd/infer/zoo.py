@@ -16,7 +16,7 @@ The folder is ``checkpoints/`` beside the package (the editable install the READ
 Why a checksum: a re-export or a torch upgrade that changes what a shipped style looks like
 should fail a test, not reach users. :func:`checksum` runs a module on a fixed random
 37x53 input (odd sizes exercise the pad/crop path) and records the per-channel mean and standard
-deviation of the output; ``scripts/build_zoo.py`` writes them and ``tests/test_zoo.py`` checks them.
+deviation of the output; ``scripts/build_zoo.py`` writes them and ``tests/integration/test_zoo.py`` checks them.
 """
 
 from __future__ import annotations

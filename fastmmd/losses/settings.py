@@ -5,7 +5,7 @@ the method (or fusion), the term weights, the VGG taps and their weights, the no
 method's kernel and estimator settings. ``fastmmd fit`` reads it as ``--model.loss.*`` (LightningCLI
 turns a dataclass argument into a group), and ``optimize``, ``compare`` and ``evaluate`` build their
 ``--dashed-flags`` and help from the same fields (:func:`fastmmd.commands.parsing.add_dataclass_flags`), so a
-default or its reason lives here and nowhere else. ``tests/test_settings.py`` checks that every
+default or its reason lives here and nowhere else. ``tests/unit/test_settings.py`` checks that every
 command exposes these options with these defaults.
 """
 

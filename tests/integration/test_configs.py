@@ -66,7 +66,7 @@ def test_config_prints_resolved(recipe, capsys):
 @pytest.mark.parametrize("recipe", RECIPES, ids=_id)
 def test_config_trains_one_step_on_tiny_data(recipe, fit_args, fit_data, tmp_path):
     # the recipe's own settings, with paths, sizes and the VGG swapped for the test stand-in
-    # (every loss also trains a few steps in tests/test_training.py)
+    # (every loss's training step: tests/unit/test_training.py)
     args = [*_args(recipe), *fit_args, "--trainer.max_steps", "1", "--trainer.precision", "32", "--model.network_width", "8",
             "--model.init_from", "null", "--trainer.max_time", "null", "--trainer.val_check_interval", "1",
             "--run_name", "one"]

@@ -145,7 +145,7 @@ def test_help_lists_every_subcommand(capsys):
 
 
 def test_precision_auto_resolves_per_hardware(monkeypatch):
-    """The CPU check is injected both ways (tests/test_precision.py tests the check itself)."""
+    """The CPU check is injected both ways (tests/unit/test_precision.py tests the check itself)."""
     import torch
 
     from fastmmd.base import precision

@@ -122,7 +122,7 @@ def test_torch_cannot_fall_back_to_an_unrestricted_unpickle(tmp_path):
     (b"", "empty file"),
     (os.urandom(64), "truncated or corrupt"),
     (b"definitely not a model", "truncated or corrupt"),
-])
+], ids=["empty", "random-bytes", "text"])  # ids: the random bytes differ between pytest-xdist's workers
 def test_broken_files_are_named_not_a_model(tmp_path, data, reason):
     path = tmp_path / "broken.ckpt"
     path.write_bytes(data)
