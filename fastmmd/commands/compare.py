@@ -34,6 +34,8 @@ def build_parser() -> CommandParser:
     add_dataclass_flags(p, RuntimeSettings)
     p.add_argument("--output-dir", default="compare", help="folder for grid_<content>_<style>.png per pair, grid.png (= the first pair's), "
                    "recon_<style>.png, report.md/.json and cells/ (a rerun reuses finished cells)")
+    p.add_argument("--cache-dir", default=None, help="folder of kept optimized images (default: OUTPUT_DIR/cells); "
+                   "the same folder as evaluate's --cache-dir shares them: each image is optimized once")
     return p
 
 
