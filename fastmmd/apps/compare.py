@@ -44,6 +44,7 @@ from fastmmd.base.devices import resolve_device
 from fastmmd.base.errors import UserError
 from fastmmd.base.grid import draw_grid, tile_size
 from fastmmd.base.images import fit_size, image_size, pil_to_tensor, read_image, save_image, tensor_to_pil
+from fastmmd.base.inputs import unique_labels
 from fastmmd.base.outputs import atomic_path, check_output_dir, make_dirs, refuse_inputs
 from fastmmd.base.precision import resolve_precision
 from fastmmd.base.settings import dataclass_from_args, float_list, str_list
@@ -52,6 +53,7 @@ from fastmmd.losses import StyleLoss, parse_loss
 from fastmmd.losses.criterion import CALIBRATION, StyleCriterion
 from fastmmd.losses.metrics import ImageScorer
 from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+from fastmmd.vgg.features import MIN_SIDE as VGG_MIN_SIDE
 
 CELL_FORMAT = 1
 CAPTION_LINES = 2  # under each grid tile: "time, steps" and "SW ..., C ..."
@@ -86,11 +88,6 @@ def _digest(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
-def _unique_stems(paths: list[str]) -> list[str]:
-    stems = [Path(p).stem for p in paths]
-    return [s if stems.count(s) == 1 else f"{s}-{i}" for i, s in enumerate(stems)]
-
-
 def _layer_sets(mode: str) -> list[tuple[tuple[str, ...], str]]:
     if mode == "single":
         return [((t,), t) for t in STYLE_LAYERS]
@@ -98,14 +95,11 @@ def _layer_sets(mode: str) -> list[tuple[tuple[str, ...], str]]:
 
 
 def _validate(args) -> tuple[list[str], list[float]]:
-    if args.size < 16:
-        raise UserError(f"--size must be at least 16 px (VGG pools 4 times), not {args.size}")
-    for name in ("iterations", "projections", "identity_positions"):
+    if args.size < VGG_MIN_SIDE:
+        raise UserError(f"--size must be at least {VGG_MIN_SIDE} px (VGG pools 4 times), not {args.size}")
+    for name in ("projections", "identity_positions"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
-    for name in ("content_weight", "tv_weight"):
-        if not getattr(args, name) >= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, not {getattr(args, name)}")
     losses = list(dict.fromkeys(str_list(args.losses) or []))
     if not losses:
         raise UserError("--losses is empty; give e.g. gram,linear,poly,gaussian,bn,bn+poly")
@@ -166,9 +160,9 @@ def run(args) -> int:
     args.precision = resolve_precision(args.precision, device)  # resolved once: cell keys record what ran
     check_memory(max(math.prod(fit_size(*image_size(p), args.size)) for p in [*args.content, *args.style]),
                  sum(math.prod(fit_size(*image_size(p), args.size)) for p in args.style), device, "--size", args.size)
-    contents = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.content), args.content)]
-    styles = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.style), args.style)]
-    models = [(n, _load_model(p, device)) for n, p in zip(_unique_stems(args.models), args.models)]
+    contents = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(unique_labels(args.content), args.content)]
+    styles = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(unique_labels(args.style), args.style)]
+    models = [(n, _load_model(p, device)) for n, p in zip(unique_labels(args.models), args.models)]
     taps = tuple(dict.fromkeys(STYLE_LAYERS + CONTENT_LAYERS + tuple(str_list(args.style_layers) or ()) + tuple(str_list(args.content_layers) or ())))
     vgg = VGGFeatures(taps, args.vgg_weights, args.pooling, args.vgg_width_divisor).to(device)
     digests = {"content": [_digest(p) for p in args.content], "style": [_digest(p) for p in args.style],
@@ -236,8 +230,8 @@ def _check_outputs(out: Path, args, inputs: list[tuple[str, str]]) -> None:
     """Every file compare writes, checked against the inputs before any work (an input inside
     ``--output-dir`` named like a grid or kept cell would otherwise be replaced)."""
     names = ["report.json", "report.md", "grid.png"]
-    names += [f"grid_{c}_{s}.png" for c in _unique_stems(args.content) for s in _unique_stems(args.style)]
-    names += [f"recon_{s}.png" for s in _unique_stems(args.style)]
+    names += [f"grid_{c}_{s}.png" for c in unique_labels(args.content) for s in unique_labels(args.style)]
+    names += [f"recon_{s}.png" for s in unique_labels(args.style)]
     for name in names:
         refuse_inputs(out / name, inputs)
     cells = (out / "cells").resolve()

@@ -62,14 +62,16 @@ from fastmmd.base.images import (
     save_image,
     tensor_to_pil,
 )
+from fastmmd.base.inputs import unique_labels
 from fastmmd.base.outputs import atomic_path
 from fastmmd.base.precision import resolve_precision
 from fastmmd.base.settings import dataclass_from_args, float_list
 from fastmmd.infer.zoo import resolve_model
-from fastmmd.losses import StyleLoss, parse_loss
+from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import CALIBRATION, StyleCriterion
 from fastmmd.losses.metrics import ImageScorer
 from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+from fastmmd.vgg.features import MIN_SIDE as VGG_MIN_SIDE
 
 CELL_FORMAT = 1
 METRICS = ("style_swd", "style_gram", "content")
@@ -77,29 +79,13 @@ METRICS = ("style_swd", "style_gram", "content")
 
 
 
-def _names(paths: list[str]) -> list[str]:
-    """Short unique labels: the file stem where that is unique, else the file name, else
-    ``<folder>_<file name>``, else numbered."""
-    names = [Path(p).stem for p in paths]
-    for label in (lambda p: p.name, lambda p: f"{p.parent.name}_{p.name}", lambda p: None):
-        clash = [i for i, n in enumerate(names) if names.count(n) > 1]
-        for i in clash:
-            names[i] = label(Path(paths[i])) or f"{Path(paths[i]).stem}-{i}"
-    return names
-
-
 def _validate(args) -> None:
-    for name in ("size", "iterations", "projections"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, not {getattr(args, name)}")
-    if args.size < 16:
-        raise UserError(f"--size must be at least 16 px (VGG pools 4 times), not {args.size}")
-    if args.style_size is not None and args.style_size < 16:
-        raise UserError(f"--style-size must be at least 16 px, not {args.style_size}")
-    for name in ("style_weight", "content_weight", "tv_weight"):
-        if not getattr(args, name) >= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, not {getattr(args, name)}")
-    parse_loss(args.method, dataclass_from_args(StyleLoss, args).fusion_weights)
+    if args.projections < 1:
+        raise UserError(f"--projections must be at least 1, not {args.projections}")
+    for flag, value in (("--size", args.size), ("--style-size", args.style_size)):
+        if value is not None and value < VGG_MIN_SIDE:
+            raise UserError(f"{flag} must be at least {VGG_MIN_SIDE} px (VGG pools 4 times), not {value}")
+    dataclass_from_args(StyleLoss, args)  # its settings, checked in one place
 
 
 def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[tuple[str, str, Any]]:
@@ -109,7 +95,7 @@ def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[tup
 
     strengths = float_list(args.strengths, "--strengths")
     models = []
-    for name, path in zip(_names(list(args.models)), args.models):
+    for name, path in zip(unique_labels((args.models)), args.models):
         stylizer = load_stylizer(path, device="cpu" if Path(path).suffix.lower() == ".onnx" else str(device))
         small = min(min(c.shape[-2:]) for c in contents)
         if small < stylizer.min_size:
@@ -192,7 +178,7 @@ def run(args) -> int:
     check_writable(out / "report.json")
     check_writable(cache / "cell.json")
 
-    photo_names = _names(list(args.content))
+    photo_names = unique_labels((args.content))
     settings = {"size": args.size, "style_size": args.style_size or args.size, "loss": loss.method,
                 "style_weight": loss.style_weight, "content_weight": loss.content_weight, "tv_weight": loss.tv_weight,
                 "iterations": args.iterations, "optimizer": args.optimizer, "lr": args.lr, "init": "content",

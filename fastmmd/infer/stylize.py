@@ -31,16 +31,15 @@ from torch import Tensor
 
 from fastmmd.base.devices import available_memory
 from fastmmd.base.errors import UserError
-from fastmmd.base.images import fit_size, pil_to_tensor, resize, tensor_to_pil, to_rgb
+from fastmmd.base.images import MIN_SIDE, fit_size, pil_to_tensor, resize, tensor_to_pil, to_rgb
 from fastmmd.core.color import preserve_color
 from fastmmd.core.norm_stats import fixed_norm_statistics
 from fastmmd.infer.conditions import Condition, ConditionSpace
 from fastmmd.infer.zoo import resolve_model
-from fastmmd.model.files import open_onnx, read_network
+from fastmmd.model.files import MODEL_SUFFIXES, open_onnx, read_network
 from fastmmd.model.runtime import ExportedStylizer
 from fastmmd.model.tiling import global_norm_statistics, stylize_tiled
 
-MODEL_SUFFIXES = (".pt", ".pt2", ".onnx", ".ckpt")
 #: Peak activation memory of TransformerNet inference that tiling plans for: (8 w + 64) values per
 #: pixel for width w, each of the file's dtype size (the measurement behind it: docs/benchmarks.md,
 #: "Stylize / export").
@@ -285,8 +284,8 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
         require_fast_bf16(dev, "--bf16", "drop --bf16 (fp32 is the fast path there)")
     if tile is not None and 0 < tile < _MIN_TILE:
         raise UserError(f"--tile must be 0 (never tile) or at least {_MIN_TILE} px, not {tile}")
-    if max_size is not None and max_size < 8:
-        raise UserError(f"--max-size must be at least 8 px, not {max_size}")
+    if max_size is not None and max_size < MIN_SIDE:
+        raise UserError(f"--max-size must be at least {MIN_SIDE} px, not {max_size}")
     dtype = torch.float16 if half else torch.bfloat16 if bf16 else None
     cl = dev.type == "cuda" if channels_last is None else channels_last
     model, meta = load_model(path, dev, dtype, cl)

@@ -27,8 +27,11 @@ and the tests' stand-in checkpoints both call, so the format is written in one p
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from fastmmd.base.errors import UserError
+from fastmmd.base.safe_load import not_a_model
 from fastmmd.model.networks import TransformerNet
 
 FORMAT_VERSION = 1
@@ -43,6 +46,20 @@ def description(network: TransformerNet, **training: Any) -> dict[str, Any]:
     from fastmmd import __version__
 
     return {"format_version": FORMAT_VERSION, "fastmmd_version": __version__, "network": network.config(), **training}
+
+
+def check_format_version(meta: dict[str, Any], path: str | os.PathLike) -> None:
+    """The one format-version rule for reading a checkpoint's ``"fastmmd"`` entry: a whole number,
+    at most :data:`FORMAT_VERSION` (a newer file asks for a newer fastmmd).
+
+    Raises:
+        UserError: naming ``path``, in one line.
+    """
+    version = meta.get("format_version", 0)
+    if type(version) is not int:
+        raise not_a_model(path, f"format version {str(version)[:20]!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{str(path)!r} uses checkpoint format {version}; upgrade fastmmd to read it")
 
 
 def checkpoint_entries(network: TransformerNet, meta: dict[str, Any]) -> dict[str, Any]:

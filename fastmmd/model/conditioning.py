@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fastmmd.base.inputs import unique_labels
+
 #: Hidden units of the strength MLP h(s) (a network records it as ``strength_width``).
 STRENGTH_WIDTH = 16
 #: Most styles one network may hold; a file asking for more is refused before anything is built.
@@ -119,14 +121,9 @@ def copy_into_every_slot(conditioned: nn.Module, single: nn.Module) -> None:
 
 # ------------------------------------------------------------------------------------- descriptions
 def style_names(paths: Sequence[str]) -> list[str]:
-    """Names of the styles of a network trained on ``paths``: file stems (``candy``), or file names
-    where stems repeat, or ``<index>`` as the last resort; what ``--style`` and ``--mix`` accept."""
-    from pathlib import PurePath
-
-    names = [PurePath(p).stem for p in paths]
-    if len(set(names)) < len(names):
-        names = [PurePath(p).name for p in paths]
-    return names if len(set(names)) == len(names) else [str(i) for i in range(len(paths))]
+    """Names of the styles of a network trained on ``paths`` (what ``--style`` and ``--mix`` accept):
+    :func:`fastmmd.base.inputs.unique_labels`, the one label rule (file stems, ``candy``)."""
+    return unique_labels(paths)
 
 
 def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | None, draw: str,

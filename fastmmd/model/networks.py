@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fastmmd.base.images import MIN_SIDE
 from fastmmd.model.arbitrary import StylePredictor
 from fastmmd.model.conditioning import MAX_STYLES, ConditionalAffine, StrengthEmbedding
 
@@ -59,8 +60,9 @@ SIZE_MULTIPLE = 4
 #: Largest style embedding D and statistics length F a file may declare (VGG-19's F is 2944).
 MAX_EMBEDDING = 1024
 MAX_STYLE_FEATURES = 4096
-#: The smallest side the network runs at: the 9x9 reflection pad needs 5 px after the padding.
-MIN_SIZE = 8
+#: The smallest side the network runs at (the smallest image fastmmd reads): the 9x9 reflection
+#: pad needs 5 px after the padding.
+MIN_SIZE = MIN_SIDE
 #: The 9x9 RGB convs run at 1/4 resolution on a GPU (:func:`space_to_depth_conv`); 4 divides both
 #: the kernel's 8 px of reach and :data:`SIZE_MULTIPLE`.
 RGB_SPACE_TO_DEPTH = 4

@@ -34,7 +34,7 @@ from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.losses.stability import stability_loss
 from fastmmd.model.arbitrary import EMBEDDING_LAYERS, EMBEDDING_WIDTH, statistics_width, style_statistics
-from fastmmd.model.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX, checkpoint_entries, description
+from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version, checkpoint_entries, description
 from fastmmd.model.conditioning import STRENGTH_WIDTH, copy_into_every_slot, style_names
 from fastmmd.model.conditioning import describe as describe_conditioning
 from fastmmd.model.networks import TransformerNet
@@ -495,9 +495,8 @@ class StyleTransferModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Re-adds this module's own frozen (non-network) weights so strict loading still checks the network."""
-        meta = checkpoint.get(KEY, {})
-        if int(meta.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
-            raise UserError(f"checkpoint format {meta['format_version']} is newer than this fastmmd; upgrade fastmmd")
+        if isinstance(checkpoint.get(KEY), dict):  # what fastmmd wrote; the CLI has read the file whole before
+            check_format_version(checkpoint[KEY], "the checkpoint")
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(NETWORK_PREFIX)}
         for key in ("state_dict", TRAINED_STATE_KEY):  # weight averaging reloads the trained module from the second
             if isinstance(checkpoint.get(key), dict):
