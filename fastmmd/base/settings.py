@@ -99,8 +99,9 @@ class RuntimeSettings:
 
 
 def dataclass_from_args(cls: type[Settings], args: Any, **overrides: Any) -> Settings:
-    """The ``cls`` instance that the flags of :func:`add_dataclass_flags` describe; ``overrides``
-    set the excluded fields (or replace parsed ones). Comma-separated lists are split here."""
+    """The ``cls`` instance that the flags of :func:`fastmmd.commands.parsing.add_dataclass_flags`
+    describe; ``overrides`` set the excluded fields (or replace parsed ones). Comma-separated lists
+    are split here."""
     hints, values = typing.get_type_hints(cls), {}
     for field in dataclasses.fields(cls):
         if field.name in overrides:

@@ -38,9 +38,10 @@ from fastmmd.vgg.features import VGGFeatures
 
 #: Per-method constants s_k under relative normalisation, measured by scripts/calibrate_losses.py:
 #: the median over 12 real (content, style) pairs of ||d gram / d image|| / ||d method / d image||
-#: at the content image (Caffe VGG, 256 px, relu1_1..relu5_1); see docs/benchmarks.md. Poly (c=0)
-#: equals Gram exactly under relative normalisation, so its constant is 1 by construction.
-#: The Gaussian's constant is for the default ``subset`` estimator (the ``linear`` one measured 7.3).
+#: at the content image (Caffe VGG, 256 px, relu1_1..relu5_1), to two significant digits (the
+#: medians and their spread: docs/benchmarks.md, "Loss calibration"). Poly (c=0) equals Gram exactly
+#: under relative normalisation, so its constant is 1 by construction. The Gaussian's constant is
+#: for the default ``subset`` estimator (the ``linear`` estimator's median differs: same section).
 CALIBRATION: dict[str, float] = {"gram": 1.0, "poly": 1.0, "linear": 1.8, "gaussian": 9.3, "bn": 2.8}
 
 

@@ -38,11 +38,13 @@ class StyleLoss:
             is about as strong as one method).
         style_weight: style term weight. 5 for every method and mode: the losses are normalised and
             calibrated to about the same strength (criterion.CALIBRATION), and 5 is the paper's
-            reference gamma; fit, optimize and the shipped configs have always used it.
+            reference gamma; fit, optimize and the shipped configs use it, except
+            configs/video.yaml (10: its stability term competes with the style).
         content_weight: content term weight (relative relu4_2 error, so 1 balances a normalised style).
         tv_weight: total-variation weight. 0 in every mode: the resize-conv network draws no
-            checkerboard, and for optimize the former 1e-3 was a no-op (photos have TV 0.002-0.03 at
-            512 px, so the term was ~1e-5 of the loss); raise it (e.g. 10) to smooth on purpose.
+            checkerboard, and for optimize the former 1e-3 was a no-op, a negligible share of the
+            loss (measured: docs/benchmarks.md, "Loss calibration"); raise it (e.g. 10) to smooth
+            on purpose.
         style_layers: VGG-19 style taps (Li et al.'s and Gatys' relu1_1..relu5_1).
         style_layer_weights: their weights, normalised to sum 1 (default equal, as in the paper).
         content_layers: VGG-19 content taps (relu4_2, as in Gatys et al. and Li et al.).

@@ -72,7 +72,7 @@ class ConditionalAffine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(rows, channels))
 
     def forward(self, x: Tensor, condition: Tensor) -> Tensor:
-        """x (B, C, H, W) normalised, condition c (B, S + S H) -> gamma x + beta."""
+        """x (B, C, H, W) normalised, condition c (B, S + S H + D) -> gamma x + beta."""
         gamma = condition @ self.weight  # (B, C)
         beta = condition @ self.bias
         return x * gamma[:, :, None, None] + beta[:, :, None, None]
@@ -84,7 +84,7 @@ class StrengthEmbedding(nn.Module):
     The first feature is s itself, centred on the trained default 1: the MLP's features start out
     nearly constant over the range, so a read-out of them alone learns an s-independent offset
     first; s - 1 gives every norm layer a direct, zero-mean handle on s from the first step
-    (measured: with the MLP alone, 600 tiny steps left the output almost independent of s).
+    (with the MLP alone, a short training left the output almost independent of s).
     """
 
     def __init__(self, width: int = STRENGTH_WIDTH) -> None:
@@ -119,17 +119,6 @@ def copy_into_every_slot(conditioned: nn.Module, single: nn.Module) -> None:
             slot.bias[: slot.styles] = norm.bias
 
 
-
-
-
-
-# ------------------------------------------------------------------------------------- training
-
-
-
-
-
-
 # ------------------------------------------------------------------------------------- descriptions
 def style_names(paths: Sequence[str]) -> list[str]:
     """Names of the styles of a network trained on ``paths`` (what ``--style`` and ``--mix`` accept):
@@ -149,10 +138,4 @@ def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | Non
     if strength_range:
         entry["strength"] = {"range": [float(v) for v in strength_range], "default": DEFAULT_STRENGTH}
     return entry
-
-
-# ------------------------------------------------------------------------------------- inference
-
-
-
 

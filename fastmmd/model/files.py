@@ -1,13 +1,15 @@
 """Reading model and checkpoint files from anyone: tensors and JSON only, never code.
 
-Every file fastmmd is given (training ``.ckpt``, exported ``.pt`` and ``.pt2``, VGG weights) is read
-here, and nothing in it is ever run:
+Every model file fastmmd is given (training ``.ckpt``, exported ``.pt``, ``.pt2`` and ``.onnx``) is
+read here (VGG weights files by :mod:`fastmmd.vgg.weights`, through the same unpickler), and nothing
+in it is ever run:
 
-* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through :func:`load_pickle`,
-  the only unpickling in fastmmd: torch's weights-only unpickler, which rebuilds tensors and plain
-  containers and refuses any other Python object. torch itself may retry a failed safe load with
-  ``weights_only=False`` (``torch.export.load`` does, for the pickles inside a ``.pt2``);
-  :func:`weights_only_loads` forbids that for a whole command.
+* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through
+  :func:`~fastmmd.base.safe_load.load_pickle`, the only unpickling in fastmmd: torch's weights-only
+  unpickler, which rebuilds tensors and plain containers and refuses any other Python object.
+  torch itself may retry a failed safe load with ``weights_only=False`` (``torch.export.load``
+  does, for the pickles inside a ``.pt2``); :func:`weights_only_loads` forbids that for a whole
+  command.
 * **Exported files are programs.** A TorchScript ``.pt`` holds TorchScript code (which can call
   ``aten::save`` and write any file), a ``.pt2`` holds a graph of any registered operator, Python
   guard code that ``.module()`` compiles and pickles that ``torch.export.load`` unpickles without
@@ -63,9 +65,6 @@ _FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 _STORED_DTYPES = {*_FLOAT_DTYPES, "int8"}  # int8: fastmmd.model.storage
 
 
-
-
-# ------------------------------------------------------------------------------------- pickles
 
 
 # ------------------------------------------------------------------------------------- networks
