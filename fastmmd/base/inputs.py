@@ -182,21 +182,22 @@ class ArchiveBudget:
 
 
 def check_zip_budget(source: str | os.PathLike | bytes, name: str) -> None:
-    """Checks a torch zip file (path or bytes) with :class:`ArchiveBudget` before ``torch.load`` inflates it;
-    anything that is not a zip archive passes (its reader bounds itself)."""
+    """Checks a torch zip file (path or bytes: one that starts as a zip archive, which is how torch
+    picks its zip reader) with :class:`ArchiveBudget` before ``torch.load`` inflates it.
+
+    Raises:
+        UserError: over the budget, or an archive that Python's zipfile cannot read (torch's own
+            reader is never left to inflate what was not checked).
+    """
     import io
 
     data = io.BytesIO(source) if isinstance(source, bytes) else source
     size = len(source) if isinstance(source, bytes) else os.stat(source).st_size
     try:
-        if not zipfile.is_zipfile(data):
-            return
-        if isinstance(data, io.BytesIO):
-            data.seek(0)
         with zipfile.ZipFile(data) as z:
             ArchiveBudget(z, size, name)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError):
-        return  # torch.load names it unreadable
+        raise UserError(f"{name!r} is a zip archive that cannot be read (truncated or corrupt)") from None
 
 
 def unique_labels(paths: Sequence[str | os.PathLike]) -> list[str]:

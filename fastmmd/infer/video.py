@@ -59,6 +59,16 @@ MIN_FPS, MAX_FPS = 0.001, 10000.0
 #: Share of a clip's declared frames or duration that may be missing before it counts as truncated.
 TRUNCATION_TOLERANCE = 0.02
 CLIP_SAMPLES = 16
+#: Most decoded pixels per second of a clip's timeline: 8K (7680 x 4320) at 30 fps or 4K at 120 fps,
+#: twice 4K at 60 fps (0.50 Gpx/s). A few bytes of GIF or H.264 can declare any number of large frames
+#: (one 1x1 change per frame on a large screen); this ties the work to the length of the clip.
+MAX_PIXEL_RATE = 1_000_000_000
+#: Most frames per second of a clip's timeline: phones film slow motion at 240 fps (960 fps in short
+#: bursts); a stream whose timestamps are a microsecond apart (or all equal) is refused.
+MAX_FRAME_RATE = 1000
+#: Timeline always granted on top of the observed one: a clip's first second (a clip shorter than a
+#: second, the burst of frames at its start).
+RATE_GRACE_SECONDS = 1.0
 
 
 def is_video(path: str | Path) -> bool:
@@ -144,6 +154,8 @@ class VideoSource:
             raise UserError(f"{str(path)!r}: the video stream has no frame size (corrupt file?)")
         try:
             check_frame_size(*self.size, str(path))  # declared by the stream: checked before any frame is decoded
+            check_declared_rates(self.stream.average_rate, *self.size, self.stream.frames or 0,
+                                 (self.container.duration or 0) / 1e6, str(path))
         except UserError:
             self.close()
             raise
@@ -189,6 +201,7 @@ class VideoSource:
         self._used = True
         streams = [self.stream, *self.audio]  # audio demuxed always: its end tells a truncated file (below)
         decoded, end = 0, 0.0
+        budget = DecodeBudget(str(self.path))  # frames and pixels against the timeline they cover
         try:
             for packet in self.container.demux(*streams):
                 if packet.pts is not None and packet.time_base:
@@ -199,11 +212,14 @@ class VideoSource:
                     continue
                 for frame in packet.decode():
                     check_frame_size(frame.width, frame.height, str(self.path))  # a frame larger than declared
-                    rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float().div_(255)
-                    if frame.pts is None:  # no timestamps (some AVI): frame index at the nominal rate
-                        out = Frame(rgb, decoded, 1 / self.rate)
+                    time_base = frame.time_base or self.stream.time_base
+                    if frame.pts is None or not time_base:  # no timestamps (some AVI): frame index at the nominal rate
+                        pts, time_base = decoded, 1 / self.rate
                     else:
-                        out = Frame(rgb, frame.pts, frame.time_base or self.stream.time_base)
+                        pts = frame.pts
+                    budget.charge(frame.width, frame.height, float(pts * time_base))  # before converting it
+                    rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float().div_(255)
+                    out = Frame(rgb, pts, time_base)
                     out.rotation = frame.rotation
                     decoded += 1
                     yield out
@@ -248,6 +264,62 @@ def check_frame_size(width: int, height: int, name: str) -> None:
     if width * height > MAX_PIXELS:
         raise UserError(f"video {name!r} has {width}x{height} = {width * height / 1e6:.0f} Mpx frames, over the "
                         f"{MAX_PIXELS / 1e6:.0f} Mpx limit (decompression bomb?)")
+
+
+def check_declared_rates(rate: Fraction | None, width: int, height: int, frames: int, seconds: float,
+                         name: str) -> None:
+    """Refuses, before any frame is decoded, a stream whose header declares more than
+    :data:`MAX_FRAME_RATE` frames or :data:`MAX_PIXEL_RATE` pixels per second: its average rate
+    (``rate``, from its timestamps), or its frame count over the container's duration (``seconds``).
+    What the frames then really carry is counted by :class:`DecodeBudget`."""
+    if rate and rate > MAX_FRAME_RATE:
+        raise UserError(f"video {name!r} declares {float(rate):.0f} frames per second, over the {MAX_FRAME_RATE} "
+                        "fastmmd decodes (crafted timestamps?)")
+    if frames and frames > MAX_FRAME_RATE * (max(seconds, 0.0) + RATE_GRACE_SECONDS):
+        raise UserError(f"video {name!r} declares {frames} frames in {seconds:.3f} s, over {MAX_FRAME_RATE} frames "
+                        "per second (crafted timestamps?)")
+    if rate and width * height * rate > MAX_PIXEL_RATE:
+        raise UserError(f"video {name!r} declares {width}x{height} frames at {float(rate):.4g} fps = "
+                        f"{width * height * float(rate) / 1e9:.2f} Gpx per second, over the {MAX_PIXEL_RATE / 1e9:.1f} "
+                        "Gpx/s fastmmd decodes (8K at 30 fps); use a smaller or slower clip")
+
+
+class DecodeBudget:
+    """Frames and pixels decoded from one clip, against the span of timeline they cover.
+
+    :meth:`charge` is called for every decoded frame before it is converted or stylized; it refuses
+    the clip (one line; the output is not written) as soon as the frames so far exceed
+    :data:`MAX_FRAME_RATE` frames or :data:`MAX_PIXEL_RATE` pixels per second of the span between
+    the earliest and the latest timestamp seen, plus :data:`RATE_GRACE_SECONDS`. So a stream that
+    declares a modest rate but carries thousands of frames at one timestamp, or screens of 100 Mpx
+    a few milliseconds apart, costs at most one second's worth of work beyond what a real clip of
+    its length costs.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.frames = self.pixels = 0
+        self.first = self.last = 0.0
+
+    def charge(self, width: int, height: int, seconds: float) -> None:
+        """Counts one ``width`` x ``height`` frame shown at ``seconds`` on the clip's timeline.
+
+        Raises:
+            UserError: the clip's frames or pixels so far exceed the rates above.
+        """
+        if self.frames == 0:
+            self.first = self.last = seconds
+        self.first, self.last = min(self.first, seconds), max(self.last, seconds)
+        self.frames += 1
+        self.pixels += width * height
+        span = self.last - self.first
+        allowed = span + RATE_GRACE_SECONDS
+        if self.frames > MAX_FRAME_RATE * allowed:
+            raise UserError(f"video {self.name!r} holds {self.frames} frames in {span:.3f} s of its timeline, over "
+                            f"{MAX_FRAME_RATE} frames per second (crafted timestamps?); nothing written")
+        if self.pixels > MAX_PIXEL_RATE * allowed:
+            raise UserError(f"video {self.name!r} holds {self.pixels / 1e9:.2f} Gpx in {span:.3f} s of its timeline, over "
+                            f"the {MAX_PIXEL_RATE / 1e9:.1f} Gpx per second fastmmd decodes (8K at 30 fps); nothing written")
 
 
 def _reason(err: BaseException) -> str:

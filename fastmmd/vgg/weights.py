@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from fastmmd.base.errors import UserError
-from fastmmd.base.safe_load import load_pickle, not_a_model
+from fastmmd.base.safe_load import check_tensor_bytes, load_pickle, not_a_model
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -132,10 +132,11 @@ def file_state_dict(path: Path) -> dict[str, Tensor]:
         raise UserError(f"{str(path)!r} does not hold a state dict")
     out = {}
     for key, value in state.items():
-        m = re.search(r"(?:^|\.)(\d+)\.(weight|bias)$", key)
+        m = re.search(r"(?:^|\.)(\d+)\.(weight|bias)$", key) if isinstance(key, str) else None
         if m and not key.startswith("classifier") and isinstance(value, Tensor):
-            out[f"{m.group(1)}.{m.group(2)}"] = value.float()
-    return out
+            out[f"{m.group(1)}.{m.group(2)}"] = value
+    check_tensor_bytes(out, path, "VGG-19 weights file")  # no stride-0 view is expanded by .float() (a 64-byte record as 2^31 elements)
+    return {k: v.float() for k, v in out.items()}
 
 
 def random_state_dict(features: nn.Sequential, seed: int = 0) -> dict[str, Tensor]:
