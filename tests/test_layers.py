@@ -145,3 +145,18 @@ def test_old_module_names_still_import_with_one_warning():
     for old, homes in fastmmd.MOVED.items():
         assert all(importlib.util.find_spec(f"fastmmd.{h}") for h in homes), old
         assert importlib.util.find_spec(f"fastmmd.{old}") is not None
+
+
+def test_the_architecture_page_lists_every_module_in_its_layer():
+    """docs/architecture.md's table names each layer's modules: a module added or moved updates it."""
+    rows = {}
+    for line in (PACKAGE.parent / "docs" / "architecture.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].strip("`") in RANK:
+            rows[cells[0].strip("`")] = {m.strip(" `") for m in cells[2].split(",")}
+    assert set(rows) == set(RANK)
+    for name in FILES:
+        mine = layer(name)
+        if mine and name.count(".") >= 2:
+            leaf = name.split(".")[2]
+            assert leaf in rows[mine], f"docs/architecture.md: {name} is missing from the {mine} row"

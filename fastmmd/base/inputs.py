@@ -26,7 +26,8 @@ import os
 import re
 import stat
 import zipfile
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePath
 from typing import Any
 
 from fastmmd.base.errors import UserError
@@ -196,3 +197,14 @@ def check_zip_budget(source: str | os.PathLike | bytes, name: str) -> None:
             ArchiveBudget(z, size, name)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError):
         return  # torch.load names it unreadable
+
+
+def unique_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Short labels for files, unique among ``paths``, for names of outputs, rows and styles: the
+    file stem (``candy``); where stems repeat, the file name (``candy.png``); then
+    ``<folder>_<file name>``; then ``<stem>-<index>``. The one rule for every command."""
+    labels = [PurePath(p).stem for p in paths]
+    for rule in (lambda p: p.name, lambda p: f"{p.parent.name}_{p.name}" if p.parent.name else None, lambda p: None):
+        for i in [i for i, n in enumerate(labels) if labels.count(n) > 1]:
+            labels[i] = rule(PurePath(paths[i])) or f"{PurePath(paths[i]).stem}-{i}"
+    return labels

@@ -2,7 +2,8 @@
 
 Frames are decoded, stylized in batches and encoded as they come (PyAV, whose wheels bundle
 FFmpeg), so memory does not grow with the clip's length: at most ``batch_size`` frames plus the
-encoder's look-ahead are held. What the output keeps from the source:
+encoder's look-ahead are held (and, for ``clip`` statistics, their :data:`CLIP_SAMPLES` sample
+frames). What the output keeps from the source:
 
 * every frame's timestamp (so the frame rate, variable rates included) and the frame size, odd
   sizes too (4:2:0 chroma needs even sides, so odd-sized frames are encoded 4:4:4);
@@ -15,13 +16,13 @@ The output is written under a temporary name beside the target and renamed when 
 (:func:`fastmmd.base.outputs.atomic_path`): an interrupted or failed run leaves no half-written file.
 A folder of frames works as input (``--fps`` sets the rate) and as output (PNG frames).
 
-Flicker (docs/benchmarks.md, "Video flicker"): ``norm_stats`` chooses the instance-norm
-statistics (:mod:`fastmmd.core.norm_stats`): ``frame`` (each frame its own, as for images; the
-default), ``running`` (a moving average over the frames so far) or ``clip`` (one set for the whole
-clip, pooled over up to :data:`CLIP_SAMPLES` frames spread over it, read in a first pass). Measured
-on clips with known camera motion, shared statistics changed the temporal error by 1 % or less at
-0.25-0.75x the speed: what flickers is where the strokes fall, not the brightness. Networks trained
-with ``model.stability_weight`` flicker 2-4x less (at some cost in style strength).
+Flicker: ``norm_stats`` chooses the instance-norm statistics (:mod:`fastmmd.core.norm_stats`):
+``frame`` (each frame its own, as for images; the default), ``running`` (a moving average over the
+frames so far) or ``clip`` (one set for the whole clip, pooled over up to :data:`CLIP_SAMPLES`
+frames spread over it, read in a first pass). On clips with known camera motion, shared statistics
+did not lower the temporal error measurably and cost speed: what flickers is where the strokes
+fall, not the brightness. Networks trained with ``model.stability_weight`` flicker less, at some
+cost in style strength (measured: docs/benchmarks.md, "Video flicker").
 """
 
 from __future__ import annotations
@@ -393,10 +394,18 @@ def stylize_video(stylizer: Any, source_path: str | Path, output: str | Path, ba
         codec, crf: the encoder (default: H.264 for mp4/mov/mkv/avi, VP9 for webm) and its constant
             rate factor (default :data:`DEFAULT_CRF`).
         audio: copy the source's audio streams.
-        fps: frame rate of a folder of frames (default 25), or a new rate for a video's frames.
+        fps: frame rate of a folder of frames (default 25); refused for a video file, which keeps
+            its own frame timing (:class:`UserError`).
         norm_stats: ``frame``, ``running`` or ``clip`` (module docstring); momentum: of ``running``.
         progress: show a progress bar with frames/s.
         metadata: container tags (video) or PNG text (frames) to write.
+
+    Returns:
+        :class:`VideoResult`: frames written, seconds taken (``fps`` = their ratio), output path.
+
+    Raises:
+        UserError: a bad setting, an unreadable, truncated or oversized source, an encoder or
+            container that cannot take the frames or the audio; the output is then not written.
     """
     from tqdm import tqdm
 

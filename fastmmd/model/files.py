@@ -1,13 +1,15 @@
 """Reading model and checkpoint files from anyone: tensors and JSON only, never code.
 
-Every file fastmmd is given (training ``.ckpt``, exported ``.pt`` and ``.pt2``, VGG weights) is read
-here, and nothing in it is ever run:
+Every model file fastmmd is given (training ``.ckpt``, exported ``.pt``, ``.pt2`` and ``.onnx``) is
+read here (VGG weights files by :mod:`fastmmd.vgg.weights`, through the same unpickler), and nothing
+in it is ever run:
 
-* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through :func:`load_pickle`,
-  the only unpickling in fastmmd: torch's weights-only unpickler, which rebuilds tensors and plain
-  containers and refuses any other Python object. torch itself may retry a failed safe load with
-  ``weights_only=False`` (``torch.export.load`` does, for the pickles inside a ``.pt2``);
-  :func:`weights_only_loads` forbids that for a whole command.
+* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through
+  :func:`~fastmmd.base.safe_load.load_pickle`, the only unpickling in fastmmd: torch's weights-only
+  unpickler, which rebuilds tensors and plain containers and refuses any other Python object.
+  torch itself may retry a failed safe load with ``weights_only=False`` (``torch.export.load``
+  does, for the pickles inside a ``.pt2``); :func:`weights_only_loads` forbids that for a whole
+  command.
 * **Exported files are programs.** A TorchScript ``.pt`` holds TorchScript code (which can call
   ``aten::save`` and write any file), a ``.pt2`` holds a graph of any registered operator, Python
   guard code that ``.module()`` compiles and pickles that ``torch.export.load`` unpickles without
@@ -44,12 +46,16 @@ from fastmmd.base.errors import UserError
 from fastmmd.base.inputs import ArchiveBudget, load_json, regular_file
 from fastmmd.base.safe_load import load_pickle, not_a_model
 from fastmmd.base.unpickling import weights_only_loads  # noqa: F401  (re-exported: the guard lives in a torch-free module)
-from fastmmd.model.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX
+from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version
 from fastmmd.model.conditioning import MAX_STYLES
 from fastmmd.model.networks import TransformerNet
 from fastmmd.model.storage import dequantize_state
 
 METADATA_FILE = "fastmmd.json"
+#: Files fastmmd reads a network from: fastmmd's own network runs them (:func:`read_network`).
+NETWORK_SUFFIXES = (".pt", ".pt2", ".ckpt")
+#: Every model file a command accepts: the networks, and ONNX exports, which run only in onnxruntime (:func:`open_onnx`).
+MODEL_SUFFIXES = (*NETWORK_SUFFIXES, ".onnx")
 #: Largest value of a recorded network setting (width, residual blocks, kernel); bounds what a file can ask to build.
 MAX_NETWORK_SETTING = 4096
 #: Tighter bounds for the conditioning settings (:mod:`fastmmd.model.conditioning`): styles and strength MLP units.
@@ -59,9 +65,6 @@ _FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 _STORED_DTYPES = {*_FLOAT_DTYPES, "int8"}  # int8: fastmmd.model.storage
 
 
-
-
-# ------------------------------------------------------------------------------------- pickles
 
 
 # ------------------------------------------------------------------------------------- networks
@@ -695,11 +698,7 @@ def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[s
     meta = ckpt.get(KEY)
     if not isinstance(meta, dict):
         raise not_a_model(path, "no fastmmd description; was it written by `fastmmd fit`?")
-    version = meta.get("format_version", 0)
-    if type(version) is not int:
-        raise not_a_model(path, f"format version {str(version)[:20]!r}")
-    if version > FORMAT_VERSION:
-        raise UserError(f"{str(path)!r} uses checkpoint format {version}; upgrade fastmmd to read it")
+    check_format_version(meta, path)
     return validate_metadata(meta, path)
 
 

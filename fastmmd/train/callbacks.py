@@ -225,14 +225,15 @@ class ValidationScores(L.Callback):
       over the pixels both show (:func:`fastmmd.losses.metrics.masked_abs_error`, as
       :func:`fastmmd.losses.metrics.temporal_error` measures clips). One extra network pass.
 
-    Both are means over the validation photos, measured as ``compare``/``evaluate`` measure a saved
+    All three are means over the validation photos, measured as ``compare``/``evaluate`` measure a saved
     output: the output rounded to 8 bits, VGG in float32 (autocast off), the style image(s) the
     module trains on read at the validation size (long edge ``model.image_size``; several style
     images are pooled into one sample, their blend weights not applied; a network trained on
     several styles, ``model.conditioning: [styles]``, is scored per photo against the style that
     photo was drawn in, photo j in style j mod S, and also logs ``val/style_swd/<style name>``), the module's own VGG
-    weights, ``projections`` directions seeded with ``seed``. The cost is one extra VGG pass over
-    the ``data.val_size`` photos per validation. Skipped during the sanity check.
+    weights, ``projections`` directions seeded with ``seed``. The cost per validation: a VGG pass
+    over the outputs and one over the photos (to the content layer), plus the temporal error's
+    network pass, over the ``data.val_size`` photos. Skipped during the sanity check.
 
     Args:
         projections: random directions of the sliced Wasserstein distance (``compare``: 64).

@@ -12,7 +12,8 @@ run named by ``--run_name``); a checkpoint file resumes in its own folder. Defau
 * callbacks always present: LearningRateMonitor (``lr-Adam``), ThroughputMonitor
   (``train/device/samples_per_sec`` = images/s per device, plus ``train/samples_per_sec`` under
   DDP), :class:`~fastmmd.train.callbacks.NonFiniteGuard`, :class:`~fastmmd.train.callbacks.ValidationScores`
-  (``val/style_swd``, ``val/content_distance``), :class:`~fastmmd.train.callbacks.ElapsedTime` (``time/elapsed_s``);
+  (``val/style_swd``, ``val/content_distance``, ``val/temporal_error``),
+  :class:`~fastmmd.train.callbacks.ElapsedTime` (``time/elapsed_s``);
   configurable: ``checkpoint``
   (:class:`~fastmmd.train.callbacks.RunCheckpoint`: ``save_last``, every 1000 steps, all kept,
   ``step=NNNNNNN.ckpt``), ``grid`` (:class:`~fastmmd.train.callbacks.ValidationGrid`) and ``predictions``

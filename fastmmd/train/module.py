@@ -8,8 +8,8 @@ is frozen and never enters a checkpoint, which holds only ``network.*`` weights,
 schedule state, the config and the ``"fastmmd"`` description of :mod:`fastmmd.model.checkpoints`.
 
 Each step runs the network on the content batch, then VGG over the generated images with gradients
-and over the content images without (truncated at the content layer, see ``scripts/bench_train.py``
-for why that beats one joint pass). Precision comes from the Trainer (``32``, ``16-mixed``,
+and over the content images without (truncated at the content layer, which beats one joint pass:
+docs/benchmarks.md, "Feed-forward training"). Precision comes from the Trainer (``32``, ``16-mixed``,
 ``bf16-mixed``): the network and VGG run under autocast, every statistic and loss in float32.
 Image grids, the NaN guard and checkpoint I/O live in :mod:`fastmmd.train.callbacks`.
 """
@@ -34,7 +34,7 @@ from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.losses.stability import stability_loss
 from fastmmd.model.arbitrary import EMBEDDING_LAYERS, EMBEDDING_WIDTH, statistics_width, style_statistics
-from fastmmd.model.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX, checkpoint_entries, description
+from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version, checkpoint_entries, description
 from fastmmd.model.conditioning import STRENGTH_WIDTH, copy_into_every_slot, style_names
 from fastmmd.model.conditioning import describe as describe_conditioning
 from fastmmd.model.networks import TransformerNet
@@ -92,19 +92,18 @@ class StyleTransferModule(L.LightningModule):
             run, or an exported ``.pt``/``.pt2``), read by :func:`fastmmd.model.files.read_network`
             (weights only, no code). The optimizer, schedule and step start fresh; ``--ckpt_path``
             (resume) overrides these weights with the checkpoint's. Started from a network that
-            already reproduces photos, a new style ends 10 CPU minutes with a 2-9 % lower content
-            distance at the same style distance (docs/benchmarks.md, "A new
-            style on the CPU").
+            already reproduces photos, a new style ends a short CPU run closer to the photos at the
+            same style distance (measured: docs/benchmarks.md, "A new style on the CPU").
         lr: Adam learning rate. ``lr_schedule``: ``constant``, ``cosine`` (to ``lr_min`` at the last
             step) or ``step`` (times ``lr_gamma`` every ``lr_step_size`` steps).
         channels_last: NHWC memory format for ``vgg`` (default: its convolutions run faster, most of
             all under bf16) or ``all`` (the network and its inputs too; on CPU this is slower, because
-            instance norm converts NHWC back to NCHW at every layer; see docs/benchmarks.md).
+            instance norm converts NHWC back to NCHW at every layer; docs/benchmarks.md,
+            "Feed-forward training").
         compile: ``torch.compile`` the network and VGG in place (``nn.Module.compile``, so checkpoint
-            keys do not change) when fitting starts. Measured at 256 px, batch 4, bf16: 1.14-1.22x
-            the eager step on the 2-core CPU (3.37x the naive loop instead of 2.80x, in a run that
-            interleaves the variants; docs/benchmarks.md) and 1.41x on an H100; the first steps
-            pay the compilation (about a minute on the CPU). Off by default:
+            keys do not change) when fitting starts: faster steps on the CPU and on a GPU
+            (measured: docs/benchmarks.md, "Feed-forward training" and "On one GPU"), after the
+            first steps have paid the compilation. Off by default:
             a short run may not earn the compile time back, and resumes are not bitwise exact
             across eager and compiled runs.
         stability_weight: weight of Gupta et al.'s stability loss (:mod:`fastmmd.losses.stability`),
@@ -119,13 +118,15 @@ class StyleTransferModule(L.LightningModule):
             sub-pixel bilinear shifts. Exact: the target is not blurred by resampling, so fine
             texture is not what the term removes; what it removes is texture tied to the network's
             4 px grid instead of the photo (docs/benchmarks.md, "Grid lock"), which 1..3 px moves
-            change most. Measured (400-step fine-tune, weight 100, shift 3): the lattice's period-4
-            power 303 -> 67, temporal error 0.57x where sub-pixel moves gave 0.63x, same style.
+            change most. Against sub-pixel moves at the same weights it removes the period-4 lattice
+            and flickers less at the same style distance (measured: docs/benchmarks.md, "The fix:
+            whole-pixel stability moves").
         loss_jitter: J px: each training step scores the output and the photo cropped by J px at
             one random offset in 0..J (same for both), so VGG-19's pooling grid (stride 2..16 from
             the crop's corner) and the network's 4 px grid no longer line up the same way every
-            step, and a pattern phased with both stops paying. Measured (docs/benchmarks.md, "Grid
-            lock"): 3 cut the lattice's period-2 component by 64 %. 0 = off (validation never jitters).
+            step, and a pattern phased with both stops paying: 3 cut the lattice's period-2
+            component in a fine-tune (measured: docs/benchmarks.md, "Grid lock"). 0 = off (validation
+            never jitters).
         seed: seeds the criterion's generator (Gaussian estimators) and the one of the training step's
             perturbations (the stability loss's shifts and noise, the loss jitter's offsets).
     """
@@ -496,9 +497,8 @@ class StyleTransferModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Re-adds this module's own frozen (non-network) weights so strict loading still checks the network."""
-        meta = checkpoint.get(KEY, {})
-        if int(meta.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
-            raise UserError(f"checkpoint format {meta['format_version']} is newer than this fastmmd; upgrade fastmmd")
+        if isinstance(checkpoint.get(KEY), dict):  # what fastmmd wrote; the CLI has read the file whole before
+            check_format_version(checkpoint[KEY], "the checkpoint")
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(NETWORK_PREFIX)}
         for key in ("state_dict", TRAINED_STATE_KEY):  # Lightning's WeightAveraging loads the second strictly
             if isinstance(checkpoint.get(key), dict):

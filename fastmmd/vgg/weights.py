@@ -55,7 +55,7 @@ def imagenet_preprocess() -> nn.Module:
     """RGB [0, 1] -> (x - mean) / std with the ImageNet statistics (torchvision's convention).
 
     torchvision is imported here, not at the top: the default ``caffe`` source never needs it, and
-    importing it costs ~1.6 s on a loaded 2-core CPU (half of ``import torch``)."""
+    importing it costs seconds of start-up (measured: docs/benchmarks.md, "images.py vs torchvision")."""
     from torchvision.transforms import v2
 
     return v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
