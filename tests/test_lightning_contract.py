@@ -13,6 +13,8 @@ release that changes it fails a test instead of a training run:
 * fastmmd's ``NetworkEMA`` stands in for Lightning's (Lightning >= 2.6): same arguments, same
   numbers, same checkpoint entries, so a checkpoint of either resumes with it; its file does not
   depend on the order Lightning calls the checkpoint hooks in.
+* exact resume (``fastmmd.train.sampling``) takes Lightning's data protocol as it is: ``set_epoch``
+  before an epoch's first batch is drawn, and no prefetch from a loader with a length.
 """
 
 from __future__ import annotations
@@ -214,3 +216,53 @@ def test_a_checkpoint_of_lightnings_ema_resumes_with_fastmmds_as_if_never_interr
         assert set(a[entry]) == set(b[entry])
         for k, v in a[entry].items():
             assert torch.allclose(v, b[entry][k], rtol=0, atol=1e-6), (entry, k)
+
+
+def test_the_data_protocol_exact_resume_relies_on():
+    """fastmmd.train.sampling counts batches as the loader hands them out and starts its workers at
+    the first ``next()``: that needs Lightning (a) to create the epoch's iterator no later than its
+    ``set_epoch`` call and draw the first batch after it, (b) not to prefetch from a loader with a
+    length (the count is then the batches trained on when a checkpoint is written)."""
+    import lightning.pytorch as pl
+
+    from fastmmd.train.sampling import EpochKeys, ResumableLoader, ResumableSampler
+
+    events: list[tuple] = []
+
+    class Recorded(EpochKeys):
+        def set_epoch(self, epoch: int) -> None:
+            events.append(("set_epoch", epoch))
+            super().set_epoch(epoch)
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 12
+
+        def __getitem__(self, key):
+            index, epoch = key
+            events.append(("item", epoch))
+            return torch.full((1,), float(index))
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            loader = self.trainer.train_dataloader
+            events.append(("step", self.current_epoch, batch_idx, loader.state_dict()["batches"]))
+            return (self.w * batch).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    sampler = ResumableSampler(12, seed=3, batch_size=4)
+    loader = ResumableLoader(Data(), batch_sampler=torch.utils.data.BatchSampler(Recorded(sampler), 4, drop_last=True))
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Module(), train_dataloaders=loader)
+    steps = [e for e in events if e[0] == "step"]
+    assert [(epoch, i, done) for _, epoch, i, done in steps] == [(e, i, i + 1) for e in range(2) for i in range(3)]
+    for epoch in range(2):  # set_epoch(e) comes before every item drawn for epoch e
+        first_item = next(k for k, e in enumerate(events) if e == ("item", epoch))
+        assert ("set_epoch", epoch) in events[:first_item]
