@@ -16,7 +16,14 @@ from fastmmd.base.errors import UserError
 from fastmmd.base.images import check_image_output, fit_size, image_size, read_image, resize, save_image
 from fastmmd.base.outputs import refuse_inputs
 from fastmmd.base.precision import resolve_precision
-from fastmmd.base.settings import OptimizerSettings, RuntimeSettings, VGGSettings, dataclass_from_args, float_list
+from fastmmd.base.settings import (
+    OptimizerSettings,
+    RuntimeSettings,
+    VGGSettings,
+    dataclass_from_args,
+    float_list,
+    optimization_settings,
+)
 from fastmmd.commands.parsing import CommandParser, add_dataclass_flags
 from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import StyleCriterion
@@ -59,7 +66,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     _check_positive(args)
-    opt, vgg, runtime = (dataclass_from_args(cls, args) for cls in (OptimizerSettings, VGGSettings, RuntimeSettings))
+    opt, vgg, runtime = optimization_settings(args)
     blend = float_list(args.style_blend, "--style-blend")
     loss = dataclass_from_args(StyleLoss, args)
     torch.manual_seed(opt.seed)

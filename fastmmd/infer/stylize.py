@@ -277,7 +277,7 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     if half and bf16:
         raise UserError("--half and --bf16 exclude each other; pick one")
     if half and dev.type == "cpu":
-        raise UserError("--half needs a CUDA GPU (fp16 on CPU is ~30x slower than fp32); drop it or use --bf16")
+        raise UserError("--half needs a CUDA GPU (fp16 on a CPU is many times slower than fp32); drop it or use --bf16")
     if bf16 and not half:
         from fastmmd.base.precision import require_fast_bf16
 

@@ -38,11 +38,9 @@ from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version,
 from fastmmd.model.conditioning import STRENGTH_WIDTH, copy_into_every_slot, style_names
 from fastmmd.model.conditioning import describe as describe_conditioning
 from fastmmd.model.networks import TransformerNet
+from fastmmd.train.callbacks import TRAINED_STATE_KEY
 from fastmmd.train.draws import Draw, draw_conditions, validation_conditions
 from fastmmd.vgg.features import VGGFeatures
-
-#: Where Lightning's ``WeightAveraging`` callbacks keep the trained (not averaged) module's state in a checkpoint.
-TRAINED_STATE_KEY = "current_model_state"
 
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
 #: px along the border of a whole-pixel stability crop that are not compared (2 cells of the network's 4 px grid)
@@ -132,6 +130,10 @@ class StyleTransferModule(L.LightningModule):
         seed: seeds the criterion's generator (Gaussian estimators) and the one of the training step's
             perturbations (the stability loss's shifts and noise, the loss jitter's offsets).
     """
+
+    #: FLOPs per training batch for Lightning's ``ThroughputMonitor``: not counted (None), which the
+    #: monitor reads as "no FLOPs metrics" instead of warning that the attribute is missing.
+    flops_per_batch: float | None = None
 
     def __init__(
         self,
@@ -295,11 +297,10 @@ class StyleTransferModule(L.LightningModule):
     def configure_model(self) -> None:
         """Computes the style targets, once, for every Trainer stage (fit, validate, test, predict).
 
-        Here rather than at fit start because Lightning's weight averaging deep-copies the module
-        in its ``setup`` (calling this hook first) and pairs the copy's buffers with the module's by
-        position, so targets added later would misalign them. The Trainer calls this before it
-        moves the module to its device, under its default-device context: the targets are computed
-        where the VGG is (the CPU) and move with the module.
+        The Trainer calls this before it restores a checkpoint and moves the module to its device,
+        under its default-device context: the targets are computed where the VGG is (the CPU) and
+        move with the module. (Weight averaging, :class:`~fastmmd.train.callbacks.NetworkEMA`,
+        copies the network alone, by name, so it does not care when the targets appear.)
         """
         self._ensure_style()
 
@@ -480,10 +481,11 @@ class StyleTransferModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keeps only the network's weights (never the frozen VGG) and adds the description.
 
-        Under Lightning's weight averaging (``EMAWeightAveraging``, ``WeightAveraging``; their
-        ``on_save_checkpoint`` runs first) ``state_dict`` already holds the averaged module and
-        ``current_model_state`` the trained one: both keep only their network, so the file's network
-        (what export, stylize and evaluate read) is the average, and a resume restores both."""
+        Under weight averaging (:class:`~fastmmd.train.callbacks.NetworkEMA`, or Lightning's
+        own ``WeightAveraging`` in a Trainer built by hand) ``state_dict`` holds the averaged network
+        and ``current_model_state`` the trained one: both keep only their network, so the file's
+        network (what export, stylize and evaluate read) is the average. With fastmmd's callback
+        the file is the same whether its hook runs before this one (as Lightning calls them) or after."""
         entries = checkpoint_entries(self.network, self.describe())
         if isinstance(checkpoint.get(TRAINED_STATE_KEY), dict):  # the callback's two module states, network only
             for key in ("state_dict", TRAINED_STATE_KEY):
@@ -498,7 +500,7 @@ class StyleTransferModule(L.LightningModule):
         if isinstance(checkpoint.get(KEY), dict):  # what fastmmd wrote; the CLI has read the file whole before
             check_format_version(checkpoint[KEY], "the checkpoint")
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(NETWORK_PREFIX)}
-        for key in ("state_dict", TRAINED_STATE_KEY):  # weight averaging reloads the trained module from the second
+        for key in ("state_dict", TRAINED_STATE_KEY):  # Lightning's WeightAveraging loads the second strictly
             if isinstance(checkpoint.get(key), dict):
                 checkpoint[key] = {**own, **checkpoint[key]}
         if RNG_KEY in checkpoint:
