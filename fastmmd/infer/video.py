@@ -12,6 +12,12 @@ frames). What the output keeps from the source:
 * the audio streams, copied packet by packet, not re-encoded (a container that cannot hold the
   codec, such as Vorbis in MP4, is refused before any work: write ``.mkv`` or pass ``--no-audio``).
 
+What a clip may cost: each frame at most the images' pixel limit, and the clip at most
+:data:`MAX_FRAME_RATE` frames and :data:`MAX_PIXEL_RATE` pixels per second of its timeline, as its
+header declares (:func:`check_declared_rates`, before decoding) and as its frames carry
+(:class:`DecodeBudget`, every frame before it is converted): a crafted stream stops within a
+second's worth of work.
+
 The output is written under a temporary name beside the target and renamed when complete
 (:func:`fastmmd.base.outputs.atomic_path`): an interrupted or failed run leaves no half-written file.
 A folder of frames works as input (``--fps`` sets the rate) and as output (PNG frames).

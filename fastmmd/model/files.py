@@ -21,7 +21,9 @@ in it is ever run:
   ``fastmmd export`` proves before writing that the program in the file computes the same function,
   so nothing is lost.
 * **ONNX** (``.onnx``) holds a graph of standard operators and tensors, run by onnxruntime, which has
-  no operator that runs code or touches files; weights stored outside the file are refused.
+  no operator that runs code or touches files; weights stored outside the file are refused, and the
+  memory of every run is bounded before it starts, in proportion to its batch and the file's
+  weights (:class:`OnnxMemoryBound`).
 
 Any failure is a one-line :class:`~fastmmd.base.errors.UserError` naming the file: "not a fastmmd
 checkpoint or model", never advice to load it unsafely.
@@ -573,7 +575,7 @@ def _onnx_model(path: Path) -> Any:
 #: Bytes the intermediate tensors of one ONNX run may add up to, in units of 4-byte elements:
 #: ``ONNX_ACTIVATION_FACTOR`` x the batch's pixels x the widest convolution the file holds, plus
 #: ``ONNX_WEIGHT_FACTOR`` x the elements of its weights, plus ``ONNX_FLOOR_ELEMENTS``. fastmmd's own
-#: exports need at most about a sixth of the activation term (docs/safety.md, "ONNX memory per run").
+#: exports use a small share of it (measured: docs/safety.md, "ONNX memory per run").
 ONNX_ACTIVATION_FACTOR = 64
 ONNX_WEIGHT_FACTOR = 4
 ONNX_FLOOR_ELEMENTS = 1 << 20
@@ -817,8 +819,11 @@ def open_onnx(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], dict
     The model is read as bytes and checked (:func:`check_onnx_graph`: no external data, loops,
     subgraphs or data-sized allocations) before onnxruntime sees it; onnxruntime then resolves
     external data only in an empty folder and holds at most the arena cap of
-    :data:`ONNX_MEMORY_FRACTION`. The returned callable maps (B, 3, H, W) to (B, 3, H, W) or
-    raises a one-line :class:`UserError` (a run error, the memory cap, an output of another shape).
+    :data:`ONNX_MEMORY_FRACTION`. The graph's memory is bounded (:class:`OnnxMemoryBound`) for the
+    :data:`ONNX_PROBE` batch before the session opens and for every batch shape before it runs.
+    The returned callable maps (B, 3, H, W) to (B, 3, H, W) or raises a one-line
+    :class:`UserError` (a run error, a batch over the graph's bound or the memory cap, an output of
+    another shape).
     """
     import tempfile
 
