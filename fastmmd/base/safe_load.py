@@ -30,7 +30,7 @@ import struct
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import torch
 from torch import Tensor
@@ -104,7 +104,8 @@ def _head(source: str | os.PathLike | bytes) -> bytes:
         return f.read(4)
 
 
-def check_tensor_bytes(tensors: dict[str, Any], path: str | os.PathLike, kind: str = "fastmmd checkpoint or model") -> None:
+def check_tensor_bytes(tensors: dict[str, Any], path: str | os.PathLike,
+                       kind: str = "fastmmd checkpoint or model") -> None:
     """Refuses tensors that claim more bytes than their storages hold, before anything is copied.
 
     Every reader hands over views of the storages it read (nothing materialised yet); the rule is
@@ -122,7 +123,8 @@ def check_tensor_bytes(tensors: dict[str, Any], path: str | os.PathLike, kind: s
             storage = v.untyped_storage()
             storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
     if views > sum(storages.values()):
-        raise not_a_model(path, f"its weights claim {views / 1e6:.1f} MB but store {sum(storages.values()) / 1e6:.1f} MB "
+        stored = sum(storages.values())
+        raise not_a_model(path, f"its weights claim {views / 1e6:.1f} MB but store {stored / 1e6:.1f} MB "
                                 "(overlapping or repeated views)", kind)
 
 
@@ -159,7 +161,7 @@ class _Bounded(io.RawIOBase):
         return self.f.seek(offset, whence)
 
 
-def _load_bytearray8(self: "PlainUnpickler") -> None:
+def _load_bytearray8(self: PlainUnpickler) -> None:
     """BYTEARRAY8 sized by what is left to read (the stock one zero-fills the declared length first)."""
     (n,) = struct.unpack("<Q", self.read(8))
     data = self.read(n)
@@ -178,7 +180,7 @@ class PlainUnpickler(pickle._Unpickler):  # type: ignore[name-defined]  # the pu
     the pickle's length. Subclasses allow what they need in :meth:`find_class`/:meth:`persistent_load`.
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
     dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
     def __init__(self, file: Any) -> None:
@@ -197,7 +199,7 @@ class _Inert:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
         return _Inert()
 
     def __setstate__(self, state: Any) -> None:
@@ -301,8 +303,8 @@ class LegacyScan(PlainUnpickler):
             raise pickle.UnpicklingError("malformed tensor")
         if min([offset, *size, *stride], default=0) < 0:
             raise pickle.UnpicklingError("malformed tensor layout")
-        itemsize = args[6].itemsize if builder == "_rebuild_tensor_v3" and len(args) > 6 and isinstance(args[6], torch.dtype) \
-            else storage.itemsize
+        v3_dtype = args[6] if builder == "_rebuild_tensor_v3" and len(args) > 6 else None
+        itemsize = v3_dtype.itemsize if isinstance(v3_dtype, torch.dtype) else storage.itemsize
         capacity = storage.numel * storage.itemsize
         if all(size) and (offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1) * itemsize > capacity:
             raise pickle.UnpicklingError("tensor view reaches past its storage")
@@ -352,10 +354,12 @@ def check_legacy_file(source: str | os.PathLike | bytes, name: str, kind: str = 
         except pickle.UnpicklingError as err:
             text = str(err)
             if "refused global" in text:
-                raise not_a_model(name, "it holds Python objects besides tensors, which fastmmd never loads", kind) from None
+                why = "it holds Python objects besides tensors, which fastmmd never loads"
+                raise not_a_model(name, why, kind) from None
             raise not_a_model(name, f"unreadable: {text[:80]}", kind) from None
         except (MemoryError, RecursionError):
-            raise not_a_model(name, "unreadable: its pickle is nested or sized beyond what fastmmd reads", kind) from None
+            why = "unreadable: its pickle is nested or sized beyond what fastmmd reads"
+            raise not_a_model(name, why, kind) from None
         except Exception:  # EOF, struct, unicode, stack errors on random or truncated bytes
             raise not_a_model(name, "unreadable: truncated or corrupt", kind) from None
         if not isinstance(keys, list) or not all(isinstance(k, (str, bytes, int)) for k in keys):

@@ -324,8 +324,9 @@ class DecodeBudget:
             raise UserError(f"video {self.name!r} holds {self.frames} frames in {span:.3f} s of its timeline, over "
                             f"{MAX_FRAME_RATE} frames per second (crafted timestamps?); nothing written")
         if self.pixels > MAX_PIXEL_RATE * allowed:
-            raise UserError(f"video {self.name!r} holds {self.pixels / 1e9:.2f} Gpx in {span:.3f} s of its timeline, over "
-                            f"the {MAX_PIXEL_RATE / 1e9:.1f} Gpx per second fastmmd decodes (8K at 30 fps); nothing written")
+            raise UserError(f"video {self.name!r} holds {self.pixels / 1e9:.2f} Gpx in {span:.3f} s of its timeline, "
+                            f"over the {MAX_PIXEL_RATE / 1e9:.1f} Gpx per second fastmmd decodes (8K at 30 fps); "
+                            "nothing written")
 
 
 def _reason(err: BaseException) -> str:

@@ -742,14 +742,16 @@ class OnnxMemoryBound:
         for node in inferred.graph.node:
             for name in node.output:
                 t = infos[name].type.tensor_type if name in infos else None
-                dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim] if t and t.HasField("shape") else [-1]
+                dims = ([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+                        if t and t.HasField("shape") else [-1])
                 try:
                     itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize if t else 0
                 except (KeyError, TypeError, ValueError):
                     itemsize = 0
                 if min(dims, default=0) < 0 or not itemsize:
-                    raise not_a_model(self.path, f"fastmmd cannot bound the memory it takes: the shape of {node.op_type} "
-                                                 f"output {printable(name, 40)!r} is unknown for a {'x'.join(map(str, shape))} input")
+                    raise not_a_model(self.path, "fastmmd cannot bound the memory it takes: the shape of "
+                                                 f"{node.op_type} output {printable(name, 40)!r} is unknown for a "
+                                                 f"{'x'.join(map(str, shape))} input")
                 total += math.prod(dims) * itemsize
         return total
 

@@ -135,7 +135,7 @@ def file_state_dict(path: Path) -> dict[str, Tensor]:
         m = re.search(r"(?:^|\.)(\d+)\.(weight|bias)$", key) if isinstance(key, str) else None
         if m and not key.startswith("classifier") and isinstance(value, Tensor):
             out[f"{m.group(1)}.{m.group(2)}"] = value
-    check_tensor_bytes(out, path, "VGG-19 weights file")  # no stride-0 view is expanded by .float() (a 64-byte record as 2^31 elements)
+    check_tensor_bytes(out, path, "VGG-19 weights file")  # .float() never expands a stride-0 view (64 bytes as 2^31)
     return {k: v.float() for k, v in out.items()}
 
 
