@@ -1,9 +1,9 @@
 """``fastmmd`` console script: one entry point, two kinds of subcommand.
 
 ``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.train.cli`); ``optimize``,
-``export``, ``stylize``, ``compare``, ``evaluate``, ``models`` and ``data`` go to their modules in
-:mod:`fastmmd.commands` (``build_parser``/``run``). Modules are imported only for the command that runs, so ``stylize``
-never imports Lightning. This is the only place that turns a :class:`~fastmmd.base.errors.UserError`
+``export``, ``stylize``, ``compare``, ``evaluate``, ``models``, ``data`` and ``serve`` go to their
+modules in :mod:`fastmmd.commands` (``build_parser``/``run``). Modules are imported only for the
+command that runs, so ``stylize`` never imports Lightning. This is the only place that turns a :class:`~fastmmd.base.errors.UserError`
 into one stderr line and exit code 2.
 """
 

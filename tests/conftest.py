@@ -181,13 +181,13 @@ def plain_run(tmp_path_factory, fit_data) -> tuple[list[str], Path]:
 
 #: Every stateful part of a training run at once (the combined resume test, tests/integration/test_resume.py):
 #: an arbitrary-style network with a strength input (paired paintings and strengths drawn per photo),
-#: EMA weight averaging, the stability term with its crops and noise, the loss jitter's offsets, the
+#: EMA weight averaging (fastmmd's NetworkEMA), the stability term with its crops and noise, the loss jitter's offsets, the
 #: Gaussian MMD's random draws (the criterion's generator), a step learning-rate schedule, and
 #: validations whose scores and elapsed time go to metrics.csv; 8 batches an epoch.
 STATEFUL_RUN = [
     "--model.conditioning", "[arbitrary, strength]", "--model.embedding_width", "6",
     "--data.painting_size", "32", "--data.painting_val_size", "2",
-    "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging", "--trainer.callbacks.decay", "0.5",
+    "--trainer.callbacks+=fastmmd.train.callbacks.NetworkEMA", "--trainer.callbacks.decay", "0.5",
     "--model.stability_weight", "50", "--model.stability_crop", "true", "--model.stability_shift", "3",
     "--model.loss_jitter", "3", "--model.loss.method", "gaussian",
     "--model.loss.style_layers", "[relu1_1, relu2_1, relu3_1, relu4_1]",  # relu5_1 of a 29 px crop: one position

@@ -76,7 +76,7 @@ def offline_message(name: str, folder: Path) -> UserError:
 
 def hub_reachable() -> bool:
     """False when the Hub's host name does not resolve, or ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` is set:
-    a quick answer instead of the Hub client's retries (~25 s). True when unsure (a proxy does the lookup)."""
+    a quick answer instead of waiting out the Hub client's retries. True when unsure (a proxy does the lookup)."""
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):

@@ -49,11 +49,18 @@ def optimize_image(
 
     Args:
         criterion: a criterion whose style (and content) targets are set.
-        optimizer: ``lbfgs`` (default lr 1) or ``adam`` (default lr 0.02).
+        init: the starting image (the content photo, or noise); not modified.
+        optimizer: ``lbfgs`` (L-BFGS with a history of 100) or ``adam``.
         iterations: optimizer steps (L-BFGS: one iteration, i.e. one evaluation, per step).
+        lr: learning rate; None = 1 for ``lbfgs``, 0.02 for ``adam``.
         precision: ``bf16`` runs VGG under bfloat16 autocast (statistics and the optimizer stay fp32).
-        stop_tol: stop when the relative image change of a step falls below this.
+        stop_tol: stop when the relative image change of a step, ||x_t - x_{t-1}|| / ||x_t||, falls below this.
+        channels_last: run VGG (and feed it the image) in channels-last memory format.
         on_step: called as ``on_step(step, image, terms)`` after every step (progress, saves).
+
+    Returns:
+        :class:`OptimizeResult`: the image, steps run, seconds, whether it stopped early, and the
+        loss terms of every step.
 
     Raises:
         NonFiniteLossError: the loss became NaN/Inf (the message names the term).
@@ -102,14 +109,11 @@ def optimize_image(
     return OptimizeResult(x.detach().contiguous(), len(history), time.perf_counter() - start, stopped, history)
 
 
-# --------------------------------------------------------------------------------------- command
-
-
-
-
-#: Peak memory of per-image optimisation per output pixel, measured on CPU with VGG-19 (fp32): about
-#: 3.8 kB of activations kept for the backward pass plus 2.4 kB of L-BFGS history (100 pairs of
-#: image-sized vectors); a style pixel costs one gradient-free forward pass (about 0.6 kB).
+# --------------------------------------------------------------------------------------- memory
+#: Memory :func:`check_memory` budgets per output pixel: the VGG-19 activations kept for the
+#: backward pass (fp32) plus L-BFGS's history of 100 (s, y) pairs of image-sized fp32 vectors,
+#: 100 x 2 x 3 x 4 B = 2.4 kB, with some margin; a style pixel costs one gradient-free forward pass.
+#: The activation figures behind them: docs/benchmarks.md, "Per-image optimization".
 BYTES_PER_PIXEL, BYTES_PER_STYLE_PIXEL = 6500, 600
 
 

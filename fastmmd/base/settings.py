@@ -98,9 +98,22 @@ class RuntimeSettings:
             raise UserError(f"--precision must be auto, 32 or bf16, not {self.precision!r}")
 
 
+def optimization_settings(args: Any, **overrides: Any) -> tuple[OptimizerSettings, VGGSettings, RuntimeSettings]:
+    """The optimizer, VGG and runtime settings the flags of ``optimize``, ``compare`` and ``evaluate``
+    describe, each validated; ``overrides`` set fields a command does not take as flags."""
+    def own(cls: type) -> dict[str, Any]:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return {k: v for k, v in overrides.items() if k in names}
+
+    return (dataclass_from_args(OptimizerSettings, args, **own(OptimizerSettings)),
+            dataclass_from_args(VGGSettings, args, **own(VGGSettings)),
+            dataclass_from_args(RuntimeSettings, args, **own(RuntimeSettings)))
+
+
 def dataclass_from_args(cls: type[Settings], args: Any, **overrides: Any) -> Settings:
-    """The ``cls`` instance that the flags of :func:`add_dataclass_flags` describe; ``overrides``
-    set the excluded fields (or replace parsed ones). Comma-separated lists are split here."""
+    """The ``cls`` instance that the flags of :func:`fastmmd.commands.parsing.add_dataclass_flags`
+    describe; ``overrides`` set the excluded fields (or replace parsed ones). Comma-separated lists
+    are split here."""
     hints, values = typing.get_type_hints(cls), {}
     for field in dataclasses.fields(cls):
         if field.name in overrides:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastmmd.apps.compare import GRID_AXES
-from fastmmd.base.settings import OptimizerSettings, RuntimeSettings, VGGSettings, dataclass_from_args
+from fastmmd.base.settings import OptimizerSettings, RuntimeSettings, VGGSettings, optimization_settings
 from fastmmd.commands.parsing import CommandParser, add_dataclass_flags
 from fastmmd.losses import StyleLoss
 
@@ -34,6 +34,8 @@ def build_parser() -> CommandParser:
     add_dataclass_flags(p, RuntimeSettings)
     p.add_argument("--output-dir", default="compare", help="folder for grid_<content>_<style>.png per pair, grid.png (= the first pair's), "
                    "recon_<style>.png, report.md/.json and cells/ (a rerun reuses finished cells)")
+    p.add_argument("--cache-dir", default=None, help="folder of kept optimized images (default: OUTPUT_DIR/cells); "
+                   "the same folder as evaluate's --cache-dir shares them: each image is optimized once")
     return p
 
 
@@ -41,6 +43,5 @@ def run(args: Any) -> int:
     """Runs ``fastmmd compare`` on the parsed flags (:func:`fastmmd.apps.compare.run`)."""
     from fastmmd.apps import compare
 
-    for cls in (OptimizerSettings, VGGSettings, RuntimeSettings):
-        dataclass_from_args(cls, args, **({"stop_tol": None} if cls is OptimizerSettings else {}))  # validated here, once
+    optimization_settings(args, stop_tol=None)  # validated here, once
     return compare.run(args)

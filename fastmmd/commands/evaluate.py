@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastmmd.base.settings import OptimizerSettings, RuntimeSettings, VGGSettings, dataclass_from_args
+from fastmmd.base.settings import OptimizerSettings, RuntimeSettings, VGGSettings, optimization_settings
 from fastmmd.commands.parsing import CommandParser, add_dataclass_flags
 from fastmmd.losses import StyleLoss
 
@@ -40,6 +40,5 @@ def run(args: Any) -> int:
     """Runs ``fastmmd evaluate`` on the parsed flags (:func:`fastmmd.apps.evaluate.run`)."""
     from fastmmd.apps import evaluate
 
-    for cls in (OptimizerSettings, VGGSettings, RuntimeSettings):
-        dataclass_from_args(cls, args, **({"stop_tol": None} if cls is OptimizerSettings else {}))  # validated here, once
+    optimization_settings(args, stop_tol=None)  # validated here, once
     return evaluate.run(args)

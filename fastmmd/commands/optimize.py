@@ -13,13 +13,21 @@ from fastmmd import __version__
 from fastmmd.apps.optimize import check_memory, optimize_image, out_of_memory
 from fastmmd.base.devices import resolve_device
 from fastmmd.base.errors import UserError
-from fastmmd.base.images import MIN_SIDE, check_image_output, fit_size, image_size, read_image, resize, save_image
+from fastmmd.base.images import check_image_output, fit_size, image_size, read_image, resize, save_image
 from fastmmd.base.outputs import refuse_inputs
 from fastmmd.base.precision import resolve_precision
-from fastmmd.base.settings import OptimizerSettings, RuntimeSettings, VGGSettings, dataclass_from_args, float_list
+from fastmmd.base.settings import (
+    OptimizerSettings,
+    RuntimeSettings,
+    VGGSettings,
+    dataclass_from_args,
+    float_list,
+    optimization_settings,
+)
 from fastmmd.commands.parsing import CommandParser, add_dataclass_flags
 from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import StyleCriterion
+from fastmmd.vgg.features import MIN_SIDE as VGG_MIN_SIDE
 
 
 def build_parser() -> CommandParser:
@@ -44,10 +52,9 @@ def build_parser() -> CommandParser:
 
 
 def _check_positive(args) -> None:
-    if args.size < MIN_SIDE:
-        raise UserError(f"--size must be at least {MIN_SIDE} px, not {args.size}")
-    if args.style_size is not None and args.style_size < MIN_SIDE:
-        raise UserError(f"--style-size must be at least {MIN_SIDE} px, not {args.style_size}")
+    for flag, value in (("--size", args.size), ("--style-size", args.style_size)):
+        if value is not None and value < VGG_MIN_SIDE:
+            raise UserError(f"{flag} must be at least {VGG_MIN_SIDE} px (VGG pools 4 times), not {value}")
     if not args.style_scale > 0:
         raise UserError(f"--style-scale must be positive, not {args.style_scale}")
     if args.save_every < 0:
@@ -59,7 +66,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     _check_positive(args)
-    opt, vgg, runtime = (dataclass_from_args(cls, args) for cls in (OptimizerSettings, VGGSettings, RuntimeSettings))
+    opt, vgg, runtime = optimization_settings(args)
     blend = float_list(args.style_blend, "--style-blend")
     loss = dataclass_from_args(StyleLoss, args)
     torch.manual_seed(opt.seed)
@@ -72,7 +79,7 @@ def run(args) -> int:
     device = resolve_device(runtime.device)
     precision = resolve_precision(runtime.precision, device)
     h, w = fit_size(*image_size(args.content), args.size)
-    style_edge = args.style_size or max(MIN_SIDE, round(max(h, w) * args.style_scale))
+    style_edge = args.style_size or max(VGG_MIN_SIDE, round(max(h, w) * args.style_scale))
     style_pixels = sum(math.prod(fit_size(*image_size(s), style_edge)) for s in args.style)
     check_memory(h * w, style_pixels, device, "--size", args.size)
     content = read_image(args.content, args.size).unsqueeze(0)

@@ -1,4 +1,4 @@
-"""Plumbing shared by the non-Lightning subcommands (optimize, export, stylize, compare).
+"""Plumbing shared by the non-Lightning subcommands (every module of :mod:`fastmmd.commands`).
 
 Each command module defines ``build_parser() -> ArgumentParser`` (dashed flags, help strings and a
 ``--config`` YAML file whose keys are the flags with underscores) and ``run(args) -> int``. The

@@ -47,7 +47,7 @@ def build_parser():
     parser.add_argument("--overlap", type=int | None, default=None, help="tile overlap in px (default: max(32, tile/4))")
     parser.add_argument("--tile-stats", type=Literal["global", "tile"], default="tile",
                         help="instance-norm statistics of tiles: tile (per tile, fast, no seams) or global "
-                        "(whole image, matches the untiled output, 7-9x slower tiling)")
+                        "(whole image, matches the untiled output; one extra pass per norm layer)")
     parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_condition_flags(parser)
@@ -55,7 +55,7 @@ def build_parser():
                                       "or a video --output)")
     video.add_argument("--norm-stats", type=Literal["frame", "running", "clip"] | None, default=None,
                        help="instance-norm statistics across frames: frame (default: each frame its own, as images), "
-                       "running (a moving average) or clip (one set for the whole clip); measured: no less flicker, slower")
+                       "running (a moving average) or clip (one set for the whole clip); docs/benchmarks.md compares them")
     video.add_argument("--norm-momentum", type=float, default=0.9, help="moving-average momentum of --norm-stats running")
     video.add_argument("--codec", default=None, help="video encoder (default: libx264; libvpx-vp9 for .webm)")
     video.add_argument("--crf", type=int | None, default=None, help="constant rate factor, lower = better and larger "

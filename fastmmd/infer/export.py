@@ -19,7 +19,8 @@ its conditioning as inputs, one setting for the whole batch: ``mix`` (S,) float3
 trained default), and each format carries them its own way:
 
 * TorchScript: ``forward(image, mix=None, strength=None)``, None meaning the default (eager
-  fastmmd takes the same call);
+  fastmmd takes the same call); an arbitrary-style network (TorchScript only, so far) takes the
+  painting's statistics as a fourth input, ``style`` (:mod:`fastmmd.model.arbitrary`);
 * ONNX: ``mix`` and ``strength`` are graph inputs that also have an initializer of the same name,
   which ONNX treats as the input's default: onnxruntime lists them under
   ``get_overridable_initializers()`` and a run that feeds only ``image`` uses them;
@@ -36,8 +37,9 @@ the same size; padding (:func:`fastmmd.model.networks.padded_size`), cropping an
 happen inside. The file holds
 only the transformation network (no VGG), so its size is about 4 bytes per parameter (2 with
 ``--weights float16``, 1 with ``--weights int8``, :mod:`fastmmd.model.storage`). ``float16`` suits
-GPUs: on CPU fp16 convolutions are ~30x slower than fp32 in torch 2.14, so ``fastmmd stylize``
-upcasts a half file on CPU; ``int8`` files compute in float32 everywhere.
+GPUs: torch's CPU fp16 convolutions are far slower than fp32 (measured: docs/benchmarks.md,
+"Stylize / export"), so ``fastmmd stylize`` upcasts a half file on CPU; ``int8`` files compute in
+float32 everywhere.
 """
 
 from __future__ import annotations

@@ -31,17 +31,18 @@ from torch import Tensor
 
 from fastmmd.base.devices import available_memory
 from fastmmd.base.errors import UserError
-from fastmmd.base.images import fit_size, pil_to_tensor, resize, tensor_to_pil, to_rgb
+from fastmmd.base.images import MIN_SIDE, fit_size, pil_to_tensor, resize, tensor_to_pil, to_rgb
 from fastmmd.core.color import preserve_color
 from fastmmd.core.norm_stats import fixed_norm_statistics
 from fastmmd.infer.conditions import Condition, ConditionSpace
 from fastmmd.infer.zoo import resolve_model
-from fastmmd.model.files import open_onnx, read_network
+from fastmmd.model.files import MODEL_SUFFIXES, open_onnx, read_network
 from fastmmd.model.runtime import ExportedStylizer
 from fastmmd.model.tiling import global_norm_statistics, stylize_tiled
 
-MODEL_SUFFIXES = (".pt", ".pt2", ".onnx", ".ckpt")
-#: Peak activation memory of TransformerNet inference, measured: about (8 w + 64) values per pixel.
+#: Peak activation memory of TransformerNet inference that tiling plans for: (8 w + 64) values per
+#: pixel for width w, each of the file's dtype size (the measurement behind it: docs/benchmarks.md,
+#: "Stylize / export").
 _VALUES_PER_PIXEL_PER_WIDTH, _VALUES_PER_PIXEL = 8, 64
 _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.7}
 _MIN_TILE = 64
@@ -249,18 +250,20 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
         path: ``.pt`` (TorchScript), ``.pt2`` (torch.export), ``.onnx``, training ``.ckpt``, or the
             name of a shipped style (``fastmmd models``; ``NAME:pt2`` for its ``.pt2``).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
-        half: run in float16 (GPU only: fp16 convolutions are ~30x slower than fp32 on CPU).
+        half: run in float16 (GPU only: torch's CPU fp16 convolutions are far slower than fp32;
+            measured: docs/benchmarks.md, "Stylize / export").
         bf16: run in bfloat16; refused (:class:`UserError`) on a CPU without bf16 instructions, where it
             would be emulated and far slower than fp32 (the rule: :mod:`fastmmd.base.precision`).
         channels_last: channels-last memory format; None = on for CUDA, off on CPU.
         tile: tile side in px; None = tile only when memory would not suffice; 0 = never.
-        overlap: tile overlap in px; None = max(32, tile / 4).
+        overlap: tile overlap in px; None = max(32, tile / 4); at most tile / 2 either way.
         max_size: downscale images whose longer side exceeds this.
         preserve_color: keep the content's colours (luminance-only transfer).
         tile_stats: ``tile`` (default): each tile uses its own instance-norm statistics (one
-            tiled pass; no seam at tile edges, measured in docs/benchmarks.md, but regions differ
-            from the untiled result); ``global``: tiles are normalised with the whole image's
-            statistics (matches the untiled output; 7-9x the time of a ``tile`` pass).
+            tiled pass; no seam at tile edges, but regions differ from the untiled result);
+            ``global``: tiles are normalised with the whole image's statistics (matches the untiled
+            output; about (L + 2) / 2 extra passes for L norm layers, :mod:`fastmmd.model.tiling`).
+            Measured: docs/benchmarks.md, "Tile statistics: which default".
         style, mix, strength: for a network trained on several styles or with a strength input
             (:meth:`fastmmd.infer.conditions.ConditionSpace.resolve`): a style by name or index, a
             blend ``"a=0.7,b=0.3"`` (normalised to sum 1), the strength s (0 = the content, 1 = the
@@ -274,15 +277,15 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     if half and bf16:
         raise UserError("--half and --bf16 exclude each other; pick one")
     if half and dev.type == "cpu":
-        raise UserError("--half needs a CUDA GPU (fp16 on CPU is ~30x slower than fp32); drop it or use --bf16")
+        raise UserError("--half needs a CUDA GPU (fp16 on a CPU is many times slower than fp32); drop it or use --bf16")
     if bf16 and not half:
         from fastmmd.base.precision import require_fast_bf16
 
         require_fast_bf16(dev, "--bf16", "drop --bf16 (fp32 is the fast path there)")
     if tile is not None and 0 < tile < _MIN_TILE:
         raise UserError(f"--tile must be 0 (never tile) or at least {_MIN_TILE} px, not {tile}")
-    if max_size is not None and max_size < 8:
-        raise UserError(f"--max-size must be at least 8 px, not {max_size}")
+    if max_size is not None and max_size < MIN_SIDE:
+        raise UserError(f"--max-size must be at least {MIN_SIDE} px, not {max_size}")
     dtype = torch.float16 if half else torch.bfloat16 if bf16 else None
     cl = dev.type == "cuda" if channels_last is None else channels_last
     model, meta = load_model(path, dev, dtype, cl)

@@ -2,29 +2,36 @@
 
 A ``.ckpt`` written by ``fastmmd fit`` is a Lightning checkpoint whose ``state_dict`` holds only the
 transformation network (keys ``network.*``; never the frozen VGG, so it stays a few MB) plus a
-``"fastmmd"`` entry describing itself (format version 1)::
+``"fastmmd"`` entry describing itself (format version :data:`FORMAT_VERSION`). What
+:func:`description` and ``StyleTransferModule.describe`` write for a default single-style run::
 
     {"format_version": 1, "fastmmd_version": "0.1.0",
-     "network": {"width": 32, "residual_blocks": 5},
-     "style_images": ["starry_night.jpg"], "style_blend": [1.0], "loss": "gram",
-     "style_weight": 5.0, "content_weight": 1.0, "tv_weight": 1e-6,
+     "network": {"width": 32, "residual_blocks": 5, "downsample_kernel": 4},
+     "style_images": ["starry_night.jpg"], "style_blend": [1.0], "style_size": 256, "image_size": 256,
+     "loss": "gram", "style_weight": 5.0, "content_weight": 1.0, "tv_weight": 0.0,
      "vgg": {"weights": "caffe", "pooling": "max", "width_divisor": 1},
-     "global_step": 1200}
+     "init_from": None, "stability_weight": 0.0, "global_step": 1200}
 
-A network trained with ``model.conditioning`` (:mod:`fastmmd.model.conditioning`) also records
-``"styles"``/``"strength_width"`` in ``"network"`` and a ``"conditioning"`` entry:
-``{"draw": "image", "styles": ["candy", "mosaic"], "strength": {"range": [0.0, 2.0], "default": 1.0}}``.
+``"network"`` is :meth:`TransformerNet.config() <fastmmd.model.networks.TransformerNet.config>`
+(all that reading the weights back needs); a conditioned network (:mod:`fastmmd.model.conditioning`)
+also records ``"styles"``/``"strength_width"`` there (an arbitrary-style one ``"style_embedding"``/
+``"style_features"``) and a ``"conditioning"`` entry, e.g.
+``{"draw": "image", "styles": ["candy", "mosaic"], "strength": {"range": [0.0, 2.0], "default": 1.0}}``
+(an arbitrary-style network: ``"arbitrary": {"layers": [...]}`` instead of ``"styles"``).
 
-Loading needs only torch (the weights-only unpickler of :mod:`fastmmd.model.files`), so ``stylize``
-and ``export`` never import Lightning. Writing goes through :func:`checkpoint_entries` and
-:func:`description`, which ``StyleTransferModule.on_save_checkpoint`` and the tests' stand-in
-checkpoints both call, so the format is written in one place.
+Loading needs only torch (:mod:`fastmmd.model.files`, through the weights-only unpickler of
+:mod:`fastmmd.base.safe_load`), so ``stylize`` and ``export`` never import Lightning. Writing goes
+through :func:`checkpoint_entries` and :func:`description`, which ``StyleTransferModule.on_save_checkpoint``
+and the tests' stand-in checkpoints both call, so the format is written in one place.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from fastmmd.base.errors import UserError
+from fastmmd.base.safe_load import not_a_model
 from fastmmd.model.networks import TransformerNet
 
 FORMAT_VERSION = 1
@@ -39,6 +46,20 @@ def description(network: TransformerNet, **training: Any) -> dict[str, Any]:
     from fastmmd import __version__
 
     return {"format_version": FORMAT_VERSION, "fastmmd_version": __version__, "network": network.config(), **training}
+
+
+def check_format_version(meta: dict[str, Any], path: str | os.PathLike) -> None:
+    """The one format-version rule for reading a checkpoint's ``"fastmmd"`` entry: a whole number,
+    at most :data:`FORMAT_VERSION` (a newer file asks for a newer fastmmd).
+
+    Raises:
+        UserError: naming ``path``, in one line.
+    """
+    version = meta.get("format_version", 0)
+    if type(version) is not int:
+        raise not_a_model(path, f"format version {str(version)[:20]!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{str(path)!r} uses checkpoint format {version}; upgrade fastmmd to read it")
 
 
 def checkpoint_entries(network: TransformerNet, meta: dict[str, Any]) -> dict[str, Any]:

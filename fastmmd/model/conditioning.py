@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fastmmd.base.inputs import unique_labels
+
 #: Hidden units of the strength MLP h(s) (a network records it as ``strength_width``).
 STRENGTH_WIDTH = 16
 #: Most styles one network may hold; a file asking for more is refused before anything is built.
@@ -70,7 +72,7 @@ class ConditionalAffine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(rows, channels))
 
     def forward(self, x: Tensor, condition: Tensor) -> Tensor:
-        """x (B, C, H, W) normalised, condition c (B, S + S H) -> gamma x + beta."""
+        """x (B, C, H, W) normalised, condition c (B, S + S H + D) -> gamma x + beta."""
         gamma = condition @ self.weight  # (B, C)
         beta = condition @ self.bias
         return x * gamma[:, :, None, None] + beta[:, :, None, None]
@@ -82,7 +84,7 @@ class StrengthEmbedding(nn.Module):
     The first feature is s itself, centred on the trained default 1: the MLP's features start out
     nearly constant over the range, so a read-out of them alone learns an s-independent offset
     first; s - 1 gives every norm layer a direct, zero-mean handle on s from the first step
-    (measured: with the MLP alone, 600 tiny steps left the output almost independent of s).
+    (with the MLP alone, a short training left the output almost independent of s).
     """
 
     def __init__(self, width: int = STRENGTH_WIDTH) -> None:
@@ -117,27 +119,11 @@ def copy_into_every_slot(conditioned: nn.Module, single: nn.Module) -> None:
             slot.bias[: slot.styles] = norm.bias
 
 
-
-
-
-
-# ------------------------------------------------------------------------------------- training
-
-
-
-
-
-
 # ------------------------------------------------------------------------------------- descriptions
 def style_names(paths: Sequence[str]) -> list[str]:
-    """Names of the styles of a network trained on ``paths``: file stems (``candy``), or file names
-    where stems repeat, or ``<index>`` as the last resort; what ``--style`` and ``--mix`` accept."""
-    from pathlib import PurePath
-
-    names = [PurePath(p).stem for p in paths]
-    if len(set(names)) < len(names):
-        names = [PurePath(p).name for p in paths]
-    return names if len(set(names)) == len(names) else [str(i) for i in range(len(paths))]
+    """Names of the styles of a network trained on ``paths`` (what ``--style`` and ``--mix`` accept):
+    :func:`fastmmd.base.inputs.unique_labels`, the one label rule (file stems, ``candy``)."""
+    return unique_labels(paths)
 
 
 def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | None, draw: str,
@@ -152,10 +138,4 @@ def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | Non
     if strength_range:
         entry["strength"] = {"range": [float(v) for v in strength_range], "default": DEFAULT_STRENGTH}
     return entry
-
-
-# ------------------------------------------------------------------------------------- inference
-
-
-
 

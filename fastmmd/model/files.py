@@ -1,13 +1,15 @@
 """Reading model and checkpoint files from anyone: tensors and JSON only, never code.
 
-Every file fastmmd is given (training ``.ckpt``, exported ``.pt`` and ``.pt2``, VGG weights) is read
-here, and nothing in it is ever run:
+Every model file fastmmd is given (training ``.ckpt``, exported ``.pt``, ``.pt2`` and ``.onnx``) is
+read here (VGG weights files by :mod:`fastmmd.vgg.weights`, through the same unpickler), and nothing
+in it is ever run:
 
-* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through :func:`load_pickle`,
-  the only unpickling in fastmmd: torch's weights-only unpickler, which rebuilds tensors and plain
-  containers and refuses any other Python object. torch itself may retry a failed safe load with
-  ``weights_only=False`` (``torch.export.load`` does, for the pickles inside a ``.pt2``);
-  :func:`weights_only_loads` forbids that for a whole command.
+* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through
+  :func:`~fastmmd.base.safe_load.load_pickle`, the only unpickling in fastmmd: torch's weights-only
+  unpickler, which rebuilds tensors and plain containers and refuses any other Python object.
+  torch itself may retry a failed safe load with ``weights_only=False`` (``torch.export.load``
+  does, for the pickles inside a ``.pt2``); :func:`weights_only_loads` forbids that for a whole
+  command.
 * **Exported files are programs.** A TorchScript ``.pt`` holds TorchScript code (which can call
   ``aten::save`` and write any file), a ``.pt2`` holds a graph of any registered operator, Python
   guard code that ``.module()`` compiles and pickles that ``torch.export.load`` unpickles without
@@ -19,7 +21,9 @@ here, and nothing in it is ever run:
   ``fastmmd export`` proves before writing that the program in the file computes the same function,
   so nothing is lost.
 * **ONNX** (``.onnx``) holds a graph of standard operators and tensors, run by onnxruntime, which has
-  no operator that runs code or touches files; weights stored outside the file are refused.
+  no operator that runs code or touches files; weights stored outside the file are refused, and the
+  memory of every run is bounded before it starts, in proportion to its batch and the file's
+  weights (:class:`OnnxMemoryBound`).
 
 Any failure is a one-line :class:`~fastmmd.base.errors.UserError` naming the file: "not a fastmmd
 checkpoint or model", never advice to load it unsafely.
@@ -41,15 +45,19 @@ import torch
 from torch import Tensor
 
 from fastmmd.base.errors import UserError
-from fastmmd.base.inputs import ArchiveBudget, load_json, regular_file
-from fastmmd.base.safe_load import load_pickle, not_a_model
+from fastmmd.base.inputs import ArchiveBudget, load_json, printable, regular_file
+from fastmmd.base.safe_load import PlainUnpickler, check_tensor_bytes, load_pickle, not_a_model
 from fastmmd.base.unpickling import weights_only_loads  # noqa: F401  (re-exported: the guard lives in a torch-free module)
-from fastmmd.model.checkpoints import FORMAT_VERSION, KEY, NETWORK_PREFIX
+from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version
 from fastmmd.model.conditioning import MAX_STYLES
 from fastmmd.model.networks import TransformerNet
 from fastmmd.model.storage import dequantize_state
 
 METADATA_FILE = "fastmmd.json"
+#: Files fastmmd reads a network from: fastmmd's own network runs them (:func:`read_network`).
+NETWORK_SUFFIXES = (".pt", ".pt2", ".ckpt")
+#: Every model file a command accepts: the networks, and ONNX exports, which run only in onnxruntime (:func:`open_onnx`).
+MODEL_SUFFIXES = (*NETWORK_SUFFIXES, ".onnx")
 #: Largest value of a recorded network setting (width, residual blocks, kernel); bounds what a file can ask to build.
 MAX_NETWORK_SETTING = 4096
 #: Tighter bounds for the conditioning settings (:mod:`fastmmd.model.conditioning`): styles and strength MLP units.
@@ -59,9 +67,6 @@ _FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 _STORED_DTYPES = {*_FLOAT_DTYPES, "int8"}  # int8: fastmmd.model.storage
 
 
-
-
-# ------------------------------------------------------------------------------------- pickles
 
 
 # ------------------------------------------------------------------------------------- networks
@@ -100,28 +105,6 @@ def network_from_state(config: Any, state: dict[str, Tensor], path: str | os.Pat
     net = TransformerNet.from_config(config)
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.eval()
-
-
-def check_tensor_bytes(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Refuses tensors that claim more bytes than their storages hold, before anything is copied.
-
-    Every reader hands over views of the storages it read (nothing materialised yet); the rule is
-    that the bytes of all the tensors together fit in the distinct storages behind them, so
-    stride-0 or overlapping views (one 64-byte record seen as several 2^28-element weights) are
-    refused instead of being expanded. Non-tensors are left for the shape check.
-
-    Raises:
-        UserError: the views add up to more bytes than their storages.
-    """
-    views, storages = 0, {}
-    for v in state.values():
-        if isinstance(v, Tensor):
-            views += v.numel() * v.element_size()
-            storage = v.untyped_storage()
-            storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
-    if views > sum(storages.values()):
-        raise not_a_model(path, f"its weights claim {views / 1e6:.1f} MB but store {sum(storages.values()) / 1e6:.1f} MB "
-                                "(overlapping or repeated views)")
 
 
 def read_network(path: str | os.PathLike, fmt: str | None = None) -> tuple[TransformerNet, dict[str, Any]]:
@@ -165,7 +148,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     p = regular_file(path, "model")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
-        text = {q.key: q.value for q in _onnx_model(p).metadata_props}.get("fastmmd", "")
+        model = _onnx_model(p)
+        OnnxMemoryBound(model, p).check(ONNX_PROBE, opening=True)
+        text = {q.key: q.value for q in model.metadata_props}.get("fastmmd", "")
         meta = parse_metadata(text, p) if text else {}
     elif suffix in (".pt", ".pt2"):
         meta = read_network(p, "pt2" if suffix == ".pt2" else "torchscript")[1]
@@ -377,11 +362,13 @@ class _ScriptObject:
         self.state = state
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(PlainUnpickler):
     """Unpickles a TorchScript ``data.pkl``: tensors, lists, dicts and module stand-ins only.
 
     ``find_class`` is the only way a pickle reaches Python objects; it answers with stand-ins and
-    fastmmd's own tensor builder, and refuses every other name (``os.system`` included).
+    fastmmd's own tensor builder, and refuses every other name (``os.system`` included). The base is
+    the pure-Python unpickler (:class:`~fastmmd.base.safe_load.PlainUnpickler`), whose memo cannot be
+    made to allocate from an index in the pickle.
     """
 
     _STORAGES = {"FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
@@ -500,6 +487,9 @@ MAX_ONNX_BYTES = 1 << 30
 #: Share of the memory available when the first ONNX model opens that onnxruntime may hold
 #: (its arena is capped there, once per process; also kept under RLIMIT_AS where one is set).
 ONNX_MEMORY_FRACTION = 0.7
+#: The batch every ONNX file is bounded for when it opens (:class:`OnnxMemoryBound`), before onnxruntime
+#: builds a session (and folds the graph's constant parts) from it.
+ONNX_PROBE = (1, 3, 16, 16)
 _ONNX_ARENA: list[int] = []  # the cap registered with onnxruntime, once per process
 
 
@@ -582,6 +572,206 @@ def _onnx_model(path: Path) -> Any:
     return model
 
 
+#: Bytes the intermediate tensors of one ONNX run may add up to, in units of 4-byte elements:
+#: ``ONNX_ACTIVATION_FACTOR`` x the batch's pixels x the widest convolution the file holds, plus
+#: ``ONNX_WEIGHT_FACTOR`` x the elements of its weights, plus ``ONNX_FLOOR_ELEMENTS``. fastmmd's own
+#: exports use a small share of it (measured: docs/safety.md, "ONNX memory per run").
+ONNX_ACTIVATION_FACTOR = 64
+ONNX_WEIGHT_FACTOR = 4
+ONNX_FLOOR_ELEMENTS = 1 << 20
+#: Largest integer tensor whose values :class:`OnnxMemoryBound` computes itself (shape arithmetic).
+_SHAPE_VALUES = 64
+_FOLDED_OPS = frozenset({"Shape", "Constant", "Identity", "Squeeze", "Unsqueeze", "Add", "Sub", "Mul", "Div", "Mod",
+                         "Reshape", "Concat", "Cast", "Gather", "Slice"})
+
+
+def _fold_integers(node: Any, values: list[Any], image_shape: tuple[int, ...]) -> Any:
+    """The value of one shape-arithmetic node on small integer tensors, as onnxruntime computes it
+    (integer ``Div`` truncates; ``Mod`` takes the divisor's sign unless ``fmod``), or None where
+    this is not such a node (the bound then leaves it to ONNX shape inference)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    op = node.op_type
+    if op == "Shape":
+        if node.input[0] != "image":
+            return None
+        dims = np.array(image_shape, dtype=np.int64)
+        start, end = a.get("start", 0), a.get("end", len(dims))
+        return dims[start:end]
+    if op == "Constant":
+        return numpy_helper.to_array(a["value"]) if "value" in a else None
+    if any(v is None or v.dtype.kind not in "iu" for v in values[:1]):
+        return None
+    if op == "Identity":
+        return values[0]
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = [int(x) for x in (values[1] if len(values) > 1 else a.get("axes", []))]
+        if op == "Squeeze":
+            return np.squeeze(values[0], axis=tuple(axes) if axes else None)
+        out = values[0]
+        for axis in sorted(axes):
+            out = np.expand_dims(out, axis)
+        return out
+    if op in ("Add", "Sub", "Mul", "Div", "Mod"):
+        x, y = values
+        if op in ("Div", "Mod") and not np.all(y):
+            return None
+        if op == "Div":
+            return np.sign(x) * np.sign(y) * (np.abs(x) // np.abs(y))
+        if op == "Mod":
+            return np.fmod(x, y) if a.get("fmod", 0) else np.mod(x, y)
+        return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op](x, y)
+    if op == "Reshape":
+        shape = [int(d) for d in values[1]]
+        if not a.get("allowzero", 0):
+            shape = [values[0].shape[i] if d == 0 else d for i, d in enumerate(shape)]
+        return values[0].reshape(shape)
+    if op == "Concat":
+        return np.concatenate(values, axis=a["axis"])
+    if op == "Cast":
+        target = helper.tensor_dtype_to_np_dtype(a["to"])
+        return values[0].astype(target) if np.dtype(target).kind in "iu" else None
+    if op == "Gather":
+        return np.take(values[0], values[1], axis=a.get("axis", 0))
+    if op == "Slice":
+        data, starts, ends = values[:3]
+        axes = values[3] if len(values) > 3 else np.arange(len(starts))
+        steps = values[4] if len(values) > 4 else np.ones(len(starts), dtype=np.int64)
+        index = [slice(None)] * data.ndim
+        for start, end, axis, step in zip(starts, ends, axes, steps):
+            index[int(axis)] = slice(int(start), int(end), int(step))
+        return data[tuple(index)]
+    return None
+
+
+def _gb(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
+
+
+class OnnxMemoryBound:
+    """The bytes of intermediate tensors one run of an ONNX graph takes, for a given input shape,
+    and the refusal of a run that would take more than its share (:data:`ONNX_ACTIVATION_FACTOR`).
+
+    onnxruntime has no per-run memory limit (docs/safety.md), so the shapes are worked out before
+    the run: shape arithmetic on the image's shape (``Shape``, ``Mod``, ``Div``, ``Concat``... on
+    small integer tensors) is computed here, then ONNX shape inference (strict, with data
+    propagation) gives every node's output shape. A graph whose shapes cannot all be known is
+    refused, as is one whose tensors add up to more than the allowance; values of the file's large
+    tensors and of inputs a caller may override (``mix``, ``strength``) are never assumed. The sum
+    counts every intermediate as alive at once (onnxruntime frees them as it goes), so it bounds
+    the run's peak from above. Each input shape is worked out once (a few to tens of ms).
+    """
+
+    def __init__(self, model: Any, path: Path) -> None:
+        import math
+
+        from onnx import TensorProto, helper, numpy_helper
+
+        self.path = path
+        graph = model.graph
+        overridable = {i.name for i in graph.input}
+        tensors = {t.name: t for t in graph.initializer}
+        self.weights = sum(math.prod(t.dims) for t in graph.initializer)
+        self.weights += sum(math.prod(t.values.dims) + math.prod(t.indices.dims) for t in graph.sparse_initializer)
+        convs = [tensors[n.input[1]].dims[0] for n in graph.node
+                 if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in tensors and tensors[n.input[1]].dims]
+        self.channels = max([3, *convs])
+        small, inputs = [], [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", "c", "h", "w"])]
+        for t in graph.initializer:
+            if (t.name not in overridable and math.prod(t.dims) <= _SHAPE_VALUES
+                    and t.data_type in (TensorProto.INT64, TensorProto.INT32)):
+                small.append(t)
+            else:
+                inputs.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        for sparse in graph.sparse_initializer:
+            inputs.append(helper.make_tensor_value_info(sparse.values.name, sparse.values.data_type, list(sparse.dims)))
+        self.known = {t.name: numpy_helper.to_array(t) for t in small}
+        skeleton = helper.make_graph(list(graph.node), "bound", inputs, list(graph.output), small)
+        self.skeleton = helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+        self.checked: dict[tuple[int, ...], int] = {}
+
+    def allowance(self, shape: tuple[int, ...]) -> int:
+        """Bytes a run on a batch of ``shape`` (B, 3, H, W) may hold in intermediate tensors."""
+        pixels = shape[0] * shape[2] * shape[3]
+        return 4 * (ONNX_ACTIVATION_FACTOR * pixels * self.channels + ONNX_WEIGHT_FACTOR * self.weights
+                    + ONNX_FLOOR_ELEMENTS)
+
+    def nbytes(self, shape: tuple[int, ...]) -> int:
+        """The bytes of all intermediate tensors of a run on a batch of ``shape``.
+
+        Raises:
+            UserError: a node's output shape cannot be known, or the graph contradicts itself.
+        """
+        import math
+
+        import numpy as np
+        import onnx
+        from onnx import helper, numpy_helper, shape_inference
+
+        model = onnx.ModelProto()
+        model.CopyFrom(self.skeleton)
+        known, folded = dict(self.known), []
+        with np.errstate(all="ignore"):
+            for node in model.graph.node:
+                if node.op_type not in _FOLDED_OPS or not all(x in known or (x == "image" and node.op_type == "Shape")
+                                                              for x in node.input if x):
+                    continue
+                try:
+                    value = _fold_integers(node, [known.get(x) for x in node.input], shape)
+                except (ValueError, IndexError, TypeError, KeyError, OverflowError):
+                    value = None
+                if value is not None and np.asarray(value).size <= _SHAPE_VALUES and len(node.output) == 1:
+                    known[node.output[0]] = np.asarray(value)
+                    folded.append(node.output[0])
+        kept = [n for n in model.graph.node if not (len(n.output) == 1 and n.output[0] in known)]
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        model.graph.initializer.extend(numpy_helper.from_array(known[name], name) for name in folded)
+        for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, shape):
+            dim.Clear()
+            dim.dim_value = value
+        try:
+            inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        except Exception as err:
+            raise not_a_model(self.path, f"its graph contradicts itself for a {'x'.join(map(str, shape))} input: "
+                                         f"{(str(err).strip().splitlines() or [''])[0][:100]}") from None
+        infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+        total = 0
+        for node in inferred.graph.node:
+            for name in node.output:
+                t = infos[name].type.tensor_type if name in infos else None
+                dims = ([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+                        if t and t.HasField("shape") else [-1])
+                try:
+                    itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize if t else 0
+                except (KeyError, TypeError, ValueError):
+                    itemsize = 0
+                if min(dims, default=0) < 0 or not itemsize:
+                    raise not_a_model(self.path, "fastmmd cannot bound the memory it takes: the shape of "
+                                                 f"{node.op_type} output {printable(name, 40)!r} is unknown for a "
+                                                 f"{'x'.join(map(str, shape))} input")
+                total += math.prod(dims) * itemsize
+        return total
+
+    def check(self, shape: tuple[int, ...], opening: bool = False) -> None:
+        """Refuses a run on a batch of ``shape`` whose intermediate tensors exceed :meth:`allowance`
+        (at ``opening``, a probe shape: the file is then not a model fastmmd runs).
+
+        Raises:
+            UserError: one line.
+        """
+        shape = tuple(int(d) for d in shape)
+        if shape not in self.checked:
+            self.checked[shape] = self.nbytes(shape)
+        need, allowed = self.checked[shape], self.allowance(shape)
+        if need > allowed:
+            why = (f"its intermediate tensors take {_gb(need)} for a {'x'.join(map(str, shape))} batch, over the "
+                   f"{_gb(allowed)} fastmmd allows a run in proportion to its input and weights")
+            raise not_a_model(self.path, why) if opening else UserError(f"{str(self.path)!r}: {why}")
+
+
 def _onnx_memory_cap() -> int:
     """Bytes onnxruntime may hold in this process: a share of the available memory, under RLIMIT_AS."""
     from fastmmd.base.devices import available_memory
@@ -631,13 +821,18 @@ def open_onnx(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], dict
     The model is read as bytes and checked (:func:`check_onnx_graph`: no external data, loops,
     subgraphs or data-sized allocations) before onnxruntime sees it; onnxruntime then resolves
     external data only in an empty folder and holds at most the arena cap of
-    :data:`ONNX_MEMORY_FRACTION`. The returned callable maps (B, 3, H, W) to (B, 3, H, W) or
-    raises a one-line :class:`UserError` (a run error, the memory cap, an output of another shape).
+    :data:`ONNX_MEMORY_FRACTION`. The graph's memory is bounded (:class:`OnnxMemoryBound`) for the
+    :data:`ONNX_PROBE` batch before the session opens and for every batch shape before it runs.
+    The returned callable maps (B, 3, H, W) to (B, 3, H, W) or raises a one-line
+    :class:`UserError` (a run error, a batch over the graph's bound or the memory cap, an output of
+    another shape).
     """
     import tempfile
 
     p = regular_file(path, "model")
     model = _onnx_model(p)
+    bound = OnnxMemoryBound(model, p)
+    bound.check(ONNX_PROBE, opening=True)  # onnxruntime folds constant subgraphs when the session opens
     try:
         import onnxruntime
     except ImportError:
@@ -657,6 +852,7 @@ def open_onnx(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], dict
     def run(x: Tensor, mix: Tensor | None = None, strength: Tensor | None = None) -> Tensor:
         """A conditioned model's ``mix`` (S,) and ``strength`` (1,) are inputs with defaults
         (:mod:`fastmmd.infer.export`); None leaves the default."""
+        bound.check(tuple(x.shape))  # before onnxruntime allocates anything for this batch
         feeds = {"image": x.detach().float().cpu().contiguous().numpy()}
         for name, value in (("mix", mix), ("strength", strength)):
             if value is not None:
@@ -695,11 +891,7 @@ def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[s
     meta = ckpt.get(KEY)
     if not isinstance(meta, dict):
         raise not_a_model(path, "no fastmmd description; was it written by `fastmmd fit`?")
-    version = meta.get("format_version", 0)
-    if type(version) is not int:
-        raise not_a_model(path, f"format version {str(version)[:20]!r}")
-    if version > FORMAT_VERSION:
-        raise UserError(f"{str(path)!r} uses checkpoint format {version}; upgrade fastmmd to read it")
+    check_format_version(meta, path)
     return validate_metadata(meta, path)
 
 

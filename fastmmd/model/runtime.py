@@ -15,9 +15,11 @@ from fastmmd.model.networks import TransformerNet, size_padding
 class ExportedStylizer(nn.Module):
     """A :class:`TransformerNet` behind an image-in, image-out interface that scripts and exports.
 
-    ``forward(x)``: x is RGB (B, 3, H, W), uint8 0-255 or float 0-1; the result has x's dtype and
-    size (uint8: ``round(255 y)``). Inputs are cast to the weights' dtype, so fp16 weights take
-    fp32 images (int8 weights compute in float32, :mod:`fastmmd.model.storage`).
+    ``forward(x, mix=None, strength=None, style=None)``: x is RGB (B, 3, H, W), uint8 0-255 or float
+    0-1; the result has x's dtype and size (uint8: ``round(255 y)``). Inputs are cast to the weights'
+    dtype, so fp16 weights take fp32 images (int8 weights compute in float32,
+    :mod:`fastmmd.model.storage`). ``mix``, ``strength`` and ``style`` condition a conditioned
+    network as in :meth:`TransformerNet.forward <fastmmd.model.networks.TransformerNet.forward>`.
 
     Args:
         net: the trained network (its padding logic is reused by the TorchScript path).
@@ -30,8 +32,9 @@ class ExportedStylizer(nn.Module):
     """
 
     def __init__(self, net: TransformerNet, metadata: str = "{}", traceable: bool = False) -> None:
-        # forward(x, mix, strength): a conditioned network's mix (S,) or (B, S) and strength (1,) or
-        # (B,), None = its defaults (style 0, strength 1); see the module docstring per format
+        # forward(x, mix, strength, style): a conditioned network's mix (S,) or (B, S) and strength (1,)
+        # or (B,), None = its defaults (style 0, strength 1); each export format's form of these
+        # inputs: the module docstring of fastmmd.infer.export
         super().__init__()
         self.net = net
         self.metadata = metadata

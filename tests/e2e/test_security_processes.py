@@ -1,7 +1,7 @@
 """Security checks that need a process of their own (issue 8 and 26; the rest, in process:
 tests/integration/test_security.py): the real console prints exactly one line for a crafted file;
-resource payloads are refused under a hard address-space limit (RLIMIT_AS); SIGTERM mid-encode
-leaves no part file."""
+resource payloads (crafted archives, pickles, old-format files, VGG files, video rates, ONNX graphs)
+are refused under a hard address-space limit (RLIMIT_AS); SIGTERM mid-encode leaves no part file."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from payloads import PICKLE_PAYLOADS, RESOURCE_PAYLOADS
 import fastmmd
 
 SOURCE = str(Path(fastmmd.__file__).parent.parent)
+TINY_OPTIMIZE = ["--vgg-width-divisor", "8", "--size", "16", "--iterations", "1", "--no-progress", "--device", "cpu"]
 
 
 def test_console_shows_exactly_one_line(tiny_exports, make_image, tmp_path):
@@ -152,3 +153,117 @@ def test_sigterm_mid_encode_removes_the_part_file(tiny_exports, tmp_path):
         pytest.skip("the clip was done before SIGTERM arrived")
     assert proc.returncode == 143 and err.strip().splitlines() == ["fastmmd: terminated; files already written are complete"]
     assert list(out.iterdir()) == []
+
+
+# ------------------------------------------------------------------------- issue 26, round three
+_PROBE_PICKLES = """
+import io, json, pickle, resource, sys
+from fastmmd.base.safe_load import PlainUnpickler
+bombs = {name: bytes.fromhex(h) for name, h in json.loads(sys.argv[1]).items()}
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
+limit = peak + (1 << 30)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+for name, data in bombs.items():
+    row = {"name": name}
+    for reader, load in (("c", lambda d: pickle.loads(d)), ("plain", lambda d: PlainUnpickler(io.BytesIO(d)).load())):
+        try:
+            row[reader] = repr(load(data))
+        except BaseException as e:
+            row[reader] = type(e).__name__
+    print(json.dumps(row), flush=True)
+"""
+
+
+def test_pickle_memo_and_bytearray_sizes_allocate_nothing():
+    """Eight bytes of pickle made CPython's C unpickler zero a 16 GB memo table (fastmmd's TorchScript
+    reader used it); a 13-byte BYTEARRAY8 makes the stock pure-Python one zero-fill the declared length.
+    Under a hard limit of 1 GiB more than the interpreter took, the C unpickler fails for want of
+    memory on the first, and :class:`PlainUnpickler` reads both without allocating."""
+    import struct
+
+    from payloads import pickle_memo_bomb
+
+    bombs = {"memo": pickle_memo_bomb(1 << 30).hex(),
+             "bytearray8": (b"\x80\x05\x96" + struct.pack("<Q", 1 << 40) + b"x.").hex()}
+    res = subprocess.run([sys.executable, "-c", _PROBE_PICKLES, json.dumps(bombs)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": SOURCE})
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert rows["memo"]["c"] == "MemoryError" and rows["memo"]["plain"] == "None", rows  # the limit bites; the fix holds
+    assert rows["bytearray8"]["plain"] == "UnpicklingError", rows
+
+
+def test_old_format_and_vgg_payloads_are_refused_for_what_they_are(tiny_exports, make_image, tmp_path):
+    """Old-format (non-zip) files whose storages declare gigabytes they do not store, or views that
+    grow a storage, and VGG files whose weights would be expanded by ``.float()``: refused with their
+    reason, under a hard memory limit (before, each failed on the limit as 'truncated or corrupt', or
+    with a traceback, or - within memory - wrote the gigabytes)."""
+    from payloads import ckpt_legacy_declared, ckpt_legacy_resized, pt_memo, vgg_legacy_declared, vgg_stride0
+
+    img = make_image("photo.png", 20, 20)
+    out = tmp_path / "out"
+    cases = [(ckpt_legacy_declared(tiny_exports, tmp_path), "storages nowhere"),
+             (ckpt_legacy_resized(tiny_exports, tmp_path, 1 << 30), "reaches past its storage"),
+             (pt_memo(tiny_exports, tmp_path, 1 << 30), "do not match its network description")]
+    payloads, needles = [], []
+    for crafted, needle in cases:
+        for argv in (["stylize", str(crafted), str(img), "-o", str(out), "-q"], ["load_stylizer", str(crafted)]):
+            payloads.append(argv)
+            needles.append(needle)
+    for crafted, needle in ((vgg_legacy_declared(tmp_path, 1 << 31), "storages nowhere"),
+                            (vgg_stride0(tmp_path, 1 << 31), "overlapping or repeated views")):
+        payloads.append(["optimize", *TINY_OPTIMIZE[2:], "--content", str(img), "--style", str(img),
+                         "--vgg-weights", str(crafted), "--output", str(out / "o.png")])
+        needles.append(needle)
+    rows = _limited([], payloads, tmp_path)
+    assert len(rows) == len(payloads)
+    for row, needle in zip(rows, needles):
+        assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
+    assert not out.exists()
+
+
+def test_video_frame_and_pixel_rates_are_bounded(tiny_exports, tmp_path):
+    """Tiny clips that declare (a GIF repainting a 4600 x 4600 screen 50 times a second; an MP4 of
+    frames a microsecond apart) or carry (1,100 frames at one timestamp under a 25 fps header) more
+    frames or pixels per second than any real clip: one line, exit 2, nothing written, under a hard
+    memory limit; the decoded frames are counted by the message (at most one second's worth)."""
+    pytest.importorskip("av")
+    from payloads import clip_microsecond_frames, clip_one_instant, gif_fast_screen
+
+    from fastmmd.infer.video import MAX_FRAME_RATE
+
+    model = str(tiny_exports["ckpt"])
+    cases = [(gif_fast_screen(tmp_path), "Gpx per second"), (clip_microsecond_frames(tmp_path), "frames per second"),
+             (clip_one_instant(tmp_path), f"holds {MAX_FRAME_RATE + 1} frames in 0.000 s")]
+    payloads = [["stylize", model, str(clip), "-o", str(tmp_path / f"out{i}.mp4"), "-q"] for i, (clip, _) in enumerate(cases)]
+    payloads.append(["stylize", model, str(cases[2][0]), "-o", str(tmp_path / "frames"), "-q"])  # frames out: none kept
+    rows = _limited([], payloads, tmp_path)
+    for row, (_, needle) in zip(rows, [*cases, cases[2]]):
+        assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("out", ".out", "frames"))]
+
+
+def test_onnx_memory_is_bounded_per_run_in_proportion_to_its_input(tiny_exports, make_image, tmp_path):
+    """Allowed operators only, under a hard memory limit: a constant Expand that onnxruntime folds
+    while opening the session (4 GiB), an outer product of the image with itself (quadratic in its
+    pixels) and an Expand sized from the image's values: refused, the first and last when the file
+    opens, the outer product for the batch that would take 3.6 GB (a 100 x 100 photo) while a
+    16 x 16 one runs. Before, each ran (exit 0, up to 4.9 GB) unless over onnxruntime's process cap."""
+    pytest.importorskip("onnx")
+    from payloads import onnx_constant_expand, onnx_outer_product, onnx_shape_from_data
+
+    from fastmmd.model.files import ONNX_PROBE
+
+    small, big = make_image("small.png", ONNX_PROBE[3], ONNX_PROBE[2]), make_image("big.png", 100, 100)
+    out = tmp_path / "out"
+    outer = onnx_outer_product({}, tmp_path)
+    cases = [(["stylize", str(onnx_constant_expand({}, tmp_path)), str(small), "-o", str(out), "-q"], "4.29 GB for a 1x3x16x16"),
+             (["stylize", str(onnx_shape_from_data({}, tmp_path)), str(small), "-o", str(out), "-q"], "cannot bound"),
+             (["stylize", str(outer), str(big), "-o", str(out), "-q"], "3.60 GB for a 1x3x100x100 batch"),
+             (["export", "--info", str(onnx_constant_expand({}, tmp_path))], "in proportion to its input")]
+    rows = _limited([], [argv for argv, _ in cases] + [["stylize", str(outer), str(small), "-o", str(tmp_path / "ok"), "-q"]],
+                    tmp_path)
+    for row, (_, needle) in zip(rows, cases):
+        assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
+    assert rows[-1]["code"] == 0, rows[-1]  # a small batch of the same graph is within its share
+    assert not out.exists()

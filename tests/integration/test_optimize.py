@@ -106,8 +106,8 @@ def test_bad_input_is_one_line_and_exit_2(pair, tmp_path, capsys, case):
     (["--style-weight", "inf"], "--style-weight must be finite, not inf"),
     (["--lr=-inf"], "--lr must be finite"),
     (["--style-blend", "0.7,nan"], "--style-blend must be finite"),
-    (["--size", "0"], "--size must be at least 8 px, not 0"),
-    (["--size", "4"], "--size must be at least 8 px, not 4"),
+    (["--size", "0"], "--size must be at least 16 px (VGG pools 4 times), not 0"),
+    (["--size", "4"], "--size must be at least 16 px (VGG pools 4 times), not 4"),
     (["--size", "100000"], "GiB of cpu memory"),  # before any image is resized (that alone took 100 GB)
 ])
 def test_bad_numbers_name_the_flag(pair, tmp_path, capsys, monkeypatch, extra, needle):

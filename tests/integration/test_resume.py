@@ -49,7 +49,7 @@ def test_every_stateful_feature_resumes_exactly(stateful_run):
     resume stay in metrics.csv and the clock goes on from the checkpoint."""
     a, b = read_checkpoint(stateful_run["straight"]), read_checkpoint(stateful_run["split"])
     assert a["global_step"] == b["global_step"] == 10
-    # Lightning's EMAWeightAveraging: the checkpoint's network (what export and stylize read) is the
+    # weight averaging (fastmmd's NetworkEMA): the checkpoint's network (what export and stylize read) is the
     # average, the trained network rides along network-only (no VGG), and a resume restores both
     for ckpt in (a, b):
         assert all(k.startswith("network.") for k in ckpt["state_dict"])

