@@ -151,6 +151,26 @@ def test_several_photos_become_one_zip(client, tmp_path):
     assert bad.status_code == 400 and "list of photo ids" in bad.json()["error"]
 
 
+def test_a_job_behind_other_work_says_it_is_queued_and_how_much_is_ahead(client):
+    """The one worker thread runs one piece of work at a time: a full-size job posted while it is busy
+    is ``queued`` and its state counts the work waiting (the page shows it); it runs once the worker is free."""
+    import threading
+
+    photo = upload(client, a_photo()).json()["id"]
+    worker = client.app.state.serve.worker
+    started, release = threading.Event(), threading.Event()
+    busy = worker.submit(lambda: (started.set(), release.wait(120)))
+    assert started.wait(120)  # the worker holds the blocker: what comes next waits in the queue
+    try:
+        job = client.post("/api/jobs", json={"photo": photo, "model": "cond.ckpt", "style": "tiny1"}).json()
+        queued = client.get(f"/api/jobs/{job['id']}").json()
+        assert queued["state"] == "queued" and queued["waiting"] >= 1, queued
+    finally:
+        release.set()
+    busy.result(timeout=120)
+    assert wait_job(client, job["id"])["state"] == "done"
+
+
 def test_full_size_counts_tiles_for_the_progress_bar(catalog, tmp_path):
     """A photo too large for memory is stylized in tiles; the job counts them (the page's progress bar)."""
     import copy
