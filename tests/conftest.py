@@ -320,8 +320,7 @@ class Exports(Mapping):
         ckpt, name = self._checkpoint(), NETWORKS[self.network][2] + FORMATS[kind]
 
         def build(folder: Path) -> None:
-            options = {"half": True} if self.weights == "float16" else {"weights": self.weights}
-            meta = export_checkpoint(ckpt, folder / name, fmt=kind, **options)
+            meta = export_checkpoint(ckpt, folder / name, fmt=kind, weights=self.weights)  # float16: --half
             (folder / "meta.json").write_text(json.dumps(meta))
 
         return built_once(self.factory, f"{self.network}_{self.weights}_{kind}", build) / name

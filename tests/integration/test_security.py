@@ -524,22 +524,16 @@ def test_decode_budget_counts_frames_and_pixels_against_the_timeline():
             check_declared_rates(*args, "x.mp4")
 
 
-def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, tmp_path):
-    """fastmmd's own exports (plain, conditioned, float16, int8) have every shape known for any
-    batch and stay far inside the allowance (measured for wider networks: docs/safety.md)."""
+def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, export_matrix):
+    """fastmmd's own exports (plain, conditioned, float16, int8: the session's export matrix) have every
+    shape known for any batch and stay far inside the allowance (measured for wider networks: docs/safety.md)."""
     pytest.importorskip("onnx")
-    from conftest import write_tiny_checkpoint
-
-    from fastmmd.infer.export import export_checkpoint
     from fastmmd.model.files import OnnxMemoryBound, _onnx_model
 
     if "onnx" not in tiny_exports:
         pytest.skip("onnx export unavailable")
-    files = [tiny_exports["onnx"]]
-    two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2, residual_blocks=2)
-    for weights in ("float16", "int8"):
-        export_checkpoint(two, tmp_path / f"two_{weights}.onnx", fmt="onnx", weights=weights)
-        files.append(tmp_path / f"two_{weights}.onnx")
+    files = [tiny_exports["onnx"], export_matrix("conditioned")["onnx"], export_matrix("conditioned", "float16")["onnx"],
+             export_matrix("single", "int8")["onnx"]]
     for path in files:
         bound = OnnxMemoryBound(_onnx_model(path), path)
         for shape in ((1, 3, 8, 8), (1, 3, 17, 23), (4, 3, 64, 48), (1, 3, 1080, 1920)):
