@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from fastmmd.conditioning import MAX_STYLES
-from fastmmd.errors import UserError
+from fastmmd.errors import UserError, not_a_model  # noqa: F401  (not_a_model: re-exported)
 from fastmmd.inputs import ArchiveBudget, check_zip_budget, load_json, regular_file
 from fastmmd.networks import TransformerNet
 from fastmmd.unpickling import weights_only_loads  # noqa: F401  (re-exported: the guard lives in a torch-free module)
@@ -56,11 +56,6 @@ _LIMITS = {"styles": MAX_STYLES, "strength_width": MAX_STYLES}
 _PREFIX = "net."  # ExportedStylizer keeps its TransformerNet as ``net``
 _FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _STORED_DTYPES = {*_FLOAT_DTYPES, "int8"}  # int8: fastmmd.weight_storage
-
-
-def not_a_model(path: str | os.PathLike, why: str, kind: str = "fastmmd checkpoint or model") -> UserError:
-    """The one message for a file fastmmd will not read as a model: what it is not, and why."""
-    return UserError(f"{str(path)!r} is not a {kind} ({why})")
 
 
 # ------------------------------------------------------------------------------------- pickles
@@ -207,7 +202,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     p = regular_file(path, "model")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
-        text = {q.key: q.value for q in _onnx_model(p).metadata_props}.get("fastmmd", "")
+        text = {q.key: q.value for q in read_onnx_model(p).metadata_props}.get("fastmmd", "")
         meta = parse_metadata(text, p) if text else {}
     elif suffix in (".pt", ".pt2"):
         meta = read_network(p, "pt2" if suffix == ".pt2" else "torchscript")[1]
@@ -524,195 +519,32 @@ def _read_torchscript(path: Path, z: _Archive) -> tuple[TransformerNet, dict[str
 
 
 # ------------------------------------------------------------------------------------- ONNX
-#: The operators an ONNX file may use: those ``fastmmd export`` writes (plain and conditioned networks,
-#: float32/float16/int8 storage, listed from its output) and a few more whose output is never larger
-#: than their inputs broadcast together. Nothing that loops (``Loop``, ``Scan``), branches into
-#: subgraphs (``If``) or allocates from a number in the data (``ConstantOfShape``, ``Range``,
-#: ``Tile``, ``Resize``, random generators...) is run.
-ONNX_OPERATORS = frozenset({
-    # written by fastmmd export
-    "Add", "Cast", "Concat", "Conv", "DepthToSpace", "Div", "Expand", "Gemm", "InstanceNormalization", "MatMul",
-    "Mod", "Mul", "Pad", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Squeeze", "Sub", "Unsqueeze",
-    # bounded by their inputs
-    "Abs", "Clip", "Constant", "Exp", "Flatten", "Gather", "Identity", "LeakyRelu", "Max", "Min", "Neg", "Pow",
-    "ReduceMean", "Sqrt", "Tanh", "Transpose",
-})
-#: Largest ``.onnx`` file read (a width-32 network is ~7 MB; weights must live inside the file).
-MAX_ONNX_BYTES = 1 << 30
-#: Share of the memory available when the first ONNX model opens that onnxruntime may hold
-#: (its arena is capped there, once per process; also kept under RLIMIT_AS where one is set).
-ONNX_MEMORY_FRACTION = 0.7
-_ONNX_ARENA: list[int] = []  # the cap registered with onnxruntime, once per process
+# The checks and the session live in the torch-free fastmmd.onnx_files (fastmmd stylize's fast path
+# uses them without torch); re-exported here, where every other file format's rules are.
+from fastmmd.onnx_files import (MAX_ONNX_BYTES, ONNX_MEMORY_FRACTION, ONNX_OPERATORS,  # noqa: E402,F401
+                                OnnxNetwork, check_onnx_graph, read_onnx_model)
 
 
-def _onnx_graphs(model: Any) -> Iterator[Any]:
-    """Every graph of a model: the main one and, recursively, the subgraphs in node attributes."""
-    stack = [model.graph]
-    while stack:
-        graph = stack.pop()
-        yield graph
-        for node in graph.node:
-            for a in node.attribute:
-                if a.HasField("g"):
-                    stack.append(a.g)
-                stack.extend(a.graphs)
-
-
-def _external_tensors(model: Any) -> bool:
-    """True if any tensor anywhere in the model (initializers, sparse initializers, tensor
-    attributes, in every graph and function) is stored outside the file."""
-    import onnx
-
-    def tensors(nodes: Any, graph: Any = None) -> Iterator[Any]:
-        if graph is not None:
-            yield from graph.initializer
-            for sparse in graph.sparse_initializer:
-                yield from (sparse.values, sparse.indices)
-        for node in nodes:
-            for a in node.attribute:
-                if a.HasField("t"):
-                    yield a.t
-                yield from a.tensors
-                for sparse in [*([a.sparse_tensor] if a.HasField("sparse_tensor") else []), *a.sparse_tensors]:
-                    yield from (sparse.values, sparse.indices)
-
-    every = [t for g in _onnx_graphs(model) for t in tensors(g.node, g)]
-    every += [t for f in model.functions for t in tensors(f.node)]
-    return any(t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data) for t in every)
-
-
-def check_onnx_graph(model: Any, path: str | os.PathLike) -> None:
-    """Refuses an ONNX model that could read other files, loop, or allocate from its data.
-
-    The rules, one per class: no tensor stored outside the file, anywhere (subgraphs and functions
-    included); no subgraph and no model-local function; only standard-domain operators of
-    :data:`ONNX_OPERATORS`.
-
-    Raises:
-        UserError: one line naming the first rule broken.
-    """
-    if _external_tensors(model):
-        raise not_a_model(path, "its weights live in other files, which fastmmd does not follow")
-    if len(model.functions):
-        raise not_a_model(path, "it defines its own ONNX functions, which fastmmd exports never do")
-    for graph in _onnx_graphs(model):
-        if graph is not model.graph:
-            raise not_a_model(path, "it holds subgraphs (If/Loop/Scan bodies), which fastmmd exports never do")
-        for node in graph.node:
-            if node.domain not in ("", "ai.onnx") or node.op_type not in ONNX_OPERATORS:
-                op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-                raise not_a_model(path, f"it uses the ONNX operator {op[:60]!r}, which fastmmd exports never use "
-                                        "(no loops, subgraphs or sizes taken from data)")
-
-
-def _onnx_model(path: Path) -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise UserError("reading .onnx models needs the onnx extra: pip install 'fastmmd[onnx]'") from None
-    regular_file(path, "model")
-    size = path.stat().st_size
-    if size > MAX_ONNX_BYTES:
-        raise not_a_model(path, f"{size / 1e9:.1f} GB, over the {MAX_ONNX_BYTES / 1e9:.1f} GB fastmmd reads")
-    try:
-        model = onnx.load_model_from_string(path.read_bytes())  # bytes: nothing is resolved against a folder
-    except Exception:
-        raise not_a_model(path, "not a readable ONNX model") from None
-    if not model.graph.node:
-        raise not_a_model(path, "an ONNX file without a graph")
-    check_onnx_graph(model, path)
-    return model
-
-
-def _onnx_memory_cap() -> int:
-    """Bytes onnxruntime may hold in this process: a share of the available memory, under RLIMIT_AS."""
-    from fastmmd.stylize import available_memory
-
-    cap = int(ONNX_MEMORY_FRACTION * available_memory(torch.device("cpu")))
-    with contextlib.suppress(ImportError, OSError, ValueError):
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if limit != resource.RLIM_INFINITY:
-            with open("/proc/self/statm") as f:
-                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            cap = min(cap, int(ONNX_MEMORY_FRACTION * max(0, limit - used)))
-    return max(cap, 64 << 20)
-
-
-def _onnx_options(onnxruntime: Any, empty_folder: str) -> Any:
-    """Session options: quiet logs, external initializers resolved only in an empty folder, and the
-    process-wide arena cap (:data:`ONNX_MEMORY_FRACTION`) registered on first use."""
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 4  # errors come back as exceptions, not as log lines on stderr
-    options.add_session_config_entry("session.model_external_initializers_file_folder_path", empty_folder)
-    if not _ONNX_ARENA:
-        cap = _onnx_memory_cap()
-        info = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
-                                         onnxruntime.OrtMemType.DEFAULT)
-        try:
-            onnxruntime.create_and_register_allocator(info, onnxruntime.OrtArenaCfg(cap, -1, -1, -1))
-        except Exception:  # registered already (by another library): its arena serves
-            pass
-        _ONNX_ARENA.append(cap)
-    options.add_session_config_entry("session.use_env_allocators", "1")
-    return options
-
-
-def _onnx_error(path: Path, err: BaseException) -> UserError:
-    text = (str(err).strip().splitlines() or [""])[0]
-    if "Available memory" in text or "Failed to allocate" in text:
-        return UserError(f"{str(path)!r}: onnxruntime would need more than the "
-                         f"{_ONNX_ARENA[0] / 2**30:.1f} GiB fastmmd lets it hold; try --max-size or --tile")
-    return UserError(f"{str(path)!r}: onnxruntime failed: {text[-200:]}")
-
-
-def open_onnx(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
+def open_onnx(path: str | os.PathLike, threads: int | None = None,
+              verified: bool = False) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
     """An onnxruntime session (CPU) for an ``.onnx`` file and its metadata.
 
     The model is read as bytes and checked (:func:`check_onnx_graph`: no external data, loops,
     subgraphs or data-sized allocations) before onnxruntime sees it; onnxruntime then resolves
     external data only in an empty folder and holds at most the arena cap of
-    :data:`ONNX_MEMORY_FRACTION`. The returned callable maps (B, 3, H, W) to (B, 3, H, W) or
-    raises a one-line :class:`UserError` (a run error, the memory cap, an output of another shape).
+    :data:`ONNX_MEMORY_FRACTION` (:func:`fastmmd.onnx_files.open_session`; ``threads`` and
+    ``verified`` as there). The returned callable maps (B, 3, H, W) to (B, 3, H, W) or raises a
+    one-line :class:`UserError` (a run error, the memory cap, an output of another shape).
     """
-    import tempfile
-
-    p = regular_file(path, "model")
-    model = _onnx_model(p)
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("running .onnx models needs onnxruntime: pip install 'fastmmd[onnx]'") from None
-    meta = parse_metadata(text, p) if (text := {q.key: q.value for q in model.metadata_props}.get("fastmmd", "")) else {}
-    with tempfile.TemporaryDirectory(prefix="fastmmd-onnx-") as empty:
-        try:
-            session = onnxruntime.InferenceSession(model.SerializeToString(), _onnx_options(onnxruntime, empty),
-                                                   providers=["CPUExecutionProvider"])
-        except Exception as err:
-            raise not_a_model(p, f"onnxruntime cannot run it: {(str(err).strip().splitlines() or [''])[0][:160]}") from None
-    names = [i.name for i in session.get_inputs()]
-    if names != ["image"]:
-        raise not_a_model(p, f"inputs {names}, not ['image']")
-    optional = {i.name for i in session.get_overridable_initializers()} & {"mix", "strength"}
+    network = OnnxNetwork(path, threads, verified)
+    meta = parse_metadata(network.metadata_text, network.path) if network.metadata_text else {}
 
     def run(x: Tensor, mix: Tensor | None = None, strength: Tensor | None = None) -> Tensor:
         """A conditioned model's ``mix`` (S,) and ``strength`` (1,) are inputs with defaults
         (:mod:`fastmmd.export`); None leaves the default."""
-        feeds = {"image": x.detach().float().cpu().contiguous().numpy()}
-        for name, value in (("mix", mix), ("strength", strength)):
-            if value is not None:
-                if name not in optional:
-                    raise UserError(f"{str(p)!r} takes no {name} input")
-                feeds[name] = value.detach().float().cpu().reshape(-1).contiguous().numpy()
-        try:
-            out = session.run(None, feeds)[0]
-        except Exception as err:
-            raise _onnx_error(p, err) from None
-        shape = tuple(getattr(out, "shape", ()))
-        if shape != tuple(x.shape) or getattr(out, "dtype", None) is None or out.dtype.kind != "f":
-            raise UserError(f"{str(p)!r} returned an output of shape {shape} for an image batch of {tuple(x.shape)}; "
-                            "a fastmmd model returns the batch's shape")
-        return torch.from_numpy(out)
+        def array(t: Tensor | None) -> Any:
+            return None if t is None else t.detach().float().cpu().contiguous().numpy()
+
+        return torch.from_numpy(network(array(x), array(mix), array(strength)))
 
     return run, meta

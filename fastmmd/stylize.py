@@ -70,7 +70,7 @@ def available_memory(device: torch.device) -> int:
 
 
 def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype | None,
-               channels_last: bool) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
+               channels_last: bool, threads: int | None = None) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
     """Loads a model as a float-0-1-in, float-0-1-out callable on ``device`` (+ its metadata).
 
     Nothing in the file runs: from a ``.ckpt``, ``.pt`` or ``.pt2`` only the weights and the
@@ -83,6 +83,7 @@ def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype
         device: where to run.
         dtype: float16/bfloat16 to run in, or None for the file's own precision (fp32 on CPU).
         channels_last: convert the weights to channels-last memory format.
+        threads: onnxruntime's intra-op threads for an ``.onnx`` file (None: its default).
     """
     p = resolve_model(path)
     if not p.exists():
@@ -93,7 +94,7 @@ def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype
         if device.type != "cpu" or dtype is not None:
             raise UserError(f"{str(p)!r} is an ONNX model; fastmmd runs it on the CPU in its stored precision "
                             "(drop --device cuda/--half/--bf16, or export to .pt/.pt2)")
-        module, meta = open_onnx(p)
+        module, meta = open_onnx(p, threads)
         return module, {"format": "onnx", **meta}
     net, meta = read_network(p)
     meta = {"format": "checkpoint", "dtype": "float32", **meta}
@@ -262,7 +263,7 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
                   channels_last: bool | None = None, tile: int | None = None, overlap: int | None = None,
                   max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile",
                   style: str | int | None = None, mix: str | None = None, strength: float | None = None,
-                  style_images: Sequence[Any] | None = None) -> Stylizer:
+                  style_images: Sequence[Any] | None = None, threads: int | None = None) -> Stylizer:
     """Loads an exported model or training checkpoint as ``Stylizer``: ``stylizer(pil_image) -> pil_image``.
 
     Args:
@@ -287,6 +288,8 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
             trained default, up to the trained maximum). None = style 0 at strength 1.
         style_images: an arbitrary-style network's painting(s) (:meth:`Stylizer.with_paintings`;
             ``mix`` then weighs them); or give them later, ``stylizer(photo, style=painting)``.
+        threads: CPU threads for an ``.onnx`` file's onnxruntime session (None: its default; torch's
+            own threads are the caller's, ``torch.set_num_threads``).
     """
     from fastmmd.commands import resolve_device
 
@@ -305,7 +308,7 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
         raise UserError(f"--max-size must be at least 8 px, not {max_size}")
     dtype = torch.float16 if half else torch.bfloat16 if bf16 else None
     cl = dev.type == "cuda" if channels_last is None else channels_last
-    model, meta = load_model(path, dev, dtype, cl)
+    model, meta = load_model(path, dev, dtype, cl, threads)
     space = ConditionSpace.of(meta)
     condition = space.resolve(None if style is None else str(style), None if style_images else mix, strength)
     stylizer = Stylizer(model, meta, dev, channels_last=cl, tile=tile, overlap=overlap, max_size=max_size,
@@ -342,6 +345,8 @@ def build_parser():
                         "(whole image, matches the untiled output, 7-9x slower tiling)")
     parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int | None, default=None, help="CPU threads (torch and onnxruntime; default: "
+                        "theirs, one per core)")
     add_condition_flags(parser)
     video = parser.add_argument_group("video (inputs .mp4/.mov/.mkv/.webm/.gif/...; or a folder of frames with --norm-stats "
                                       "or a video --output)")
@@ -362,7 +367,7 @@ def _stylizer_from_args(args, model: Path) -> Stylizer:
     return load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
                          tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
                          tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength,
-                         style_images=args.style_image)
+                         style_images=args.style_image, threads=args.threads)
 
 
 def run_video(args, model: Path) -> int:
@@ -414,6 +419,10 @@ def run(args) -> int:
     model = resolve_model(args.model)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, not {args.threads}")
+        torch.set_num_threads(args.threads)
     if any(is_video(spec) for spec in args.inputs) or is_video(args.output_dir) or args.norm_stats is not None:
         if args.grid:
             raise UserError("--grid draws images, not videos; give image inputs")
