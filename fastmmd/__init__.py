@@ -14,13 +14,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "StyleCriterion": "fastmmd.criterion",
-    "VGGFeatures": "fastmmd.features",
-    "TransformerNet": "fastmmd.networks",
+    "StyleCriterion": "fastmmd.losses.criterion",
+    "VGGFeatures": "fastmmd.vgg.features",
+    "TransformerNet": "fastmmd.model.networks",
     "StyleLoss": "fastmmd.losses",
-    "load_stylizer": "fastmmd.stylize",
-    "Condition": "fastmmd.conditioning",
-    "optimize_image": "fastmmd.optimize",
+    "load_stylizer": "fastmmd.infer.stylize",
+    "Condition": "fastmmd.infer.conditions",
+    "optimize_image": "fastmmd.apps.optimize",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,10 +1,10 @@
 """``fastmmd`` console script: one entry point, two kinds of subcommand.
 
-``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.cli`); ``optimize``, ``distill``,
-``export``, ``stylize``, ``compare``, ``evaluate``, ``models`` and ``data`` go to their modules'
-``build_parser``/``run``. Modules are imported only for the command that runs, so ``stylize``
+``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.train.cli`); ``optimize``,
+``distill``, ``export``, ``stylize``, ``compare``, ``evaluate``, ``models`` and ``data`` go to their
+modules' ``build_parser``/``run``. Modules are imported only for the command that runs, so ``stylize``
 never imports Lightning, and ``stylize`` with an ``.onnx`` model on a CPU not even torch
-(:mod:`fastmmd.fast_stylize`). This is the only place that turns a :class:`~fastmmd.errors.UserError`
+(:mod:`fastmmd.infer.fast_stylize`). This is the only place that turns a :class:`~fastmmd.base.errors.UserError`
 into one stderr line and exit code 2.
 """
 
@@ -14,7 +14,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from fastmmd.errors import UserError, did_you_mean, exit_on_user_error, sigterm_unwinds
+from fastmmd.base.errors import (
+    UserError,
+    did_you_mean,
+    exit_on_user_error,
+    sigterm_unwinds,
+)
 
 LIGHTNING_COMMANDS = {
     "fit": "train a feed-forward stylization network (LightningCLI; --config configs/quickstart.yaml)",
@@ -23,15 +28,15 @@ LIGHTNING_COMMANDS = {
     "predict": "stylize a dataset with a checkpoint (LightningCLI)",
 }
 COMMANDS = {
-    "optimize": ("fastmmd.optimize", "per-image (Gatys-style) optimization with any style loss"),
-    "distill": ("fastmmd.distill", "train a small, fast student network to reproduce a trained one"),
-    "export": ("fastmmd.export_command", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
-    "stylize": ("fastmmd.stylize", "stylize images with an exported model or a checkpoint"),
-    "compare": ("fastmmd.compare", "compare style losses on your images: grid.png + report"),
-    "evaluate": ("fastmmd.evaluate", "score trained networks against per-image optimization: grid.png + report"),
-    "models": ("fastmmd.zoo", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
-    "data": ("fastmmd.fetch", "fetch training photos into a folder: fastmmd data coco DIR (or any Hugging Face image dataset)"),
-    "serve": ("fastmmd.serve", "a local web page: drop a photo, pick a style, move a slider, download (extra: serve)"),
+    "optimize": ("fastmmd.apps.optimize", "per-image (Gatys-style) optimization with any style loss"),
+    "distill": ("fastmmd.apps.distill", "train a small, fast student network to reproduce a trained one"),
+    "export": ("fastmmd.commands.export", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
+    "stylize": ("fastmmd.infer.stylize", "stylize images with an exported model or a checkpoint"),
+    "compare": ("fastmmd.apps.compare", "compare style losses on your images: grid.png + report"),
+    "evaluate": ("fastmmd.apps.evaluate", "score trained networks against per-image optimization: grid.png + report"),
+    "models": ("fastmmd.infer.zoo", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
+    "data": ("fastmmd.apps.fetch", "fetch training photos into a folder: fastmmd data coco DIR (or any Hugging Face image dataset)"),
+    "serve": ("fastmmd.apps.serve", "a local web page: drop a photo, pick a style, move a slider, download (extra: serve)"),
 }
 
 
@@ -60,21 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command not in LIGHTNING_COMMANDS and command not in COMMANDS:
             hint = did_you_mean(command, [*LIGHTNING_COMMANDS, *COMMANDS])
             raise UserError(f"unknown command {command!r}{hint} (fastmmd --help lists them)")
-        from fastmmd.unpickling import weights_only_loads
-        from fastmmd.outputs import cleanup_on_failure, remove_created
+        from fastmmd.base.outputs import cleanup_on_failure, remove_created
+        from fastmmd.base.unpickling import weights_only_loads
 
         # No unrestricted unpickling anywhere in the command (libraries included), and a failed
-        # command leaves no folder it created empty behind (fastmmd.outputs).
+        # command leaves no folder it created empty behind (fastmmd.base.outputs).
         with weights_only_loads(), cleanup_on_failure() as created:
             if command in LIGHTNING_COMMANDS:
-                from fastmmd.cli import run_lightning
+                from fastmmd.train.cli import run_lightning
 
                 code = run_lightning(command, rest)
             else:  # SIGTERM unwinds like Ctrl-C (LightningCLI has its own SIGTERM handling)
                 with sigterm_unwinds():
                     code = None
                     if command == "stylize":  # an .onnx model on the CPU runs without torch
-                        from fastmmd.fast_stylize import run_fast
+                        from fastmmd.infer.fast_stylize import run_fast
 
                         code = run_fast(rest)
                     if code is None:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> None:
     from PIL import Image
 
-    from fastmmd.grid import Layout, draw_grid
+    from fastmmd.base.grid import Layout, draw_grid
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bench", help="the --output folder of scripts/bench_arbitrary.py")

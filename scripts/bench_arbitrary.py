@@ -80,7 +80,7 @@ def speed(model: str, photo_path: Path, paintings: list[Path], side: int, peer: 
 
     from PIL import Image
 
-    from fastmmd.stylize import load_stylizer
+    from fastmmd.infer.stylize import load_stylizer
 
     photo = Image.open(photo_path).convert("RGB").resize((side, side))
     stylizer = load_stylizer(model, device="cpu")
@@ -135,10 +135,10 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from fastmmd.evaluate import build_parser, run
-    from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
-    from fastmmd.images import pil_to_tensor, read_image, save_image
-    from fastmmd.metrics import ImageScorer
+    from fastmmd.apps.evaluate import build_parser, run
+    from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+    from fastmmd.base.images import pil_to_tensor, read_image, save_image
+    from fastmmd.losses.metrics import ImageScorer
 
     out = Path(args.output)
     photos = images_in(args.photos, args.photos_count)

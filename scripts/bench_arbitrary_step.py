@@ -1,8 +1,8 @@
-"""Where the time of one arbitrary-style training step goes (fastmmd.arbitrary, configs/arbitrary.yaml).
+"""Where the time of one arbitrary-style training step goes (fastmmd.model.arbitrary, configs/arbitrary.yaml).
 
 Builds the recipe's module (Caffe VGG-19, width 32, 5 blocks, Gram loss, strength input) and times,
 on random photos and paintings of ``--size`` px, batch ``--batch``, under the recipe's precision
-(bf16 autocast where the CPU has bf16 instructions, fastmmd.precision), each part of
+(bf16 autocast where the CPU has bf16 instructions, fastmmd.base.precision), each part of
 ``training_step`` on its own, median of ``--steps`` after ``--warmup``:
 
 * ``paintings``: one VGG-19 pass to relu5_1 over the paintings (no gradient): their statistics phi
@@ -44,8 +44,8 @@ def main() -> None:
 
     import torch
 
-    from fastmmd.precision import cpu_bf16_is_fast
-    from fastmmd.training import StyleTransferModule
+    from fastmmd.base.precision import cpu_bf16_is_fast
+    from fastmmd.train.module import StyleTransferModule
 
     if args.threads:
         torch.set_num_threads(args.threads)

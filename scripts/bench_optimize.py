@@ -34,9 +34,9 @@ import torch
 
 def run_variant(args) -> dict:
     from fastmmd.losses import StyleLoss
-    from fastmmd.criterion import StyleCriterion
-    from fastmmd.images import read_image
-    from fastmmd.optimize import optimize_image
+    from fastmmd.losses.criterion import StyleCriterion
+    from fastmmd.base.images import read_image
+    from fastmmd.apps.optimize import optimize_image
 
     content_path = Path(args.data) / "content" / args.content
     style_path = Path(args.data) / "styles" / args.style
@@ -72,8 +72,8 @@ def run_variant(args) -> dict:
 
 def naive(content: torch.Tensor, style: torch.Tensor, n: int) -> float:
     """Full VGG-19, targets recomputed each step, fp32, NCHW, plain Gram loss (Gatys-style script)."""
-    from fastmmd.features import LAYER_NAMES, build_vgg19
-    from fastmmd.weights import CaffePreprocess, caffe_state_dict
+    from fastmmd.vgg.features import LAYER_NAMES, build_vgg19
+    from fastmmd.vgg.weights import CaffePreprocess, caffe_state_dict
 
     vgg = build_vgg19()
     vgg.load_state_dict(caffe_state_dict(vgg))

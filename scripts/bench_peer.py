@@ -5,7 +5,7 @@ photo resized to ``--size`` px on its long side (Lanczos, written once as PNG, r
 
 * **in-process**: a child process loads the engine, stylizes once untimed (warm-up), then
   ``--calls`` times; the median of those calls (the loaded API: fastmmd's torch-free path,
-  :class:`fastmmd.onnx_files.OnnxNetwork`, for ``.onnx`` models and ``load_stylizer`` for the rest;
+  :class:`fastmmd.model.onnx_files.OnnxNetwork`, for ``.onnx`` models and ``load_stylizer`` for the rest;
   the peer's ``StyleTransfer.stylize``), plus the load time. Both run ``--threads`` CPU threads
   (onnxruntime ``intra_op_num_threads``; torch ``set_num_threads``).
 * **whole process**: the command line as a user types it (``fastmmd stylize MODEL PHOTO`` /
@@ -47,17 +47,17 @@ t0 = time.perf_counter()
 model, photo, threads, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 from PIL import Image
 image = Image.open(photo).convert("RGB")
-from fastmmd.fast_stylize import fast_model, stylize_array
+from fastmmd.infer.fast_stylize import fast_model, stylize_array
 found = fast_model(model) if model.endswith(".onnx") or ":" not in model else None
 if found is not None:
-    from fastmmd.onnx_files import OnnxNetwork
+    from fastmmd.model.onnx_files import OnnxNetwork
     net = OnnxNetwork(found[0], threads, found[1])
     run = lambda: stylize_array(net, image)
     meta = json.loads(net.metadata_text or "{}")
 else:
     import torch
     torch.set_num_threads(threads)
-    from fastmmd.stylize import load_stylizer
+    from fastmmd.infer.stylize import load_stylizer
     net = load_stylizer(model, device="cpu", threads=threads, tile=0)
     run = lambda: net(image)
     meta = net.metadata

@@ -1,7 +1,7 @@
 """Style and content distance of fastmmd models (and the peer) on held-out photos, for the speed/quality plane.
 
 Every model stylizes every photo (long side ``--size``; give photos no model was trained on), the
-8-bit result is scored as ``fastmmd evaluate`` scores it (:class:`fastmmd.metrics.ImageScorer`
+8-bit result is scored as ``fastmmd evaluate`` scores it (:class:`fastmmd.losses.metrics.ImageScorer`
 on VGG-19: ``style_swd``, the sliced-Wasserstein distance to the painting over relu1_1..relu5_1,
 and ``content``, the relative relu4_2 error to the photo), and the table gives the means, each
 model's ratio to the first model's (the reference, e.g. the big network a student was distilled
@@ -32,10 +32,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures  # noqa: E402
-from fastmmd.images import expand_inputs, pil_to_tensor, read_image, tensor_to_pil  # noqa: E402
-from fastmmd.metrics import ImageScorer  # noqa: E402
-from fastmmd.stylize import load_stylizer  # noqa: E402
+from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures  # noqa: E402
+from fastmmd.base.images import expand_inputs, pil_to_tensor, read_image, tensor_to_pil  # noqa: E402
+from fastmmd.losses.metrics import ImageScorer  # noqa: E402
+from fastmmd.infer.stylize import load_stylizer  # noqa: E402
 
 PEER_CHILD = r"""
 import sys

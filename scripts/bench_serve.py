@@ -8,7 +8,7 @@ first, so each preview is computed), and "Full size" until the full-size PNG is 
 Markdown table with the CPU (lscpu's model name, torch's CPU capability) and the thread count.
 
 Usage: python scripts/bench_serve.py [--photo photo.jpg] [--size 1024] [--repeats 5] [--threads N] [--precision auto|32|bf16]
-(default photo: a procedural landscape from fastmmd.samples, 1024 x 768). Needs the serve extra,
+(default photo: a procedural landscape from fastmmd.core.samples, 1024 x 768). Needs the serve extra,
 Playwright and Chromium (Debian's ``chromium``, or $FASTMMD_CHROMIUM).
 """
 
@@ -65,10 +65,10 @@ def main() -> int:
     import torch
     from playwright.sync_api import sync_playwright
 
-    from fastmmd.serve import bind, url_of
-    from fastmmd.serve.app import Catalog, create_app, serve_forever
+    from fastmmd.apps.serve import bind, url_of
+    from fastmmd.apps.serve.app import Catalog, create_app, serve_forever
 
-    from fastmmd.commands import resolve_precision
+    from fastmmd.commands.parsing import resolve_precision
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,7 +78,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         photo = args.photo
         if photo is None:
-            from fastmmd.samples import photo as sample_photo
+            from fastmmd.core.samples import photo as sample_photo
 
             photo = Path(tmp) / "landscape.jpg"
             sample_photo(7, args.size).crop((0, 0, args.size, args.size * 3 // 4)).save(photo, quality=92)

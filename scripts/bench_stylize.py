@@ -12,9 +12,9 @@ inference mode, no export). Variants:
 * ``onnxruntime``  the ``.onnx`` file on onnxruntime's CPU provider (CPU only, if installed)
 * ``compile``      ``torch.compile`` of the eager path (``--compile``; meant for GPUs)
 * ``compile-unfolded`` the same, with the upsampling convs computed as written (upsample, then a 3x3
-  conv) instead of folded (``fastmmd.networks.folded_upsample_conv``): what the fold buys
+  conv) instead of folded (``fastmmd.model.networks.folded_upsample_conv``): what the fold buys
 * ``compile-direct-rgb`` the same, with the two 9x9 RGB convs computed directly instead of at 1/4
-  resolution on space-to-depth inputs (``fastmmd.networks.space_to_depth_conv``, GPU only): what
+  resolution on space-to-depth inputs (``fastmmd.model.networks.space_to_depth_conv``, GPU only): what
   that buys
 
 The naive baseline computes every layer as written (``TransformerNet.set_layout(False, 1)``).
@@ -39,8 +39,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastmmd.export import ExportedStylizer, export_network, load_exported  # noqa: E402
-from fastmmd.networks import TransformerNet  # noqa: E402
+from fastmmd.model.runtime import ExportedStylizer
+from fastmmd.infer.export import export_network, load_exported  # noqa: E402
+from fastmmd.model.networks import TransformerNet  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: The compiled variants: how each sets the network's layout (TransformerNet.set_layout).

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from fastmmd.images import read_image
-from fastmmd.stylize import load_stylizer
-from fastmmd.tiling import tile_spans
+from fastmmd.base.images import read_image
+from fastmmd.infer.stylize import load_stylizer
+from fastmmd.model.tiling import tile_spans
 
 
 def seam_ratio(image: Tensor, cols: list[int]) -> float:

@@ -19,12 +19,12 @@ residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is
 * ``all-cl-compile-bf16``: ``compile-bf16`` with the network in channels_last too.
 * ``unfolded-compile-bf16``: ``compile-bf16`` with the network's upsampling convs computed as written
   (upsample, then a 3x3 conv; ``TransformerNet.set_layout``, as the naive loop does) instead of
-  folded (``fastmmd.networks.folded_upsample_conv``): what the fold buys in training.
+  folded (``fastmmd.model.networks.folded_upsample_conv``): what the fold buys in training.
 * ``compile-fp32``: ``ours-fp32`` with the network and VGG wrapped in ``torch.compile``: the fast
   path on CPUs without bf16 instructions.
 
 On the CPU, the ``*-bf16`` variants are skipped (one line each) where the CPU has no bf16
-instructions (``fastmmd.precision.cpu_bf16_is_fast``): emulated bf16 would only measure a crawl.
+instructions (``fastmmd.base.precision.cpu_bf16_is_fast``): emulated bf16 would only measure a crawl.
 
 ``--rounds N`` runs the whole list N times, interleaved, and pools each variant's timed steps: the
 ratios then hold even when the box's speed drifts during the run (it did here by 1.4x between two
@@ -79,7 +79,7 @@ def gram(x: Tensor) -> Tensor:
 
 def naive_step(net, vgg, optimizer, content: Tensor, style: Tensor, style_weight: float) -> float:
     """pytorch/examples fast_neural_style, with targets recomputed each step (no caching)."""
-    from fastmmd.features import STYLE_LAYERS
+    from fastmmd.vgg.features import STYLE_LAYERS
 
     optimizer.zero_grad()
     y = net(content)
@@ -124,7 +124,7 @@ class JointVGG(nn.Module):
 # --------------------------------------------------------------------------------------- variants
 def build(variant: str, size: int, width: int, style_weight: float, seed: int = 0, device: str = "cpu"):
     from fastmmd.losses import StyleLoss
-    from fastmmd.training import StyleTransferModule
+    from fastmmd.train.module import StyleTransferModule
 
     torch.manual_seed(seed)
     layout = {"naive": "none", "all-cl-bf16": "all", "all-cl-compile-bf16": "all"}.get(variant, "vgg")
@@ -235,7 +235,7 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--batch", batch], check=False)
         return
     args.batch = int(args.batch)
-    from fastmmd.precision import cpu_bf16_is_fast
+    from fastmmd.base.precision import cpu_bf16_is_fast
 
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
     if unknown:  # a typo would otherwise cost a GPU lease its minutes

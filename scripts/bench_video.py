@@ -1,11 +1,11 @@
 """Benchmark video flicker: temporal error, style distance and frames/s per model and norm statistics.
 
-Test clips are made from held-out still photos by known camera motion (:mod:`fastmmd.motion`: a
+Test clips are made from held-out still photos by known camera motion (:mod:`fastmmd.core.motion`: a
 pan, a zoom in, a hand-held shake; all sub-pixel; plus brightness and pixel noise), encoded with
 PyAV (H.264, CRF 18) like a camera file, and stylized by the real ``fastmmd stylize`` video path
-(:func:`fastmmd.video.stylize_video`). Because the motion is known, the flicker needs no optical
+(:func:`fastmmd.infer.video.stylize_video`). Because the motion is known, the flicker needs no optical
 flow: ``temporal_error`` = mean |f(t+1) - warp(f(t))| over the pixels both frames show
-(:func:`fastmmd.metrics.temporal_error`; 0-1 RGB units). The input clip's own score (resampling,
+(:func:`fastmmd.losses.metrics.temporal_error`; 0-1 RGB units). The input clip's own score (resampling,
 noise, compression) is the floor. ``style_sw``/``content`` are ``fastmmd compare``'s metrics of 4
 frames per clip (real Caffe VGG-19), so flicker is never "fixed" by removing style.
 
@@ -31,12 +31,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastmmd import motion  # noqa: E402
-from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures  # noqa: E402
-from fastmmd.images import read_image, resize  # noqa: E402
-from fastmmd.metrics import ImageScorer, temporal_error  # noqa: E402
-from fastmmd.stylize import load_stylizer  # noqa: E402
-from fastmmd.video import stylize_video  # noqa: E402
+from fastmmd.core import motion  # noqa: E402
+from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures  # noqa: E402
+from fastmmd.base.images import read_image, resize  # noqa: E402
+from fastmmd.losses.metrics import ImageScorer, temporal_error  # noqa: E402
+from fastmmd.infer.stylize import load_stylizer  # noqa: E402
+from fastmmd.infer.video import stylize_video  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -3,12 +3,12 @@
 For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoints>/<style>.ckpt``:
 
 1. exports TorchScript ``<zoo>/<style>.pt`` and torch.export ``<zoo>/<style>.pt2`` with int8 weights
-   (``fastmmd export --weights int8``, :mod:`fastmmd.weight_storage`; the export checks parity
+   (``fastmmd export --weights int8``, :mod:`fastmmd.model.storage`; the export checks parity
    before writing);
 2. records in ``<zoo>/zoo.json``: the painting (title, painter, year, source, licence), the loss
    and style weight, the configs that reproduce it, how it was trained (machine, minutes, steps),
    the scores from ``fastmmd evaluate`` (``<scores>/<style>/report.json``) and a checksum of the
-   ``.pt`` file's output on a fixed input (:func:`fastmmd.zoo.checksum`), which the tests compare
+   ``.pt`` file's output on a fixed input (:func:`fastmmd.infer.zoo.checksum`), which the tests compare
    against so that a re-export that changes the look is caught;
 3. adds each recipe's training time on the 2-core CPU from ``scripts/zoo_cpu_time.py`` (``--cpu-times``).
 
@@ -65,8 +65,8 @@ def arbitrary_entry(ckpt: Path, zoo: Path, summary: Path | None, machine: str, m
     ``arbitrary.pt`` (int8; TorchScript is its one export format so far), scored by
     ``scripts/bench_arbitrary.py``'s summary.json (the network's mean distances on held-out
     paintings and photos, and their ratios to per-image optimization's)."""
-    from fastmmd.export import load_exported
-    from fastmmd.zoo import checksum, file_sha256
+    from fastmmd.infer.export import load_exported
+    from fastmmd.infer.zoo import checksum, file_sha256
 
     files = {"torchscript": "arbitrary.pt"}
     if not no_export:
@@ -93,8 +93,8 @@ def arbitrary_entry(ckpt: Path, zoo: Path, summary: Path | None, machine: str, m
 
 
 def main() -> None:
-    from fastmmd.export import load_exported
-    from fastmmd.zoo import checksum, file_sha256
+    from fastmmd.infer.export import load_exported
+    from fastmmd.infer.zoo import checksum, file_sha256
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoints", required=True, help="folder with <style>.ckpt")
@@ -182,7 +182,7 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
         "",
         "Each style is a TorchScript `.pt` and a torch.export `.pt2` of the same network (1.75 M parameters)",
         "with int8 weights (`fastmmd export --weights int8`: 8-bit convolution weights with one scale per",
-        "output channel, computed in float32; `fastmmd/weight_storage.py`): 1.8 MB and 2.2 MB a style",
+        "output channel, computed in float32; `fastmmd/model/storage.py`): 1.8 MB and 2.2 MB a style",
         "instead of 3.6 and 3.8 MB in fp16. Storage moves the output of the fp32 network by a mean of",
         "0.0006-0.0009 and at most 0.027 on single pixels of 256 px photos (one 8-bit level is 0.0039;",
         "fp16: 0.00003-0.00006 and 0.0015): nothing visible (docs/benchmarks.md, \"Model zoo storage\").",
@@ -221,7 +221,7 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
     for name, e in (manifest.get("arbitrary") or {}).items():
         t, sc = e["training"], e.get("scores") or {}
         lines += [f"`{e['files']['torchscript']}` (`fastmmd stylize {name} photo.jpg --style-image painting.jpg`): one network "
-                  "for any painting (fastmmd/arbitrary.py), trained with `configs/arbitrary.yaml` "
+                  "for any painting (fastmmd/model/arbitrary.py), trained with `configs/arbitrary.yaml` "
                   f"({e['loss']}, style weight {e['style_weight']:g}) for {t['steps']} steps of {t['batch_size']} at "
                   f"{t['image_size']} px, {t['minutes']:g} min on {t['machine']}, int8."]
         if sc:

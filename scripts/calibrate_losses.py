@@ -1,4 +1,4 @@
-"""Measures the per-method calibration constants of fastmmd.criterion.CALIBRATION.
+"""Measures the per-method calibration constants of fastmmd.losses.criterion.CALIBRATION.
 
 Under relative normalisation every style method is scale-free, but the methods still differ in how
 hard they pull: a relative squared error of means is not a relative squared error of Gram
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from fastmmd import criterion as criterion_module
+from fastmmd.losses import criterion as criterion_module
 from fastmmd.losses import StyleLoss
-from fastmmd.criterion import StyleCriterion
-from fastmmd.features import VGGFeatures
-from fastmmd.images import read_image
+from fastmmd.losses.criterion import StyleCriterion
+from fastmmd.vgg.features import VGGFeatures
+from fastmmd.base.images import read_image
 
 METHODS = ["gram", "poly", "linear", "gaussian", "bn"]
 

@@ -66,7 +66,7 @@ else
     export PYTHONPATH=$PWD
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-$PY -c "import torch, lightning, fastmmd.cli; print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())" || exit 1
+$PY -c "import torch, lightning, fastmmd.train.cli; print('torch', torch.__version__, 'lightning', lightning.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
 RUNS=$OUT/runs
 mkdir -p "$RUNS"

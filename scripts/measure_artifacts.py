@@ -30,8 +30,8 @@ import json
 import torch
 from torch import Tensor
 
-from fastmmd.images import read_image
-from fastmmd.stylize import load_stylizer
+from fastmmd.base.images import read_image
+from fastmmd.infer.stylize import load_stylizer
 
 EDGE = 3
 

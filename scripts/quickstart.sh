@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-ci.txt -e .
 FASTMMD=.venv/bin/fastmmd
-.venv/bin/python -m fastmmd.samples data/samples
+.venv/bin/python -m fastmmd.core.samples data/samples
 $FASTMMD fit --config configs/quickstart.yaml --overwrite true   # a rerun trains the quickstart afresh
 CKPT=checkpoints/quickstart/last.ckpt
 $FASTMMD export "$CKPT" --output out/quickstart/style.pt

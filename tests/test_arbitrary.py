@@ -1,4 +1,4 @@
-"""Any painting in one pass (fastmmd.arbitrary): the statistics the network reads, the conditional
+"""Any painting in one pass (fastmmd.model.arbitrary): the statistics the network reads, the conditional
 norm's read-out of the embedding, per-sample style targets that equal the fixed ones, paired data,
 training through the real CLI (resume exact), inference by --style-image with blends, strength and
 one-line errors, and the TorchScript export."""
@@ -13,20 +13,20 @@ from PIL import Image
 
 from conftest import synthetic_image, tiny_fit_args, write_tiny_checkpoint
 from fastmmd.__main__ import main
-from fastmmd.arbitrary import EMBEDDING_LAYERS, PaintingEncoder, statistics_width, style_statistics
-from fastmmd.checkpoints import read_checkpoint
-from fastmmd.cli import build_cli
-from fastmmd.conditioning import ConditionalAffine
-from fastmmd.criterion import StyleCriterion
-from fastmmd.data import FileSource, ImageDataset, PairedDataset
-from fastmmd.errors import UserError
-from fastmmd.export import export_checkpoint, load_exported
-from fastmmd.images import pil_to_tensor
+from fastmmd.model.arbitrary import EMBEDDING_LAYERS, PaintingEncoder, statistics_width, style_statistics
+from fastmmd.model.checkpoints import read_checkpoint
+from fastmmd.train.cli import build_cli
+from fastmmd.model.conditioning import ConditionalAffine
+from fastmmd.losses.criterion import StyleCriterion
+from fastmmd.train.data import FileSource, ImageDataset, PairedDataset
+from fastmmd.base.errors import UserError
+from fastmmd.infer.export import export_checkpoint, load_exported
+from fastmmd.base.images import pil_to_tensor
 from fastmmd.losses import StyleLoss, moments
-from fastmmd.model_files import read_network
-from fastmmd.networks import TransformerNet
-from fastmmd.stylize import load_stylizer
-from fastmmd.training import StyleTransferModule
+from fastmmd.model.files import read_network
+from fastmmd.model.networks import TransformerNet
+from fastmmd.infer.stylize import load_stylizer
+from fastmmd.train.module import StyleTransferModule
 
 F8 = statistics_width(8)  # phi's length for the tiny VGG stand-in
 
@@ -251,7 +251,7 @@ def test_the_benchmark_script_scores_the_network_against_optimize_on_held_out_pa
 
 
 def test_paintings_from_a_hugging_face_dataset_pair_like_a_folder(tmp_path):
-    from fastmmd.data import StyleDataModule
+    from fastmmd.train.data import StyleDataModule
 
     _paired(tmp_path, "train")  # writes photos/ and paintings/
     data = StyleDataModule(root=str(tmp_path / "photos"), painting_hf_dataset=str(tmp_path / "paintings"),
@@ -276,7 +276,7 @@ def test_evaluate_asks_an_arbitrary_network_for_the_style_it_scores(arbitrary_ru
                  "--vgg-weights", "random", "--vgg-width-divisor", "8", "--output", str(out), "--no-progress",
                  "--device", "cpu"]) == 0
     report = json.loads((out / "report.json").read_text())
-    from fastmmd.images import read_image
+    from fastmmd.base.images import read_image
 
     mine = pil_to_tensor(Image.open(out / report["models"][0]["rows"][0]["image"]))
     direct = load_stylizer(arbitrary_run["straight"], device="cpu").with_paintings([painting])
@@ -296,7 +296,7 @@ def test_the_step_profile_script_times_every_part(monkeypatch, capsys):
 
 
 def test_statistics_are_standardised_by_running_estimates_not_by_the_batch():
-    from fastmmd.arbitrary import StatisticsNorm
+    from fastmmd.model.arbitrary import StatisticsNorm
 
     norm = StatisticsNorm(5, momentum=0.5)
     first, second = 3 + torch.rand(4, 5), 3 + torch.rand(4, 5)

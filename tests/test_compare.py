@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from fastmmd.__main__ import main
-from fastmmd.compare import CAPTION_LINES
-from fastmmd.grid import grid_size, tile_size
+from fastmmd.apps.compare import CAPTION_LINES
+from fastmmd.base.grid import grid_size, tile_size
 
 TINY = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--size", "32", "--iterations", "2", "--no-progress"]
 
@@ -96,7 +96,7 @@ def test_rerun_reuses_finished_cells(pair, tmp_path):
 
 
 def test_interrupt_leaves_a_valid_partial_report_and_resumes(pair, tmp_path, monkeypatch):
-    import fastmmd.compare as compare_module
+    import fastmmd.apps.compare as compare_module
 
     content, style = pair
     out = tmp_path / "cmp"
@@ -139,7 +139,7 @@ def test_style_reconstruction_grid(pair, tmp_path):
 
 
 def test_models_are_extra_rows(pair, tmp_path, tiny_checkpoint):
-    from fastmmd.export import export_checkpoint
+    from fastmmd.infer.export import export_checkpoint
 
     content, style = pair
     out = tmp_path / "cmp"

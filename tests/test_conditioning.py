@@ -1,4 +1,4 @@
-"""One network for several styles and a strength knob (fastmmd.conditioning): the conditional norm's
+"""One network for several styles and a strength knob (fastmmd.model.conditioning): the conditional norm's
 maths, unchanged single-style networks, training through the real CLI (save, resume, warm start),
 exports with conditioning inputs, the safe reader, inference flags and their errors, grids, and a
 trained strength knob that really trades style for content."""
@@ -14,19 +14,21 @@ from PIL import Image
 
 from conftest import synthetic_image, tiny_fit_args, write_tiny_checkpoint
 from fastmmd.__main__ import main
-from fastmmd.checkpoints import read_checkpoint
-from fastmmd.cli import build_cli
-from fastmmd.conditioning import Condition, ConditionalAffine, ConditionSpace, draw_conditions
-from fastmmd.criterion import StyleCriterion
-from fastmmd.errors import UserError
-from fastmmd.export import FORMATS, export_checkpoint, load_exported
-from fastmmd.features import STYLE_LAYERS
-from fastmmd.grid import grid_size, tile_size
-from fastmmd.images import pil_to_tensor, read_image
-from fastmmd.model_files import read_network
-from fastmmd.networks import TransformerNet
-from fastmmd.stylize import load_stylizer
-from fastmmd.training import StyleTransferModule
+from fastmmd.model.checkpoints import read_checkpoint
+from fastmmd.train.cli import build_cli
+from fastmmd.infer.conditions import Condition, ConditionSpace
+from fastmmd.model.conditioning import ConditionalAffine
+from fastmmd.train.draws import draw_conditions
+from fastmmd.losses.criterion import StyleCriterion
+from fastmmd.base.errors import UserError
+from fastmmd.infer.export import FORMATS, export_checkpoint, load_exported
+from fastmmd.vgg.features import STYLE_LAYERS
+from fastmmd.base.grid import grid_size, tile_size
+from fastmmd.base.images import pil_to_tensor, read_image
+from fastmmd.model.files import read_network
+from fastmmd.model.networks import TransformerNet
+from fastmmd.infer.stylize import load_stylizer
+from fastmmd.train.module import StyleTransferModule
 
 #: TransformerNet(8, 1)'s state_dict as it was before conditioning existed (keys and shapes).
 SINGLE_STYLE_KEYS = [
@@ -320,7 +322,7 @@ def test_conditioning_flags_on_a_single_style_model_are_one_line(tiny_exports, m
 
 
 def test_global_tile_statistics_and_video_statistics_follow_the_condition(conditioned):
-    """The statistics hooks (fastmmd.norm_stats) sit on the non-affine norms, before the conditional affine."""
+    """The statistics hooks (fastmmd.core.norm_stats) sit on the non-affine norms, before the conditional affine."""
     x = pil_to_tensor(synthetic_image(256, 160, seed=3)).unsqueeze(0)
     full = load_stylizer(conditioned["ckpt"], device="cpu", tile=0, style="tiny2", strength=0.3).stylize_tensor(x)
     tiled = load_stylizer(conditioned["ckpt"], device="cpu", tile=128, overlap=32, tile_stats="global",
@@ -384,9 +386,9 @@ def test_strength_trades_style_for_content_monotonically(tmp_path):
     Converging the tiny training far enough for strict monotonicity with room to spare would cost
     several times the 800 steps (seed 8's style distances at s = 0.5, 1, 2 lie within 2 %).
     """
-    from fastmmd.features import VGGFeatures
+    from fastmmd.vgg.features import VGGFeatures
     from fastmmd.losses import moments
-    from fastmmd.metrics import content_distance, gram_distance
+    from fastmmd.losses.metrics import content_distance, gram_distance
 
     args = tiny_fit_args(tmp_path)
     build_cli(["fit", *args, "--model.conditioning", "[strength]", "--model.strength_range", "[0, 4]",

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from fastmmd.__main__ import main
-from fastmmd.checkpoints import read_checkpoint
-from fastmmd.cli import run_lightning
+from fastmmd.model.checkpoints import read_checkpoint
+from fastmmd.train.cli import run_lightning
 
 ROOT = Path(__file__).parents[1] / "configs"
 #: Every training recipe as the --config files it is given with: a file of its own, or a base plus

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastmmd.criterion import StyleCriterion
-from fastmmd.errors import UserError
+from fastmmd.losses.criterion import StyleCriterion
+from fastmmd.base.errors import UserError
 from fastmmd.losses import StyleLoss
 
 LOSSES = ["gram", "linear", "poly", "gaussian", "bn", "bn+poly", "linear+gaussian"]
@@ -46,7 +46,7 @@ def test_relative_normalisation_divides_by_the_null_value(tiny_vgg):
     rel.set_style([style])
     paper.set_style([style])
     null = rel._target("relu2_1/bn")["null"]
-    from fastmmd.criterion import CALIBRATION
+    from fastmmd.losses.criterion import CALIBRATION
 
     assert torch.allclose(rel(x)["style"], CALIBRATION["bn"] * paper(x)["style"] / null, rtol=1e-5)
 
@@ -125,7 +125,7 @@ def test_bad_settings_are_user_errors(tiny_vgg):
 @pytest.mark.real_weights
 @pytest.mark.parametrize("loss", ["gram", "bn+poly"])
 def test_real_caffe_weights_lbfgs_lowers_the_loss(loss):
-    from fastmmd.optimize import optimize_image
+    from fastmmd.apps.optimize import optimize_image
 
     crit = StyleCriterion(StyleLoss(loss, style_weight=5.0))
     crit.set_style([image(20, 64, 64)])

@@ -12,10 +12,9 @@ from PIL import Image
 from torch.utils.data import DistributedSampler
 
 from conftest import synthetic_image
-from fastmmd.data import (FileSource, ImageDataset, SkippedImageWarning, StyleDataModule, list_images,
-                          read_file_list)
-from fastmmd.errors import UserError
-from fastmmd.sampling import EpochKeys, ResumableLoader, ResumableSampler
+from fastmmd.train.data import (FileSource, ImageDataset, SkippedImageWarning, StyleDataModule, list_images, read_file_list)
+from fastmmd.base.errors import UserError
+from fastmmd.train.sampling import EpochKeys, ResumableLoader, ResumableSampler
 
 S = 16  # image_size used throughout: tiny, so tests stay fast
 

@@ -46,7 +46,7 @@ def test_ddp_two_processes_stay_in_sync_on_disjoint_data(fit_args, tmp_path, con
     command = [sys.executable, "-m", "fastmmd", "fit", *fit_args, "--config", str(config),
                "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "3",
                "--trainer.val_check_interval", "3", "--run_name", "ddp"]
-    if conditioned:  # one network for two styles with a strength input (fastmmd.conditioning)
+    if conditioned:  # one network for two styles with a strength input (fastmmd.model.conditioning)
         style = fit_args[fit_args.index("--model.style_images") + 1].strip("[]")
         command += ["--model.style_images", f"[{style},{style}]", "--model.conditioning", "[styles, strength]"]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)

@@ -7,8 +7,8 @@ import torch
 
 from conftest import fails_with_one_line, synthetic_image, write_tiny_checkpoint
 from fastmmd.__main__ import main
-from fastmmd.distill import distillation_loss, random_crops, teacher_targets, train_student
-from fastmmd.networks import TransformerNet
+from fastmmd.train.distill import distillation_loss, random_crops, teacher_targets, train_student
+from fastmmd.model.networks import TransformerNet
 
 
 def test_crops_are_seeded_sized_and_uint8():
@@ -40,7 +40,7 @@ def test_student_learns_the_teacher():
 
 
 def test_distill_command_writes_a_checkpoint_that_exports_and_stylizes(tmp_path, make_image, capsys):
-    from fastmmd.checkpoints import network_from_checkpoint
+    from fastmmd.model.checkpoints import network_from_checkpoint
 
     teacher = write_tiny_checkpoint(tmp_path / "teacher.ckpt", width=4, residual_blocks=1)
     for i in range(3):

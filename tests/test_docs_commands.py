@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fastmmd.__main__ import COMMANDS, LIGHTNING_COMMANDS
-from fastmmd.cli import run_lightning
+from fastmmd.train.cli import run_lightning
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "benchmarks.md")]

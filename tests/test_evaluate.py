@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fastmmd.__main__ import main
-from fastmmd.grid import grid_size, tile_size
+from fastmmd.base.grid import grid_size, tile_size
 
 TINY = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--size", "32", "--iterations", "2", "--precision", "32",
         "--no-progress"]

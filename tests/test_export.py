@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from fastmmd.__main__ import main
-from fastmmd.checkpoints import network_from_checkpoint
-from fastmmd.errors import UserError
-from fastmmd.export import FORMATS, ExportedStylizer, export_checkpoint, load_exported, quiet_jit, read_metadata
-from fastmmd.networks import MIN_SIZE, padded_size, size_padding
+from fastmmd.model.checkpoints import network_from_checkpoint
+from fastmmd.base.errors import UserError
+from fastmmd.infer.export import FORMATS, export_checkpoint, load_exported, quiet_jit
+from fastmmd.model.files import read_metadata
+from fastmmd.model.runtime import ExportedStylizer
+from fastmmd.model.networks import MIN_SIZE, padded_size, size_padding
 
 ODD_SIZES = [(2, 3, 13, 21), (1, 3, 8, 9)]
 
@@ -123,8 +125,8 @@ def test_half_export_is_smaller_and_close(tiny_exports, eager, tmp_path):
 def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_runs(tiny_exports, eager, tmp_path, fmt):
     """--weights int8: 8-bit convolution weights with per-channel scales; the file's own program and
     fastmmd's reader (weights only) compute the same, close to the float network."""
-    from fastmmd.model_files import read_network
-    from fastmmd.weight_storage import store
+    from fastmmd.model.files import read_network
+    from fastmmd.model.storage import store
 
     if fmt not in tiny_exports:
         pytest.skip("onnx extra not installed")
@@ -149,7 +151,7 @@ def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_r
 
 
 def test_int8_storage_refuses_inconsistent_scales():
-    from fastmmd.weight_storage import dequantize_state
+    from fastmmd.model.storage import dequantize_state
 
     q = torch.randint(-127, 128, (4, 3, 3, 3), dtype=torch.int8)
     good = {"c.weight_int8": q, "c.weight_scale": torch.full((4, 1, 1, 1), 0.01), "c.bias": torch.zeros(4)}
@@ -162,7 +164,7 @@ def test_int8_storage_refuses_inconsistent_scales():
 
 
 def test_refuses_to_write_on_mismatch(tiny_exports, tmp_path, monkeypatch):
-    import fastmmd.export as export
+    import fastmmd.infer.export as export
 
     monkeypatch.setattr(export, "max_abs_diff", lambda *a: 0.5)
     out = tmp_path / "bad.pt"

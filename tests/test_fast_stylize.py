@@ -1,4 +1,4 @@
-"""The torch-free stylize path (fastmmd.fast_stylize, fastmmd.onnx_files) and ONNX export of wide networks.
+"""The torch-free stylize path (fastmmd.infer.fast_stylize, fastmmd.model.onnx_files) and ONNX export of wide networks.
 
 The fast path must write exactly the images the torch path writes for the same ``.onnx`` file,
 never import torch, take only the command lines it can serve (everything else goes to the torch
@@ -38,7 +38,7 @@ def pixels(path: Path) -> tuple[str, tuple[int, int], bytes]:
 
 
 def test_fast_path_writes_the_torch_paths_image(onnx_file, make_image, tmp_path, monkeypatch):
-    from fastmmd import fast_stylize, stylize
+    from fastmmd.infer import fast_stylize, stylize
 
     photo = make_image("photo.png", 45, 37, seed=3)
     calls = []
@@ -80,7 +80,7 @@ def test_fast_path_never_imports_torch(onnx_file, make_image, tmp_path):
 @pytest.mark.parametrize("extra", [["--max-size", "64"], ["--tile", "128"], ["--preserve-color"], ["--bf16"],
                                    ["--device", "cuda"], ["--style", "0"], ["--list"], ["--unknown-flag"]])
 def test_other_command_lines_go_to_the_torch_path(onnx_file, make_image, extra):
-    from fastmmd.fast_stylize import plan
+    from fastmmd.infer.fast_stylize import plan
 
     photo = make_image("p.png", 24, 20)
     assert plan([str(onnx_file), str(photo), "-o", "out"]) is not None
@@ -88,7 +88,7 @@ def test_other_command_lines_go_to_the_torch_path(onnx_file, make_image, extra):
 
 
 def test_only_onnx_models_and_images_take_the_fast_path(tiny_exports, make_image, tmp_path):
-    from fastmmd.fast_stylize import plan
+    from fastmmd.infer.fast_stylize import plan
 
     photo = make_image("p.png", 24, 20)
     assert plan([str(tiny_exports["torchscript"]), str(photo)]) is None
@@ -123,8 +123,8 @@ def test_fast_path_refuses_disallowed_graphs_before_onnxruntime(onnx_file, make_
 def test_shipped_onnx_is_verified_by_its_sha256_only(onnx_file, tmp_path, monkeypatch):
     import shutil
 
-    from fastmmd import zoo
-    from fastmmd.fast_stylize import fast_model
+    from fastmmd.infer import zoo
+    from fastmmd.infer.fast_stylize import fast_model
 
     root = tmp_path / "zoo"
     root.mkdir()
@@ -150,8 +150,8 @@ def test_shipped_onnx_is_verified_by_its_sha256_only(onnx_file, tmp_path, monkey
 def test_stylize_array_rounds_as_the_torch_path():
     import torch
 
-    from fastmmd.fast_stylize import stylize_array
-    from fastmmd.images import pil_to_tensor, tensor_to_pil
+    from fastmmd.infer.fast_stylize import stylize_array
+    from fastmmd.base.images import pil_to_tensor, tensor_to_pil
 
     rgb = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
     network = lambda x: np.clip(x * 1.37 - 0.2, -0.5, 1.5)  # noqa: E731  (values outside [0, 1] too)
@@ -166,8 +166,8 @@ def test_onnx_export_folds_wide_upsampling_kernels(tmp_path):
     has upsampling weights of 44 x 22 x 9 = 8712 values, which left Einsum nodes outside the allowlist."""
     import onnx
 
-    from fastmmd.export import export_checkpoint
-    from fastmmd.model_files import ONNX_OPERATORS
+    from fastmmd.infer.export import export_checkpoint
+    from fastmmd.model.files import ONNX_OPERATORS
 
     ckpt = write_tiny_checkpoint(tmp_path / "wide.ckpt", width=11, residual_blocks=0)
     meta = export_checkpoint(ckpt, tmp_path / "wide.onnx")

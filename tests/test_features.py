@@ -6,9 +6,9 @@ import pytest
 import torch
 import torchvision
 
-from fastmmd.errors import UserError
-from fastmmd.features import LAYER_NAMES, VGGFeatures, build_vgg19
-from fastmmd import weights as weights_module
+from fastmmd.base.errors import UserError
+from fastmmd.vgg.features import LAYER_NAMES, VGGFeatures, build_vgg19
+from fastmmd.vgg import weights as weights_module
 
 
 def test_layer_names_follow_torchvision_layout():

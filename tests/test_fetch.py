@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import synthetic_image
 from fastmmd.__main__ import main
-from fastmmd.fetch import image_name
+from fastmmd.apps.fetch import image_name
 
 
 @pytest.fixture

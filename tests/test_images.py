@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from conftest import synthetic_image
-from fastmmd import images
-from fastmmd.errors import ImageError, UserError
+from fastmmd.base import images
+from fastmmd.base.errors import ImageError, UserError
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16", "1"])

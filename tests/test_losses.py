@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from fastmmd.errors import UserError
+from fastmmd.base.errors import UserError
 from fastmmd.losses import StyleLoss, METHODS, content_loss, parse_loss, total_variation
 from fastmmd.losses import matching, mmd, moments
 

@@ -1,4 +1,4 @@
-"""Evaluation distances of fastmmd.metrics: zeros where they must be, growth with shifts, the Gram/MMD identity."""
+"""Evaluation distances of fastmmd.losses.metrics: zeros where they must be, growth with shifts, the Gram/MMD identity."""
 
 from __future__ import annotations
 
@@ -8,14 +8,7 @@ import pytest
 import torch
 
 from fastmmd.losses import mmd, moments
-from fastmmd.metrics import (
-    _quantiles,
-    content_distance,
-    evaluate_features,
-    gram_distance,
-    gram_mmd_identity,
-    sliced_wasserstein,
-)
+from fastmmd.losses.metrics import (_quantiles, content_distance, evaluate_features, gram_distance, gram_mmd_identity, sliced_wasserstein)
 
 
 def features(c: int = 6, n: int = 50, seed: int = 0, dtype=torch.float64) -> torch.Tensor:

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import fastmmd.networks as networks
-from fastmmd.networks import TransformerNet, space_to_depth_conv
+import fastmmd.model.networks as networks
+from fastmmd.model.networks import TransformerNet, space_to_depth_conv
 
 
 def _net(**kw) -> TransformerNet:

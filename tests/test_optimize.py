@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from fastmmd.__main__ import main
-from fastmmd.images import read_image
+from fastmmd.base.images import read_image
 
 TINY = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--no-progress"]
 
@@ -112,9 +112,9 @@ def test_bad_input_is_one_line_and_exit_2(pair, tmp_path, capsys, case):
     (["--size", "100000"], "GiB of cpu memory"),  # before any image is resized (that alone took 100 GB)
 ])
 def test_bad_numbers_name_the_flag(pair, tmp_path, capsys, monkeypatch, extra, needle):
-    import fastmmd.optimize
+    import fastmmd.apps.optimize
 
-    monkeypatch.setattr(fastmmd.optimize, "read_image", lambda *a, **k: pytest.fail("read before the checks"))
+    monkeypatch.setattr(fastmmd.apps.optimize, "read_image", lambda *a, **k: pytest.fail("read before the checks"))
     content, style = pair
     with pytest.raises(SystemExit) as exit_info:
         main(["optimize", "--content", str(content), "--style", str(style), "--style", str(style), *extra,
@@ -124,9 +124,9 @@ def test_bad_numbers_name_the_flag(pair, tmp_path, capsys, monkeypatch, extra, n
 
 
 def test_memory_estimate_suggests_a_size_that_fits(pair, tmp_path, capsys, monkeypatch):
-    import fastmmd.stylize
+    import fastmmd.base.devices
 
-    monkeypatch.setattr(fastmmd.stylize, "available_memory", lambda device: 40 * 40 * 6500)
+    monkeypatch.setattr(fastmmd.base.devices, "available_memory", lambda device: 40 * 40 * 6500)
     content, style = pair
     with pytest.raises(SystemExit):
         optimize(content, style, tmp_path / "out.png", "--size", "400")
@@ -155,8 +155,8 @@ def test_precision_auto_resolves_per_hardware(monkeypatch):
     """The CPU check is injected both ways (tests/test_precision.py tests the check itself)."""
     import torch
 
-    from fastmmd import precision
-    from fastmmd.commands import resolve_precision
+    from fastmmd.base import precision
+    from fastmmd.commands.parsing import resolve_precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "cpu_bf16_is_fast", lambda: False)

@@ -1,4 +1,4 @@
-"""The one bf16 rule (fastmmd/precision.py): the CPU check and both of its branches in every command
+"""The one bf16 rule (fastmmd/base/precision.py): the CPU check and both of its branches in every command
 and in ``fit``, injected so that no AVX2-only machine is needed."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastmmd import precision
+from fastmmd.base import precision
 from fastmmd.__main__ import main
-from fastmmd.cli import build_cli
-from fastmmd.errors import UserError
-from fastmmd.stylize import load_stylizer
+from fastmmd.train.cli import build_cli
+from fastmmd.base.errors import UserError
+from fastmmd.infer.stylize import load_stylizer
 
 from conftest import synthetic_image, write_tiny_checkpoint
 

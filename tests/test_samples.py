@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from fastmmd.images import read_image
-from fastmmd.samples import main, write_samples
+from fastmmd.base.images import read_image
+from fastmmd.core.samples import main, write_samples
 
 
 def test_write_samples_makes_valid_varied_images(tmp_path: Path) -> None:

@@ -27,9 +27,10 @@ import torch
 import fastmmd
 from conftest import fails_with_one_line, synthetic_image, tiny_fit_args
 from fastmmd.__main__ import main
-from fastmmd.errors import UserError
-from fastmmd.model_files import load_pickle, read_network, weights_only_loads
-from fastmmd.stylize import load_stylizer
+from fastmmd.base.errors import UserError
+from fastmmd.base.safe_load import load_pickle
+from fastmmd.model.files import read_network, weights_only_loads
+from fastmmd.infer.stylize import load_stylizer
 from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, RESOURCE_PAYLOADS, Payload, torch_bytes
 
 TINY_COMPARE = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--size", "16", "--iterations", "1",
@@ -197,8 +198,8 @@ _LIMITED_RUNS = """
 import contextlib, io, json, resource, sys
 import torch
 from fastmmd.__main__ import main
-from fastmmd.errors import UserError
-from fastmmd.stylize import load_stylizer
+from fastmmd.base.errors import UserError
+from fastmmd.infer.stylize import load_stylizer
 
 def run(argv):
     err = io.StringIO()
@@ -274,7 +275,7 @@ def test_archive_members_are_looked_up_in_one_pass(tiny_exports, tmp_path):
     """A .pt2 just under the member limit reads in time linear in its members (was quadratic)."""
     import time
 
-    from fastmmd.inputs import MAX_MEMBERS
+    from fastmmd.base.inputs import MAX_MEMBERS
     from payloads import pt2_many_members
 
     crafted = pt2_many_members(tiny_exports, tmp_path, MAX_MEMBERS - 200)
@@ -285,7 +286,7 @@ def test_archive_members_are_looked_up_in_one_pass(tiny_exports, tmp_path):
 
 
 def test_check_tensor_bytes_allows_distinct_storages_and_refuses_repeated_views(tmp_path):
-    from fastmmd.model_files import check_tensor_bytes
+    from fastmmd.model.files import check_tensor_bytes
 
     a, b = torch.zeros(64), torch.zeros(64)
     check_tensor_bytes({"lo": a[:32], "hi": a[32:], "b": b}, "x")  # two halves of one storage: 512 bytes in 512
@@ -298,7 +299,7 @@ def test_check_tensor_bytes_allows_distinct_storages_and_refuses_repeated_views(
 def test_onnx_checks_reach_into_every_subgraph(tiny_exports, tmp_path):
     """External data in a tensor attribute of a nested subgraph is found (before the subgraph rule)."""
     onnx = pytest.importorskip("onnx")
-    from fastmmd.model_files import check_onnx_graph
+    from fastmmd.model.files import check_onnx_graph
     from payloads import onnx_subgraph_external
 
     model = onnx.load(str(onnx_subgraph_external(tiny_exports, tmp_path)), load_external_data=False)
@@ -315,7 +316,7 @@ def test_onnx_checks_reach_into_every_subgraph(tiny_exports, tmp_path):
 def test_onnx_exports_use_only_allowed_operators(tiny_exports):
     """The operator list covers what fastmmd export writes (a conditioned network's too: test_export)."""
     onnx = pytest.importorskip("onnx")
-    from fastmmd.model_files import ONNX_OPERATORS
+    from fastmmd.model.files import ONNX_OPERATORS
 
     if "onnx" not in tiny_exports:
         pytest.skip("onnx export unavailable")
@@ -506,7 +507,7 @@ def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys
     import zipfile as zf
 
     from conftest import write_tiny_checkpoint
-    from fastmmd.export import export_checkpoint
+    from fastmmd.infer.export import export_checkpoint
     from payloads import rewrite_zip
 
     two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
@@ -530,7 +531,7 @@ def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> tuple[list[str], dict]:
     """A tiny fit (2 steps) and its last checkpoint, read back: the base of crafted resumes."""
-    from fastmmd.cli import build_cli
+    from fastmmd.train.cli import build_cli
 
     root = tmp_path_factory.mktemp("resume")
     args = tiny_fit_args(root)

@@ -34,9 +34,9 @@ pytest.importorskip("uvicorn", reason="fastmmd serve needs uvicorn: pip install 
 
 from conftest import synthetic_image, write_tiny_checkpoint  # noqa: E402
 from fastmmd.__main__ import main  # noqa: E402
-from fastmmd.samples import photo as sample_photo  # noqa: E402
-from fastmmd.serve import bind, build_parser, url_of  # noqa: E402
-from fastmmd.serve.app import Catalog, Limits, create_app, serve_forever  # noqa: E402
+from fastmmd.core.samples import photo as sample_photo  # noqa: E402
+from fastmmd.apps.serve import bind, build_parser, url_of  # noqa: E402
+from fastmmd.apps.serve.app import Catalog, Limits, create_app, serve_forever  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO_STYLES = ["starry_night", "wave"]
@@ -49,7 +49,7 @@ def encode(image: Image.Image, fmt: str = "JPEG") -> bytes:
 
 
 def a_photo(seed: int = 3, width: int = 320, height: int = 240) -> Image.Image:
-    """A procedural landscape (fastmmd.samples), cropped to ``width`` x ``height``."""
+    """A procedural landscape (fastmmd.core.samples), cropped to ``width`` x ``height``."""
     return sample_photo(seed, max(width, height)).crop((0, 0, width, height))
 
 
@@ -230,7 +230,7 @@ def test_full_size_counts_tiles_for_the_progress_bar(catalog, tmp_path):
 
     from starlette.testclient import TestClient
 
-    from fastmmd.tiling import tile_spans
+    from fastmmd.model.tiling import tile_spans
 
     cond = next(m for m in catalog.models if m.name == "cond.ckpt")
     stylizer = copy.copy(cond.stylizer)
@@ -319,7 +319,7 @@ def test_same_origin_only(client):
 
 
 def test_an_arbitrary_style_network_paints_the_painting_dropped_on_the_page(tmp_path):
-    """A model whose ConditionSpace says ``arbitrary`` (fastmmd.arbitrary) takes the painting dropped on the
+    """A model whose ConditionSpace says ``arbitrary`` (fastmmd.model.arbitrary) takes the painting dropped on the
     page: none is a one-line 400, two paintings give two different previews."""
     from starlette.testclient import TestClient
 

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import yaml
 
-from fastmmd import compare, evaluate, optimize
-from fastmmd.cli import run_lightning
+from fastmmd.apps import compare, evaluate, optimize
+from fastmmd.train.cli import run_lightning
 from fastmmd.losses import StyleLoss
 
 FIELDS = {f.name for f in dataclasses.fields(StyleLoss)}
@@ -53,7 +53,7 @@ def test_one_default_per_setting_on_purpose():
 def test_old_loss_flag_still_works():
     args = optimize.build_parser().parse_args(["--content", "c.jpg", "--style", "s.jpg", "--loss", "bn+poly",
                                                "--style-layers", "relu1_1,relu2_1", "--fusion-weights", "0.3,0.7"])
-    from fastmmd.commands import dataclass_from_args
+    from fastmmd.commands.parsing import dataclass_from_args
 
     loss = dataclass_from_args(StyleLoss, args)
     assert (loss.method, loss.style_layers, loss.fusion_weights) == ("bn+poly", ("relu1_1", "relu2_1"), (0.3, 0.7))

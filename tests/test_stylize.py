@@ -14,10 +14,10 @@ from PIL import Image
 
 import fastmmd
 from fastmmd.__main__ import main
-from fastmmd.images import pil_to_tensor
-from fastmmd.color import rgb_to_ycbcr, ycbcr_to_rgb
-from fastmmd.stylize import load_stylizer
-from fastmmd.tiling import owned, stylize_tiled, tile_spans
+from fastmmd.base.images import pil_to_tensor
+from fastmmd.core.color import rgb_to_ycbcr, ycbcr_to_rgb
+from fastmmd.infer.stylize import load_stylizer
+from fastmmd.model.tiling import owned, stylize_tiled, tile_spans
 
 from conftest import synthetic_image
 
@@ -162,7 +162,7 @@ def test_tiles_are_aligned_and_owned_regions_partition_the_image():
 
 
 def test_auto_tiling_when_memory_is_short(tiny_exports, monkeypatch, one_thread):
-    import fastmmd.stylize as stylize_module
+    import fastmmd.infer.stylize as stylize_module
 
     monkeypatch.setattr(stylize_module, "available_memory", lambda device: 9_500_000)
     stylizer = load_stylizer(tiny_exports["ckpt"], device="cpu")
@@ -195,7 +195,7 @@ def test_no_lightning_or_datasets_on_the_stylize_path(tiny_exports, make_image, 
     image = make_image("a.png", 20, 20)
     script = f"""
 import sys
-import fastmmd.stylize
+import fastmmd.infer.stylize
 from fastmmd.__main__ import main
 assert main(["stylize", {str(tiny_exports["ckpt"])!r}, {str(image)!r}, "-o", {str(tmp_path / "out")!r}, "-q"]) == 0
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("lightning", "pytorch_lightning", "datasets", "tensorboard"))

@@ -1,7 +1,7 @@
 """Feed-forward training: every loss fits, one batch overfits, resume is exact, checkpoints stay small.
 
 All runs use the VGG stand-in (widths / 8, random weights), a width-8 network and 32 px crops of
-synthetic photos, through the real CLI (:func:`fastmmd.cli.build_cli`) unless the test is about the
+synthetic photos, through the real CLI (:func:`fastmmd.train.cli.build_cli`) unless the test is about the
 module alone.
 """
 
@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fastmmd.callbacks import AtomicCheckpointIO, StylizedImageWriter
-from fastmmd.checkpoints import network_from_checkpoint, read_checkpoint
-from fastmmd.cli import build_cli
-from fastmmd.errors import NonFiniteLossError, UserError
-from fastmmd.training import StyleTransferModule
+from fastmmd.train.callbacks import AtomicCheckpointIO, StylizedImageWriter
+from fastmmd.model.checkpoints import network_from_checkpoint, read_checkpoint
+from fastmmd.train.cli import build_cli
+from fastmmd.base.errors import NonFiniteLossError, UserError
+from fastmmd.train.module import StyleTransferModule
 
 
 def fit(args: list[str], *extra: str):
@@ -96,7 +96,7 @@ def test_resume_equals_uninterrupted_run(fit_args):
 def test_ema_weight_averaging_ships_the_average_network_and_resumes_exactly(fit_args):
     """Lightning's EMAWeightAveraging: the checkpoint's network (what export and stylize read) is the
     average, the trained network rides along network-only (no VGG), and a resume restores both."""
-    from fastmmd.model_files import read_network
+    from fastmmd.model.files import read_network
 
     common = [*fit_args, "--checkpoint.every_n_train_steps", "100", "--trainer.val_check_interval", "4",
               "--model.lr", "3e-3", "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging",
@@ -278,10 +278,10 @@ def test_validation_logs_compare_metrics_and_elapsed_time_to_metrics_csv(fit_arg
 
 def test_validation_scores_are_the_compare_metrics(make_image):
     """The logged val/style_swd and val/content_distance are fastmmd compare's style_sw and content of the outputs."""
-    from fastmmd.callbacks import ValidationScores
-    from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS
-    from fastmmd.images import read_image
-    from fastmmd.metrics import evaluate_features
+    from fastmmd.train.callbacks import ValidationScores
+    from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS
+    from fastmmd.base.images import read_image
+    from fastmmd.losses.metrics import evaluate_features
 
     style = make_image("style.png", 64, 48, seed=99)
     module = StyleTransferModule([str(style)], image_size=32, network_width=8, residual_blocks=1, vgg_weights="random",
@@ -301,7 +301,7 @@ def test_validation_scores_are_the_compare_metrics(make_image):
 
 def test_init_from_starts_from_another_networks_weights_with_a_fresh_optimizer(fit_args, tmp_path):
     from fastmmd.__main__ import main
-    from fastmmd.model_files import read_network
+    from fastmmd.model.files import read_network
 
     _, source_run = fit(fit_args, "--trainer.max_steps", "3", "--run_name", "source")
     source = source_run / "last.ckpt"

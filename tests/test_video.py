@@ -14,15 +14,15 @@ import pytest
 import torch
 
 from conftest import fails_with_one_line, synthetic_image
-from fastmmd import motion
+from fastmmd.core import motion
 from fastmmd.__main__ import main
-from fastmmd.images import pil_to_tensor
+from fastmmd.base.images import pil_to_tensor
 from fastmmd.losses.stability import stability_loss
-from fastmmd.metrics import masked_abs_error, temporal_error
-from fastmmd.networks import TransformerNet
-from fastmmd.norm_stats import fixed_norm_statistics, pooled_norm_statistics, running_norm_statistics
-from fastmmd.stylize import load_stylizer
-from fastmmd.video import stylize_video
+from fastmmd.losses.metrics import masked_abs_error, temporal_error
+from fastmmd.model.networks import TransformerNet
+from fastmmd.core.norm_stats import fixed_norm_statistics, pooled_norm_statistics, running_norm_statistics
+from fastmmd.infer.stylize import load_stylizer
+from fastmmd.infer.video import stylize_video
 
 
 def still(width: int = 96, height: int = 80, seed: int = 0) -> torch.Tensor:
@@ -268,7 +268,7 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path, tiny_exports, mon
             raise KeyboardInterrupt
         return batch
 
-    monkeypatch.setattr("fastmmd.stylize.Stylizer.stylize_batch", interrupt)
+    monkeypatch.setattr("fastmmd.infer.stylize.Stylizer.stylize_batch", interrupt)
     with pytest.raises(SystemExit) as exc:
         main(["stylize", str(tiny_exports["ckpt"]), str(clip), "--output", str(out), "-q", "--batch-size", "2"])
     assert exc.value.code == 130

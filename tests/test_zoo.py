@@ -1,7 +1,7 @@
 """The style zoo: names resolve to shipped files everywhere a model is taken, and the shipped files hold up.
 
 Two parts. A fake zoo (a tiny network exported to fp16 ``.pt``/``.pt2`` with fastmmd's own export,
-and a ``zoo.json`` written here with :func:`fastmmd.zoo.checksum`, as ``scripts/build_zoo.py``
+and a ``zoo.json`` written here with :func:`fastmmd.infer.zoo.checksum`, as ``scripts/build_zoo.py``
 does) checks resolution, listings and errors. Then the real zoo in ``checkpoints/`` (skipped only
 while ``checkpoints/zoo.json`` does not exist): every file loads with torch alone, describes
 itself, stylizes odd sizes, agrees across formats and still looks as recorded (checksum).
@@ -21,9 +21,8 @@ from PIL import Image
 
 from conftest import synthetic_image, write_tiny_checkpoint
 from fastmmd.__main__ import main
-from fastmmd.errors import UserError
-from fastmmd.zoo import (CHECKSUM_SEED, CHECKSUM_SHAPE, ENV_VAR, MANIFEST, checksum, checksum_difference,
-                         describe_styles, read_manifest, resolve_model, zoo_dir)
+from fastmmd.base.errors import UserError
+from fastmmd.infer.zoo import (CHECKSUM_SEED, CHECKSUM_SHAPE, ENV_VAR, MANIFEST, checksum, checksum_difference, describe_styles, read_manifest, resolve_model, zoo_dir)
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_ZOO = REPO / "checkpoints"
@@ -49,7 +48,7 @@ def _entry(files: dict[str, str], check: dict) -> dict:
 @pytest.fixture(scope="module")
 def fake_zoo(tmp_path_factory) -> Path:
     """A zoo folder: ``tiny`` (.pt and .pt2, fp16) and ``mosaic`` (.pt only, the same file)."""
-    from fastmmd.export import export_checkpoint, load_exported
+    from fastmmd.infer.export import export_checkpoint, load_exported
 
     root = tmp_path_factory.mktemp("zoo")
     ckpt = write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
@@ -202,9 +201,9 @@ def test_evaluate_by_name(zoo, make_image, tmp_path):
 
 # ----------------------------------------------------------------------------- checksum
 def test_checksum_is_the_same_through_fastmmd_and_catches_a_changed_look(zoo):
-    from fastmmd.export import ExportedStylizer
-    from fastmmd.model_files import read_network
-    from fastmmd.stylize import load_model
+    from fastmmd.model.runtime import ExportedStylizer
+    from fastmmd.model.files import read_network
+    from fastmmd.infer.stylize import load_model
 
     expected = read_manifest()["tiny"]["checksum"]
     assert expected["seed"] == CHECKSUM_SEED and expected["shape"] == list(CHECKSUM_SHAPE)
@@ -329,8 +328,8 @@ def test_shipped_files_load_with_torch_alone_and_look_as_recorded(real_zoo, torc
 
 
 def test_shipped_files_through_fastmmd(real_zoo):
-    from fastmmd.model_files import read_metadata, read_network
-    from fastmmd.stylize import load_model, load_stylizer
+    from fastmmd.model.files import read_metadata, read_network
+    from fastmmd.infer.stylize import load_model, load_stylizer
 
     image = synthetic_image(53, 37, seed=5)
     for name, entry in real_zoo.items():
@@ -362,8 +361,8 @@ def test_export_info_of_a_shipped_style_reads_its_metadata_without_torch(real_zo
     the file, with what the whole-file check reads; a changed file, a path or ``$FASTMMD_ZOO`` get ``None``."""
     import shutil
 
-    from fastmmd.model_files import read_metadata
-    from fastmmd.zoo import file_sha256, shipped_metadata
+    from fastmmd.model.files import read_metadata
+    from fastmmd.infer.zoo import file_sha256, shipped_metadata
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     for name, entry in real_zoo.items():
@@ -377,7 +376,7 @@ def test_export_info_of_a_shipped_style_reads_its_metadata_without_torch(real_zo
     shutil.copytree(REAL_ZOO, changed)
     with open(changed / real_zoo[name]["files"]["torchscript"], "ab") as f:
         f.write(b"\0")
-    monkeypatch.setattr("fastmmd.zoo.zoo_dir", lambda: changed)
+    monkeypatch.setattr("fastmmd.infer.zoo.zoo_dir", lambda: changed)
     assert shipped_metadata(name) is None and shipped_metadata(f"{name}:pt2") is not None
     monkeypatch.setenv(ENV_VAR, str(changed))
     assert shipped_metadata(f"{name}:pt2") is None  # another zoo's manifest vouches for nothing
@@ -388,7 +387,7 @@ def test_the_shipped_base_is_the_cpu_recipes_start_and_reads_as_a_plain_network(
     names, and load through the safe reader (weights only) into the recipe's network layout."""
     import yaml
 
-    from fastmmd.model_files import read_network
+    from fastmmd.model.files import read_network
 
     recipe = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())["model"]
     assert recipe["init_from"] == f"checkpoints/{BASE}"
@@ -406,8 +405,8 @@ def test_the_shipped_arbitrary_network_paints_any_painting_and_looks_as_recorded
     """checkpoints/arbitrary.pt: listed apart from the styles, read by the safe reader, an
     arbitrary-style network that takes a painting (and refuses to run without one), scored on
     paintings it never saw, and its output on a fixed photo and fixed painting statistics as recorded."""
-    from fastmmd.model_files import read_metadata, read_network
-    from fastmmd.stylize import load_model, load_stylizer
+    from fastmmd.model.files import read_metadata, read_network
+    from fastmmd.infer.stylize import load_model, load_stylizer
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert "arbitrary" in shipped_arbitrary, "the zoo ships no arbitrary-style network"

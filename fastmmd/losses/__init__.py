@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from fastmmd.errors import UserError, did_you_mean
+from fastmmd.base.errors import UserError, did_you_mean
 from fastmmd.losses.content import content_loss, relative_content_loss, total_variation
 from fastmmd.losses.settings import StyleLoss
 from fastmmd.losses.style import METHODS, StyleMethod

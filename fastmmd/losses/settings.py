@@ -1,10 +1,10 @@
 """The style loss's settings, declared once for every command.
 
-:class:`StyleLoss` is the one declaration of what :class:`~fastmmd.criterion.StyleCriterion` needs:
+:class:`StyleLoss` is the one declaration of what :class:`~fastmmd.losses.criterion.StyleCriterion` needs:
 the method (or fusion), the term weights, the VGG taps and their weights, the normalisation and each
 method's kernel and estimator settings. ``fastmmd fit`` reads it as ``--model.loss.*`` (LightningCLI
 turns a dataclass argument into a group), and ``optimize``, ``compare`` and ``evaluate`` build their
-``--dashed-flags`` and help from the same fields (:func:`fastmmd.commands.add_dataclass_flags`), so a
+``--dashed-flags`` and help from the same fields (:func:`fastmmd.commands.parsing.add_dataclass_flags`), so a
 default or its reason lives here and nowhere else. ``tests/test_settings.py`` checks that every
 command exposes these options with these defaults.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from fastmmd.features import CONTENT_LAYERS, STYLE_LAYERS
+from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS
 
 Normalization = Literal["relative", "paper"]
 GaussianEstimator = Literal["linear", "subset", "rff"]
@@ -22,7 +22,7 @@ GaussianEstimator = Literal["linear", "subset", "rff"]
 
 @dataclass(frozen=True)
 class StyleLoss:
-    """Style, content and total-variation loss settings (Li et al. 2017; see :mod:`fastmmd.criterion`).
+    """Style, content and total-variation loss settings (Li et al. 2017; see :mod:`fastmmd.losses.criterion`).
 
     Attributes:
         method: gram | linear | poly | gaussian | bn, or a fusion such as bn+poly or 0.5*bn+0.5*poly.

@@ -3,7 +3,7 @@
 A feed-forward network flickers on video because tiny input changes (a sub-pixel camera move,
 sensor or compression noise) move its strokes. Gupta et al. train it to be stable: the output of a
 slightly perturbed input should be the correspondingly perturbed output. With ``T`` a sub-pixel
-shift (:func:`fastmmd.motion.shift`) and ``n`` noise,
+shift (:func:`fastmmd.core.motion.shift`) and ``n`` noise,
 
     L_stab(x) = sum_{c,u} m(u) (f(T x + n) - T f(x))^2 / (C sum_u m(u)),
 

@@ -1,0 +1,1 @@
+"""Per-image optimization, compare, evaluate, data fetching, the web page."""

@@ -1,0 +1,1 @@
+"""One thin module per subcommand: flags in, settings out, an app called."""

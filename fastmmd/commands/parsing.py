@@ -1,0 +1,148 @@
+"""Plumbing shared by the non-Lightning subcommands (optimize, export, stylize, compare).
+
+Each command module defines ``build_parser() -> ArgumentParser`` (dashed flags, help strings and a
+``--config`` YAML file whose keys are the flags with underscores) and ``run(args) -> int``. The
+parser here reports a bad flag or value as a :class:`~fastmmd.base.errors.UserError`, so the entry
+point prints one line and exits 2 like every other user error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Sequence
+from types import NoneType, UnionType
+from typing import Any, Literal, TypeVar
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from fastmmd.base.errors import UserError, one_line, plain_parse_error
+
+
+class CommandParser(ArgumentParser):
+    """A jsonargparse parser whose errors are one-line :class:`UserError` instead of usage + exit."""
+
+    def __init__(self, prog: str, description: str, **kwargs) -> None:
+        super().__init__(prog=prog, description=description, exit_on_error=False, **kwargs)
+        self.add_argument("--config", action=ActionConfigFile, help="YAML file with any of these options (keys use underscores)")
+
+    def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
+        raise UserError(f"{self.prog}: {plain_parse_error(one_line(message))} (see `{self.prog} --help`)")
+
+
+Settings = TypeVar("Settings")
+
+
+def add_dataclass_flags(parser: ArgumentParser, cls: type, exclude: Sequence[str] = (),
+                        aliases: dict[str, str] | None = None) -> None:
+    """Adds a ``--dashed-name`` flag per field of the dataclass ``cls``, its default and help from
+    the field and the class docstring's ``Attributes:``, so a command never restates a setting.
+
+    Literal fields become choices, scalars (or optional scalars) typed flags, and tuples take a
+    comma-separated list (``relu1_1,relu2_1``) or a YAML list in ``--config``; read the values back
+    with :func:`dataclass_from_args`.
+
+    Args:
+        exclude: fields the command sets itself (``compare``'s grid axes).
+        aliases: an older flag name per field, still accepted (``{"method": "--loss"}``).
+    """
+    import docstring_parser
+
+    docs = {p.arg_name: " ".join((p.description or "").split()) for p in docstring_parser.parse(cls.__doc__ or "").params}
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in exclude:
+            continue
+        kind, kwargs = hints[field.name], {}
+        scalar = [a for a in typing.get_args(kind) if a is not NoneType] if typing.get_origin(kind) in (UnionType, typing.Union) else [kind]
+        if typing.get_origin(kind) is Literal:
+            kwargs["choices"] = list(typing.get_args(kind))
+        elif len(scalar) == 1 and scalar[0] in (int, float, str):
+            kwargs["type"] = scalar[0]
+        flags = [f"--{field.name.replace('_', '-')}", *([aliases[field.name]] if aliases and field.name in aliases else [])]
+        parser.add_argument(*flags, dest=field.name, default=field.default, help=docs.get(field.name), **kwargs)
+
+
+def dataclass_from_args(cls: type[Settings], args: Any, **overrides: Any) -> Settings:
+    """The ``cls`` instance that the flags of :func:`add_dataclass_flags` describe; ``overrides``
+    set the excluded fields (or replace parsed ones). Comma-separated lists are split here."""
+    hints, values = typing.get_type_hints(cls), {}
+    for field in dataclasses.fields(cls):
+        if field.name in overrides:
+            values[field.name] = overrides[field.name]
+            continue
+        if not hasattr(args, field.name):
+            continue
+        value, items = getattr(args, field.name), _sequence_item(hints[field.name])
+        if items is float:
+            value = float_list(value, f"--{field.name.replace('_', '-')}")
+        elif items is str:
+            value = str_list(value)
+        values[field.name] = value
+    return cls(**values)
+
+
+def _sequence_item(kind: Any) -> type | None:
+    """``tuple[float, ...] | None`` -> ``float``; ``None`` for a field that is not a sequence."""
+    for option in typing.get_args(kind) if typing.get_origin(kind) in (UnionType, typing.Union) else (kind,):
+        if typing.get_origin(option) in (tuple, list):
+            return typing.get_args(option)[0]
+    return None
+
+
+
+
+
+
+def float_list(text: str | Sequence[float] | None, flag: str = "value") -> list[float] | None:
+    """``"0.7,0.3"`` (or a YAML list) -> ``[0.7, 0.3]``; every value must be finite.
+
+    Args:
+        flag: the option's name for messages (``--style-blend``).
+    """
+    if text is None or text == "":
+        return None
+    try:
+        values = [float(v) for v in (text if isinstance(text, (list, tuple)) else str(text).split(",")) if str(v).strip()]
+    except (TypeError, ValueError):
+        raise UserError(f"{flag} expects comma-separated numbers such as 0.7,0.3, not {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"{flag} must be finite, not {text!r}")
+    return values
+
+
+def str_list(text: str | Sequence[str] | None) -> list[str] | None:
+    """``"relu1_1,relu2_1"`` (or a YAML list) -> ``["relu1_1", "relu2_1"]``."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (list, tuple)):
+        return [str(v) for v in text]
+    return [v.strip() for v in str(text).split(",") if v.strip()]
+
+
+
+
+def resolve_precision(name: str, device: "torch.device") -> str:  # noqa: F821
+    """``auto`` -> ``bf16`` where bfloat16 is fast on ``device``, else ``32``; ``bf16`` on a CPU
+    without bf16 instructions is refused. The rule lives in :func:`fastmmd.base.precision.resolve_precision`."""
+    from fastmmd.base import precision
+
+    return precision.resolve_precision(name, device)
+
+
+def add_condition_flags(parser: Any) -> None:
+    """``--style``, ``--mix``, ``--strength`` and ``--grid``: the one declaration of the inference flags."""
+    group = parser.add_argument_group("networks trained on several styles or with a strength input "
+                                      "(model.conditioning; `fastmmd export --info` lists them)")
+    group.add_argument("--style", default=None, help="the style to draw, by name or index (default: style 0)")
+    group.add_argument("--mix", default=None, help="a blend of styles, e.g. candy=0.7,wave=0.3 (names or indices; "
+                       "weights >= 0, normalised to sum 1; unnamed styles get 0)")
+    group.add_argument("--strength", type=float | None, default=None, help="style strength s: 0 = the content, 1 = the "
+                       "trained default (the default), up to the trained maximum")
+    group.add_argument("--style-image", action="append", default=None, metavar="PAINTING",
+                       help="an arbitrary-style network's painting (any image file); repeat it and add --mix "
+                       "0.7,0.3 to blend several")
+    group.add_argument("--grid", choices=["strength", "styles"], default=None, help="instead of one output per image, "
+                       "<name>_grid_<kind>.png: strength (rows: styles, columns: strengths) or styles (row a, column "
+                       "b: the 50/50 blend of a and b; the diagonal: each style)")

@@ -1,0 +1,1 @@
+"""Torch-only math without VGG: colour, motion, norm statistics, procedural samples."""

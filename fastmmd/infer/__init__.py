@@ -1,0 +1,1 @@
+"""Inference: stylize, video, export, the zoo."""

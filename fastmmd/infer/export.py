@@ -1,0 +1,363 @@
+"""Exporting a trained network for inference without fastmmd, verified before it is written.
+
+Three formats, each one file that loads with torch (or onnxruntime) alone:
+
+* ``torchscript`` (``.pt``): ``torch.jit.load(path)``; metadata in the archive's ``fastmmd.json``
+  (``torch.jit.load(path, _extra_files={"fastmmd.json": ""})``) and as the module's ``metadata``
+  string attribute. Takes uint8 0-255 or float 0-1 input and returns the same dtype. TorchScript is
+  deprecated from torch 2.14 (every ``torch.jit`` call of fastmmd lives in this module, with that
+  FutureWarning filtered narrowly), so also:
+* ``pt2`` (``.pt2``): ``torch.export.load(path).module()``, the successor format; metadata in the
+  archive's ``extra_files`` (``torch.export.load(path, extra_files={"fastmmd.json": ""})``), so
+  one file travels, no sidecar. A traced graph fixes the input dtype: float 0-1 in, float out.
+* ``onnx`` (``.onnx``): input ``image`` / output ``stylized``, float32 0-1, dynamic batch, height and
+  width; metadata in the model's ``metadata_props["fastmmd"]``.
+
+A conditioned network (several styles and/or a strength input, :mod:`fastmmd.model.conditioning`) keeps
+its conditioning as inputs, one setting for the whole batch: ``mix`` (S,) float32 style weights
+(convex) and ``strength`` (1,) float32. Their defaults are style 0 (one-hot) and strength 1 (the
+trained default), and each format carries them its own way:
+
+* TorchScript: ``forward(image, mix=None, strength=None)``, None meaning the default (eager
+  fastmmd takes the same call);
+* ONNX: ``mix`` and ``strength`` are graph inputs that also have an initializer of the same name,
+  which ONNX treats as the input's default: onnxruntime lists them under
+  ``get_overridable_initializers()`` and a run that feeds only ``image`` uses them;
+* pt2: a ``torch.export`` graph has a fixed list of inputs and ``ExportedProgram.module()``
+  refuses a call that leaves one out (its ``in_spec`` must match), so a conditioned ``.pt2`` takes
+  ``(image, mix, strength)`` (inputs the network lacks are ``None``), and the defaults are written in
+  the metadata's ``conditioning.inputs``.
+
+The metadata's ``conditioning`` lists the ``styles`` by name (index = position in ``mix``) and the
+trained ``strength`` range and default.
+
+All take RGB NCHW batches of any height and width (pt2/ONNX: at least 8 px per side) and return
+the same size; padding (:func:`fastmmd.model.networks.padded_size`), cropping and value scaling
+happen inside. The file holds
+only the transformation network (no VGG), so its size is about 4 bytes per parameter (2 with
+``--weights float16``, 1 with ``--weights int8``, :mod:`fastmmd.model.storage`). ``float16`` suits
+GPUs: on CPU fp16 convolutions are ~30x slower than fp32 in torch 2.14, so ``fastmmd stylize``
+upcasts a half file on CPU; ``int8`` files compute in float32 everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import json
+import os
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from fastmmd.base.errors import UserError
+from fastmmd.base.outputs import atomic_path, check_output_file
+from fastmmd.model.conditioning import condition_defaults, condition_examples
+from fastmmd.model.files import (
+    METADATA_FILE,
+    open_onnx,
+    parse_metadata,
+    read_network,
+    weights_only_loads,
+)
+from fastmmd.model.networks import MIN_SIZE, TransformerNet
+from fastmmd.model.runtime import ExportedStylizer
+from fastmmd.model.storage import STORAGES, dequantize_state, store
+
+FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-2}
+INPUT_CONVENTION = {
+    "torchscript": "RGB NCHW batch, uint8 0-255 or float 0-1, any height/width; returns the input's dtype and size",
+    "pt2": "RGB NCHW batch, float32 0-1, height/width >= 8; returns float32 0-1 of the same size",
+    "onnx": "input 'image': RGB NCHW float32 0-1, dynamic batch/height/width >= 8; output 'stylized' float32 0-1, same size",
+}
+_MAX_SIDE = 1 << 15
+#: Largest tensor (values) the ONNX export folds into a constant: above any network's weights.
+_FOLD_LIMIT = 1 << 28
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silences only torch 2.14's "`torch.jit.*` is deprecated" FutureWarning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        yield
+
+
+
+
+def format_for(path: str | os.PathLike, fmt: str | None) -> str:
+    """The export format: ``fmt`` if given, else from the suffix (.pt, .pt2, .onnx)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    for name, ext in FORMATS.items():
+        if suffix == ext:
+            return name
+    raise UserError(f"cannot tell the format of {str(path)!r} from its suffix; use .pt, .pt2 or .onnx, or pass --format")
+
+
+def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, storage: str, source: str) -> dict[str, Any]:
+    """What travels in the file: the style, loss and weights it was trained with, versions, input
+    convention and, for a conditioned network, ``conditioning`` (styles, strength range, inputs)."""
+    from fastmmd import __version__
+
+    extra = {}
+    if net.conditioned:
+        conditioning = dict(meta.get("conditioning") or {})
+        conditioning["inputs"] = {name: {"shape": list(t.shape), "dtype": "float32", "default": t.tolist()}
+                                  for name, t in condition_defaults(net).items()}
+        conditioning["inputs_required"] = fmt == "pt2"
+        extra["conditioning"] = conditioning
+    return {**extra,
+        "fastmmd_version": __version__,
+        "format": fmt,
+        "input": INPUT_CONVENTION[fmt],
+        "min_size": 1 if fmt == "torchscript" else MIN_SIZE,
+        "dtype": storage,
+        "network": net.config(),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "style_images": meta.get("style_images"),
+        "loss": meta.get("loss"),
+        "style_weight": meta.get("style_weight"),
+        "content_weight": meta.get("content_weight"),
+        "tv_weight": meta.get("tv_weight"),
+        "training_steps": meta.get("global_step"),
+        "source_checkpoint": source,
+        "torch_version": torch.__version__,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "training": meta,
+    }
+
+
+def _dynamic_shapes(net: TransformerNet) -> dict[str, Any]:
+    from torch.export import Dim
+
+    image = {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=MIN_SIZE, max=_MAX_SIDE),
+             3: Dim("width", min=MIN_SIZE, max=_MAX_SIDE)}
+    return {"x": image, "mix": None, "strength": None} if net.conditioned else {"x": image}
+
+
+def _trace_inputs(net: TransformerNet) -> tuple[Any, ...]:
+    """(image,) for an unconditioned network, (image, mix, strength) for a conditioned one (None
+    for an input it lacks), the conditioning at its defaults."""
+    if not net.conditioned:
+        return (_example(),)
+    defaults = condition_defaults(net)
+    return _example(), defaults.get("mix"), defaults.get("strength")
+
+
+def _example(dtype: torch.dtype = torch.float32) -> Tensor:
+    """A random odd-sized batch (odd sizes exercise the pad/crop path)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(2, 3, 37, 45, generator=g).to(dtype)
+
+
+def _build_torchscript(module: ExportedStylizer) -> Any:
+    with quiet_jit():
+        return torch.jit.script(module)
+
+
+def _save_torchscript(scripted: Any, path: Path, metadata: str) -> None:
+    scripted.metadata = metadata
+    buffer = io.BytesIO()  # saved to a path, the archive's top folder would be named after our temp file
+    with quiet_jit():
+        torch.jit.save(scripted, buffer, _extra_files={METADATA_FILE: metadata})
+    path.write_bytes(_without_debug_records(buffer.getvalue()))
+
+
+def _without_debug_records(archive: bytes) -> bytes:
+    """The TorchScript archive without its ``*.debug_pkl`` records: source ranges for error
+    messages, which name this machine's source files (fastmmd's and torch's paths); loading and
+    running never need them."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            if not info.filename.endswith(".debug_pkl"):
+                target.writestr(info, source.read(info))
+    return out.getvalue()
+
+
+def _build_pt2(module: ExportedStylizer) -> Any:
+    program = torch.export.export(module, _trace_inputs(module.net), dynamic_shapes=_dynamic_shapes(module.net))
+    for node in program.graph.nodes:  # stack traces name this machine's source files; the graph needs none
+        node.meta.pop("stack_trace", None)
+    return program
+
+
+def _save_pt2(program: Any, path: Path, metadata: str) -> None:
+    buffer = io.BytesIO()  # torch.export.save wants a buffer or a name ending in .pt2 (ours is a temp name)
+    torch.export.save(program, buffer, extra_files={METADATA_FILE: metadata})
+    path.write_bytes(buffer.getvalue())
+
+
+def _build_onnx(module: ExportedStylizer) -> Any:
+    try:
+        import onnx
+        import onnxscript.optimizer
+    except ImportError:
+        raise UserError("ONNX export needs the onnx extra: pip install 'fastmmd[onnx]'") from None
+    defaults = condition_defaults(module.net)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        program = torch.onnx.export(module, _trace_inputs(module.net), dynamo=True,
+                                    dynamic_shapes=_dynamic_shapes(module.net),
+                                    input_names=["image", *defaults], output_names=["stylized"], external_data=False)
+    # fold every weight-only subgraph (the folded upsampling kernels' einsum, :mod:`fastmmd.networks`) into
+    # plain initializers: the exporter's own pass folds only tensors under 8192 values, which left
+    # ``Einsum`` nodes (outside the ONNX allowlist of fastmmd.model_files) in any network wider than the tests'
+    onnxscript.optimizer.optimize(program.model, input_size_limit=_FOLD_LIMIT, output_size_limit=_FOLD_LIMIT)
+    proto = program.model_proto
+    for name, value in defaults.items():  # an initializer named like an input is that input's default
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(value.numpy(), name))
+    for node in [*proto.graph.node, *(n for f in proto.functions for n in f.node)]:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]  # names this machine's files
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    return proto
+
+
+def _save_onnx(proto: Any, path: Path, metadata: str) -> None:
+    import onnx
+
+    del proto.metadata_props[:]
+    proto.metadata_props.append(onnx.StringStringEntryProto(key="fastmmd", value=metadata))
+    onnx.save_model(proto, str(path))
+
+
+def load_exported(path: str | os.PathLike, fmt: str | None = None) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
+    """Loads the program in an exported ``.pt`` (TorchScript), ``.pt2`` (torch.export) or ``.onnx`` file.
+
+    This runs the file's own program (TorchScript code, a torch.export graph with its guards), so it
+    is only for files this process wrote itself: the parity check of :func:`export_network`, tests
+    and benchmarks. Files from anyone else go through :func:`fastmmd.model.files.read_network`,
+    which reads only their weights. Even here no pickle is ever loaded unrestricted
+    (:func:`~fastmmd.model.files.weights_only_loads`).
+
+    Args:
+        path: the file.
+        fmt: its format; None = from the suffix.
+
+    Returns:
+        (module, metadata): the module maps a float 0-1 (B, 3, H, W) batch to its stylization
+        (``.onnx`` gives an onnxruntime-backed callable on CPU tensors).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model {str(p)!r} does not exist")
+    fmt = format_for(p, fmt)
+    if fmt == "onnx":
+        return open_onnx(p)
+    extra = {METADATA_FILE: ""}
+    try:
+        with weights_only_loads():
+            if fmt == "torchscript":
+                with quiet_jit():
+                    module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
+                module.eval()
+            else:
+                module = torch.export.load(io.BytesIO(p.read_bytes()), extra_files=extra).module()
+    except Exception as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")[:160]
+        raise UserError(f"cannot load {str(p)!r} as a {fmt} model ({type(err).__name__}: {reason})") from None
+    return module, parse_metadata(extra[METADATA_FILE], p) if extra[METADATA_FILE] else {}
+
+
+def max_abs_diff(module: Callable[..., Tensor], reference: nn.Module, x: Tensor,
+                 conditions: list[tuple[Optional[Tensor], Optional[Tensor]]] | None = None) -> float:
+    """max |module(x, mix, strength) - reference(x, mix, strength)| over a batch and every
+    (mix, strength) of ``conditions`` (default: the plain call ``module(x)``; the export parity figure)."""
+    worst = 0.0
+    with torch.inference_mode():
+        for condition in conditions or [(None, None)]:
+            args = (x,) if all(t is None for t in condition) else (x, *condition)
+            worst = max(worst, float((module(*args).float() - reference(*args).float()).abs().max()))
+    return worst
+
+
+_BUILDERS = {"torchscript": (_build_torchscript, _save_torchscript), "pt2": (_build_pt2, _save_pt2),
+             "onnx": (_build_onnx, _save_onnx)}
+
+
+def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | None = None, half: bool = False,
+                   meta: dict[str, Any] | None = None, source: str = "", tolerance: float | None = None,
+                   weights: str = "float32") -> dict[str, Any]:
+    """Exports ``net`` to ``output``, after checking the written file against eager execution.
+
+    The file is written to a temporary name, loaded back and run on a random odd-sized batch
+    (float, and uint8 for TorchScript); only if max |exported - eager| <= tolerance (1e-5 fp32 and
+    int8, 2e-2 fp16; uint8: one level) is it rewritten with the measured difference in its metadata
+    and moved to ``output``. The eager reference holds the weights as stored (``weights``:
+    float32, float16 or int8, :mod:`fastmmd.model.storage`; ``half`` = float16); how far storage
+    moved the output from the float32 network is recorded as ``storage_max_abs_diff``.
+
+    Returns:
+        The metadata stored in the file, plus ``parity_max_abs_diff`` and ``storage_max_abs_diff``.
+
+    Raises:
+        UserError: bad format/suffix, unwritable output, or a parity mismatch (nothing written).
+    """
+    fmt = format_for(output, fmt)
+    if net.style_embedding and fmt != "torchscript":
+        raise UserError(f"an arbitrary-style network exports to TorchScript (.pt) only so far, not {fmt}: its "
+                        "painting-statistics input has no .pt2/ONNX form yet")
+    if half and weights not in ("float32", "float16"):  # --half meant float16; it never silently replaces int8
+        raise UserError(f"--half is --weights float16; it does not combine with --weights {weights}")
+    storage = "float16" if half else weights
+    if storage not in STORAGES:
+        raise UserError(f"--weights must be one of {', '.join(STORAGES)}, not {storage!r}")
+    out = check_output_file(output)
+    dtype = torch.float16 if storage == "float16" else torch.float32
+    tol = TOLERANCE[dtype] if tolerance is None else tolerance
+    full = store(net, "float32")  # copies: the caller's network stays as it was
+    net = store(net, storage)
+    metadata = build_metadata(meta or {}, full, fmt, storage, source)
+    module = ExportedStylizer(net, json.dumps(metadata), traceable=fmt != "torchscript").eval()
+    reference = ExportedStylizer(net).eval()
+    x = _example()
+    conditions = condition_examples(net)
+    if fmt != "pt2" and net.conditioned and not net.style_embedding:
+        conditions.append((None, None))  # the defaults (a .pt2 takes every input, module docstring)
+    metadata["storage_max_abs_diff"] = max_abs_diff(reference, ExportedStylizer(full).eval(), x, conditions)
+    build, save = _BUILDERS[fmt]
+    artifact = build(module)
+    with atomic_path(out) as tmp:
+        save(artifact, tmp, json.dumps(metadata))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            loaded, _ = load_exported(tmp, fmt)
+        diff = max_abs_diff(loaded, reference, x, conditions)
+        # the uint8 path (TorchScript): rounding may differ by one level at most
+        x8 = x.mul(255).round().to(torch.uint8)
+        diff8 = max_abs_diff(loaded, reference, x8, conditions) if fmt == "torchscript" else 0.0
+        if not (diff <= tol and diff8 <= 1):
+            raise UserError(f"exported {fmt} model differs from the network by {max(diff, diff8):.3g} (> {tol:g}); "
+                            f"nothing written to {str(out)!r}; try another --format or fp32")
+        if fmt != "onnx":  # what `fastmmd stylize` reads from the file (its weights only) must be this network too
+            read_back, expected = read_network(tmp, fmt)[0].state_dict(), dequantize_state(net.state_dict())
+            if set(read_back) != set(expected) or not all(torch.equal(v.float(), read_back[k]) for k, v in expected.items()):
+                raise UserError(f"the weights read back from the exported {fmt} file differ from the network; "
+                                f"nothing written to {str(out)!r}")
+        metadata["parity_max_abs_diff"] = diff
+        save(artifact, tmp, json.dumps(metadata))
+    return metadata
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None,
+                      half: bool = False, weights: str = "float32") -> dict[str, Any]:
+    """Exports the network of a training ``.ckpt`` (see :func:`export_network`); the output is checked
+    (writable, not the checkpoint itself) before the checkpoint is read."""
+    from fastmmd.model.checkpoints import network_from_checkpoint
+
+    check_output_file(output, [("the checkpoint", checkpoint)], suffixes=None if fmt else FORMATS.values())
+    net, meta = network_from_checkpoint(checkpoint)
+    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name, weights=weights)
+
+

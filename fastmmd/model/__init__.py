@@ -1,0 +1,1 @@
+"""The transformation network, its conditioning, storage, files and runtime."""

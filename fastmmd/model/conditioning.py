@@ -1,0 +1,190 @@
+"""One network for many styles and a style-strength knob: conditional instance normalisation.
+
+Two published extensions of the feed-forward network (:mod:`fastmmd.model.networks`), both of which act
+only on the affine parameters that follow each instance normalisation:
+
+* **Styles** (Dumoulin, Shlens & Kudlur, "A Learned Representation for Artistic Style", ICLR 2017):
+  every norm layer keeps a table of S scale rows Gamma (S, C) and S shift rows Beta (S, C), one per
+  style; everything else is shared. A convex mix m (B, S) of styles selects or blends them,
+  gamma = m Gamma, beta = m Beta, so a one-hot m is that style's affine instance norm and a blend
+  mixes the parameters (their Fig. 7), not the images.
+* **Strength** (Babaeizadeh & Ghiasi, "Adjustable Real-time Style Transfer", ICLR 2020): the style
+  weight is sampled per batch during training, lambda = s x style_weight with s drawn from
+  ``model.strength_range``, and s is an input of the network. As they feed the loss weights through
+  a small fully-connected network that predicts the norm parameters, s goes through
+  h(s) = [s - 1, ReLU(W2 ReLU(W1 s + b1) + b2)] (H = :data:`STRENGTH_WIDTH` features,
+  :class:`StrengthEmbedding`), and every norm layer adds a per-style linear read-out of it:
+  gamma_k(s) = Gamma_k + h(s) A_k, beta_k(s) = Beta_k + h(s) D_k.
+
+Both together: with c = [m, m (x) h(s)] (B, S + S H), the conditioned network's only new operation is
+gamma = c W_gamma, beta = c W_beta per norm layer (:class:`ConditionalAffine`), where W stacks the S
+style rows over the S H strength rows (zero at initialisation, so a fresh or warm-started network
+computes plain conditional instance norm at every strength). gamma is linear in m, so a blend of
+styles at strength s blends each style's parameters at strength s.
+
+This module also holds the inference side: what a file's metadata says it was conditioned on
+(:class:`ConditionSpace`) and turning ``--style``, ``--mix`` and ``--strength`` into network inputs
+(:meth:`ConditionSpace.resolve`), with one-line errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from fastmmd.model.networks import TransformerNet
+
+#: Hidden units of the strength MLP h(s) (a network records it as ``strength_width``).
+STRENGTH_WIDTH = 16
+#: Most styles one network may hold; a file asking for more is refused before anything is built.
+MAX_STYLES = 256
+#: The strength every conditioned network is trained to reproduce as "the" style: s = 1.
+DEFAULT_STRENGTH = 1.0
+
+
+class ConditionalAffine(nn.Module):
+    """The affine part of a conditional instance norm: y = gamma(c) x + beta(c), per channel.
+
+    Follows an ``nn.InstanceNorm2d(affine=False)``, so the statistics hooks of
+    :mod:`fastmmd.core.norm_stats` (tiles, video) work unchanged on conditioned networks.
+
+    Args:
+        channels: C.
+        styles: S, rows of the per-style tables.
+        strength_width: H, units of the strength MLP (0 = no strength input).
+        embedding: D rows read out from a style embedding e (an arbitrary-style network,
+            :mod:`fastmmd.model.arbitrary`, whose condition is c = [1, e]: S = 1, H = 0).
+
+    Parameters ``weight`` and ``bias`` are (S + S H + D, C): rows 0..S-1 are Dumoulin's per-style
+    Gamma and Beta (ones and zeros, as ``nn.InstanceNorm2d`` starts), rows S.. the strength and
+    embedding read-outs A_k, D_k (zeros).
+    """
+
+    def __init__(self, channels: int, styles: int, strength_width: int = 0, embedding: int = 0) -> None:
+        super().__init__()
+        self.styles = styles
+        rows = styles * (1 + strength_width) + embedding
+        self.weight = nn.Parameter(torch.cat([torch.ones(styles, channels), torch.zeros(rows - styles, channels)]))
+        self.bias = nn.Parameter(torch.zeros(rows, channels))
+
+    def forward(self, x: Tensor, condition: Tensor) -> Tensor:
+        """x (B, C, H, W) normalised, condition c (B, S + S H) -> gamma x + beta."""
+        gamma = condition @ self.weight  # (B, C)
+        beta = condition @ self.bias
+        return x * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+class StrengthEmbedding(nn.Module):
+    """h(s) = [s - 1, ReLU(W2 ReLU(W1 s + b1) + b2)]: the strength s (B,) as H features (B, H).
+
+    The first feature is s itself, centred on the trained default 1: the MLP's features start out
+    nearly constant over the range, so a read-out of them alone learns an s-independent offset
+    first; s - 1 gives every norm layer a direct, zero-mean handle on s from the first step
+    (measured: with the MLP alone, 600 tiny steps left the output almost independent of s).
+    """
+
+    def __init__(self, width: int = STRENGTH_WIDTH) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(1, width - 1), nn.ReLU(), nn.Linear(width - 1, width - 1), nn.ReLU())
+        self.centre = DEFAULT_STRENGTH  # an attribute: TorchScript cannot read module globals
+
+    def forward(self, strength: Tensor) -> Tensor:
+        s = strength[:, None]
+        return torch.cat([s - self.centre, self.mlp(s)], dim=1)
+
+
+def copy_into_every_slot(conditioned: nn.Module, single: nn.Module) -> None:
+    """Warm start: ``single``'s weights into ``conditioned`` (same width, blocks and kernel), its
+    affine instance-norm parameters into every style row (the strength and embedding rows stay
+    zero, an arbitrary-style network's predictor keeps its initialisation), so the conditioned
+    network starts out computing ``single`` for every mix, strength and painting."""
+    norms = [m for m in single.modules() if isinstance(m, nn.InstanceNorm2d) and m.affine]
+    slots = [m for m in conditioned.modules() if isinstance(m, ConditionalAffine)]
+    assert len(norms) == len(slots), "networks of the same layout have as many norm layers"
+    norm_ids = {id(p) for m in norms for p in m.parameters()}
+    shared = {name: p.detach() for name, p in single.named_parameters() if id(p) not in norm_ids}  # the convolutions
+    own = {f"{name}.{p}" for name, m in conditioned.named_modules()
+           if isinstance(m, (ConditionalAffine, StrengthEmbedding)) for p, _ in m.named_parameters()}
+    if hasattr(conditioned, "style_predictor"):  # an arbitrary-style network's predictor: weights and running statistics
+        own |= {f"style_predictor.{k}" for k in conditioned.style_predictor.state_dict()}
+    missing, unexpected = conditioned.load_state_dict(shared, strict=False)
+    assert not unexpected and set(missing) == own, (unexpected, set(missing) ^ own)
+    with torch.no_grad():
+        for norm, slot in zip(norms, slots, strict=True):
+            slot.weight[: slot.styles] = norm.weight
+            slot.bias[: slot.styles] = norm.bias
+
+
+def condition_defaults(net: "TransformerNet") -> dict[str, Tensor]:
+    """The conditioning inputs ``net`` takes and their defaults: ``mix`` = style 0 (when it has
+    several styles), ``strength`` = 1 (when it has a strength input); empty when unconditioned."""
+    inputs = {}
+    if net.styles > 1:
+        inputs["mix"] = F.one_hot(torch.tensor(0), net.styles).float()
+    if net.strength_width:
+        inputs["strength"] = torch.full((1,), DEFAULT_STRENGTH)
+    return inputs
+
+
+def condition_examples(net: "TransformerNet") -> list[tuple[Optional[Tensor], ...]]:
+    """(mix, strength) pairs the parity check runs: each of the first three styles, a uniform
+    blend, strengths 0, 1 and 1.7 (None where the network takes no such input); [(None, None)]
+    for an unconditioned network. An arbitrary-style network's are (mix, strength, style) triples:
+    seeded random painting statistics, one painting and a blend of two."""
+    if not net.conditioned:
+        return [(None, None)]
+    if net.style_embedding:
+        g = torch.Generator().manual_seed(0)
+        style = 3 * torch.rand(2, net.style_features, generator=g)
+        strengths = [torch.tensor([v]) for v in (1.0, 0.0, 1.7)] if net.strength_width else [None] * 3
+        return [(None, strengths[0], style[:1]), (None, strengths[1], style[1:]),
+                (torch.tensor([0.3, 0.7]), strengths[2], style)]
+    mixes = [F.one_hot(torch.tensor(k), net.styles).float() for k in range(min(3, net.styles))]
+    mixes = (mixes + [torch.full((net.styles,), 1.0 / net.styles)]) if net.styles > 1 else [None]
+    strengths = [torch.tensor([v]) for v in (1.0, 0.0, 1.7)] if net.strength_width else [None]
+    return [(mixes[i % len(mixes)], strengths[i % len(strengths)]) for i in range(max(len(mixes), len(strengths)))]
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+
+
+
+
+# ------------------------------------------------------------------------------------- descriptions
+def style_names(paths: Sequence[str]) -> list[str]:
+    """Names of the styles of a network trained on ``paths``: file stems (``candy``), or file names
+    where stems repeat, or ``<index>`` as the last resort; what ``--style`` and ``--mix`` accept."""
+    from pathlib import PurePath
+
+    names = [PurePath(p).stem for p in paths]
+    if len(set(names)) < len(names):
+        names = [PurePath(p).name for p in paths]
+    return names if len(set(names)) == len(names) else [str(i) for i in range(len(paths))]
+
+
+def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | None, draw: str,
+             arbitrary_layers: Sequence[str] | None = None) -> dict[str, Any]:
+    """The ``conditioning`` entry of a checkpoint's description (and of exports' metadata); an
+    arbitrary-style network records the VGG layers its style statistics come from."""
+    entry: dict[str, Any] = {"draw": draw}
+    if arbitrary_layers:
+        entry["arbitrary"] = {"layers": list(arbitrary_layers)}
+    if styles:
+        entry["styles"] = list(styles)
+    if strength_range:
+        entry["strength"] = {"range": [float(v) for v in strength_range], "default": DEFAULT_STRENGTH}
+    return entry
+
+
+# ------------------------------------------------------------------------------------- inference
+
+
+
+

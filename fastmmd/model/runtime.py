@@ -1,0 +1,56 @@
+"""What an exported file runs: the network behind one forward with the conditioning inputs as tensors."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fastmmd.model.networks import TransformerNet, size_padding
+
+
+class ExportedStylizer(nn.Module):
+    """A :class:`TransformerNet` behind an image-in, image-out interface that scripts and exports.
+
+    ``forward(x)``: x is RGB (B, 3, H, W), uint8 0-255 or float 0-1; the result has x's dtype and
+    size (uint8: ``round(255 y)``). Inputs are cast to the weights' dtype, so fp16 weights take
+    fp32 images (int8 weights compute in float32, :mod:`fastmmd.model.storage`).
+
+    Args:
+        net: the trained network (its padding logic is reused by the TorchScript path).
+        metadata: JSON text carried as the ``metadata`` attribute.
+        traceable: use a branch-free pad/crop for ``torch.export``/ONNX: reflect-pad by the
+            network's :func:`~fastmmd.model.networks.size_padding` (its whole padding rule for sides
+            >= ``MIN_SIZE``, which the exported graph requires) and crop with a negative constant
+            pad, so one graph serves every H, W >= 8 (the shape-dependent ``if`` and ``max`` of
+            ``TransformerNet.forward`` would specialise).
+    """
+
+    def __init__(self, net: TransformerNet, metadata: str = "{}", traceable: bool = False) -> None:
+        # forward(x, mix, strength): a conditioned network's mix (S,) or (B, S) and strength (1,) or
+        # (B,), None = its defaults (style 0, strength 1); see the module docstring per format
+        super().__init__()
+        self.net = net
+        self.metadata = metadata
+        self.traceable = traceable
+
+    def forward(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None,
+                style: Optional[Tensor] = None) -> Tensor:
+        bias = self.net.encoder[0][1].bias  # its dtype is the compute dtype (int8 storage computes in float32)
+        assert bias is not None  # TransformerNet's convolutions have biases (and TorchScript needs to know)
+        dtype = bias.dtype
+        if x.dtype == torch.uint8:
+            y = self._stylize(x.to(dtype) / 255.0, mix, strength, style)
+            return y.float().mul(255.0).round().clamp(0.0, 255.0).to(torch.uint8)
+        return self._stylize(x.to(dtype), mix, strength, style).to(x.dtype)
+
+    def _stylize(self, x: Tensor, mix: Optional[Tensor], strength: Optional[Tensor], style: Optional[Tensor]) -> Tensor:
+        if not self.traceable:
+            return self.net(x, mix, strength, style)
+        condition = self.net.condition(x, mix, strength, style)
+        h, w = x.shape[2], x.shape[3]
+        x = F.pad(x, [0, size_padding(w), 0, size_padding(h)], mode="reflect")
+        y = torch.sigmoid(self.net.trunk(x, condition))
+        return F.pad(y, [0, w - y.shape[3], 0, h - y.shape[2]])  # negative pad = crop, no shape guard

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, data, callbacks and LightningCLI (the only Lightning importer)."""

@@ -1,0 +1,1 @@
+"""The frozen VGG-19 feature extractor and its weights."""
