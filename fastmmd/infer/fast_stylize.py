@@ -115,19 +115,18 @@ def plan(argv: Sequence[str]) -> tuple[argparse.Namespace, Path, bool, list[Path
     return args, found[0], found[1], files, problems
 
 
-def metadata_styles(text: str) -> tuple[str, bool]:
-    """From a file's ``fastmmd`` metadata text: (its style images, comma-separated, or "?"; whether it is conditioned)."""
-    from fastmmd.base.inputs import load_json
+def metadata_styles(text: str, path: Path) -> tuple[str, bool]:
+    """From a file's ``fastmmd`` metadata text, checked by the one schema
+    (:func:`fastmmd.model.metadata.parse_metadata`, as on the torch path): (its style images,
+    comma-separated, or "?"; whether the network is conditioned).
 
-    try:
-        meta = load_json(text.encode(), "the model's metadata") if text else {}
-    except UserError:
-        meta = {}
-    if not isinstance(meta, dict):
-        meta = {}
-    names = meta.get("style_images")
-    style = ", ".join(n for n in names if isinstance(n, str)) if isinstance(names, list) else ""
-    return style or "?", meta.get("conditioning") is not None
+    Raises:
+        UserError: metadata the schema refuses (one line naming the file).
+    """
+    from fastmmd.model.metadata import parse_metadata
+
+    meta = parse_metadata(text, path) if text else {}
+    return ", ".join(meta.get("style_images") or []) or "?", meta.get("conditioning") is not None
 
 
 def stylize_array(network: Any, rgb: Any) -> Any:
@@ -154,7 +153,7 @@ def run_fast(argv: Sequence[str]) -> int | None:
     from fastmmd.base.outputs import OutputNames, check_output_dir
 
     network = OnnxNetwork(model, args.threads, verified)
-    style, conditioned = metadata_styles(network.metadata_text)
+    style, conditioned = metadata_styles(network.metadata_text, network.path)
     if conditioned:
         return None  # its conditioning label and flags live on the torch path
     out_dir = check_output_dir(args.output_dir)
