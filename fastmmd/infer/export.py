@@ -43,6 +43,7 @@ upcasts a half file on CPU; ``int8`` files compute in float32 everywhere.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import io
 import json
@@ -66,7 +67,7 @@ from fastmmd.model.files import (
     read_network,
     weights_only_loads,
 )
-from fastmmd.model.networks import MIN_SIZE, TransformerNet
+from fastmmd.model.networks import MIN_SIZE, RGB_SPACE_TO_DEPTH, TransformerNet
 from fastmmd.model.runtime import ExportedStylizer
 from fastmmd.model.storage import STORAGES, dequantize_state, store
 
@@ -206,6 +207,10 @@ def _build_onnx(module: ExportedStylizer) -> Any:
     except ImportError:
         raise UserError("ONNX export needs the onnx extra: pip install 'fastmmd[onnx]'") from None
     defaults = condition_defaults(module.net)
+    # onnxruntime runs the two 9x9 RGB convs faster at 1/4 resolution on space-to-depth inputs (the
+    # same function; measured in docs/benchmarks.md, "Distilled students"): traced so, on a copy
+    module = copy.deepcopy(module)
+    module.net.set_layout(rgb_space_to_depth=RGB_SPACE_TO_DEPTH, space_to_depth_on_cpu=True)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
         program = torch.onnx.export(module, _trace_inputs(module.net), dynamo=True,
                                     dynamic_shapes=_dynamic_shapes(module.net),
