@@ -41,8 +41,17 @@ from fastmmd.base.errors import ImageError, UserError
 FAST_FLAGS = ("--output-dir", "--output", "-o", "--threads", "--batch-size", "--quiet", "-q", "--device")
 
 
+class _Refused(Exception):
+    """A command line this path does not take (the torch path then parses it and says what is wrong)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]  (argparse would print usage and exit)
+        raise _Refused(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fastmmd stylize", add_help=False, allow_abbrev=False, exit_on_error=False)
+    p = _Parser(prog="fastmmd stylize", add_help=False, allow_abbrev=False, exit_on_error=False)
     p.add_argument("model")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--output-dir", "--output", "-o", default="stylized", dest="output_dir")
@@ -93,7 +102,7 @@ def plan(argv: Sequence[str]) -> tuple[argparse.Namespace, Path, bool, list[Path
         return None
     try:
         args = _parser().parse_args(list(argv))
-    except (argparse.ArgumentError, SystemExit):
+    except (argparse.ArgumentError, _Refused):
         return None
     if args.device not in ("auto", "cpu") or (args.device == "auto" and gpu_present()):
         return None
