@@ -12,12 +12,13 @@ For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoint
    against so that a re-export that changes the look is caught;
 3. adds each recipe's training time on the 2-core CPU from ``scripts/zoo_cpu_time.py`` (``--cpu-times``).
 
-``--fast NAME=student.ckpt`` instead only adds (or replaces) one style's ``.onnx`` file: a small
-network distilled from the shipped one (``fastmmd distill``), exported to ONNX (float32 weights, the
-export's parity check first) as ``<zoo>/<style>.onnx``, which ``fastmmd stylize NAME`` runs on a CPU
-without torch (:mod:`fastmmd.infer.fast_stylize`). Its entry records the network, the distillation,
-its own checksum (through onnxruntime) and, from ``scripts/bench_quality.py``'s JSON
-(``--fast-quality``), its style/content distances on held-out photos against the shipped network's.
+``--fast NAME=network.ckpt`` instead only adds (or replaces) one style's ``.onnx`` file, which
+``fastmmd stylize NAME`` runs on a CPU without torch (:mod:`fastmmd.infer.fast_stylize`): the
+shipped network itself (a ``.ckpt`` of its weights) or a smaller one distilled from it (``fastmmd
+distill``), exported to ONNX with int8 weights (the export's parity check first) as
+``<zoo>/<style>.onnx``. Its entry records the network, the distillation if any, its own checksum
+(through onnxruntime) and, from ``scripts/bench_quality.py``'s JSON (``--fast-quality``), its
+style/content distances on held-out photos against the shipped network's.
 
     python scripts/build_zoo.py --checkpoints out/zoo --scores out/eval --cpu-times out/zoo_cpu/cpu_times.json \
         --machine "one NVIDIA H100 80GB (8 runs sharing it)" --minutes 3.5
@@ -105,7 +106,7 @@ def fast_entry(name: str, ckpt: Path, zoo: Path, quality: Path | None) -> tuple[
     from fastmmd.infer.zoo import checksum
 
     file = f"{name}.onnx"
-    meta = export_checkpoint(ckpt, zoo / file)
+    meta = export_checkpoint(ckpt, zoo / file, weights="int8")  # as the .pt: 8-bit weights, float32 compute
     module, _ = load_exported(zoo / file)  # onnxruntime, on the file this script just wrote
     record = {"network": meta["network"], "parameters": meta["parameters"],
               "distillation": (meta.get("training") or {}).get("distillation"),
