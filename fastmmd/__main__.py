@@ -1,10 +1,10 @@
 """``fastmmd`` console script: one entry point, two kinds of subcommand.
 
 ``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.train.cli`); ``optimize``,
-``distill``, ``export``, ``stylize``, ``compare``, ``evaluate``, ``models`` and ``data`` go to their
-modules' ``build_parser``/``run``. Modules are imported only for the command that runs, so ``stylize``
-never imports Lightning, and ``stylize`` with an ``.onnx`` model on a CPU not even torch
-(:mod:`fastmmd.infer.fast_stylize`). This is the only place that turns a :class:`~fastmmd.base.errors.UserError`
+``export``, ``stylize``, ``compare``, ``evaluate``, ``models``, ``data`` and ``serve`` go to their
+modules in :mod:`fastmmd.commands` (``build_parser``/``run``). Modules are imported only for the
+command that runs, so ``stylize`` never imports Lightning, and ``stylize`` with an ``.onnx`` model on a
+CPU not even torch (:mod:`fastmmd.infer.fast_stylize`). This is the only place that turns a :class:`~fastmmd.base.errors.UserError`
 into one stderr line and exit code 2.
 """
 
@@ -14,12 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from fastmmd.base.errors import (
-    UserError,
-    did_you_mean,
-    exit_on_user_error,
-    sigterm_unwinds,
-)
+from fastmmd.base.errors import UserError, did_you_mean, exit_on_user_error, sigterm_unwinds
 
 LIGHTNING_COMMANDS = {
     "fit": "train a feed-forward stylization network (LightningCLI; --config configs/quickstart.yaml)",
@@ -28,15 +23,15 @@ LIGHTNING_COMMANDS = {
     "predict": "stylize a dataset with a checkpoint (LightningCLI)",
 }
 COMMANDS = {
-    "optimize": ("fastmmd.apps.optimize", "per-image (Gatys-style) optimization with any style loss"),
-    "distill": ("fastmmd.apps.distill", "train a small, fast student network to reproduce a trained one"),
+    "optimize": ("fastmmd.commands.optimize", "per-image (Gatys-style) optimization with any style loss"),
+    "distill": ("fastmmd.commands.distill", "train a small, fast student network to reproduce a trained one"),
     "export": ("fastmmd.commands.export", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
-    "stylize": ("fastmmd.infer.stylize", "stylize images with an exported model or a checkpoint"),
-    "compare": ("fastmmd.apps.compare", "compare style losses on your images: grid.png + report"),
-    "evaluate": ("fastmmd.apps.evaluate", "score trained networks against per-image optimization: grid.png + report"),
-    "models": ("fastmmd.infer.zoo", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
-    "data": ("fastmmd.apps.fetch", "fetch training photos into a folder: fastmmd data coco DIR (or any Hugging Face image dataset)"),
-    "serve": ("fastmmd.apps.serve", "a local web page: drop a photo, pick a style, move a slider, download (extra: serve)"),
+    "stylize": ("fastmmd.commands.stylize", "stylize images with an exported model or a checkpoint"),
+    "compare": ("fastmmd.commands.compare", "compare style losses on your images: grid.png + report"),
+    "evaluate": ("fastmmd.commands.evaluate", "score trained networks against per-image optimization: grid.png + report"),
+    "models": ("fastmmd.commands.models", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
+    "data": ("fastmmd.commands.data", "fetch training photos into a folder: fastmmd data coco DIR (or any Hugging Face image dataset)"),
+    "serve": ("fastmmd.commands.serve", "a local web page: drop a photo, pick a style, move a slider, download (extra: serve)"),
 }
 
 

@@ -135,10 +135,11 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from fastmmd.apps.evaluate import build_parser, run
-    from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+    from fastmmd.apps.evaluate import run
     from fastmmd.base.images import pil_to_tensor, read_image, save_image
+    from fastmmd.commands.evaluate import build_parser
     from fastmmd.losses.metrics import ImageScorer
+    from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 
     out = Path(args.output)
     photos = images_in(args.photos, args.photos_count)

@@ -33,10 +33,10 @@ import torch
 
 
 def run_variant(args) -> dict:
+    from fastmmd.apps.optimize import optimize_image
+    from fastmmd.base.images import read_image
     from fastmmd.losses import StyleLoss
     from fastmmd.losses.criterion import StyleCriterion
-    from fastmmd.base.images import read_image
-    from fastmmd.apps.optimize import optimize_image
 
     content_path = Path(args.data) / "content" / args.content
     style_path = Path(args.data) / "styles" / args.style

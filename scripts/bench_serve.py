@@ -67,8 +67,7 @@ def main() -> int:
 
     from fastmmd.apps.serve import bind, url_of
     from fastmmd.apps.serve.app import Catalog, create_app, serve_forever
-
-    from fastmmd.commands.parsing import resolve_precision
+    from fastmmd.base.precision import resolve_precision
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import tempfile
@@ -39,9 +38,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastmmd.model.runtime import ExportedStylizer
 from fastmmd.infer.export import export_network, load_exported  # noqa: E402
 from fastmmd.model.networks import TransformerNet  # noqa: E402
+from fastmmd.model.runtime import ExportedStylizer
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 #: The compiled variants: how each sets the network's layout (TransformerNet.set_layout).

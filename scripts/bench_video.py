@@ -31,12 +31,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastmmd.core import motion  # noqa: E402
-from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures  # noqa: E402
 from fastmmd.base.images import read_image, resize  # noqa: E402
-from fastmmd.losses.metrics import ImageScorer, temporal_error  # noqa: E402
+from fastmmd.core import motion  # noqa: E402
 from fastmmd.infer.stylize import load_stylizer  # noqa: E402
 from fastmmd.infer.video import stylize_video  # noqa: E402
+from fastmmd.losses.metrics import ImageScorer, temporal_error  # noqa: E402
+from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:

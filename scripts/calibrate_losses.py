@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from fastmmd.losses import criterion as criterion_module
+from fastmmd.base.images import read_image
 from fastmmd.losses import StyleLoss
+from fastmmd.losses import criterion as criterion_module
 from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.vgg.features import VGGFeatures
-from fastmmd.base.images import read_image
 
 METHODS = ["gram", "poly", "linear", "gaussian", "bn"]
 

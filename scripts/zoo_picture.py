@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from fastmmd.base.grid import PAD, Layout, draw_grid, tile_size
 from fastmmd.base.images import open_image, read_image, tensor_to_pil

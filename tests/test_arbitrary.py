@@ -9,23 +9,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_image, tiny_fit_args, write_tiny_checkpoint
 from PIL import Image
 
-from conftest import synthetic_image, tiny_fit_args, write_tiny_checkpoint
 from fastmmd.__main__ import main
-from fastmmd.model.arbitrary import EMBEDDING_LAYERS, PaintingEncoder, statistics_width, style_statistics
-from fastmmd.model.checkpoints import read_checkpoint
-from fastmmd.train.cli import build_cli
-from fastmmd.model.conditioning import ConditionalAffine
-from fastmmd.losses.criterion import StyleCriterion
-from fastmmd.train.data import FileSource, ImageDataset, PairedDataset
 from fastmmd.base.errors import UserError
-from fastmmd.infer.export import export_checkpoint, load_exported
 from fastmmd.base.images import pil_to_tensor
-from fastmmd.losses import StyleLoss, moments
-from fastmmd.model.files import read_network
-from fastmmd.model.networks import TransformerNet
+from fastmmd.infer.export import export_checkpoint, load_exported
 from fastmmd.infer.stylize import load_stylizer
+from fastmmd.losses import StyleLoss, moments
+from fastmmd.losses.criterion import StyleCriterion
+from fastmmd.model.arbitrary import EMBEDDING_LAYERS, PaintingEncoder, statistics_width, style_statistics
+from fastmmd.model.conditioning import ConditionalAffine
+from fastmmd.model.files import read_checkpoint, read_network
+from fastmmd.model.networks import TransformerNet
+from fastmmd.train.cli import build_cli
+from fastmmd.train.data import FileSource, ImageDataset, PairedDataset
 from fastmmd.train.module import StyleTransferModule
 
 F8 = statistics_width(8)  # phi's length for the tiny VGG stand-in

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_fit_args, write_tiny_checkpoint
+
 from fastmmd.__main__ import main
 
 

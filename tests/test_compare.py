@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from fastmmd.__main__ import main

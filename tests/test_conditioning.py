@@ -10,25 +10,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_image, tiny_fit_args, write_tiny_checkpoint
 from PIL import Image
 
-from conftest import synthetic_image, tiny_fit_args, write_tiny_checkpoint
 from fastmmd.__main__ import main
-from fastmmd.model.checkpoints import read_checkpoint
-from fastmmd.train.cli import build_cli
-from fastmmd.infer.conditions import Condition, ConditionSpace
-from fastmmd.model.conditioning import ConditionalAffine
-from fastmmd.train.draws import draw_conditions
-from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.base.errors import UserError
-from fastmmd.infer.export import FORMATS, export_checkpoint, load_exported
-from fastmmd.vgg.features import STYLE_LAYERS
 from fastmmd.base.grid import grid_size, tile_size
 from fastmmd.base.images import pil_to_tensor, read_image
-from fastmmd.model.files import read_network
-from fastmmd.model.networks import TransformerNet
+from fastmmd.infer.conditions import Condition, ConditionSpace
+from fastmmd.infer.export import FORMATS, export_checkpoint, load_exported
 from fastmmd.infer.stylize import load_stylizer
+from fastmmd.losses.criterion import StyleCriterion
+from fastmmd.model.conditioning import ConditionalAffine
+from fastmmd.model.files import read_checkpoint, read_network
+from fastmmd.model.networks import TransformerNet
+from fastmmd.train.cli import build_cli
+from fastmmd.train.draws import draw_conditions
 from fastmmd.train.module import StyleTransferModule
+from fastmmd.vgg.features import STYLE_LAYERS
 
 #: TransformerNet(8, 1)'s state_dict as it was before conditioning existed (keys and shapes).
 SINGLE_STYLE_KEYS = [
@@ -386,9 +385,9 @@ def test_strength_trades_style_for_content_monotonically(tmp_path):
     Converging the tiny training far enough for strict monotonicity with room to spare would cost
     several times the 800 steps (seed 8's style distances at s = 0.5, 1, 2 lie within 2 %).
     """
-    from fastmmd.vgg.features import VGGFeatures
     from fastmmd.losses import moments
     from fastmmd.losses.metrics import content_distance, gram_distance
+    from fastmmd.vgg.features import VGGFeatures
 
     args = tiny_fit_args(tmp_path)
     build_cli(["fit", *args, "--model.conditioning", "[strength]", "--model.strength_range", "[0, 4]",

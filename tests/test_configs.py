@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from fastmmd.__main__ import main
-from fastmmd.model.checkpoints import read_checkpoint
+from fastmmd.model.files import read_checkpoint
 from fastmmd.train.cli import run_lightning
 
 ROOT = Path(__file__).parents[1] / "configs"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.base.errors import UserError
 from fastmmd.losses import StyleLoss
+from fastmmd.losses.criterion import StyleCriterion
 
 LOSSES = ["gram", "linear", "poly", "gaussian", "bn", "bn+poly", "linear+gaussian"]
 

@@ -8,12 +8,19 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import synthetic_image
 from PIL import Image
 from torch.utils.data import DistributedSampler
 
-from conftest import synthetic_image
-from fastmmd.train.data import (FileSource, ImageDataset, SkippedImageWarning, StyleDataModule, list_images, read_file_list)
 from fastmmd.base.errors import UserError
+from fastmmd.train.data import (
+    FileSource,
+    ImageDataset,
+    SkippedImageWarning,
+    StyleDataModule,
+    list_images,
+    read_file_list,
+)
 from fastmmd.train.sampling import EpochKeys, ResumableLoader, ResumableSampler
 
 S = 16  # image_size used throughout: tiny, so tests stay fast

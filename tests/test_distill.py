@@ -40,7 +40,7 @@ def test_student_learns_the_teacher():
 
 
 def test_distill_command_writes_a_checkpoint_that_exports_and_stylizes(tmp_path, make_image, capsys):
-    from fastmmd.model.checkpoints import network_from_checkpoint
+    from fastmmd.model.files import network_from_checkpoint
 
     teacher = write_tiny_checkpoint(tmp_path / "teacher.ckpt", width=4, residual_blocks=1)
     for i in range(3):

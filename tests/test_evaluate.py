@@ -74,13 +74,17 @@ def test_report_grid_and_reused_optimization(photos, tiny_exports, tmp_path):
 
 
 def test_scores_agree_with_compare(photos, tiny_checkpoint, tmp_path):
-    """Same photo, style, size, loss and seed: evaluate's optimize and model rows are compare's cells, number for number."""
+    """Same photo, style, size, loss and seed: evaluate's optimize and model rows are compare's cells, number for
+    number; one cache serves both (compare given evaluate's --cache-dir optimizes nothing again)."""
     contents, style = photos
     assert evaluate([tiny_checkpoint], contents[:1], style, "--output", tmp_path / "eval") == 0
     assert main(["compare", "--content", str(contents[0]), "--style", str(style), "--losses", "gram", "--style-weights",
-                 "5", "--models", str(tiny_checkpoint), "--output-dir", str(tmp_path / "cmp"), *TINY]) == 0
+                 "5", "--models", str(tiny_checkpoint), "--output-dir", str(tmp_path / "cmp"), *TINY,
+                 "--cache-dir", str(tmp_path / "eval" / "cells")]) == 0
     ours = json.loads((tmp_path / "eval" / "report.json").read_text())
-    cells = json.loads((tmp_path / "cmp" / "report.json").read_text())["cells"]
+    report = json.loads((tmp_path / "cmp" / "report.json").read_text())
+    assert (report["reused"], report["computed"]) == (1, 1)  # evaluate's optimized image; the model ran
+    cells = report["cells"]
     transfer, model = (next(c for c in cells if c["kind"] == k) for k in ("transfer", "model"))
     for theirs, row in ((transfer, ours["optimize"]["rows"][0]), (model, ours["models"][0]["rows"][0])):
         assert row["style_swd"] == pytest.approx(theirs["metrics"]["style_sw"], rel=1e-6)

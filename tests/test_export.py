@@ -15,12 +15,11 @@ import pytest
 import torch
 
 from fastmmd.__main__ import main
-from fastmmd.model.checkpoints import network_from_checkpoint
 from fastmmd.base.errors import UserError
 from fastmmd.infer.export import FORMATS, export_checkpoint, load_exported, quiet_jit
-from fastmmd.model.files import read_metadata
-from fastmmd.model.runtime import ExportedStylizer
+from fastmmd.model.files import network_from_checkpoint, read_metadata
 from fastmmd.model.networks import MIN_SIZE, padded_size, size_padding
+from fastmmd.model.runtime import ExportedStylizer
 
 ODD_SIZES = [(2, 3, 13, 21), (1, 3, 8, 9)]
 

@@ -38,7 +38,8 @@ def pixels(path: Path) -> tuple[str, tuple[int, int], bytes]:
 
 
 def test_fast_path_writes_the_torch_paths_image(onnx_file, make_image, tmp_path, monkeypatch):
-    from fastmmd.infer import fast_stylize, stylize
+    from fastmmd.commands import stylize
+    from fastmmd.infer import fast_stylize
 
     photo = make_image("photo.png", 45, 37, seed=3)
     calls = []

@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 from fastmmd.base.errors import UserError
-from fastmmd.vgg.features import LAYER_NAMES, VGGFeatures, build_vgg19
 from fastmmd.vgg import weights as weights_module
+from fastmmd.vgg.features import LAYER_NAMES, VGGFeatures, build_vgg19
 
 
 def test_layer_names_follow_torchvision_layout():

@@ -10,9 +10,9 @@ import io
 import socket
 
 import pytest
+from conftest import synthetic_image
 from PIL import Image
 
-from conftest import synthetic_image
 from fastmmd.__main__ import main
 from fastmmd.apps.fetch import image_name
 

@@ -6,9 +6,9 @@ import os
 
 import pytest
 import torch
+from conftest import synthetic_image
 from PIL import Image
 
-from conftest import synthetic_image
 from fastmmd.base import images
 from fastmmd.base.errors import ImageError, UserError
 

@@ -11,8 +11,7 @@ import torch
 from torch.autograd import gradcheck
 
 from fastmmd.base.errors import UserError
-from fastmmd.losses import StyleLoss, METHODS, content_loss, parse_loss, total_variation
-from fastmmd.losses import matching, mmd, moments
+from fastmmd.losses import METHODS, StyleLoss, content_loss, matching, mmd, moments, parse_loss, total_variation
 
 D = torch.float64
 
@@ -279,3 +278,9 @@ def test_parse_loss():
         parse_loss("grma")
     with pytest.raises(UserError):
         parse_loss("bn+poly", [1.0])
+
+
+def test_every_method_a_spec_names_is_implemented():
+    from fastmmd.losses import METHOD_NAMES, METHODS
+
+    assert tuple(METHODS) == METHOD_NAMES

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from fastmmd.losses import mmd, moments
-from fastmmd.losses.metrics import (_quantiles, content_distance, evaluate_features, gram_distance, gram_mmd_identity, sliced_wasserstein)
+from fastmmd.losses.metrics import (
+    _quantiles,
+    content_distance,
+    evaluate_features,
+    gram_distance,
+    gram_mmd_identity,
+    sliced_wasserstein,
+)
 
 
 def features(c: int = 6, n: int = 50, seed: int = 0, dtype=torch.float64) -> torch.Tensor:

@@ -107,14 +107,14 @@ def test_bad_input_is_one_line_and_exit_2(pair, tmp_path, capsys, case):
     (["--style-weight", "inf"], "--style-weight must be finite, not inf"),
     (["--lr=-inf"], "--lr must be finite"),
     (["--style-blend", "0.7,nan"], "--style-blend must be finite"),
-    (["--size", "0"], "--size must be at least 8 px, not 0"),
-    (["--size", "4"], "--size must be at least 8 px, not 4"),
+    (["--size", "0"], "--size must be at least 16 px (VGG pools 4 times), not 0"),
+    (["--size", "4"], "--size must be at least 16 px (VGG pools 4 times), not 4"),
     (["--size", "100000"], "GiB of cpu memory"),  # before any image is resized (that alone took 100 GB)
 ])
 def test_bad_numbers_name_the_flag(pair, tmp_path, capsys, monkeypatch, extra, needle):
-    import fastmmd.apps.optimize
+    import fastmmd.commands.optimize
 
-    monkeypatch.setattr(fastmmd.apps.optimize, "read_image", lambda *a, **k: pytest.fail("read before the checks"))
+    monkeypatch.setattr(fastmmd.commands.optimize, "read_image", lambda *a, **k: pytest.fail("read before the checks"))
     content, style = pair
     with pytest.raises(SystemExit) as exit_info:
         main(["optimize", "--content", str(content), "--style", str(style), "--style", str(style), *extra,
@@ -156,7 +156,7 @@ def test_precision_auto_resolves_per_hardware(monkeypatch):
     import torch
 
     from fastmmd.base import precision
-    from fastmmd.commands.parsing import resolve_precision
+    from fastmmd.base.precision import resolve_precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "cpu_bf16_is_fast", lambda: False)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import fastmmd.apps.compare
-import fastmmd.apps.optimize
-import fastmmd.infer.stylize
+import fastmmd.commands.optimize
+import fastmmd.commands.stylize
 from fastmmd.__main__ import main
 from fastmmd.base.errors import UserError
 from fastmmd.base.outputs import check_output_dir, check_output_file, cleanup_on_failure, make_dirs, same_file
@@ -27,9 +27,9 @@ def tripwire(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("work started before the outputs were checked")
 
-    monkeypatch.setattr(fastmmd.apps.optimize, "optimize_image", boom)
+    monkeypatch.setattr(fastmmd.commands.optimize, "optimize_image", boom)
     monkeypatch.setattr(fastmmd.apps.compare, "optimize_image", boom)
-    monkeypatch.setattr(fastmmd.infer.stylize, "load_stylizer", boom)
+    monkeypatch.setattr(fastmmd.commands.stylize, "load_stylizer", boom)
 
 
 def fails_with_one_line(argv: list[str], capsys, needle: str) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import synthetic_image, write_tiny_checkpoint
 
-from fastmmd.base import precision
 from fastmmd.__main__ import main
-from fastmmd.train.cli import build_cli
+from fastmmd.base import precision
 from fastmmd.base.errors import UserError
 from fastmmd.infer.stylize import load_stylizer
-
-from conftest import synthetic_image, write_tiny_checkpoint
+from fastmmd.train.cli import build_cli
 
 
 def _cpu(monkeypatch, bf16: bool, amx: bool = False, capability: str = "AVX512", onednn: str | None = None) -> None:

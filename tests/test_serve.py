@@ -33,10 +33,12 @@ pytest.importorskip("fastapi", reason="fastmmd serve needs FastAPI: pip install 
 pytest.importorskip("uvicorn", reason="fastmmd serve needs uvicorn: pip install -e '.[serve]'")
 
 from conftest import synthetic_image, write_tiny_checkpoint  # noqa: E402
+
 from fastmmd.__main__ import main  # noqa: E402
-from fastmmd.core.samples import photo as sample_photo  # noqa: E402
-from fastmmd.apps.serve import bind, build_parser, url_of  # noqa: E402
+from fastmmd.apps.serve import bind, url_of
 from fastmmd.apps.serve.app import Catalog, Limits, create_app, serve_forever  # noqa: E402
+from fastmmd.commands.serve import build_parser  # noqa: E402
+from fastmmd.core.samples import photo as sample_photo  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO_STYLES = ["starry_night", "wave"]

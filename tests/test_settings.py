@@ -7,14 +7,15 @@ import dataclasses
 import pytest
 import yaml
 
-from fastmmd.apps import compare, evaluate, optimize
-from fastmmd.train.cli import run_lightning
+from fastmmd.apps.compare import GRID_AXES
+from fastmmd.commands import compare, evaluate, optimize
 from fastmmd.losses import StyleLoss
+from fastmmd.train.cli import run_lightning
 
 FIELDS = {f.name for f in dataclasses.fields(StyleLoss)}
 DEFAULTS = dataclasses.asdict(StyleLoss())
 #: command -> the StyleLoss fields it sets itself instead of taking them as flags
-COMMANDS = {"optimize": (optimize, ()), "evaluate": (evaluate, ()), "compare": (compare, compare.GRID_AXES)}
+COMMANDS = {"optimize": (optimize, ()), "evaluate": (evaluate, ()), "compare": (compare, GRID_AXES)}
 
 
 def _loss_actions(parser) -> dict[str, object]:
@@ -53,7 +54,7 @@ def test_one_default_per_setting_on_purpose():
 def test_old_loss_flag_still_works():
     args = optimize.build_parser().parse_args(["--content", "c.jpg", "--style", "s.jpg", "--loss", "bn+poly",
                                                "--style-layers", "relu1_1,relu2_1", "--fusion-weights", "0.3,0.7"])
-    from fastmmd.commands.parsing import dataclass_from_args
+    from fastmmd.base.settings import dataclass_from_args
 
     loss = dataclass_from_args(StyleLoss, args)
     assert (loss.method, loss.style_layers, loss.fusion_weights) == ("bn+poly", ("relu1_1", "relu2_1"), (0.3, 0.7))
@@ -62,3 +63,43 @@ def test_old_loss_flag_still_works():
 def test_hyperparameters_are_plain_data():
     assert StyleLoss.of(dataclasses.asdict(StyleLoss(method="bn", style_layers=["relu2_1"]))) == StyleLoss(
         method="bn", style_layers=("relu2_1",))
+
+
+@pytest.mark.parametrize("cls", ["VGGSettings", "OptimizerSettings", "RuntimeSettings"])
+def test_shared_settings_are_declared_once(cls):
+    """--device, --precision, --vgg-weights, --pooling, --optimizer, --lr, --iterations, --seed, --no-progress:
+    one dataclass each, the same flag, help and default in optimize, compare and evaluate (but for a
+    default a command changes on purpose: compare and evaluate optimize 100 steps per image)."""
+    import argparse
+
+    from fastmmd.base import settings
+
+    kind = getattr(settings, cls)
+    names = {f.name for f in dataclasses.fields(kind)} - {"stop_tol"}  # optimize's alone (an early stop per image)
+    seen = {}
+    for command, (module, _) in COMMANDS.items():
+        parser = module.build_parser()
+        actions = {a.dest: a for a in parser._actions if a.dest in names}
+        assert set(actions) == names, command
+        for name, action in actions.items():
+            default = parser.get_defaults()[name]
+            if (command, name) != ("optimize", "iterations"):
+                seen.setdefault(name, (action.help, default, action.option_strings))
+                assert (action.help, default, action.option_strings) == seen[name], (command, name)
+    hidden = {f.name for f in dataclasses.fields(kind) if f.metadata.get("hidden")}
+    assert all((seen[n][0] == argparse.SUPPRESS) == (n in hidden) for n in seen)
+
+
+@pytest.mark.parametrize("cls,bad,message", [
+    ("OptimizerSettings", {"iterations": 0}, "--iterations must be at least 1"),
+    ("OptimizerSettings", {"lr": float("nan")}, "--lr must be a positive number"),
+    ("OptimizerSettings", {"stop_tol": -1.0}, "--stop-tol must be 0 or more"),
+    ("VGGSettings", {"vgg_width_divisor": 0}, "--vgg-width-divisor must be a whole number"),
+    ("RuntimeSettings", {"precision": "fp8"}, "--precision must be auto, 32 or bf16"),
+])
+def test_settings_validate_themselves(cls, bad, message):
+    from fastmmd.base import settings
+    from fastmmd.base.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        getattr(settings, cls)(**bad)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_image
 from PIL import Image
 
 import fastmmd
@@ -18,8 +19,6 @@ from fastmmd.base.images import pil_to_tensor
 from fastmmd.core.color import rgb_to_ycbcr, ycbcr_to_rgb
 from fastmmd.infer.stylize import load_stylizer
 from fastmmd.model.tiling import owned, stylize_tiled, tile_spans
-
-from conftest import synthetic_image
 
 
 @pytest.fixture

@@ -12,17 +12,17 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from conftest import fails_with_one_line, synthetic_image
-from fastmmd.core import motion
+
 from fastmmd.__main__ import main
 from fastmmd.base.images import pil_to_tensor
-from fastmmd.losses.stability import stability_loss
-from fastmmd.losses.metrics import masked_abs_error, temporal_error
-from fastmmd.model.networks import TransformerNet
+from fastmmd.core import motion
 from fastmmd.core.norm_stats import fixed_norm_statistics, pooled_norm_statistics, running_norm_statistics
 from fastmmd.infer.stylize import load_stylizer
 from fastmmd.infer.video import stylize_video
+from fastmmd.losses.metrics import masked_abs_error, temporal_error
+from fastmmd.losses.stability import stability_loss
+from fastmmd.model.networks import TransformerNet
 
 
 def still(width: int = 96, height: int = 80, seed: int = 0) -> torch.Tensor:

@@ -17,12 +17,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_image, write_tiny_checkpoint
 from PIL import Image
 
-from conftest import synthetic_image, write_tiny_checkpoint
 from fastmmd.__main__ import main
 from fastmmd.base.errors import UserError
-from fastmmd.infer.zoo import (CHECKSUM_SEED, CHECKSUM_SHAPE, ENV_VAR, MANIFEST, checksum, checksum_difference, describe_styles, read_manifest, resolve_model, zoo_dir)
+from fastmmd.infer.zoo import (
+    CHECKSUM_SEED,
+    CHECKSUM_SHAPE,
+    ENV_VAR,
+    MANIFEST,
+    checksum,
+    checksum_difference,
+    describe_styles,
+    read_manifest,
+    resolve_model,
+    zoo_dir,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_ZOO = REPO / "checkpoints"
@@ -201,9 +212,9 @@ def test_evaluate_by_name(zoo, make_image, tmp_path):
 
 # ----------------------------------------------------------------------------- checksum
 def test_checksum_is_the_same_through_fastmmd_and_catches_a_changed_look(zoo):
-    from fastmmd.model.runtime import ExportedStylizer
-    from fastmmd.model.files import read_network
     from fastmmd.infer.stylize import load_model
+    from fastmmd.model.files import read_network
+    from fastmmd.model.runtime import ExportedStylizer
 
     expected = read_manifest()["tiny"]["checksum"]
     assert expected["seed"] == CHECKSUM_SEED and expected["shape"] == list(CHECKSUM_SHAPE)
@@ -329,8 +340,8 @@ def test_shipped_files_load_with_torch_alone_and_look_as_recorded(real_zoo, torc
 
 
 def test_shipped_files_through_fastmmd(real_zoo):
-    from fastmmd.model.files import read_metadata, read_network
     from fastmmd.infer.stylize import load_model, load_stylizer
+    from fastmmd.model.files import read_metadata, read_network
 
     image = synthetic_image(53, 37, seed=5)
     for name, entry in real_zoo.items():
@@ -362,8 +373,8 @@ def test_export_info_of_a_shipped_style_reads_its_metadata_without_torch(real_zo
     the file, with what the whole-file check reads; a changed file, a path or ``$FASTMMD_ZOO`` get ``None``."""
     import shutil
 
-    from fastmmd.model.files import read_metadata
     from fastmmd.infer.zoo import file_sha256, shipped_metadata
+    from fastmmd.model.files import read_metadata
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     for name, entry in real_zoo.items():
@@ -406,8 +417,8 @@ def test_the_shipped_arbitrary_network_paints_any_painting_and_looks_as_recorded
     """checkpoints/arbitrary.pt: listed apart from the styles, read by the safe reader, an
     arbitrary-style network that takes a painting (and refuses to run without one), scored on
     paintings it never saw, and its output on a fixed photo and fixed painting statistics as recorded."""
-    from fastmmd.model.files import read_metadata, read_network
     from fastmmd.infer.stylize import load_model, load_stylizer
+    from fastmmd.model.files import read_metadata, read_network
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert "arbitrary" in shipped_arbitrary, "the zoo ships no arbitrary-style network"

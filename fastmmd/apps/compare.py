@@ -17,16 +17,17 @@ on every content x style pair, with the same seed, initial image and iterations,
   sliced Wasserstein and Gram distance to the style at relu1_1..relu5_1, relative relu4_2 distance
   to the content, and the Gram == poly-MMD / (4 C^2) identity per layer on the output's features).
 
-Each finished cell is kept as ``cells/<key>.png`` + ``cells/<key>.json`` (key: hash of everything
-that changes the cell's image) and reused by a rerun; the report and grids are rewritten after every
+Each finished cell is kept as ``cells/<key>.png`` + ``cells/<key>.json`` (or in ``--cache-dir``; key:
+hash of everything that changes the cell's image, :mod:`fastmmd.apps.cache`, the same key
+``evaluate`` uses for the same photo, style and settings) and reused by a rerun; the report and grids are rewritten after every
 cell, so an interrupted run leaves a valid partial report and resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -38,35 +39,24 @@ from PIL import Image
 from torch import Tensor
 
 from fastmmd import __version__
+from fastmmd.apps.cache import KeptImages, file_digest, key_of, optimized_spec, pixel_digest
 from fastmmd.apps.optimize import check_memory, optimize_image
 from fastmmd.apps.report import render_markdown
 from fastmmd.base.devices import resolve_device
 from fastmmd.base.errors import UserError
 from fastmmd.base.grid import draw_grid, tile_size
-from fastmmd.base.images import (
-    fit_size,
-    image_size,
-    pil_to_tensor,
-    read_image,
-    save_image,
-    tensor_to_pil,
-)
+from fastmmd.base.images import fit_size, image_size, read_image, save_image, tensor_to_pil
+from fastmmd.base.inputs import unique_labels
 from fastmmd.base.outputs import atomic_path, check_output_dir, make_dirs, refuse_inputs
-from fastmmd.commands.parsing import (
-    CommandParser,
-    add_dataclass_flags,
-    dataclass_from_args,
-    float_list,
-    resolve_precision,
-    str_list,
-)
+from fastmmd.base.precision import resolve_precision
+from fastmmd.base.settings import OptimizerSettings, dataclass_from_args, float_list, str_list
 from fastmmd.infer.zoo import resolve_model
 from fastmmd.losses import StyleLoss, parse_loss
-from fastmmd.losses.criterion import CALIBRATION, StyleCriterion
+from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.losses.metrics import ImageScorer
 from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+from fastmmd.vgg.features import MIN_SIDE as VGG_MIN_SIDE
 
-CELL_FORMAT = 1
 CAPTION_LINES = 2  # under each grid tile: "time, steps" and "SW ..., C ..."
 #: StyleLoss fields that compare varies itself: ``--losses`` gives the rows, ``--style-weights`` the columns.
 GRID_AXES = ("method", "style_weight")
@@ -92,50 +82,6 @@ class Cell:
     key: str = ""
 
 
-def build_parser() -> CommandParser:
-    """``fastmmd compare`` options (also readable from ``--config FILE.yaml``)."""
-    import argparse
-
-    p = CommandParser("fastmmd compare", "Compare style losses (Gram, MMD, BN statistics, fusions) on your images: "
-                      "one grid per content x style pair and a report measuring every method the same way.")
-    p.add_argument("--content", nargs="+", required=True, help="content photo(s)")
-    p.add_argument("--style", nargs="+", required=True, help="style image(s); every content is paired with every style")
-    p.add_argument("--losses", default="gram,linear,poly,gaussian,bn,bn+poly", help="comma-separated losses or fusions (grid rows)")
-    p.add_argument("--style-weights", default="0.1,1,5,10", help="comma-separated style weights (grid columns)")
-    p.add_argument("--size", type=int, default=256, help="long edge of content and style images in px")
-    p.add_argument("--iterations", type=int, default=100, help="optimizer steps per cell (the same for every cell)")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1 for lbfgs, 0.02 for adam)")
-    p.add_argument("--init", choices=["content", "random"], default="content", help="start from the content or from seeded noise")
-    p.add_argument("--seed", type=int, default=0, help="seeds the noise start, the Gaussian estimator and the metrics")
-    add_dataclass_flags(p, StyleLoss, exclude=GRID_AXES)  # every other loss setting, as optimize has them
-    p.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG pooling (the authors' code used avg)")
-    p.add_argument("--reconstruct-style", action="store_true", help="also rebuild each style from noise, content weight 0 (recon_<style>.png)")
-    p.add_argument("--reconstruct-layers", choices=["cumulative", "single"], default="cumulative",
-                   help="layer sets of the reconstructions: relu1_1, relu1_1+relu2_1, ... (cumulative, the paper's) or one layer each")
-    p.add_argument("--models", nargs="*", default=[], help="feed-forward models (.pt/.pt2 exports, .ckpt checkpoints or "
-                   "shipped style names: fastmmd models) shown as extra rows")
-    p.add_argument("--projections", type=int, default=64, help="random directions of the sliced Wasserstein distance")
-    p.add_argument("--identity-positions", type=int, default=1024, help="positions per side for the Gram == MMD check")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
-                   help="bf16: VGG under bfloat16 autocast (statistics stay fp32); auto: bf16 where the hardware does it fast")
-    p.add_argument("--vgg-weights", default="caffe", help="caffe (default, offline) | torchvision | random (tests) | PATH")
-    p.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests: random weights, widths / 8
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--output-dir", default="compare", help="folder for grid_<content>_<style>.png per pair, grid.png (= the first pair's), "
-                   "recon_<style>.png, report.md/.json and cells/ (a rerun reuses finished cells)")
-    return p
-
-
-def _digest(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:16]
-
-
-def _unique_stems(paths: list[str]) -> list[str]:
-    stems = [Path(p).stem for p in paths]
-    return [s if stems.count(s) == 1 else f"{s}-{i}" for i, s in enumerate(stems)]
 
 
 def _layer_sets(mode: str) -> list[tuple[tuple[str, ...], str]]:
@@ -145,14 +91,11 @@ def _layer_sets(mode: str) -> list[tuple[tuple[str, ...], str]]:
 
 
 def _validate(args) -> tuple[list[str], list[float]]:
-    if args.size < 16:
-        raise UserError(f"--size must be at least 16 px (VGG pools 4 times), not {args.size}")
-    for name in ("iterations", "projections", "identity_positions"):
+    if args.size < VGG_MIN_SIDE:
+        raise UserError(f"--size must be at least {VGG_MIN_SIDE} px (VGG pools 4 times), not {args.size}")
+    for name in ("projections", "identity_positions"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
-    for name in ("content_weight", "tv_weight"):
-        if not getattr(args, name) >= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, not {getattr(args, name)}")
     losses = list(dict.fromkeys(str_list(args.losses) or []))
     if not losses:
         raise UserError("--losses is empty; give e.g. gram,linear,poly,gaussian,bn,bn+poly")
@@ -188,15 +131,30 @@ def _plan(args, losses, weights, contents, styles, models) -> list[Cell]:
     return cells
 
 
-def _key(cell: Cell, common: dict, digests: dict[str, list[str]]) -> str:
-    # the loss definitions themselves: a change of calibration or estimator defaults invalidates cells
-    spec = {"format": CELL_FORMAT, **common, "calibration": CALIBRATION, "kind": cell.kind, "style": digests["style"][cell.style],
-            "content": None if cell.content is None else digests["content"][cell.content], "loss": cell.loss,
-            "style_weight": cell.style_weight, "layers": list(cell.layers),
-            "model": None if cell.model is None else digests["model"][cell.model]}
+def _cell_loss(cell: Cell, args) -> StyleLoss:
+    """The loss settings of an optimisation cell: the flags, the cell's method and style weight; a
+    reconstruction (the paper's Fig. 2) is the style alone through its layer set, equal weights."""
+    settings = dataclass_from_args(StyleLoss, args, method=cell.loss, style_weight=cell.style_weight)
+    if cell.kind == "reconstruct":
+        settings = replace(settings, content_weight=0.0, style_layers=cell.layers, style_layer_weights=None)
+    return settings
+
+
+def _cell_init(cell: Cell, args) -> str:
+    return "random" if cell.kind == "reconstruct" or args.init == "random" else "content"
+
+
+def _cell_key(cell: Cell, args, contents, styles, model_digests: list[str], vgg: VGGFeatures) -> str:
+    """The cell's key in the cache of optimized images (:mod:`fastmmd.apps.cache`): an optimisation
+    cell's key is the one evaluate computes for the same photo, style and settings."""
+    content = None if cell.content is None else contents[cell.content][1]
     if cell.kind == "model":
-        spec = {k: spec[k] for k in ("format", "kind", "style", "content", "model", "size", "precision")}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        return key_of({"kind": "model", "model": model_digests[cell.model], "content": pixel_digest(content),
+                       "precision": args.precision})
+    optimizer = dataclass_from_args(OptimizerSettings, args, stop_tol=None)
+    return key_of(optimized_spec(content=content, style=styles[cell.style][1], init=_cell_init(cell, args),
+                                 loss=_cell_loss(cell, args), optimizer=optimizer, precision=args.precision,
+                                 vgg=vgg.describe()))
 
 
 def run(args) -> int:
@@ -208,18 +166,18 @@ def run(args) -> int:
     inputs = [*(("--content", p) for p in args.content), *(("--style", p) for p in args.style),
               *(("--models", p) for p in args.models)]
     out = check_output_dir(args.output_dir, inputs)
-    _check_outputs(out, args, inputs)
+    cache = KeptImages(Path(args.cache_dir) if args.cache_dir else out / "cells")
+    _check_outputs(out, cache.folder, args, inputs)
     device = resolve_device(args.device)
     args.precision = resolve_precision(args.precision, device)  # resolved once: cell keys record what ran
     check_memory(max(math.prod(fit_size(*image_size(p), args.size)) for p in [*args.content, *args.style]),
                  sum(math.prod(fit_size(*image_size(p), args.size)) for p in args.style), device, "--size", args.size)
-    contents = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.content), args.content)]
-    styles = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(_unique_stems(args.style), args.style)]
-    models = [(n, _load_model(p, device)) for n, p in zip(_unique_stems(args.models), args.models)]
+    contents = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(unique_labels(args.content), args.content)]
+    styles = [(n, read_image(p, args.size).unsqueeze(0)) for n, p in zip(unique_labels(args.style), args.style)]
+    models = [(n, _load_model(p, device)) for n, p in zip(unique_labels(args.models), args.models)]
     taps = tuple(dict.fromkeys(STYLE_LAYERS + CONTENT_LAYERS + tuple(str_list(args.style_layers) or ()) + tuple(str_list(args.content_layers) or ())))
     vgg = VGGFeatures(taps, args.vgg_weights, args.pooling, args.vgg_width_divisor).to(device)
-    digests = {"content": [_digest(p) for p in args.content], "style": [_digest(p) for p in args.style],
-               "model": [_digest(p) for p in args.models]}
+    model_digests = [file_digest(p) for p in args.models]
     loss = {k: v for k, v in asdict(dataclass_from_args(StyleLoss, args, method="gram")).items() if k not in GRID_AXES}
     common = {"size": args.size, "iterations": args.iterations, "optimizer": args.optimizer, "lr": args.lr,
               "init": args.init, "seed": args.seed, **loss, "precision": args.precision, "vgg": vgg.describe()}
@@ -227,7 +185,7 @@ def run(args) -> int:
                   "identity_positions": args.identity_positions, "seed": args.seed}
     cells = _plan(args, losses, weights, contents, styles, models)
     for cell in cells:
-        cell.key = _key(cell, common, digests)
+        cell.key = _cell_key(cell, args, contents, styles, model_digests, vgg)
 
     scorer = ImageScorer(vgg, device, STYLE_LAYERS, CONTENT_LAYERS, args.projections, args.identity_positions, args.seed)
 
@@ -245,25 +203,22 @@ def run(args) -> int:
         for si, (sname, _) in enumerate(styles):
             report["baselines"][f"grid_{cname}_{sname}"] = {"content": cname, "style": sname,
                                                             "metrics": evaluate(cimg, si, ci)}
-    (out / "cells").mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(cells), desc="compare", unit="cell", disable=args.no_progress, file=sys.stderr)
     try:
         for i, cell in enumerate(cells):
             bar.set_postfix_str(f"{cell.group.removeprefix('grid_')} {cell.row_label} {cell.col_label}".strip(), refresh=False)
-            record = _cached(out, cell)
-            if record is None or record.get("evaluation") != evaluation:
-                if record is None:
-                    record = _run_cell(cell, args, contents, styles, models, vgg, device, bar)
-                    report["computed"] += 1
-                else:  # kept image, other metric settings: re-evaluate, don't re-optimise
-                    report["reused"] += 1
-                # Metrics are taken on the saved 8-bit image, so a reused cell measures exactly the same.
-                image = pil_to_tensor(Image.open(out / record["image"]).convert("RGB")).unsqueeze(0)
-                record["evaluation"], record["metrics"] = evaluation, evaluate(image, cell.style, cell.content)
-                with atomic_path(out / "cells" / f"{cell.key}.json") as tmp:
-                    tmp.write_text(json.dumps(record, indent=1))
+            record = cache.record(cell.key)
+            if record is None:
+                record = _run_cell(cell, args, contents, styles, models, vgg, device, bar, cache)
+                report["computed"] += 1
             else:
                 report["reused"] += 1
+            if record.get("evaluation") != evaluation or "metrics" not in record:
+                # a new image, or a kept one (maybe evaluate's) under other metric settings: evaluated, not
+                # re-optimised; metrics are taken on the kept 8-bit image, so a reused cell measures the same
+                record["evaluation"], record["metrics"] = evaluation, evaluate(cache.image(cell.key), cell.style, cell.content)
+                cache.update(cell.key, record)
+            record["image"] = os.path.relpath(cache.image_path(cell.key), out)
             report["cells"][i] = {**record, **_describe(cell)}  # labels follow this run's layout
             _write_outputs(out, report, cells, contents, styles, args, groups={cell.group})
             bar.update(1)
@@ -279,41 +234,29 @@ def run(args) -> int:
     return 0
 
 
-def _check_outputs(out: Path, args, inputs: list[tuple[str, str]]) -> None:
+def _check_outputs(out: Path, cells: Path, args, inputs: list[tuple[str, str]]) -> None:
     """Every file compare writes, checked against the inputs before any work (an input inside
     ``--output-dir`` named like a grid or kept cell would otherwise be replaced)."""
     names = ["report.json", "report.md", "grid.png"]
-    names += [f"grid_{c}_{s}.png" for c in _unique_stems(args.content) for s in _unique_stems(args.style)]
-    names += [f"recon_{s}.png" for s in _unique_stems(args.style)]
+    names += [f"grid_{c}_{s}.png" for c in unique_labels(args.content) for s in unique_labels(args.style)]
+    names += [f"recon_{s}.png" for s in unique_labels(args.style)]
     for name in names:
         refuse_inputs(out / name, inputs)
-    cells = (out / "cells").resolve()
     for flag, path in inputs:
-        if Path(path).resolve().parent == cells:
-            raise UserError(f"{flag} {path!r} lies in {str(out / 'cells')!r}, where compare keeps its cells; move it")
-    make_dirs(out / "cells")
+        if Path(path).resolve().parent == cells.resolve():
+            raise UserError(f"{flag} {path!r} lies in {str(cells)!r}, where compare keeps its cells; move it")
+    make_dirs(cells)
 
 
 def _describe(cell: Cell) -> dict[str, object]:
     return {k: v for k, v in asdict(cell).items() if k not in ("row", "col")}
 
 
-def _cached(out: Path, cell: Cell) -> dict | None:
-    """The kept record of a finished cell, or None (missing, unreadable, or its image is gone)."""
-    path = out / "cells" / f"{cell.key}.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if (out / record.get("image", "")).is_file() and "metrics" in record else None
-
-
-def _run_cell(cell: Cell, args, contents, styles, models, vgg, device, bar) -> dict[str, object]:
-    """Optimises (or runs the model for) one cell, saves its PNG; returns its record without metrics."""
+def _run_cell(cell: Cell, args, contents, styles, models, vgg, device, bar, cache: KeptImages) -> dict[str, object]:
+    """Optimises (or runs the model for) one cell and keeps its image; returns its record without metrics."""
     style = styles[cell.style][1]
     content = None if cell.content is None else contents[cell.content][1]
     record = _describe(cell)
-    record["image"] = f"cells/{cell.key}.png"
     if cell.kind == "model":
         start = time.perf_counter()
         with torch.no_grad():
@@ -321,15 +264,12 @@ def _run_cell(cell: Cell, args, contents, styles, models, vgg, device, bar) -> d
         record.update(seconds=time.perf_counter() - start, iterations=0, final_terms={})
     else:
         reconstruct = cell.kind == "reconstruct"
-        settings = dataclass_from_args(StyleLoss, args, method=cell.loss, style_weight=cell.style_weight)
-        if reconstruct:  # the paper's Fig. 2: style alone, through growing sets of layers with their own weights
-            settings = replace(settings, content_weight=0.0, style_layers=cell.layers, style_layer_weights=None)
-        criterion = StyleCriterion(settings, vgg=vgg, seed=args.seed).to(device)
+        criterion = StyleCriterion(_cell_loss(cell, args), vgg=vgg, seed=args.seed).to(device)
         criterion.set_style([style])
         if not reconstruct:
             criterion.set_content(content)
         shape = style.shape if reconstruct else content.shape
-        if reconstruct or args.init == "random":
+        if _cell_init(cell, args) == "random":
             init = torch.rand(shape, generator=torch.Generator().manual_seed(args.seed))
         else:
             init = content.clone()
@@ -339,9 +279,8 @@ def _run_cell(cell: Cell, args, contents, styles, models, vgg, device, bar) -> d
                                     f"{cell.group.removeprefix('grid_')} {cell.row_label} {cell.col_label} it {step}", refresh=False))
         image = result.image
         record.update(seconds=result.seconds, iterations=result.iterations, stopped_early=result.stopped_early,
-                      final_terms=result.history[-1] if result.history else {})
-    save_image(image.cpu(), Path(args.output_dir) / record["image"], {"fastmmd": json.dumps(record)})
-    return record
+                      final_terms=result.history[-1] if result.history else {}, device=str(device))
+    return cache.keep(cell.key, image, record)
 
 
 def _write_outputs(out: Path, report: dict, cells: list[Cell], contents, styles, args, groups: set[str]) -> None:

@@ -25,21 +25,19 @@ the RMS of the style's features, averaged), ``style_gram`` (relative Gram error,
   is run once per ``--strengths`` value, each a model row ``<name>@s=<s>``: a strength curve, in
   the same report as single-style networks trained at the matching style weights.
 * ``cells/<key>.png`` + ``.json`` (or ``--cache-dir``): the optimized images, keyed by a hash of
-  everything that changes them (photo and style pixels at their sizes, loss and its settings,
-  weights, iterations, optimizer, seed, precision, VGG). A rerun, or evaluating other models with the
-  same settings and the same ``--cache-dir``, reuses them instead of optimizing again; an interrupted
-  run keeps the finished ones.
+  everything that changes them (:mod:`fastmmd.apps.cache`: photo and style pixels at their sizes,
+  every loss and optimizer setting, precision, VGG). A rerun, evaluating other models with the same
+  settings, or ``fastmmd compare`` with the same ``--cache-dir`` reuses them instead of optimizing
+  again; an interrupted run keeps the finished ones.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,7 @@ from PIL import Image
 from torch import Tensor
 
 from fastmmd import __version__
+from fastmmd.apps.cache import KeptImages, key_of, optimized_spec
 from fastmmd.apps.optimize import check_memory, optimize_image
 from fastmmd.apps.report import render_evaluation
 from fastmmd.base.devices import resolve_device
@@ -62,83 +61,29 @@ from fastmmd.base.images import (
     save_image,
     tensor_to_pil,
 )
+from fastmmd.base.inputs import unique_labels
 from fastmmd.base.outputs import atomic_path
-from fastmmd.commands.parsing import (
-    CommandParser,
-    add_dataclass_flags,
-    dataclass_from_args,
-    float_list,
-    resolve_precision,
-)
+from fastmmd.base.precision import resolve_precision
+from fastmmd.base.settings import OptimizerSettings, dataclass_from_args, float_list
 from fastmmd.infer.zoo import resolve_model
-from fastmmd.losses import StyleLoss, parse_loss
-from fastmmd.losses.criterion import CALIBRATION, StyleCriterion
+from fastmmd.losses import StyleLoss
+from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.losses.metrics import ImageScorer
 from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
+from fastmmd.vgg.features import MIN_SIDE as VGG_MIN_SIDE
 
-CELL_FORMAT = 1
 METRICS = ("style_swd", "style_gram", "content")
 
 
-def build_parser() -> CommandParser:
-    """``fastmmd evaluate MODEL... --content PHOTO... --style IMAGE`` (also from ``--config FILE.yaml``)."""
-    import argparse
-
-    p = CommandParser("fastmmd evaluate", "Score trained networks against per-image optimization (fastmmd optimize) "
-                      "on the same photos, style and size, with fastmmd compare's metrics: report.md/json and grid.png.")
-    p.add_argument("models", nargs="+", help="trained network(s): .ckpt (fastmmd fit), .pt/.pt2/.onnx (fastmmd export) "
-                   "or shipped style names (fastmmd models)")
-    p.add_argument("--content", nargs="+", required=True, help="content photo(s)")
-    p.add_argument("--style", required=True, help="the style image (the one the models were trained on)")
-    p.add_argument("--size", type=int, default=256, help="long edge of the photos in px, for the models and optimize alike")
-    p.add_argument("--strengths", default=None, help="models with a strength input: evaluate each at these strengths "
-                   "(comma-separated, e.g. 0,0.5,1,2), one row <model>@s=<s> each (default: the trained default 1)")
-    p.add_argument("--model-style", default=None, help="models trained on several styles: the style to run, by name or "
-                   "index (default: the one named like --style's file)")
-    p.add_argument("--style-size", type=int, default=None, help="long edge of the style image in px (default: --size), "
-                   "for optimize and the metrics")
-    add_dataclass_flags(p, StyleLoss, aliases={"method": "--loss"})  # optimize's loss, declared once
-    p.add_argument("--iterations", type=int, default=100, help="optimize's steps per photo")
-    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1 for lbfgs, 0.02 for adam)")
-    p.add_argument("--seed", type=int, default=0, help="seeds optimize and the metrics' random directions")
-    p.add_argument("--projections", type=int, default=64, help="random directions of the sliced Wasserstein distance")
-    p.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG pooling (optimize and metrics)")
-    p.add_argument("--vgg-weights", default="caffe", help="caffe (default, offline) | torchvision | random (tests) | PATH")
-    p.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests: random weights, widths / 8
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (ONNX models always run on the CPU)")
-    p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
-                   help="optimize's VGG precision (statistics stay fp32); models run in their stored precision")
-    p.add_argument("--output", default="evaluate", help="folder for report.md/.json, grid.png, images/ and cells/")
-    p.add_argument("--cache-dir", default=None, help="folder of kept optimized images (default: OUTPUT/cells); "
-                   "share it between evaluations to optimize each photo only once")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def _names(paths: list[str]) -> list[str]:
-    """Short unique labels: the file stem where that is unique, else the file name, else
-    ``<folder>_<file name>``, else numbered."""
-    names = [Path(p).stem for p in paths]
-    for label in (lambda p: p.name, lambda p: f"{p.parent.name}_{p.name}", lambda p: None):
-        clash = [i for i, n in enumerate(names) if names.count(n) > 1]
-        for i in clash:
-            names[i] = label(Path(paths[i])) or f"{Path(paths[i]).stem}-{i}"
-    return names
 
 
 def _validate(args) -> None:
-    for name in ("size", "iterations", "projections"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, not {getattr(args, name)}")
-    if args.size < 16:
-        raise UserError(f"--size must be at least 16 px (VGG pools 4 times), not {args.size}")
-    if args.style_size is not None and args.style_size < 16:
-        raise UserError(f"--style-size must be at least 16 px, not {args.style_size}")
-    for name in ("style_weight", "content_weight", "tv_weight"):
-        if not getattr(args, name) >= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be a non-negative number, not {getattr(args, name)}")
-    parse_loss(args.method, dataclass_from_args(StyleLoss, args).fusion_weights)
+    if args.projections < 1:
+        raise UserError(f"--projections must be at least 1, not {args.projections}")
+    for flag, value in (("--size", args.size), ("--style-size", args.style_size)):
+        if value is not None and value < VGG_MIN_SIDE:
+            raise UserError(f"{flag} must be at least {VGG_MIN_SIDE} px (VGG pools 4 times), not {value}")
+    dataclass_from_args(StyleLoss, args)  # its settings, checked in one place
 
 
 def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[tuple[str, str, Any]]:
@@ -148,7 +93,7 @@ def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[tup
 
     strengths = float_list(args.strengths, "--strengths")
     models = []
-    for name, path in zip(_names(list(args.models)), args.models):
+    for name, path in zip(unique_labels((args.models)), args.models):
         stylizer = load_stylizer(path, device="cpu" if Path(path).suffix.lower() == ".onnx" else str(device))
         small = min(min(c.shape[-2:]) for c in contents)
         if small < stylizer.min_size:
@@ -171,31 +116,21 @@ def _load_models(args, device: torch.device, contents: list[Tensor]) -> list[tup
     return models
 
 
-def _digest(t: Tensor) -> str:
-    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
-def _optimized(args, key: str, cache: Path, photo: Tensor, style: Tensor, vgg: VGGFeatures, device: torch.device,
-               precision: str, bar) -> tuple[dict[str, Any], bool]:
-    """The optimized image's record (``image``, ``seconds``, ``iterations``) from the cache or computed; (record, reused)."""
-    try:
-        record = json.loads((cache / f"{key}.json").read_text())
-        if (cache / f"{key}.png").is_file():
-            return record, True
-    except (OSError, ValueError):
-        pass
-    criterion = StyleCriterion(dataclass_from_args(StyleLoss, args), vgg=vgg, seed=args.seed).to(device)
+def _optimized(args, key: str, cache: KeptImages, photo: Tensor, style: Tensor, loss: StyleLoss, vgg: VGGFeatures,
+               device: torch.device, precision: str, bar) -> tuple[dict[str, Any], bool]:
+    """The optimized image's record (``seconds``, ``iterations``) from the cache or computed; (record, reused)."""
+    record = cache.record(key)
+    if record is not None:
+        return record, True
+    criterion = StyleCriterion(loss, vgg=vgg, seed=args.seed).to(device)
     criterion.set_style([style])
     criterion.set_content(photo)
     torch.manual_seed(args.seed)
     result = optimize_image(criterion, photo.clone().to(device), args.optimizer, args.iterations, args.lr, precision,
                             on_step=lambda step, _x, _t: bar.set_postfix_str(f"optimize it {step}", refresh=False))
-    record = {"seconds": result.seconds, "iterations": result.iterations, "device": str(device),
-              "final_terms": result.history[-1] if result.history else {}}
-    save_image(result.image.cpu(), cache / f"{key}.png", {"fastmmd": json.dumps(record)})
-    with atomic_path(cache / f"{key}.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=1))
-    return record, False
+    record = {"seconds": result.seconds, "iterations": result.iterations, "stopped_early": result.stopped_early,
+              "device": str(device), "final_terms": result.history[-1] if result.history else {}}
+    return cache.keep(key, result.image, record), False
 
 
 def _mean(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, float]:
@@ -227,17 +162,16 @@ def run(args) -> int:
     # channels-last, as optimize_image leaves it: scores then do not depend on whether this run optimized
     vgg = vgg.to(device, memory_format=torch.channels_last)
     out = Path(args.output)
-    cache = Path(args.cache_dir) if args.cache_dir else out / "cells"
+    cache = KeptImages(Path(args.cache_dir) if args.cache_dir else out / "cells")
     check_writable(out / "report.json")
-    check_writable(cache / "cell.json")
+    check_writable(cache.folder / "cell.json")
 
-    photo_names = _names(list(args.content))
+    photo_names = unique_labels((args.content))
     settings = {"size": args.size, "style_size": args.style_size or args.size, "loss": loss.method,
                 "style_weight": loss.style_weight, "content_weight": loss.content_weight, "tv_weight": loss.tv_weight,
                 "iterations": args.iterations, "optimizer": args.optimizer, "lr": args.lr, "init": "content",
                 "seed": args.seed, "precision": precision, "vgg": vgg.describe()}
-    common = {"format": CELL_FORMAT, **settings, "loss_settings": asdict(loss), "calibration": CALIBRATION,
-              "style": _digest(style)}
+    optimizer = dataclass_from_args(OptimizerSettings, args, stop_tol=None)
     scorer = ImageScorer(vgg, device, STYLE_LAYERS, CONTENT_LAYERS, args.projections, seed=args.seed)
     style_features = scorer.reference("style", style)
 
@@ -259,10 +193,11 @@ def run(args) -> int:
         optimized = []
         for i, (name, photo) in enumerate(zip(photo_names, photos)):
             bar.set_postfix_str(f"{name}: optimize", refresh=False)
-            key = hashlib.sha256(json.dumps({**common, "content": _digest(photo)}, sort_keys=True).encode()).hexdigest()[:16]
-            record, reused = _optimized(args, key, cache, photo, style, vgg, device, precision, bar)
+            key = key_of(optimized_spec(content=photo, style=style, init="content", loss=loss, optimizer=optimizer,
+                                        precision=precision, vgg=vgg.describe()))
+            record, reused = _optimized(args, key, cache, photo, style, loss, vgg, device, precision, bar)
             report["reused" if reused else "computed"] += 1
-            image = cache / f"{key}.png"
+            image = cache.image_path(key)
             optimized.append({"photo": name, "image": os.path.relpath(image, out), "seconds": record["seconds"],
                               "iterations": record["iterations"], "reused": reused, **score(image, i, photos)})
             bar.update(1)

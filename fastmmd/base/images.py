@@ -6,10 +6,10 @@ missing, non-image and truncated files as one-line :class:`~fastmmd.base.errors.
 atomic (a temporary file in the target folder, then ``os.replace``) and PNG files carry the
 settings as text metadata, so an interrupted run never leaves a half-written image.
 
-Why the tensor conversions are not torchvision's ``transforms.v2.functional`` (which ``data.py``
-uses), measured on a loaded 2-core CPU (docs/benchmarks.md, "images.py vs torchvision"): this module
-is on ``fastmmd stylize``'s start-up path, and importing torchvision doubles that start-up (5.9 s
--> 11.1 s, median of 5); the conversions themselves run at the same speed. torchvision's
+Why the tensor conversions are not torchvision's ``transforms.v2.functional`` (which
+:mod:`fastmmd.train.data` uses): this module is on ``fastmmd stylize``'s start-up path, and
+importing torchvision about doubles that start-up, while the conversions themselves run at the same
+speed (measured: docs/benchmarks.md, "images.py vs torchvision"). torchvision's
 one-step scalings are also not the numbers fastmmd writes: ``to_dtype(uint8 -> float, scale=True)``
 multiplies by 1/255 (126 of 256 levels differ by 1 ulp from x / 255) and ``to_pil_image(float)``
 and ``to_dtype(float -> uint8)`` truncate instead of rounding (a quarter of random pixels one

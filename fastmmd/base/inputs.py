@@ -26,7 +26,8 @@ import os
 import re
 import stat
 import zipfile
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePath
 from typing import Any
 
 from fastmmd.base.errors import UserError
@@ -181,18 +182,30 @@ class ArchiveBudget:
 
 
 def check_zip_budget(source: str | os.PathLike | bytes, name: str) -> None:
-    """Checks a torch zip file (path or bytes) with :class:`ArchiveBudget` before ``torch.load`` inflates it;
-    anything that is not a zip archive passes (its reader bounds itself)."""
+    """Checks a torch zip file (path or bytes: one that starts as a zip archive, which is how torch
+    picks its zip reader) with :class:`ArchiveBudget` before ``torch.load`` inflates it.
+
+    Raises:
+        UserError: over the budget, or an archive that Python's zipfile cannot read (torch's own
+            reader is never left to inflate what was not checked).
+    """
     import io
 
     data = io.BytesIO(source) if isinstance(source, bytes) else source
     size = len(source) if isinstance(source, bytes) else os.stat(source).st_size
     try:
-        if not zipfile.is_zipfile(data):
-            return
-        if isinstance(data, io.BytesIO):
-            data.seek(0)
         with zipfile.ZipFile(data) as z:
             ArchiveBudget(z, size, name)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError):
-        return  # torch.load names it unreadable
+        raise UserError(f"{name!r} is a zip archive that cannot be read (truncated or corrupt)") from None
+
+
+def unique_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Short labels for files, unique among ``paths``, for names of outputs, rows and styles: the
+    file stem (``candy``); where stems repeat, the file name (``candy.png``); then
+    ``<folder>_<file name>``; then ``<stem>-<index>``. The one rule for every command."""
+    labels = [PurePath(p).stem for p in paths]
+    for rule in (lambda p: p.name, lambda p: f"{p.parent.name}_{p.name}" if p.parent.name else None, lambda p: None):
+        for i in [i for i, n in enumerate(labels) if labels.count(n) > 1]:
+            labels[i] = rule(PurePath(paths[i])) or f"{PurePath(paths[i]).stem}-{i}"
+    return labels

@@ -11,10 +11,8 @@ through :func:`bf16_is_fast`:
 * an explicit bf16 request on a CPU where it is not fast (``stylize --bf16``,
   ``load_stylizer(bf16=True)``, ``optimize --precision bf16``, ``fit --trainer.precision
   bf16-mixed``/``bf16-true`` on the CPU) is **refused** with a one-line
-  :class:`~fastmmd.base.errors.UserError` before any work (:func:`require_fast_bf16`). Refused, not
-  replaced by fp32: bf16 changes the numbers, so an explicit request is never quietly turned into
-  something else (as ``--half`` on a CPU already is refused), and the message names the fix (drop
-  the flag, or say ``auto``), which a warning scrolled past in a long log would not.
+  :class:`~fastmmd.base.errors.UserError` naming the fix, before any work (:func:`require_fast_bf16`);
+  why refused rather than quietly run in fp32: docs/safety.md, "bf16 only where the hardware has it".
 
 The CPU check is :func:`cpu_bf16_is_fast`, one function so that tests (and callers that know
 better) can replace it; it honours ``ATEN_CPU_CAPABILITY`` and ``ONEDNN_MAX_CPU_ISA``, which make
@@ -82,8 +80,8 @@ def require_fast_bf16(device: Any, request: str, instead: str) -> None:
 def resolve_precision(name: str, device: Any) -> str:
     """``optimize``/``compare``/``evaluate --precision``: ``auto`` -> ``bf16`` where :func:`bf16_is_fast`,
     else ``32``; ``bf16`` on a CPU without bf16 instructions is refused (:func:`require_fast_bf16`);
-    ``32`` stays. bf16 runs VGG under autocast only; statistics and the optimizer stay in fp32
-    (quality measured in docs/benchmarks.md: final loss ratio 0.994)."""
+    ``32`` stays. bf16 runs VGG under autocast only; statistics and the optimizer stay in fp32, and
+    the final loss matches fp32's (measured: docs/benchmarks.md, "Per-image optimization")."""
     if name == "auto":
         return "bf16" if bf16_is_fast(device) else "32"
     if name == "bf16":

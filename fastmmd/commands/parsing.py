@@ -1,4 +1,4 @@
-"""Plumbing shared by the non-Lightning subcommands (optimize, export, stylize, compare).
+"""Plumbing shared by the non-Lightning subcommands (every module of :mod:`fastmmd.commands`).
 
 Each command module defines ``build_parser() -> ArgumentParser`` (dashed flags, help strings and a
 ``--config`` YAML file whose keys are the flags with underscores) and ``run(args) -> int``. The
@@ -9,11 +9,10 @@ point prints one line and exits 2 like every other user error.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from collections.abc import Sequence
 from types import NoneType, UnionType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -31,22 +30,26 @@ class CommandParser(ArgumentParser):
         raise UserError(f"{self.prog}: {plain_parse_error(one_line(message))} (see `{self.prog} --help`)")
 
 
-Settings = TypeVar("Settings")
 
 
 def add_dataclass_flags(parser: ArgumentParser, cls: type, exclude: Sequence[str] = (),
-                        aliases: dict[str, str] | None = None) -> None:
+                        aliases: dict[str, str] | None = None, defaults: dict[str, Any] | None = None) -> None:
     """Adds a ``--dashed-name`` flag per field of the dataclass ``cls``, its default and help from
     the field and the class docstring's ``Attributes:``, so a command never restates a setting.
 
-    Literal fields become choices, scalars (or optional scalars) typed flags, and tuples take a
-    comma-separated list (``relu1_1,relu2_1``) or a YAML list in ``--config``; read the values back
-    with :func:`dataclass_from_args`.
+    Literal fields become choices, scalars (or optional scalars) typed flags, booleans (default
+    False) switches, tuples take a comma-separated list (``relu1_1,relu2_1``) or a YAML list in
+    ``--config``; fields with :data:`fastmmd.base.settings.HIDDEN` metadata stay out of ``--help``.
+    Read the values back with :func:`fastmmd.base.settings.dataclass_from_args`.
 
     Args:
         exclude: fields the command sets itself (``compare``'s grid axes).
         aliases: an older flag name per field, still accepted (``{"method": "--loss"}``).
+        defaults: this command's default for a field, where it differs from the class's
+            (``compare`` runs 100 iterations, ``optimize`` 300).
     """
+    import argparse
+
     import docstring_parser
 
     docs = {p.arg_name: " ".join((p.description or "").split()) for p in docstring_parser.parse(cls.__doc__ or "").params}
@@ -55,80 +58,34 @@ def add_dataclass_flags(parser: ArgumentParser, cls: type, exclude: Sequence[str
         if field.name in exclude:
             continue
         kind, kwargs = hints[field.name], {}
+        default = (defaults or {}).get(field.name, field.default)
         scalar = [a for a in typing.get_args(kind) if a is not NoneType] if typing.get_origin(kind) in (UnionType, typing.Union) else [kind]
         if typing.get_origin(kind) is Literal:
             kwargs["choices"] = list(typing.get_args(kind))
+        elif kind is bool:
+            assert default is False, f"{cls.__name__}.{field.name}: a switch is off by default"
+            kwargs["action"] = "store_true"
         elif len(scalar) == 1 and scalar[0] in (int, float, str):
             kwargs["type"] = scalar[0]
         flags = [f"--{field.name.replace('_', '-')}", *([aliases[field.name]] if aliases and field.name in aliases else [])]
-        parser.add_argument(*flags, dest=field.name, default=field.default, help=docs.get(field.name), **kwargs)
-
-
-def dataclass_from_args(cls: type[Settings], args: Any, **overrides: Any) -> Settings:
-    """The ``cls`` instance that the flags of :func:`add_dataclass_flags` describe; ``overrides``
-    set the excluded fields (or replace parsed ones). Comma-separated lists are split here."""
-    hints, values = typing.get_type_hints(cls), {}
-    for field in dataclasses.fields(cls):
-        if field.name in overrides:
-            values[field.name] = overrides[field.name]
-            continue
-        if not hasattr(args, field.name):
-            continue
-        value, items = getattr(args, field.name), _sequence_item(hints[field.name])
-        if items is float:
-            value = float_list(value, f"--{field.name.replace('_', '-')}")
-        elif items is str:
-            value = str_list(value)
-        values[field.name] = value
-    return cls(**values)
-
-
-def _sequence_item(kind: Any) -> type | None:
-    """``tuple[float, ...] | None`` -> ``float``; ``None`` for a field that is not a sequence."""
-    for option in typing.get_args(kind) if typing.get_origin(kind) in (UnionType, typing.Union) else (kind,):
-        if typing.get_origin(option) in (tuple, list):
-            return typing.get_args(option)[0]
-    return None
+        help_text = argparse.SUPPRESS if field.metadata.get("hidden") else docs.get(field.name)
+        parser.add_argument(*flags, dest=field.name, default=default, help=help_text, **kwargs)
 
 
 
 
 
 
-def float_list(text: str | Sequence[float] | None, flag: str = "value") -> list[float] | None:
-    """``"0.7,0.3"`` (or a YAML list) -> ``[0.7, 0.3]``; every value must be finite.
-
-    Args:
-        flag: the option's name for messages (``--style-blend``).
-    """
-    if text is None or text == "":
-        return None
-    try:
-        values = [float(v) for v in (text if isinstance(text, (list, tuple)) else str(text).split(",")) if str(v).strip()]
-    except (TypeError, ValueError):
-        raise UserError(f"{flag} expects comma-separated numbers such as 0.7,0.3, not {text!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise UserError(f"{flag} must be finite, not {text!r}")
-    return values
-
-
-def str_list(text: str | Sequence[str] | None) -> list[str] | None:
-    """``"relu1_1,relu2_1"`` (or a YAML list) -> ``["relu1_1", "relu2_1"]``."""
-    if text is None or text == "":
-        return None
-    if isinstance(text, (list, tuple)):
-        return [str(v) for v in text]
-    return [v.strip() for v in str(text).split(",") if v.strip()]
 
 
 
 
-def resolve_precision(name: str, device: "torch.device") -> str:  # noqa: F821
-    """``auto`` -> ``bf16`` where bfloat16 is fast on ``device``, else ``32``; ``bf16`` on a CPU
-    without bf16 instructions is refused. The rule lives in :func:`fastmmd.base.precision.resolve_precision`."""
-    from fastmmd.base import precision
 
-    return precision.resolve_precision(name, device)
+
+
+
+
+
 
 
 def add_condition_flags(parser: Any) -> None:

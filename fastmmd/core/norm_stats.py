@@ -5,17 +5,18 @@ mean and variance over the image. That is what makes a feed-forward style networ
 photo, but it ties the output to the image as a whole: a tile of an image, or a frame of a video,
 normalised by its own statistics comes out with slightly different contrast and colour than its
 neighbours (seams between tiles; brightness that pumps as objects enter and leave the frame).
-Three ways out, each a context manager around an eager network's forward passes (exported and ONNX
-graphs cannot be hooked):
+Three ways out, all hooking an eager network's norm layers (a ``.ckpt``, ``.pt`` or ``.pt2`` runs
+as one; an ONNX graph cannot be hooked):
 
-* :func:`fixed_norm_statistics`: every norm layer uses given (mean, var), e.g. a whole image's
-  statistics for each of its tiles (:func:`fastmmd.model.tiling.global_norm_statistics`) or a clip's for
-  each of its frames.
-* :func:`pooled_norm_statistics` computes such statistics over several pieces (tiles, sampled frames)
-  as if they were one image: layer k's input depends on layers < k being normalised the same way,
-  so it takes one pass over the pieces per norm layer, each stopped at that layer.
-* :func:`running_norm_statistics`: frames in order, each normalised by an exponential moving
-  average of the statistics of the frames so far,
+* :func:`fixed_norm_statistics` (a context manager): every norm layer uses given (mean, var), e.g.
+  a whole image's statistics for each of its tiles (:func:`fastmmd.model.tiling.global_norm_statistics`)
+  or a clip's for each of its frames.
+* :func:`pooled_norm_statistics` (a function) computes such statistics over several pieces (tiles,
+  sampled frames) as if they were one image: layer k's input depends on layers < k being
+  normalised the same way, so it takes one pass over the pieces per norm layer, each stopped at
+  that layer.
+* :func:`running_norm_statistics` (a context manager): frames in order, each normalised by an
+  exponential moving average of the statistics of the frames so far,
   ``m_t = a m_{t-1} + (1 - a) mean_t``, ``q_t = a q_{t-1} + (1 - a) E_t[x^2]``, ``var_t = q_t - m_t^2``,
   so the statistics follow a scene slowly instead of jumping with every frame.
 """

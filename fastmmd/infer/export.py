@@ -19,7 +19,8 @@ its conditioning as inputs, one setting for the whole batch: ``mix`` (S,) float3
 trained default), and each format carries them its own way:
 
 * TorchScript: ``forward(image, mix=None, strength=None)``, None meaning the default (eager
-  fastmmd takes the same call);
+  fastmmd takes the same call); an arbitrary-style network (TorchScript only, so far) takes the
+  painting's statistics as a fourth input, ``style`` (:mod:`fastmmd.model.arbitrary`);
 * ONNX: ``mix`` and ``strength`` are graph inputs that also have an initializer of the same name,
   which ONNX treats as the input's default: onnxruntime lists them under
   ``get_overridable_initializers()`` and a run that feeds only ``image`` uses them;
@@ -36,14 +37,14 @@ the same size; padding (:func:`fastmmd.model.networks.padded_size`), cropping an
 happen inside. The file holds
 only the transformation network (no VGG), so its size is about 4 bytes per parameter (2 with
 ``--weights float16``, 1 with ``--weights int8``, :mod:`fastmmd.model.storage`). ``float16`` suits
-GPUs: on CPU fp16 convolutions are ~30x slower than fp32 in torch 2.14, so ``fastmmd stylize``
-upcasts a half file on CPU; ``int8`` files compute in float32 everywhere.
+GPUs: torch's CPU fp16 convolutions are far slower than fp32 (measured: docs/benchmarks.md,
+"Stylize / export"), so ``fastmmd stylize`` upcasts a half file on CPU; ``int8`` files compute in
+float32 everywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import io
 import json
@@ -59,16 +60,9 @@ from torch import Tensor, nn
 
 from fastmmd.base.errors import UserError
 from fastmmd.base.outputs import atomic_path, check_output_file
-from fastmmd.model.conditioning import condition_defaults, condition_examples
-from fastmmd.model.files import (
-    METADATA_FILE,
-    open_onnx,
-    parse_metadata,
-    read_network,
-    weights_only_loads,
-)
-from fastmmd.model.networks import MIN_SIZE, RGB_SPACE_TO_DEPTH, TransformerNet
-from fastmmd.model.runtime import ExportedStylizer
+from fastmmd.model.files import METADATA_FILE, open_onnx, parse_metadata, read_network, weights_only_loads
+from fastmmd.model.networks import MIN_SIZE, TransformerNet
+from fastmmd.model.runtime import ExportedStylizer, condition_defaults, condition_examples
 from fastmmd.model.storage import STORAGES, dequantize_state, store
 
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
@@ -205,10 +199,6 @@ def _build_onnx(module: ExportedStylizer) -> Any:
     except ImportError:
         raise UserError("ONNX export needs the onnx extra: pip install 'fastmmd[onnx]'") from None
     defaults = condition_defaults(module.net)
-    # onnxruntime runs the two 9x9 RGB convs faster at 1/4 resolution on space-to-depth inputs (the
-    # same function; measured in docs/benchmarks.md, "Distilled students"): traced so, on a copy
-    module = copy.deepcopy(module)
-    module.net.set_layout(rgb_space_to_depth=RGB_SPACE_TO_DEPTH, space_to_depth_on_cpu=True)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
         program = torch.onnx.export(module, _trace_inputs(module.net), dynamo=True,
                                     dynamic_shapes=_dynamic_shapes(module.net),
@@ -383,7 +373,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, 
                       half: bool = False, weights: str = "float32") -> dict[str, Any]:
     """Exports the network of a training ``.ckpt`` (see :func:`export_network`); the output is checked
     (writable, not the checkpoint itself) before the checkpoint is read."""
-    from fastmmd.model.checkpoints import network_from_checkpoint
+    from fastmmd.model.files import network_from_checkpoint
 
     check_output_file(output, [("the checkpoint", checkpoint)], suffixes=None if fmt else FORMATS.values())
     net, meta = network_from_checkpoint(checkpoint)

@@ -21,41 +21,28 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
 from fastmmd.base.devices import available_memory
-from fastmmd.base.errors import ImageError, UserError
-from fastmmd.base.images import (
-    expand_inputs,
-    fit_size,
-    open_image,
-    pil_to_tensor,
-    resize,
-    save_image,
-    tensor_to_pil,
-    to_rgb,
-)
-from fastmmd.base.inputs import regular_file
-from fastmmd.base.outputs import OutputNames, check_output_dir, check_output_file
-from fastmmd.commands.parsing import add_condition_flags
+from fastmmd.base.errors import UserError
+from fastmmd.base.images import MIN_SIDE, fit_size, pil_to_tensor, resize, tensor_to_pil, to_rgb
 from fastmmd.core.color import preserve_color
 from fastmmd.core.norm_stats import fixed_norm_statistics
 from fastmmd.infer.conditions import Condition, ConditionSpace
-from fastmmd.infer.video import CONTAINERS, VIDEO_SUFFIXES, is_video, stylize_video
-from fastmmd.infer.zoo import print_styles, resolve_model
-from fastmmd.model.files import open_onnx, read_network
+from fastmmd.infer.zoo import resolve_model
+from fastmmd.model.files import MODEL_SUFFIXES, open_onnx, read_network
 from fastmmd.model.runtime import ExportedStylizer
 from fastmmd.model.tiling import global_norm_statistics, stylize_tiled
 
-MODEL_SUFFIXES = (".pt", ".pt2", ".onnx", ".ckpt")
-#: Peak activation memory of TransformerNet inference, measured: about (8 w + 64) values per pixel.
+#: Peak activation memory of TransformerNet inference that tiling plans for: (8 w + 64) values per
+#: pixel for width w, each of the file's dtype size (the measurement behind it: docs/benchmarks.md,
+#: "Stylize / export").
 _VALUES_PER_PIXEL_PER_WIDTH, _VALUES_PER_PIXEL = 8, 64
 _MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.7}
 _MIN_TILE = 64
@@ -264,18 +251,20 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
         path: ``.pt`` (TorchScript), ``.pt2`` (torch.export), ``.onnx``, training ``.ckpt``, or the
             name of a shipped style (``fastmmd models``; ``NAME:pt2`` for its ``.pt2``).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
-        half: run in float16 (GPU only: fp16 convolutions are ~30x slower than fp32 on CPU).
+        half: run in float16 (GPU only: torch's CPU fp16 convolutions are far slower than fp32;
+            measured: docs/benchmarks.md, "Stylize / export").
         bf16: run in bfloat16; refused (:class:`UserError`) on a CPU without bf16 instructions, where it
             would be emulated and far slower than fp32 (the rule: :mod:`fastmmd.base.precision`).
         channels_last: channels-last memory format; None = on for CUDA, off on CPU.
         tile: tile side in px; None = tile only when memory would not suffice; 0 = never.
-        overlap: tile overlap in px; None = max(32, tile / 4).
+        overlap: tile overlap in px; None = max(32, tile / 4); at most tile / 2 either way.
         max_size: downscale images whose longer side exceeds this.
         preserve_color: keep the content's colours (luminance-only transfer).
         tile_stats: ``tile`` (default): each tile uses its own instance-norm statistics (one
-            tiled pass; no seam at tile edges, measured in docs/benchmarks.md, but regions differ
-            from the untiled result); ``global``: tiles are normalised with the whole image's
-            statistics (matches the untiled output; 7-9x the time of a ``tile`` pass).
+            tiled pass; no seam at tile edges, but regions differ from the untiled result);
+            ``global``: tiles are normalised with the whole image's statistics (matches the untiled
+            output; about (L + 2) / 2 extra passes for L norm layers, :mod:`fastmmd.model.tiling`).
+            Measured: docs/benchmarks.md, "Tile statistics: which default".
         style, mix, strength: for a network trained on several styles or with a strength input
             (:meth:`fastmmd.infer.conditions.ConditionSpace.resolve`): a style by name or index, a
             blend ``"a=0.7,b=0.3"`` (normalised to sum 1), the strength s (0 = the content, 1 = the
@@ -291,15 +280,15 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     if half and bf16:
         raise UserError("--half and --bf16 exclude each other; pick one")
     if half and dev.type == "cpu":
-        raise UserError("--half needs a CUDA GPU (fp16 on CPU is ~30x slower than fp32); drop it or use --bf16")
+        raise UserError("--half needs a CUDA GPU (fp16 on a CPU is many times slower than fp32); drop it or use --bf16")
     if bf16 and not half:
         from fastmmd.base.precision import require_fast_bf16
 
         require_fast_bf16(dev, "--bf16", "drop --bf16 (fp32 is the fast path there)")
     if tile is not None and 0 < tile < _MIN_TILE:
         raise UserError(f"--tile must be 0 (never tile) or at least {_MIN_TILE} px, not {tile}")
-    if max_size is not None and max_size < 8:
-        raise UserError(f"--max-size must be at least 8 px, not {max_size}")
+    if max_size is not None and max_size < MIN_SIDE:
+        raise UserError(f"--max-size must be at least {MIN_SIDE} px, not {max_size}")
     dtype = torch.float16 if half else torch.bfloat16 if bf16 else None
     cl = dev.type == "cuda" if channels_last is None else channels_last
     model, meta = load_model(path, dev, dtype, cl, threads)
@@ -310,165 +299,9 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     return stylizer.with_paintings(style_images, mix, strength) if style_images else stylizer
 
 
-def build_parser():
-    """``fastmmd stylize MODEL INPUT... --output-dir DIR`` and ``fastmmd stylize --list``."""
-    from fastmmd.commands.parsing import CommandParser
-
-    parser = CommandParser("fastmmd stylize", "Stylize images with a shipped style (--list), an exported model (.pt/.pt2/.onnx "
-                           "from `fastmmd export`) or a training checkpoint (.ckpt). Outputs are <name>_stylized.png "
-                           "(or the input's lossless suffix).")
-    parser.add_argument("model", nargs="?", default=None, help="exported .pt / .pt2 / .onnx file, training .ckpt, or a "
-                        "shipped style's name (--list shows them; NAME:pt2 picks its .pt2)")
-    parser.add_argument("inputs", nargs="*", default=[], help="image files, folders or globs (quote globs such as 'photos/**/*.jpg')")
-    parser.add_argument("--list", action="store_true", help="list the shipped styles (as `fastmmd models`) and exit")
-    parser.add_argument("--output-dir", "--output", "-o", default="stylized", dest="output_dir",
-                        help="folder for the results (created if missing); for one video, a video file (.mp4, .mov, "
-                        ".mkv, .webm, .avi) may be named instead")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 inference (CUDA with bf16, or a CPU with "
-                        "AVX512-BF16/AMX; refused on other CPUs, where it would be far slower than fp32)")
-    parser.add_argument("--channels-last", type=bool | None, default=None, help="channels-last memory format (default: on for CUDA)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per batch (same-size images are batched)")
-    parser.add_argument("--max-size", type=int | None, default=None, help="downscale images whose longer side exceeds this (px)")
-    parser.add_argument("--tile", type=int | None, default=None, help="tile side in px for large images (default: only when "
-                        "memory would not suffice; 0: never tile)")
-    parser.add_argument("--overlap", type=int | None, default=None, help="tile overlap in px (default: max(32, tile/4))")
-    parser.add_argument("--tile-stats", type=Literal["global", "tile"], default="tile",
-                        help="instance-norm statistics of tiles: tile (per tile, fast, no seams) or global "
-                        "(whole image, matches the untiled output, 7-9x slower tiling)")
-    parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    parser.add_argument("--threads", type=int | None, default=None, help="CPU threads (torch and onnxruntime; default: "
-                        "theirs, one per core)")
-    add_condition_flags(parser)
-    video = parser.add_argument_group("video (inputs .mp4/.mov/.mkv/.webm/.gif/...; or a folder of frames with --norm-stats "
-                                      "or a video --output)")
-    video.add_argument("--norm-stats", type=Literal["frame", "running", "clip"] | None, default=None,
-                       help="instance-norm statistics across frames: frame (default: each frame its own, as images), "
-                       "running (a moving average) or clip (one set for the whole clip); measured: no less flicker, slower")
-    video.add_argument("--norm-momentum", type=float, default=0.9, help="moving-average momentum of --norm-stats running")
-    video.add_argument("--codec", default=None, help="video encoder (default: libx264; libvpx-vp9 for .webm)")
-    video.add_argument("--crf", type=int | None, default=None, help="constant rate factor, lower = better and larger "
-                       "(default: 18 for libx264, 30 for VP9)")
-    video.add_argument("--no-audio", action="store_true", help="drop the audio (default: copied unchanged)")
-    video.add_argument("--fps", type=float | None, default=None, help="frame rate of a folder of frames (default 25)")
-    return parser
 
 
-def _stylizer_from_args(args, model: Path) -> Stylizer:
-    """The :class:`Stylizer` the command-line flags describe (images and video alike)."""
-    return load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
-                         tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
-                         tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength,
-                         style_images=args.style_image, threads=args.threads)
 
 
-def run_video(args, model: Path) -> int:
-    """``fastmmd stylize MODEL clip.mp4 [--output out.mp4]``: each video (or one folder of frames) streamed."""
-    sources = [Path(spec) for spec in args.inputs]
-    for p in sources:
-        if not p.exists():
-            raise UserError(f"input {str(p)!r} does not exist")
-        if not p.is_dir():
-            regular_file(p, "input")  # before anything opens it: a FIFO blocks a reader forever
-        if p.is_file() and not is_video(p):
-            raise UserError(f"{str(p)!r} is not a video ({', '.join(VIDEO_SUFFIXES)}); stylize images and videos in "
-                            "separate calls, and a folder of frames alone")
-    inputs = [("input", p) for p in sources]
-    out = Path(args.output_dir)
-    if out.suffix.lower() in CONTAINERS and not out.is_dir():
-        if len(sources) > 1:
-            raise UserError(f"--output {str(out)!r} is one video file, but {len(sources)} inputs were given; "
-                            "give a folder instead")
-        targets = [check_output_file(out, inputs, CONTAINERS, "--output")]
-    else:
-        if out.suffix.lower() in VIDEO_SUFFIXES and not out.is_dir():
-            raise UserError(f"fastmmd writes video as {', '.join(CONTAINERS)}, not {out.suffix}")
-        out_dir = check_output_dir(out, inputs)
-        if len(sources) == 1 and sources[0].is_dir():
-            targets = [out_dir]  # frames in, frames out (named by the sink, through OutputNames too)
-        else:
-            names = OutputNames(sources)
-            targets = [check_output_file(names.video(p, out_dir, CONTAINERS), inputs, CONTAINERS) for p in sources]
-    stylizer = _stylizer_from_args(args, model)
-    for source, target in zip(sources, targets):
-        result = stylize_video(stylizer, source, target, batch_size=args.batch_size, codec=args.codec, crf=args.crf,
-                               audio=not args.no_audio, fps=args.fps, norm_stats=args.norm_stats or "frame",
-                               momentum=args.norm_momentum, progress=not args.quiet,
-                               metadata={"comment": f"fastmmd stylize {model.name}"})
-        print(f"wrote {result.frames} frame(s) to {str(target)!r} ({result.fps:.1f} frames/s)", file=sys.stderr)
-    return 0
 
 
-def run(args) -> int:
-    """Runs ``fastmmd stylize``; exit code 0, or 1 when some inputs were skipped."""
-    from tqdm import tqdm
-
-    if args.list:
-        return print_styles()
-    if not args.model or not args.inputs:
-        raise UserError("fastmmd stylize: give a MODEL (a file or a shipped style) and at least one INPUT image or "
-                        "video, or --list for the shipped styles")
-    model = resolve_model(args.model)
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be at least 1, not {args.threads}")
-        torch.set_num_threads(args.threads)
-    if any(is_video(spec) for spec in args.inputs) or is_video(args.output_dir) or args.norm_stats is not None:
-        if args.grid:
-            raise UserError("--grid draws images, not videos; give image inputs")
-        return run_video(args, model)
-    files, problems = expand_inputs(list(args.inputs))
-    if not files:
-        raise UserError(f"no images to stylize: {'; '.join(problems) or 'no inputs'}")
-    out_dir = check_output_dir(args.output_dir)
-    stylizer = _stylizer_from_args(args, model)
-    for line in problems:
-        print(f"fastmmd stylize: skipped: {line}", file=sys.stderr)
-    if args.grid:
-        from fastmmd.infer.condition_grid import write_grids
-
-        return write_grids(stylizer, files, out_dir, args.grid, model.name, len(problems))
-    failures = len(problems)
-    names = OutputNames(files)
-    style = ", ".join(stylizer.metadata.get("style_images") or []) or "?"
-    info = {"Software": "fastmmd stylize", "fastmmd:model": model.name, "fastmmd:style": style,
-            **({"fastmmd:condition": stylizer.space.label(stylizer.condition)} if stylizer.space.conditioned else {})}
-    bar = tqdm(total=len(files), unit="img", file=sys.stderr, disable=True if args.quiet else None, dynamic_ncols=True)
-    pending: list[tuple[Path, Tensor, Image.Image | None]] = []
-
-    def flush() -> None:
-        nonlocal failures
-        if not pending:
-            return
-        batch = torch.stack([t for _, t, _ in pending])
-        for (src, _, alpha), out in zip(pending, stylizer.stylize_batch(batch)):
-            dest = names.image(src, out_dir, alpha is not None)
-            try:
-                save_image(out, dest, metadata={**info, "fastmmd:source": src.name}, alpha=alpha)
-            except OSError as err:
-                tqdm.write(f"fastmmd stylize: could not write {str(dest)!r}: {err.strerror or err}", file=sys.stderr)
-                failures += 1
-        bar.update(len(pending))
-        pending.clear()
-
-    for src in files:
-        try:
-            rgb, alpha = open_image(src, with_alpha=True)
-        except ImageError as err:
-            tqdm.write(f"fastmmd stylize: skipped: {err}", file=sys.stderr)
-            failures += 1
-            bar.update(1)
-            continue
-        t = stylizer.fit(pil_to_tensor(rgb))
-        if pending and (pending[0][1].shape != t.shape or len(pending) >= args.batch_size):
-            flush()
-        pending.append((src, t, alpha))
-    flush()
-    bar.close()
-    written = len(files) - failures + len(problems)
-    print(f"wrote {written} image(s) to {str(out_dir)!r}" + (f"; {failures} skipped" if failures else ""), file=sys.stderr)
-    return 1 if failures else 0

@@ -2,7 +2,8 @@
 
 Frames are decoded, stylized in batches and encoded as they come (PyAV, whose wheels bundle
 FFmpeg), so memory does not grow with the clip's length: at most ``batch_size`` frames plus the
-encoder's look-ahead are held. What the output keeps from the source:
+encoder's look-ahead are held (and, for ``clip`` statistics, their :data:`CLIP_SAMPLES` sample
+frames). What the output keeps from the source:
 
 * every frame's timestamp (so the frame rate, variable rates included) and the frame size, odd
   sizes too (4:2:0 chroma needs even sides, so odd-sized frames are encoded 4:4:4);
@@ -11,17 +12,23 @@ encoder's look-ahead are held. What the output keeps from the source:
 * the audio streams, copied packet by packet, not re-encoded (a container that cannot hold the
   codec, such as Vorbis in MP4, is refused before any work: write ``.mkv`` or pass ``--no-audio``).
 
+What a clip may cost: each frame at most the images' pixel limit, and the clip at most
+:data:`MAX_FRAME_RATE` frames and :data:`MAX_PIXEL_RATE` pixels per second of its timeline, as its
+header declares (:func:`check_declared_rates`, before decoding) and as its frames carry
+(:class:`DecodeBudget`, every frame before it is converted): a crafted stream stops within a
+second's worth of work.
+
 The output is written under a temporary name beside the target and renamed when complete
 (:func:`fastmmd.base.outputs.atomic_path`): an interrupted or failed run leaves no half-written file.
 A folder of frames works as input (``--fps`` sets the rate) and as output (PNG frames).
 
-Flicker (docs/benchmarks.md, "Video flicker"): ``norm_stats`` chooses the instance-norm
-statistics (:mod:`fastmmd.core.norm_stats`): ``frame`` (each frame its own, as for images; the
-default), ``running`` (a moving average over the frames so far) or ``clip`` (one set for the whole
-clip, pooled over up to :data:`CLIP_SAMPLES` frames spread over it, read in a first pass). Measured
-on clips with known camera motion, shared statistics changed the temporal error by 1 % or less at
-0.25-0.75x the speed: what flickers is where the strokes fall, not the brightness. Networks trained
-with ``model.stability_weight`` flicker 2-4x less (at some cost in style strength).
+Flicker: ``norm_stats`` chooses the instance-norm statistics (:mod:`fastmmd.core.norm_stats`):
+``frame`` (each frame its own, as for images; the default), ``running`` (a moving average over the
+frames so far) or ``clip`` (one set for the whole clip, pooled over up to :data:`CLIP_SAMPLES`
+frames spread over it, read in a first pass). On clips with known camera motion, shared statistics
+did not lower the temporal error measurably and cost speed: what flickers is where the strokes
+fall, not the brightness. Networks trained with ``model.stability_weight`` flicker less, at some
+cost in style strength (measured: docs/benchmarks.md, "Video flicker").
 """
 
 from __future__ import annotations
@@ -39,21 +46,10 @@ import torch
 from torch import Tensor
 
 from fastmmd.base.errors import ImageError, UserError
-from fastmmd.base.images import (
-    IMAGE_SUFFIXES,
-    MAX_PIXELS,
-    fit_size,
-    open_image,
-    pil_to_tensor,
-    save_image,
-)
+from fastmmd.base.images import IMAGE_SUFFIXES, MAX_PIXELS, fit_size, open_image, pil_to_tensor, save_image
 from fastmmd.base.inputs import regular_file
 from fastmmd.base.outputs import OutputNames, atomic_path
-from fastmmd.core.norm_stats import (
-    fixed_norm_statistics,
-    pooled_norm_statistics,
-    running_norm_statistics,
-)
+from fastmmd.core.norm_stats import fixed_norm_statistics, pooled_norm_statistics, running_norm_statistics
 
 #: Container (FFmpeg muxer) by suffix; the default video codec of each.
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
@@ -69,6 +65,16 @@ MIN_FPS, MAX_FPS = 0.001, 10000.0
 #: Share of a clip's declared frames or duration that may be missing before it counts as truncated.
 TRUNCATION_TOLERANCE = 0.02
 CLIP_SAMPLES = 16
+#: Most decoded pixels per second of a clip's timeline: 8K (7680 x 4320) at 30 fps or 4K at 120 fps,
+#: twice 4K at 60 fps (0.50 Gpx/s). A few bytes of GIF or H.264 can declare any number of large frames
+#: (one 1x1 change per frame on a large screen); this ties the work to the length of the clip.
+MAX_PIXEL_RATE = 1_000_000_000
+#: Most frames per second of a clip's timeline: phones film slow motion at 240 fps (960 fps in short
+#: bursts); a stream whose timestamps are a microsecond apart (or all equal) is refused.
+MAX_FRAME_RATE = 1000
+#: Timeline always granted on top of the observed one: a clip's first second (a clip shorter than a
+#: second, the burst of frames at its start).
+RATE_GRACE_SECONDS = 1.0
 
 
 def is_video(path: str | Path) -> bool:
@@ -154,6 +160,8 @@ class VideoSource:
             raise UserError(f"{str(path)!r}: the video stream has no frame size (corrupt file?)")
         try:
             check_frame_size(*self.size, str(path))  # declared by the stream: checked before any frame is decoded
+            check_declared_rates(self.stream.average_rate, *self.size, self.stream.frames or 0,
+                                 (self.container.duration or 0) / 1e6, str(path))
         except UserError:
             self.close()
             raise
@@ -199,6 +207,7 @@ class VideoSource:
         self._used = True
         streams = [self.stream, *self.audio]  # audio demuxed always: its end tells a truncated file (below)
         decoded, end = 0, 0.0
+        budget = DecodeBudget(str(self.path))  # frames and pixels against the timeline they cover
         try:
             for packet in self.container.demux(*streams):
                 if packet.pts is not None and packet.time_base:
@@ -209,11 +218,14 @@ class VideoSource:
                     continue
                 for frame in packet.decode():
                     check_frame_size(frame.width, frame.height, str(self.path))  # a frame larger than declared
-                    rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float().div_(255)
-                    if frame.pts is None:  # no timestamps (some AVI): frame index at the nominal rate
-                        out = Frame(rgb, decoded, 1 / self.rate)
+                    time_base = frame.time_base or self.stream.time_base
+                    if frame.pts is None or not time_base:  # no timestamps (some AVI): frame index at the nominal rate
+                        pts, time_base = decoded, 1 / self.rate
                     else:
-                        out = Frame(rgb, frame.pts, frame.time_base or self.stream.time_base)
+                        pts = frame.pts
+                    budget.charge(frame.width, frame.height, float(pts * time_base))  # before converting it
+                    rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float().div_(255)
+                    out = Frame(rgb, pts, time_base)
                     out.rotation = frame.rotation
                     decoded += 1
                     yield out
@@ -258,6 +270,63 @@ def check_frame_size(width: int, height: int, name: str) -> None:
     if width * height > MAX_PIXELS:
         raise UserError(f"video {name!r} has {width}x{height} = {width * height / 1e6:.0f} Mpx frames, over the "
                         f"{MAX_PIXELS / 1e6:.0f} Mpx limit (decompression bomb?)")
+
+
+def check_declared_rates(rate: Fraction | None, width: int, height: int, frames: int, seconds: float,
+                         name: str) -> None:
+    """Refuses, before any frame is decoded, a stream whose header declares more than
+    :data:`MAX_FRAME_RATE` frames or :data:`MAX_PIXEL_RATE` pixels per second: its average rate
+    (``rate``, from its timestamps), or its frame count over the container's duration (``seconds``).
+    What the frames then really carry is counted by :class:`DecodeBudget`."""
+    if rate and rate > MAX_FRAME_RATE:
+        raise UserError(f"video {name!r} declares {float(rate):.0f} frames per second, over the {MAX_FRAME_RATE} "
+                        "fastmmd decodes (crafted timestamps?)")
+    if frames and frames > MAX_FRAME_RATE * (max(seconds, 0.0) + RATE_GRACE_SECONDS):
+        raise UserError(f"video {name!r} declares {frames} frames in {seconds:.3f} s, over {MAX_FRAME_RATE} frames "
+                        "per second (crafted timestamps?)")
+    if rate and width * height * rate > MAX_PIXEL_RATE:
+        raise UserError(f"video {name!r} declares {width}x{height} frames at {float(rate):.4g} fps = "
+                        f"{width * height * float(rate) / 1e9:.2f} Gpx per second, over the {MAX_PIXEL_RATE / 1e9:.1f} "
+                        "Gpx/s fastmmd decodes (8K at 30 fps); use a smaller or slower clip")
+
+
+class DecodeBudget:
+    """Frames and pixels decoded from one clip, against the span of timeline they cover.
+
+    :meth:`charge` is called for every decoded frame before it is converted or stylized; it refuses
+    the clip (one line; the output is not written) as soon as the frames so far exceed
+    :data:`MAX_FRAME_RATE` frames or :data:`MAX_PIXEL_RATE` pixels per second of the span between
+    the earliest and the latest timestamp seen, plus :data:`RATE_GRACE_SECONDS`. So a stream that
+    declares a modest rate but carries thousands of frames at one timestamp, or screens of 100 Mpx
+    a few milliseconds apart, costs at most one second's worth of work beyond what a real clip of
+    its length costs.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.frames = self.pixels = 0
+        self.first = self.last = 0.0
+
+    def charge(self, width: int, height: int, seconds: float) -> None:
+        """Counts one ``width`` x ``height`` frame shown at ``seconds`` on the clip's timeline.
+
+        Raises:
+            UserError: the clip's frames or pixels so far exceed the rates above.
+        """
+        if self.frames == 0:
+            self.first = self.last = seconds
+        self.first, self.last = min(self.first, seconds), max(self.last, seconds)
+        self.frames += 1
+        self.pixels += width * height
+        span = self.last - self.first
+        allowed = span + RATE_GRACE_SECONDS
+        if self.frames > MAX_FRAME_RATE * allowed:
+            raise UserError(f"video {self.name!r} holds {self.frames} frames in {span:.3f} s of its timeline, over "
+                            f"{MAX_FRAME_RATE} frames per second (crafted timestamps?); nothing written")
+        if self.pixels > MAX_PIXEL_RATE * allowed:
+            raise UserError(f"video {self.name!r} holds {self.pixels / 1e9:.2f} Gpx in {span:.3f} s of its timeline, "
+                            f"over the {MAX_PIXEL_RATE / 1e9:.1f} Gpx per second fastmmd decodes (8K at 30 fps); "
+                            "nothing written")
 
 
 def _reason(err: BaseException) -> str:
@@ -404,10 +473,18 @@ def stylize_video(stylizer: Any, source_path: str | Path, output: str | Path, ba
         codec, crf: the encoder (default: H.264 for mp4/mov/mkv/avi, VP9 for webm) and its constant
             rate factor (default :data:`DEFAULT_CRF`).
         audio: copy the source's audio streams.
-        fps: frame rate of a folder of frames (default 25), or a new rate for a video's frames.
+        fps: frame rate of a folder of frames (default 25); refused for a video file, which keeps
+            its own frame timing (:class:`UserError`).
         norm_stats: ``frame``, ``running`` or ``clip`` (module docstring); momentum: of ``running``.
         progress: show a progress bar with frames/s.
         metadata: container tags (video) or PNG text (frames) to write.
+
+    Returns:
+        :class:`VideoResult`: frames written, seconds taken (``fps`` = their ratio), output path.
+
+    Raises:
+        UserError: a bad setting, an unreadable, truncated or oversized source, an encoder or
+            container that cannot take the frames or the audio; the output is then not written.
     """
     from tqdm import tqdm
 

@@ -1,10 +1,11 @@
 """The model zoo: trained styles shipped with fastmmd, usable by name wherever a model file is.
 
 The repository ships exported networks in ``checkpoints/`` (``<name>.pt``, TorchScript, and
-``<name>.pt2``, torch.export, both fp16) with a manifest, ``checkpoints/zoo.json``, written by
-``scripts/build_zoo.py``: per style the painting, the loss and settings it was trained with, the
-training budget, scores against per-image optimization (``fastmmd evaluate``) and a checksum of
-its output. This module is the consumer side: every command that takes a MODEL first calls
+``<name>.pt2``, torch.export; their weights stored as the manifest's ``weights`` says, int8 for the
+shipped styles, computing in float32: :mod:`fastmmd.model.storage`) with a manifest,
+``checkpoints/zoo.json``, written by ``scripts/build_zoo.py``: per style the painting, the loss and
+settings it was trained with, the training budget, scores against per-image optimization
+(``fastmmd evaluate``) and a checksum of its output. This module is the consumer side: every command that takes a MODEL first calls
 :func:`resolve_model`, which turns ``starry_night`` (or ``starry_night:pt2``) into the shipped
 file and leaves real paths alone, so the file is then read by the one safe loader
 (:mod:`fastmmd.model.files`) like any other. The manifest is only data: it names files inside the
@@ -45,7 +46,8 @@ FILE_KINDS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 _SPEC_KINDS = {"pt": "torchscript", "pt2": "pt2", "onnx": "onnx"}
 CHECKSUM_SEED = 0
 CHECKSUM_SHAPE = (1, 3, 37, 53)
-#: fp16 networks on different CPUs agree to ~1e-4 in these statistics; a different look moves them by far more.
+#: Largest change of these statistics that still counts as the same look: above what float rounding
+#: on another CPU or torch moves them, far below what a different look moves them (tests/test_zoo.py).
 CHECKSUM_TOLERANCE = 0.002
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _SPEC = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)(?::(?P<kind>pt2?|onnx))?")
@@ -227,7 +229,7 @@ def checksum(module: Callable[..., Tensor], style_features: int = 0) -> dict[str
     """Per-channel mean and std of ``module`` on a fixed random input: what a style looks like, in numbers.
 
     The input is ``torch.rand(1, 3, 37, 53)`` from a generator seeded with 0, float 0-1; the module
-    runs as given (an fp16 export casts it to its weights' dtype and returns float32), on the CPU.
+    runs as given (an export casts it to its compute dtype and returns float32), on the CPU.
     An arbitrary-style network (``style_features`` = F > 0, the length of its painting statistics)
     gets the painting ``3 * rand(1, F)`` drawn next from the same generator.
 
@@ -329,16 +331,5 @@ def print_styles(as_json: bool = False) -> int:
     return 0
 
 
-def build_parser():
-    """``fastmmd models [--json]``."""
-    from fastmmd.commands.parsing import CommandParser
-
-    parser = CommandParser("fastmmd models", "List the trained styles shipped with fastmmd (checkpoints/zoo.json, or "
-                           f"${ENV_VAR}/zoo.json); use one by name: fastmmd stylize NAME photo.jpg.")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    return parser
 
 
-def run(args) -> int:
-    """Runs ``fastmmd models``."""
-    return print_styles(as_json=args.json)

@@ -21,7 +21,8 @@ def content_loss(x: Tensor, target: Tensor) -> Tensor:
 def relative_content_loss(x: Tensor, target: Tensor, eps: float = 1e-12) -> Tensor:
     """Content loss relative to the target's energy: mean (x - target)^2 / mean target^2 per sample.
 
-    Scale-free (Caffe and torchvision activations differ ~100x); 1 for an all-zero ``x``.
+    Scale-free (Caffe's VGG reads 0-255 pixels, torchvision's standardised ones, so their activations
+    differ in scale by orders of magnitude); 1 for an all-zero ``x``.
     """
     return content_loss(x, target) / target.pow(2).flatten(1).mean(1).clamp_min(eps)
 

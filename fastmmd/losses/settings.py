@@ -11,10 +11,17 @@ command exposes these options with these defaults.
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS
+from fastmmd.base.errors import UserError, did_you_mean
+from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, check_taps
+
+#: The paper's style methods, by the name a spec uses (:data:`fastmmd.losses.style.METHODS` implements them).
+METHOD_NAMES = ("gram", "linear", "poly", "gaussian", "bn")
 
 Normalization = Literal["relative", "paper"]
 GaussianEstimator = Literal["linear", "subset", "rff"]
@@ -31,11 +38,13 @@ class StyleLoss:
             is about as strong as one method).
         style_weight: style term weight. 5 for every method and mode: the losses are normalised and
             calibrated to about the same strength (criterion.CALIBRATION), and 5 is the paper's
-            reference gamma; fit, optimize and the shipped configs have always used it.
+            reference gamma; fit, optimize and the shipped configs use it, except
+            configs/video.yaml (10: its stability term competes with the style).
         content_weight: content term weight (relative relu4_2 error, so 1 balances a normalised style).
         tv_weight: total-variation weight. 0 in every mode: the resize-conv network draws no
-            checkerboard, and for optimize the former 1e-3 was a no-op (photos have TV 0.002-0.03 at
-            512 px, so the term was ~1e-5 of the loss); raise it (e.g. 10) to smooth on purpose.
+            checkerboard, and for optimize the former 1e-3 was a no-op, a negligible share of the
+            loss (measured: docs/benchmarks.md, "Loss calibration"); raise it (e.g. 10) to smooth
+            on purpose.
         style_layers: VGG-19 style taps (Li et al.'s and Gatys' relu1_1..relu5_1).
         style_layer_weights: their weights, normalised to sum 1 (default equal, as in the paper).
         content_layers: VGG-19 content taps (relu4_2, as in Gatys et al. and Li et al.).
@@ -85,6 +94,31 @@ class StyleLoss:
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Every check of the settings, in one place (run at construction): a known method or
+        fusion, taps VGG-19 has, finite non-negative weights.
+
+        Raises:
+            UserError: the first setting that is wrong, in one line.
+        """
+        if not self.style_layers:
+            raise UserError("at least one style layer is needed")
+        check_taps(tuple(self.style_layers) + tuple(self.content_layers))
+        weights = [1.0] * len(self.style_layers) if self.style_layer_weights is None else self.style_layer_weights
+        if (len(weights) != len(self.style_layers) or min(weights) < 0 or sum(weights) <= 0
+                or not all(math.isfinite(w) for w in weights)):
+            raise UserError(f"style_layer_weights must be {len(self.style_layers)} finite non-negative numbers, not all zero")
+        if self.normalization not in ("relative", "paper"):
+            raise UserError(f"normalization must be 'relative' or 'paper', not {self.normalization!r}")
+        for name in ("style_weight", "content_weight", "tv_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a finite non-negative number, not {value}")
+        if self.gaussian_estimator not in ("linear", "subset", "rff"):
+            raise UserError(f"gaussian_estimator must be linear, subset or rff, not {self.gaussian_estimator!r}")
+        parse_loss(self.method, self.fusion_weights)
 
     @classmethod
     def of(cls, value: StyleLoss | dict | None) -> StyleLoss:
@@ -93,3 +127,38 @@ class StyleLoss:
         if value is None:
             return cls()
         return value if isinstance(value, cls) else cls(**value)
+
+
+_TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]+)\s*$")
+
+
+def parse_loss(spec: str, weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
+    """``"0.5*bn+0.5*poly"`` -> ``[("bn", 0.5), ("poly", 0.5)]``; names are case-insensitive.
+
+    Args:
+        spec: method names joined by ``+``, each optionally prefixed by ``weight*``.
+        weights: per-method weights (overrides inline ones); default 1/k each.
+    """
+    terms: list[tuple[str, float | None]] = []
+    for part in str(spec).split("+"):
+        m = _TERM.match(part)
+        if not m:
+            raise UserError(f"cannot parse loss {spec!r}: expected e.g. 'gram', 'bn+poly' or '0.5*bn+0.5*poly'")
+        name = m["name"].lower()
+        if name not in METHOD_NAMES:
+            raise UserError(f"unknown style loss {m['name']!r}{did_you_mean(name, METHOD_NAMES)} (choose from {', '.join(METHOD_NAMES)})")
+        terms.append((name, float(m["weight"]) if m["weight"] else None))
+    names = [n for n, _ in terms]
+    if len(set(names)) != len(names):
+        raise UserError(f"loss {spec!r} names a method twice")
+    if weights is not None:
+        if len(weights) != len(terms):
+            raise UserError(f"{len(weights)} fusion weights given for {len(terms)} loss methods in {spec!r}")
+        if not all(math.isfinite(float(w)) for w in weights):
+            raise UserError(f"fusion weights must be finite, not {list(weights)}")
+        return [(n, float(w)) for n, w in zip(names, weights, strict=True)]
+    if all(w is None for _, w in terms):
+        return [(n, 1.0 / len(terms)) for n in names]
+    if any(w is None for _, w in terms):
+        raise UserError(f"loss {spec!r}: give a weight to every method or to none")
+    return [(n, float(w)) for n, w in terms]

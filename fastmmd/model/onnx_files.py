@@ -9,7 +9,8 @@ run an exported model on onnxruntime, NumPy and Pillow alone (:mod:`fastmmd.infe
   :data:`ONNX_OPERATORS`) before onnxruntime sees it;
 * :func:`open_session` then hands onnxruntime the checked bytes, with external initializers
   resolved only in an empty folder and the process's onnxruntime memory capped
-  (:data:`ONNX_MEMORY_FRACTION`). A file the caller has already verified to be a shipped one
+  (:data:`ONNX_MEMORY_FRACTION`); the graph's memory is bounded for every batch shape before it runs
+  (:class:`OnnxMemoryBound`). A file the caller has already verified to be a shipped one
   (``verified=True``: its SHA-256 is the one the repository's own ``zoo.json`` records, a file
   ``scripts/build_zoo.py`` exported and the tests check against these rules;
   :func:`fastmmd.infer.zoo.verified_shipped_file`) is handed over without the ``onnx`` package, whose
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmmd.base.errors import UserError, not_a_model
-from fastmmd.base.inputs import regular_file
+from fastmmd.base.inputs import printable, regular_file
 
 #: The operators an ONNX file may use: those ``fastmmd export`` writes (plain and conditioned networks,
 #: float32/float16/int8 storage, listed from its output) and a few more whose output is never larger
@@ -46,6 +47,9 @@ MAX_ONNX_BYTES = 1 << 30
 #: Share of the memory available when the first ONNX model opens that onnxruntime may hold
 #: (its arena is capped there, once per process; also kept under RLIMIT_AS where one is set).
 ONNX_MEMORY_FRACTION = 0.7
+#: The batch every ONNX file is bounded for when it opens (:class:`OnnxMemoryBound`), before onnxruntime
+#: builds a session (and folds the graph's constant parts) from it.
+ONNX_PROBE = (1, 3, 16, 16)
 _ONNX_ARENA: list[int] = []  # the cap registered with onnxruntime, once per process
 
 
@@ -130,6 +134,206 @@ def read_onnx_model(path: Path) -> Any:
     return model
 
 
+#: Bytes the intermediate tensors of one ONNX run may add up to, in units of 4-byte elements:
+#: ``ONNX_ACTIVATION_FACTOR`` x the batch's pixels x the widest convolution the file holds, plus
+#: ``ONNX_WEIGHT_FACTOR`` x the elements of its weights, plus ``ONNX_FLOOR_ELEMENTS``. fastmmd's own
+#: exports use a small share of it (measured: docs/safety.md, "ONNX memory per run").
+ONNX_ACTIVATION_FACTOR = 64
+ONNX_WEIGHT_FACTOR = 4
+ONNX_FLOOR_ELEMENTS = 1 << 20
+#: Largest integer tensor whose values :class:`OnnxMemoryBound` computes itself (shape arithmetic).
+_SHAPE_VALUES = 64
+_FOLDED_OPS = frozenset({"Shape", "Constant", "Identity", "Squeeze", "Unsqueeze", "Add", "Sub", "Mul", "Div", "Mod",
+                         "Reshape", "Concat", "Cast", "Gather", "Slice"})
+
+
+def _fold_integers(node: Any, values: list[Any], image_shape: tuple[int, ...]) -> Any:
+    """The value of one shape-arithmetic node on small integer tensors, as onnxruntime computes it
+    (integer ``Div`` truncates; ``Mod`` takes the divisor's sign unless ``fmod``), or None where
+    this is not such a node (the bound then leaves it to ONNX shape inference)."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    op = node.op_type
+    if op == "Shape":
+        if node.input[0] != "image":
+            return None
+        dims = np.array(image_shape, dtype=np.int64)
+        start, end = a.get("start", 0), a.get("end", len(dims))
+        return dims[start:end]
+    if op == "Constant":
+        return numpy_helper.to_array(a["value"]) if "value" in a else None
+    if any(v is None or v.dtype.kind not in "iu" for v in values[:1]):
+        return None
+    if op == "Identity":
+        return values[0]
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = [int(x) for x in (values[1] if len(values) > 1 else a.get("axes", []))]
+        if op == "Squeeze":
+            return np.squeeze(values[0], axis=tuple(axes) if axes else None)
+        out = values[0]
+        for axis in sorted(axes):
+            out = np.expand_dims(out, axis)
+        return out
+    if op in ("Add", "Sub", "Mul", "Div", "Mod"):
+        x, y = values
+        if op in ("Div", "Mod") and not np.all(y):
+            return None
+        if op == "Div":
+            return np.sign(x) * np.sign(y) * (np.abs(x) // np.abs(y))
+        if op == "Mod":
+            return np.fmod(x, y) if a.get("fmod", 0) else np.mod(x, y)
+        return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op](x, y)
+    if op == "Reshape":
+        shape = [int(d) for d in values[1]]
+        if not a.get("allowzero", 0):
+            shape = [values[0].shape[i] if d == 0 else d for i, d in enumerate(shape)]
+        return values[0].reshape(shape)
+    if op == "Concat":
+        return np.concatenate(values, axis=a["axis"])
+    if op == "Cast":
+        target = helper.tensor_dtype_to_np_dtype(a["to"])
+        return values[0].astype(target) if np.dtype(target).kind in "iu" else None
+    if op == "Gather":
+        return np.take(values[0], values[1], axis=a.get("axis", 0))
+    if op == "Slice":
+        data, starts, ends = values[:3]
+        axes = values[3] if len(values) > 3 else np.arange(len(starts))
+        steps = values[4] if len(values) > 4 else np.ones(len(starts), dtype=np.int64)
+        index = [slice(None)] * data.ndim
+        for start, end, axis, step in zip(starts, ends, axes, steps):
+            index[int(axis)] = slice(int(start), int(end), int(step))
+        return data[tuple(index)]
+    return None
+
+
+def _gb(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
+
+
+class OnnxMemoryBound:
+    """The bytes of intermediate tensors one run of an ONNX graph takes, for a given input shape,
+    and the refusal of a run that would take more than its share (:data:`ONNX_ACTIVATION_FACTOR`).
+
+    onnxruntime has no per-run memory limit (docs/safety.md), so the shapes are worked out before
+    the run: shape arithmetic on the image's shape (``Shape``, ``Mod``, ``Div``, ``Concat``... on
+    small integer tensors) is computed here, then ONNX shape inference (strict, with data
+    propagation) gives every node's output shape. A graph whose shapes cannot all be known is
+    refused, as is one whose tensors add up to more than the allowance; values of the file's large
+    tensors and of inputs a caller may override (``mix``, ``strength``) are never assumed. The sum
+    counts every intermediate as alive at once (onnxruntime frees them as it goes), so it bounds
+    the run's peak from above. Each input shape is worked out once (a few to tens of ms).
+    """
+
+    def __init__(self, model: Any, path: Path) -> None:
+        import math
+
+        from onnx import TensorProto, helper, numpy_helper
+
+        self.path = path
+        graph = model.graph
+        overridable = {i.name for i in graph.input}
+        tensors = {t.name: t for t in graph.initializer}
+        self.weights = sum(math.prod(t.dims) for t in graph.initializer)
+        self.weights += sum(math.prod(t.values.dims) + math.prod(t.indices.dims) for t in graph.sparse_initializer)
+        convs = [tensors[n.input[1]].dims[0] for n in graph.node
+                 if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in tensors and tensors[n.input[1]].dims]
+        self.channels = max([3, *convs])
+        small, inputs = [], [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", "c", "h", "w"])]
+        for t in graph.initializer:
+            if (t.name not in overridable and math.prod(t.dims) <= _SHAPE_VALUES
+                    and t.data_type in (TensorProto.INT64, TensorProto.INT32)):
+                small.append(t)
+            else:
+                inputs.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        for sparse in graph.sparse_initializer:
+            inputs.append(helper.make_tensor_value_info(sparse.values.name, sparse.values.data_type, list(sparse.dims)))
+        self.known = {t.name: numpy_helper.to_array(t) for t in small}
+        skeleton = helper.make_graph(list(graph.node), "bound", inputs, list(graph.output), small)
+        self.skeleton = helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+        self.checked: dict[tuple[int, ...], int] = {}
+
+    def allowance(self, shape: tuple[int, ...]) -> int:
+        """Bytes a run on a batch of ``shape`` (B, 3, H, W) may hold in intermediate tensors."""
+        pixels = shape[0] * shape[2] * shape[3]
+        return 4 * (ONNX_ACTIVATION_FACTOR * pixels * self.channels + ONNX_WEIGHT_FACTOR * self.weights
+                    + ONNX_FLOOR_ELEMENTS)
+
+    def nbytes(self, shape: tuple[int, ...]) -> int:
+        """The bytes of all intermediate tensors of a run on a batch of ``shape``.
+
+        Raises:
+            UserError: a node's output shape cannot be known, or the graph contradicts itself.
+        """
+        import math
+
+        import numpy as np
+        import onnx
+        from onnx import helper, numpy_helper, shape_inference
+
+        model = onnx.ModelProto()
+        model.CopyFrom(self.skeleton)
+        known, folded = dict(self.known), []
+        with np.errstate(all="ignore"):
+            for node in model.graph.node:
+                if node.op_type not in _FOLDED_OPS or not all(x in known or (x == "image" and node.op_type == "Shape")
+                                                              for x in node.input if x):
+                    continue
+                try:
+                    value = _fold_integers(node, [known.get(x) for x in node.input], shape)
+                except (ValueError, IndexError, TypeError, KeyError, OverflowError):
+                    value = None
+                if value is not None and np.asarray(value).size <= _SHAPE_VALUES and len(node.output) == 1:
+                    known[node.output[0]] = np.asarray(value)
+                    folded.append(node.output[0])
+        kept = [n for n in model.graph.node if not (len(n.output) == 1 and n.output[0] in known)]
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        model.graph.initializer.extend(numpy_helper.from_array(known[name], name) for name in folded)
+        for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, shape):
+            dim.Clear()
+            dim.dim_value = value
+        try:
+            inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        except Exception as err:
+            raise not_a_model(self.path, f"its graph contradicts itself for a {'x'.join(map(str, shape))} input: "
+                                         f"{(str(err).strip().splitlines() or [''])[0][:100]}") from None
+        infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+        total = 0
+        for node in inferred.graph.node:
+            for name in node.output:
+                t = infos[name].type.tensor_type if name in infos else None
+                dims = ([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+                        if t and t.HasField("shape") else [-1])
+                try:
+                    itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize if t else 0
+                except (KeyError, TypeError, ValueError):
+                    itemsize = 0
+                if min(dims, default=0) < 0 or not itemsize:
+                    raise not_a_model(self.path, "fastmmd cannot bound the memory it takes: the shape of "
+                                                 f"{node.op_type} output {printable(name, 40)!r} is unknown for a "
+                                                 f"{'x'.join(map(str, shape))} input")
+                total += math.prod(dims) * itemsize
+        return total
+
+    def check(self, shape: tuple[int, ...], opening: bool = False) -> None:
+        """Refuses a run on a batch of ``shape`` whose intermediate tensors exceed :meth:`allowance`
+        (at ``opening``, a probe shape: the file is then not a model fastmmd runs).
+
+        Raises:
+            UserError: one line.
+        """
+        shape = tuple(int(d) for d in shape)
+        if shape not in self.checked:
+            self.checked[shape] = self.nbytes(shape)
+        need, allowed = self.checked[shape], self.allowance(shape)
+        if need > allowed:
+            why = (f"its intermediate tensors take {_gb(need)} for a {'x'.join(map(str, shape))} batch, over the "
+                   f"{_gb(allowed)} fastmmd allows a run in proportion to its input and weights")
+            raise not_a_model(self.path, why) if opening else UserError(f"{str(self.path)!r}: {why}")
+
+
 def available_cpu_memory() -> int:
     """Bytes of memory available to a new allocation: the OS's MemAvailable (8 GiB where unknown)."""
     try:
@@ -194,8 +398,10 @@ def onnx_error(path: Path, err: BaseException) -> UserError:
 
 
 def open_session(path: str | os.PathLike, threads: int | None = None,
-                 verified: bool = False) -> tuple[Any, str]:
-    """An onnxruntime CPU session for a checked ``.onnx`` file, and its ``fastmmd`` metadata text ("" if none).
+                 verified: bool = False) -> tuple[Any, str, OnnxMemoryBound | None]:
+    """An onnxruntime CPU session for a checked ``.onnx`` file, its ``fastmmd`` metadata text ("" if
+    none) and its memory bound (:class:`OnnxMemoryBound`, checked for :data:`ONNX_PROBE` before the
+    session opens; None for a verified file, which is not parsed).
 
     Args:
         path: the file.
@@ -207,10 +413,13 @@ def open_session(path: str | os.PathLike, threads: int | None = None,
         UserError: one line: not a readable or allowed model, onnxruntime missing or refusing it.
     """
     p = regular_file(path, "model")
+    bound = None
     if verified:
         data = p.read_bytes()
     else:
         model = read_onnx_model(p)
+        bound = OnnxMemoryBound(model, p)
+        bound.check(ONNX_PROBE, opening=True)  # onnxruntime folds constant subgraphs when the session opens
         data = model.SerializeToString()
     try:
         import onnxruntime
@@ -226,7 +435,7 @@ def open_session(path: str | os.PathLike, threads: int | None = None,
         text = session.get_modelmeta().custom_metadata_map.get("fastmmd", "")
     else:
         text = {q.key: q.value for q in model.metadata_props}.get("fastmmd", "")
-    return session, text
+    return session, text, bound
 
 
 class OnnxNetwork:
@@ -245,7 +454,7 @@ class OnnxNetwork:
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, verified: bool = False) -> None:
         self.path = regular_file(path, "model")
-        self.session, self.metadata_text = open_session(self.path, threads, verified)
+        self.session, self.metadata_text, self.bound = open_session(self.path, threads, verified)
         names = [i.name for i in self.session.get_inputs()]
         if names != ["image"]:
             raise not_a_model(self.path, f"inputs {names}, not ['image']")
@@ -255,6 +464,8 @@ class OnnxNetwork:
         import numpy as np
 
         feeds = {"image": np.ascontiguousarray(x, dtype=np.float32)}
+        if self.bound is not None:
+            self.bound.check(tuple(feeds["image"].shape))  # before onnxruntime allocates anything for this batch
         for name, value in (("mix", mix), ("strength", strength)):
             if value is not None:
                 if name not in self.optional:

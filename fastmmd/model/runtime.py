@@ -8,15 +8,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fastmmd.model.conditioning import DEFAULT_STRENGTH
 from fastmmd.model.networks import TransformerNet, size_padding
 
 
 class ExportedStylizer(nn.Module):
     """A :class:`TransformerNet` behind an image-in, image-out interface that scripts and exports.
 
-    ``forward(x)``: x is RGB (B, 3, H, W), uint8 0-255 or float 0-1; the result has x's dtype and
-    size (uint8: ``round(255 y)``). Inputs are cast to the weights' dtype, so fp16 weights take
-    fp32 images (int8 weights compute in float32, :mod:`fastmmd.model.storage`).
+    ``forward(x, mix=None, strength=None, style=None)``: x is RGB (B, 3, H, W), uint8 0-255 or float
+    0-1; the result has x's dtype and size (uint8: ``round(255 y)``). Inputs are cast to the weights'
+    dtype, so fp16 weights take fp32 images (int8 weights compute in float32,
+    :mod:`fastmmd.model.storage`). ``mix``, ``strength`` and ``style`` condition a conditioned
+    network as in :meth:`TransformerNet.forward <fastmmd.model.networks.TransformerNet.forward>`.
 
     Args:
         net: the trained network (its padding logic is reused by the TorchScript path).
@@ -29,8 +32,9 @@ class ExportedStylizer(nn.Module):
     """
 
     def __init__(self, net: TransformerNet, metadata: str = "{}", traceable: bool = False) -> None:
-        # forward(x, mix, strength): a conditioned network's mix (S,) or (B, S) and strength (1,) or
-        # (B,), None = its defaults (style 0, strength 1); see the module docstring per format
+        # forward(x, mix, strength, style): a conditioned network's mix (S,) or (B, S) and strength (1,)
+        # or (B,), None = its defaults (style 0, strength 1); each export format's form of these
+        # inputs: the module docstring of fastmmd.infer.export
         super().__init__()
         self.net = net
         self.metadata = metadata
@@ -54,3 +58,33 @@ class ExportedStylizer(nn.Module):
         x = F.pad(x, [0, size_padding(w), 0, size_padding(h)], mode="reflect")
         y = torch.sigmoid(self.net.trunk(x, condition))
         return F.pad(y, [0, w - y.shape[3], 0, h - y.shape[2]])  # negative pad = crop, no shape guard
+
+
+def condition_defaults(net: "TransformerNet") -> dict[str, Tensor]:
+    """The conditioning inputs ``net`` takes and their defaults: ``mix`` = style 0 (when it has
+    several styles), ``strength`` = 1 (when it has a strength input); empty when unconditioned."""
+    inputs = {}
+    if net.styles > 1:
+        inputs["mix"] = F.one_hot(torch.tensor(0), net.styles).float()
+    if net.strength_width:
+        inputs["strength"] = torch.full((1,), DEFAULT_STRENGTH)
+    return inputs
+
+
+def condition_examples(net: "TransformerNet") -> list[tuple[Optional[Tensor], ...]]:
+    """(mix, strength) pairs the parity check runs: each of the first three styles, a uniform
+    blend, strengths 0, 1 and 1.7 (None where the network takes no such input); [(None, None)]
+    for an unconditioned network. An arbitrary-style network's are (mix, strength, style) triples:
+    seeded random painting statistics, one painting and a blend of two."""
+    if not net.conditioned:
+        return [(None, None)]
+    if net.style_embedding:
+        g = torch.Generator().manual_seed(0)
+        style = 3 * torch.rand(2, net.style_features, generator=g)
+        strengths = [torch.tensor([v]) for v in (1.0, 0.0, 1.7)] if net.strength_width else [None] * 3
+        return [(None, strengths[0], style[:1]), (None, strengths[1], style[1:]),
+                (torch.tensor([0.3, 0.7]), strengths[2], style)]
+    mixes = [F.one_hot(torch.tensor(k), net.styles).float() for k in range(min(3, net.styles))]
+    mixes = (mixes + [torch.full((net.styles,), 1.0 / net.styles)]) if net.styles > 1 else [None]
+    strengths = [torch.tensor([v]) for v in (1.0, 0.0, 1.7)] if net.strength_width else [None]
+    return [(mixes[i % len(mixes)], strengths[i % len(strengths)]) for i in range(max(len(mixes), len(strengths)))]

@@ -1,19 +1,18 @@
 """How an exported file stores the network's weights: float32, float16 or int8.
 
-Exported files hold only the transformation network, so their size is the weights' size: about
-7 MB in float32, 3.5 MB in float16 and 1.8 MB in int8 for the default network (1.75 M parameters,
-99.7 % of them convolution weights). ``int8`` stores every convolution weight as signed 8-bit
+Exported files hold only the transformation network, so their size is the weights' size: 4, 2 or
+about 1 byte per parameter, i.e. 7.0, 3.5 and 1.8 MB for the default network's 1,750,915 parameters
+(99.7 % of them convolution weights). ``int8`` stores every convolution weight as signed 8-bit
 integers with one float32 scale per output channel (symmetric per-channel quantization, as in
 Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-
 Only Inference", but for storage only):
 
     s_o = max |w_o| / 127,   q = round(w / s_o) in [-127, 127],   w' = q s_o.
 
-The network still computes in floating point (:class:`Int8Conv2d` dequantizes on the fly, a few
-microseconds per call); biases and instance-norm parameters (0.3 % of the weights) stay float32.
-Measured on the six shipped styles (docs/benchmarks.md, "Model zoo storage"): outputs move by a
-mean of 0.0006-0.0009 and at most 0.027 on single pixels (in 0-1 RGB; one 8-bit level is 0.0039;
-float16: 0.00003-0.00006 and 0.0015), while the files halve against float16.
+The network still computes in floating point (:class:`Int8Conv2d` dequantizes its weight at every
+call); biases and instance-norm parameters (0.3 % of the weights) stay float32. On the six shipped
+styles the outputs move by well under one 8-bit level on average (up to several levels on single
+pixels), while the files halve against float16 (measured: docs/benchmarks.md, "Model zoo storage").
 
 :func:`dequantize_state` is the way back that readers of any format use
 (:mod:`fastmmd.model.files`), so what fastmmd runs from an int8 file is exactly ``q s_o``.

@@ -16,9 +16,10 @@ per tile, so neighbouring tiles come out with slightly different contrast and co
   tile, one pass per norm layer (layer k's statistics need layers < k normalised globally), each
   tile contributing only the region it owns. The final pass then normalises every tile with the
   image's statistics, and tiles agree with the untiled result up to the receptive field at their
-  borders (which the blend covers). Cost: about (number of norm layers + 2) / 2 extra forward
-  passes, 7-9x the time of a per-tile pass for the default network; opt-in
-  (``--tile-stats global``), as the blend alone leaves no seam (docs/benchmarks.md).
+  borders (which the blend covers). Cost: about (L + 2) / 2 extra forward passes for L norm layers
+  (pass k runs only up to layer k), 8.5 for the default network's 15; opt-in (``--tile-stats
+  global``), as the blend alone leaves no seam (measured: docs/benchmarks.md, "Stylize / export"
+  and "Tile statistics: which default").
 
 Tiles start at multiples of the network's size multiple (``ALIGN`` = 4), so its two stride-2
 convolutions sample the same grid in every tile as in the whole image.

@@ -10,6 +10,8 @@
   folder is on another file system the "move" is a copy straight into the final path, so a run
   killed mid-save can leave a truncated ``last.ckpt``.
 * :class:`StylizedImageWriter` saves what ``fastmmd predict`` produces.
+* :class:`NetworkEMA` keeps an exponential moving average of the network's weights and
+  ships it as the checkpoint's network.
 * :class:`ValidationScores` scores the validation photos with ``fastmmd compare``'s metrics
   (``val/style_swd``, ``val/content_distance``) and their stability (``val/temporal_error``), and :class:`ElapsedTime` logs the fit's wall-clock
   (``time/elapsed_s``), so a learning curve can be read against time in ``metrics.csv``.
@@ -29,11 +31,12 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
-from fastmmd.base.errors import NonFiniteLossError
+from fastmmd.base.errors import NonFiniteLossError, UserError
 from fastmmd.base.images import read_image, save_image
 from fastmmd.base.outputs import atomic_path
 from fastmmd.core import motion
 from fastmmd.losses.metrics import content_score, masked_abs_error, style_swd
+from fastmmd.model.checkpoints import NETWORK_PREFIX
 from fastmmd.model.conditioning import style_names
 from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 
@@ -126,9 +129,13 @@ class RunCheckpoint(ModelCheckpoint):
 
     ModelCheckpoint's own later saves of a step already saved are skipped, as ModelCheckpoint skips
     its own: after a validation (the ``metrics.csv`` clock would then run ahead of the checkpoint's),
-    at the epoch's end and in ``on_train_end`` (Lightning >= 2.5.x writes ``last.ckpt`` there when it
+    at the epoch's end and in ``on_train_end`` (Lightning 2.6 writes ``last.ckpt`` there when it
     has not written one itself). A save after the epoch loop ended records the epoch as finished, so
     a run stopped mid-epoch by ``max_steps`` would resume at the next epoch, one epoch off.
+
+    This relies on ModelCheckpoint saving from no other hook than the four gated here (and
+    ``on_exception``, only with ``save_on_exception``): tests/test_lightning_contract.py pins the hooks
+    it overrides for each supported Lightning version.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -218,14 +225,15 @@ class ValidationScores(L.Callback):
       over the pixels both show (:func:`fastmmd.losses.metrics.masked_abs_error`, as
       :func:`fastmmd.losses.metrics.temporal_error` measures clips). One extra network pass.
 
-    Both are means over the validation photos, measured as ``compare``/``evaluate`` measure a saved
+    All three are means over the validation photos, measured as ``compare``/``evaluate`` measure a saved
     output: the output rounded to 8 bits, VGG in float32 (autocast off), the style image(s) the
     module trains on read at the validation size (long edge ``model.image_size``; several style
     images are pooled into one sample, their blend weights not applied; a network trained on
     several styles, ``model.conditioning: [styles]``, is scored per photo against the style that
     photo was drawn in, photo j in style j mod S, and also logs ``val/style_swd/<style name>``), the module's own VGG
-    weights, ``projections`` directions seeded with ``seed``. The cost is one extra VGG pass over
-    the ``data.val_size`` photos per validation. Skipped during the sanity check.
+    weights, ``projections`` directions seeded with ``seed``. The cost per validation: a VGG pass
+    over the outputs and one over the photos (to the content layer), plus the temporal error's
+    network pass, over the ``data.val_size`` photos. Skipped during the sanity check.
 
     Args:
         projections: random directions of the sliced Wasserstein distance (``compare``: 64).
@@ -346,3 +354,196 @@ class ElapsedTime(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._offset = float(state_dict.get("elapsed_s", 0.0))
+
+
+#: Checkpoint entry of the trained (not averaged) network under :class:`NetworkEMA`; the
+#: ``state_dict`` holds the average. The entry names are the ones Lightning's own ``WeightAveraging``
+#: writes, so checkpoints written with either callback resume with this one.
+TRAINED_STATE_KEY = "current_model_state"
+#: Checkpoint entry of the averaging's own state: ``{"n_averaged": tensor(updates so far)}``.
+AVERAGING_STATE_KEY = "averaging_state"
+
+
+class NetworkEMA(L.Callback):
+    """An exponential moving average (EMA) of the network's weights; checkpoints ship the average.
+
+    fastmmd's counterpart of Lightning's ``lightning.pytorch.callbacks.EMAWeightAveraging`` (Lightning
+    >= 2.6), with its arguments, update rule, checkpoint entries and callback state key
+    (``EMAWeightAveraging``), built only on public hooks: it averages ``pl_module.network`` alone (not
+    the frozen VGG or the style targets, which never change) and pairs every tensor by its
+    ``state_dict`` name, never by position. ``fastmmd fit`` runs it where a config names Lightning's
+    class (:func:`fastmmd.train.cli.own_weight_averaging`).
+
+    * Update: after an optimizer step ``s`` (0-based) with ``s >= update_starting_at_step`` (if set)
+      and ``s % update_every_n_steps == 0``, and after each epoch ``e >= update_starting_at_epoch``
+      (if set): ``average = decay * average + (1 - decay) * weights``
+      (``torch.optim.swa_utils.get_ema_avg_fn``); the first update copies the weights. Parameters are
+      averaged, and buffers too if ``use_buffers``, else copied.
+    * Validation during fit runs on the average; when fit ends the network holds the average.
+    * Checkpoints: ``state_dict`` holds the averaged network (what export, stylize and evaluate read),
+      ``current_model_state`` the trained one (keys ``network.*``), ``averaging_state``
+      ``{"n_averaged": tensor}`` and the callback state ``{"latest_update_step": int}``. Resuming
+      restores both networks whatever order Lightning calls the hooks in: the average is read into
+      the callback, the trained weights go into the network when training starts (a validation
+      before that runs on the average). A checkpoint without these entries starts the average from
+      its ``state_dict``.
+
+    Args:
+        device: where the average lives (default: the network's device when fit starts).
+        use_buffers: average the buffers too (else they are copied at each update).
+        decay: weight of the old average, in [0, 1].
+        update_every_n_steps: update after every n-th optimizer step (0: never after steps).
+        update_starting_at_step: first step that updates (default: the first).
+        update_starting_at_epoch: update after every epoch from this one on (default: never after epochs).
+    """
+
+    def __init__(self, device: torch.device | str | int | None = None, use_buffers: bool = True, decay: float = 0.999,
+                 update_every_n_steps: int = 1, update_starting_at_step: int | None = None,
+                 update_starting_at_epoch: int | None = None) -> None:
+        self.device = torch.device(device) if isinstance(device, (str, int)) else device
+        self.use_buffers, self.decay = use_buffers, decay
+        self.update_every_n_steps = update_every_n_steps
+        self.update_starting_at_step = update_starting_at_step
+        self.update_starting_at_epoch = update_starting_at_epoch
+        self._avg_fn: Any = None  # torch's EMA rule for this decay, made at setup
+        self._average: dict[str, torch.Tensor] | None = None  # network state name -> averaged tensor
+        self._held: dict[str, torch.Tensor] | None = None  # the trained weights while the network shows the average
+        self._count = 0  # updates so far
+        self._latest_update_step = 0  # global step of the last update after a step
+        self._latest_update_epoch = -1  # epoch of the last update after an epoch
+        self._finished = False  # fit has ended: the network keeps showing the average
+
+    @property
+    def state_key(self) -> str:
+        """Where the checkpoint keeps this callback's state: Lightning's EMA callback's key, so either resumes."""
+        return "EMAWeightAveraging"
+
+    @property
+    def average(self) -> dict[str, torch.Tensor]:
+        """The averaged network, by ``network.state_dict()`` name (empty before fit sets it up)."""
+        return dict(self._average or {})
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        """Whether to update after optimizer step ``step_idx`` or after epoch ``epoch_idx`` (both 0-based)."""
+        if step_idx is not None and (self.update_starting_at_step is None or step_idx >= self.update_starting_at_step) \
+                and self.update_every_n_steps > 0 and step_idx % self.update_every_n_steps == 0:
+            return True
+        return (epoch_idx is not None and self.update_starting_at_epoch is not None
+                and epoch_idx >= self.update_starting_at_epoch)
+
+    # ---------------------------------------------------------------- the network's tensors, by name
+    @staticmethod
+    def _state(pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        """The network's parameters and buffers by name (detached views: writing them writes the network)."""
+        return pl_module.network.state_dict()
+
+    @torch.no_grad()
+    def _show_average(self, pl_module: L.LightningModule) -> None:
+        """Puts the average into the network, holding the trained weights aside (once)."""
+        if self._average is None:
+            return
+        live = self._state(pl_module)
+        if self._held is None:
+            self._held = {name: t.detach().clone() for name, t in live.items()}
+        for name, t in live.items():
+            t.copy_(self._average[name])
+
+    @torch.no_grad()
+    def _show_trained(self, pl_module: L.LightningModule) -> None:
+        """Puts the held trained weights back into the network."""
+        if self._held is None:
+            return
+        for name, t in self._state(pl_module).items():
+            t.copy_(self._held[name])
+        self._held = None
+
+    @torch.no_grad()
+    def _update(self, pl_module: L.LightningModule) -> None:
+        assert self._average is not None
+        buffers = {name for name, _ in pl_module.network.named_buffers()}
+        for name, t in self._state(pl_module).items():
+            average, now = self._average[name], t.detach().to(self._average[name].device)
+            if self._count == 0 or (name in buffers and not self.use_buffers):
+                average.copy_(now)
+            else:
+                average.copy_(self._avg_fn(average, now, self._count))
+        self._count += 1
+
+    # ---------------------------------------------------------------- hooks
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if str(getattr(stage, "value", stage)) == "fit":
+            if not 0.0 <= self.decay <= 1.0:  # here, not in __init__: jsonargparse would bury the message
+                raise UserError(f"the EMA's decay must be in [0, 1], not {self.decay}")
+            from torch.optim.swa_utils import get_ema_avg_fn
+
+            self._avg_fn = get_ema_avg_fn(self.decay)
+            device = self.device if self.device is not None else next(iter(self._state(pl_module).values())).device
+            self._average = {name: t.detach().clone().to(device) for name, t in self._state(pl_module).items()}
+            self._held, self._count, self._latest_update_epoch, self._finished = None, 0, -1, False
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average is not None and self.device is None:  # the Trainer has moved the network by now
+            place = {name: t.device for name, t in self._state(pl_module).items()}
+            self._average = {name: t.to(place[name]) for name, t in self._average.items()}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._show_trained(pl_module)  # a resumed run's trained weights
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if (self._average is not None and trainer.global_step > self._latest_update_step
+                and self.should_update(step_idx=trainer.global_step - 1)):
+            self._update(pl_module)
+            self._latest_update_step = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (self._average is not None and trainer.current_epoch > self._latest_update_epoch
+                and self.should_update(epoch_idx=trainer.current_epoch)):
+            self._update(pl_module)
+            self._latest_update_epoch = trainer.current_epoch
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._show_average(pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._finished:  # after fit the network keeps the average
+            self._show_trained(pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._show_average(pl_module)
+        self._finished = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"latest_update_step": self._latest_update_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._latest_update_step = int(state_dict["latest_update_step"])
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._average is None:  # not fitting: the module's state_dict is what there is
+            return
+        trained = self._held if self._held is not None else self._state(pl_module)
+        others = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(NETWORK_PREFIX)}
+        checkpoint["state_dict"] = others | {NETWORK_PREFIX + k: v.detach().clone() for k, v in self._average.items()}
+        checkpoint[TRAINED_STATE_KEY] = {NETWORK_PREFIX + k: v.detach().clone() for k, v in trained.items()}
+        checkpoint[AVERAGING_STATE_KEY] = {"n_averaged": torch.tensor(self._count, dtype=torch.long)}
+
+    @torch.no_grad()
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._average is None:  # validate/test/predict: the state_dict (the average) is the network
+            return
+        network = {k.removeprefix(NETWORK_PREFIX): v for k, v in checkpoint["state_dict"].items()
+                   if k.startswith(NETWORK_PREFIX)}
+        for name, t in self._average.items():
+            t.copy_(network[name])
+        trained = checkpoint.get(TRAINED_STATE_KEY)
+        if isinstance(trained, dict) and AVERAGING_STATE_KEY in checkpoint:
+            self._count = int(checkpoint[AVERAGING_STATE_KEY]["n_averaged"])
+            self._held = {k.removeprefix(NETWORK_PREFIX): v.detach().clone() for k, v in trained.items()
+                          if k.startswith(NETWORK_PREFIX)}
+            missing = set(self._average) - set(self._held)
+            if missing:
+                raise UserError(f"the checkpoint's {TRAINED_STATE_KEY} lacks network weights {sorted(missing)[:3]}; "
+                                "it was not written by `fastmmd fit`")
+        else:  # written without weight averaging: the average starts from its network (the first update copies)
+            self._count, self._held = 0, None

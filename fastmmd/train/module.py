@@ -8,8 +8,8 @@ is frozen and never enters a checkpoint, which holds only ``network.*`` weights,
 schedule state, the config and the ``"fastmmd"`` description of :mod:`fastmmd.model.checkpoints`.
 
 Each step runs the network on the content batch, then VGG over the generated images with gradients
-and over the content images without (truncated at the content layer, see ``scripts/bench_train.py``
-for why that beats one joint pass). Precision comes from the Trainer (``32``, ``16-mixed``,
+and over the content images without (truncated at the content layer, which beats one joint pass:
+docs/benchmarks.md, "Feed-forward training"). Precision comes from the Trainer (``32``, ``16-mixed``,
 ``bf16-mixed``): the network and VGG run under autocast, every statistic and loss in float32.
 Image grids, the NaN guard and checkpoint I/O live in :mod:`fastmmd.train.callbacks`.
 """
@@ -33,27 +33,14 @@ from fastmmd.core import motion
 from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import StyleCriterion
 from fastmmd.losses.stability import stability_loss
-from fastmmd.model.arbitrary import (
-    EMBEDDING_LAYERS,
-    EMBEDDING_WIDTH,
-    statistics_width,
-    style_statistics,
-)
-from fastmmd.model.checkpoints import (
-    FORMAT_VERSION,
-    KEY,
-    NETWORK_PREFIX,
-    checkpoint_entries,
-    description,
-)
+from fastmmd.model.arbitrary import EMBEDDING_LAYERS, EMBEDDING_WIDTH, statistics_width, style_statistics
+from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version, checkpoint_entries, description
 from fastmmd.model.conditioning import STRENGTH_WIDTH, copy_into_every_slot, style_names
 from fastmmd.model.conditioning import describe as describe_conditioning
 from fastmmd.model.networks import TransformerNet
+from fastmmd.train.callbacks import TRAINED_STATE_KEY
 from fastmmd.train.draws import Draw, draw_conditions, validation_conditions
 from fastmmd.vgg.features import VGGFeatures
-
-#: Where Lightning's ``WeightAveraging`` callbacks keep the trained (not averaged) module's state in a checkpoint.
-TRAINED_STATE_KEY = "current_model_state"
 
 RNG_KEY = "fastmmd_criterion_rng"  # the Gaussian estimators' generator state, for exact resumes
 #: px along the border of a whole-pixel stability crop that are not compared (2 cells of the network's 4 px grid)
@@ -105,19 +92,18 @@ class StyleTransferModule(L.LightningModule):
             run, or an exported ``.pt``/``.pt2``), read by :func:`fastmmd.model.files.read_network`
             (weights only, no code). The optimizer, schedule and step start fresh; ``--ckpt_path``
             (resume) overrides these weights with the checkpoint's. Started from a network that
-            already reproduces photos, a new style ends 10 CPU minutes with a 2-9 % lower content
-            distance at the same style distance (docs/benchmarks.md, "A new
-            style on the CPU").
+            already reproduces photos, a new style ends a short CPU run closer to the photos at the
+            same style distance (measured: docs/benchmarks.md, "A new style on the CPU").
         lr: Adam learning rate. ``lr_schedule``: ``constant``, ``cosine`` (to ``lr_min`` at the last
             step) or ``step`` (times ``lr_gamma`` every ``lr_step_size`` steps).
         channels_last: NHWC memory format for ``vgg`` (default: its convolutions run faster, most of
             all under bf16) or ``all`` (the network and its inputs too; on CPU this is slower, because
-            instance norm converts NHWC back to NCHW at every layer; see docs/benchmarks.md).
+            instance norm converts NHWC back to NCHW at every layer; docs/benchmarks.md,
+            "Feed-forward training").
         compile: ``torch.compile`` the network and VGG in place (``nn.Module.compile``, so checkpoint
-            keys do not change) when fitting starts. Measured at 256 px, batch 4, bf16: 1.14-1.22x
-            the eager step on the 2-core CPU (3.37x the naive loop instead of 2.80x, in a run that
-            interleaves the variants; docs/benchmarks.md) and 1.41x on an H100; the first steps
-            pay the compilation (about a minute on the CPU). Off by default:
+            keys do not change) when fitting starts: faster steps on the CPU and on a GPU
+            (measured: docs/benchmarks.md, "Feed-forward training" and "On one GPU"), after the
+            first steps have paid the compilation. Off by default:
             a short run may not earn the compile time back, and resumes are not bitwise exact
             across eager and compiled runs.
         stability_weight: weight of Gupta et al.'s stability loss (:mod:`fastmmd.losses.stability`),
@@ -132,16 +118,22 @@ class StyleTransferModule(L.LightningModule):
             sub-pixel bilinear shifts. Exact: the target is not blurred by resampling, so fine
             texture is not what the term removes; what it removes is texture tied to the network's
             4 px grid instead of the photo (docs/benchmarks.md, "Grid lock"), which 1..3 px moves
-            change most. Measured (400-step fine-tune, weight 100, shift 3): the lattice's period-4
-            power 303 -> 67, temporal error 0.57x where sub-pixel moves gave 0.63x, same style.
+            change most. Against sub-pixel moves at the same weights it removes the period-4 lattice
+            and flickers less at the same style distance (measured: docs/benchmarks.md, "The fix:
+            whole-pixel stability moves").
         loss_jitter: J px: each training step scores the output and the photo cropped by J px at
             one random offset in 0..J (same for both), so VGG-19's pooling grid (stride 2..16 from
             the crop's corner) and the network's 4 px grid no longer line up the same way every
-            step, and a pattern phased with both stops paying. Measured (docs/benchmarks.md, "Grid
-            lock"): 3 cut the lattice's period-2 component by 64 %. 0 = off (validation never jitters).
+            step, and a pattern phased with both stops paying: 3 cut the lattice's period-2
+            component in a fine-tune (measured: docs/benchmarks.md, "Grid lock"). 0 = off (validation
+            never jitters).
         seed: seeds the criterion's generator (Gaussian estimators) and the one of the training step's
             perturbations (the stability loss's shifts and noise, the loss jitter's offsets).
     """
+
+    #: FLOPs per training batch for Lightning's ``ThroughputMonitor``: not counted (None), which the
+    #: monitor reads as "no FLOPs metrics" instead of warning that the attribute is missing.
+    flops_per_batch: float | None = None
 
     def __init__(
         self,
@@ -305,11 +297,10 @@ class StyleTransferModule(L.LightningModule):
     def configure_model(self) -> None:
         """Computes the style targets, once, for every Trainer stage (fit, validate, test, predict).
 
-        Here rather than at fit start because Lightning's weight averaging deep-copies the module
-        in its ``setup`` (calling this hook first) and pairs the copy's buffers with the module's by
-        position, so targets added later would misalign them. The Trainer calls this before it
-        moves the module to its device, under its default-device context: the targets are computed
-        where the VGG is (the CPU) and move with the module.
+        The Trainer calls this before it restores a checkpoint and moves the module to its device,
+        under its default-device context: the targets are computed where the VGG is (the CPU) and
+        move with the module. (Weight averaging, :class:`~fastmmd.train.callbacks.NetworkEMA`,
+        copies the network alone, by name, so it does not care when the targets appear.)
         """
         self._ensure_style()
 
@@ -490,10 +481,11 @@ class StyleTransferModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keeps only the network's weights (never the frozen VGG) and adds the description.
 
-        Under Lightning's weight averaging (``EMAWeightAveraging``, ``WeightAveraging``; their
-        ``on_save_checkpoint`` runs first) ``state_dict`` already holds the averaged module and
-        ``current_model_state`` the trained one: both keep only their network, so the file's network
-        (what export, stylize and evaluate read) is the average, and a resume restores both."""
+        Under weight averaging (:class:`~fastmmd.train.callbacks.NetworkEMA`, or Lightning's
+        own ``WeightAveraging`` in a Trainer built by hand) ``state_dict`` holds the averaged network
+        and ``current_model_state`` the trained one: both keep only their network, so the file's
+        network (what export, stylize and evaluate read) is the average. With fastmmd's callback
+        the file is the same whether its hook runs before this one (as Lightning calls them) or after."""
         entries = checkpoint_entries(self.network, self.describe())
         if isinstance(checkpoint.get(TRAINED_STATE_KEY), dict):  # the callback's two module states, network only
             for key in ("state_dict", TRAINED_STATE_KEY):
@@ -505,11 +497,10 @@ class StyleTransferModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Re-adds this module's own frozen (non-network) weights so strict loading still checks the network."""
-        meta = checkpoint.get(KEY, {})
-        if int(meta.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
-            raise UserError(f"checkpoint format {meta['format_version']} is newer than this fastmmd; upgrade fastmmd")
+        if isinstance(checkpoint.get(KEY), dict):  # what fastmmd wrote; the CLI has read the file whole before
+            check_format_version(checkpoint[KEY], "the checkpoint")
         own = {k: v for k, v in self.state_dict().items() if not k.startswith(NETWORK_PREFIX)}
-        for key in ("state_dict", TRAINED_STATE_KEY):  # weight averaging reloads the trained module from the second
+        for key in ("state_dict", TRAINED_STATE_KEY):  # Lightning's WeightAveraging loads the second strictly
             if isinstance(checkpoint.get(key), dict):
                 checkpoint[key] = {**own, **checkpoint[key]}
         if RNG_KEY in checkpoint:

@@ -175,7 +175,7 @@ class ResumableLoader(DataLoader):
 
 
 class StreamLoader(DataLoader):
-    """DataLoader over a :class:`StreamDataset` that sets the stream's epoch before each pass.
+    """DataLoader over a :class:`~fastmmd.train.data.StreamDataset` that sets the stream's epoch before each pass.
 
     ``epoch_of`` is read at the first ``next()`` (Lightning's epoch counter is final by then, also
     right after a resume). Not stateful: a streamed epoch resumes from its beginning.

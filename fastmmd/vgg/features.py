@@ -48,6 +48,9 @@ def layer_names(config: Sequence[int | str] = VGG19_CONFIG) -> list[str]:
 
 
 LAYER_NAMES: tuple[str, ...] = tuple(layer_names())
+#: The smallest image side the losses and metrics take: VGG-19 pools four times before relu5_1,
+#: so a 16 px side reaches it as one position.
+MIN_SIDE = 16
 #: The paper's (and Gatys') style layers and content layer.
 STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)

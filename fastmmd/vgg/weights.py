@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from fastmmd.base.errors import UserError
-from fastmmd.base.safe_load import load_pickle, not_a_model
+from fastmmd.base.safe_load import check_tensor_bytes, load_pickle, not_a_model
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -55,7 +55,7 @@ def imagenet_preprocess() -> nn.Module:
     """RGB [0, 1] -> (x - mean) / std with the ImageNet statistics (torchvision's convention).
 
     torchvision is imported here, not at the top: the default ``caffe`` source never needs it, and
-    importing it costs ~1.6 s on a loaded 2-core CPU (half of ``import torch``)."""
+    importing it costs seconds of start-up (measured: docs/benchmarks.md, "images.py vs torchvision")."""
     from torchvision.transforms import v2
 
     return v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)
@@ -132,10 +132,11 @@ def file_state_dict(path: Path) -> dict[str, Tensor]:
         raise UserError(f"{str(path)!r} does not hold a state dict")
     out = {}
     for key, value in state.items():
-        m = re.search(r"(?:^|\.)(\d+)\.(weight|bias)$", key)
+        m = re.search(r"(?:^|\.)(\d+)\.(weight|bias)$", key) if isinstance(key, str) else None
         if m and not key.startswith("classifier") and isinstance(value, Tensor):
-            out[f"{m.group(1)}.{m.group(2)}"] = value.float()
-    return out
+            out[f"{m.group(1)}.{m.group(2)}"] = value
+    check_tensor_bytes(out, path, "VGG-19 weights file")  # .float() never expands a stride-0 view (64 bytes as 2^31)
+    return {k: v.float() for k, v in out.items()}
 
 
 def random_state_dict(features: nn.Sequential, seed: int = 0) -> dict[str, Tensor]:

@@ -54,21 +54,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
 
 from fastmmd.base.errors import ImageError, UserError, one_line
-from fastmmd.base.images import (
-    decode_image,
-    fit_size,
-    pil_to_tensor,
-    resize,
-    save_image,
-    tensor_to_pil,
-)
+from fastmmd.base.images import decode_image, fit_size, pil_to_tensor, resize, save_image, tensor_to_pil
 from fastmmd.infer.conditions import ConditionSpace
 from fastmmd.infer.video import VIDEO_SUFFIXES, is_video
 from fastmmd.model.conditioning import DEFAULT_STRENGTH
+from fastmmd.model.files import NETWORK_SUFFIXES
 
 #: Previews and contact-sheet thumbnails: the photo's longer side scaled down to this.
 PREVIEW_SIZE = 384
-MODEL_SUFFIXES = (".pt", ".pt2", ".ckpt")
 #: Photos, results and previews kept (oldest dropped first).
 MAX_PHOTOS, MAX_JOBS, MAX_PREVIEWS = 64, 16, 512
 #: Priorities of the worker queue: lower runs first.
@@ -183,7 +176,7 @@ class Catalog:
                 models.append(Model(row["name"], _zoo_label(row), "zoo", stylizer, bf16))
         if models_dir is not None:
             for path in sorted(Path(models_dir).iterdir()):
-                if not (path.is_file() and path.suffix.lower() in MODEL_SUFFIXES):
+                if not (path.is_file() and path.suffix.lower() in NETWORK_SUFFIXES):
                     continue
                 try:
                     stylizer = load_stylizer(path, device=device, bf16=bf16)
