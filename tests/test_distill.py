@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import fails_with_one_line, synthetic_image, write_tiny_checkpoint
+
 from fastmmd.__main__ import main
-from fastmmd.train.distill import distillation_loss, random_crops, teacher_targets, train_student
 from fastmmd.model.networks import TransformerNet
+from fastmmd.train.distill import distillation_loss, random_crops, teacher_targets, train_student
 
 
 def test_crops_are_seeded_sized_and_uint8():
@@ -63,8 +63,8 @@ def test_distill_refuses_bad_input_in_one_line(tmp_path, make_image, capsys):
     make_image("photos/0.png", 40, 36)
     base = ["distill", str(teacher), "--photos", str(tmp_path / "photos"), "--output", str(tmp_path / "s.ckpt")]
     fails_with_one_line([*base, "--steps", "0"], capsys, "--steps")
-    fails_with_one_line(["distill", str(teacher), "--photos", str(tmp_path / "none"), "--output", str(tmp_path / "s.ckpt")],
-                        capsys, "no photos")
+    fails_with_one_line(["distill", str(teacher), "--photos", str(tmp_path / "none"), "--output",
+                         str(tmp_path / "s.ckpt")], capsys, "no photos")
     fails_with_one_line([*base[:-1], str(tmp_path / "s.pt")], capsys, ".ckpt")
     mixed = write_tiny_checkpoint(tmp_path / "mixed.ckpt", width=4, residual_blocks=0, styles=2)
     fails_with_one_line(["distill", str(mixed), *base[2:]], capsys, "conditioned")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fails_with_one_line, write_tiny_checkpoint
 from PIL import Image
 
-from conftest import fails_with_one_line, write_tiny_checkpoint
 from fastmmd.__main__ import main
 
 pytest.importorskip("onnxruntime")
@@ -71,7 +71,8 @@ def test_fast_path_never_imports_torch(onnx_file, make_image, tmp_path):
     photo = make_image("p.png", 24, 20)
     code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
             "from fastmmd.__main__ import main\n"
-            f"raise SystemExit(main(['stylize', {str(onnx_file)!r}, {str(photo)!r}, '-o', {str(tmp_path / 'o')!r}, '-q']))")
+            f"raise SystemExit(main(['stylize', {str(onnx_file)!r}, {str(photo)!r}, '-o', "
+            f"{str(tmp_path / 'o')!r}, '-q']))")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -151,8 +152,8 @@ def test_shipped_onnx_is_verified_by_its_sha256_only(onnx_file, tmp_path, monkey
 def test_stylize_array_rounds_as_the_torch_path():
     import torch
 
-    from fastmmd.infer.fast_stylize import stylize_array
     from fastmmd.base.images import pil_to_tensor, tensor_to_pil
+    from fastmmd.infer.fast_stylize import stylize_array
 
     rgb = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
     network = lambda x: np.clip(x * 1.37 - 0.2, -0.5, 1.5)  # noqa: E731  (values outside [0, 1] too)

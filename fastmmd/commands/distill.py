@@ -33,7 +33,8 @@ def build_parser():
     p.add_argument("--width", type=int, default=8, help="the student's first-layer channels (the teacher's is 32)")
     p.add_argument("--residual-blocks", type=int, default=5, help="the student's residual blocks")
     p.add_argument("--size", type=int, default=256, help="crop side in px")
-    p.add_argument("--crops-per-photo", type=int, default=2, help="random crops per photo, stylized once by the teacher")
+    p.add_argument("--crops-per-photo", type=int, default=2,
+                   help="random crops per photo, stylized once by the teacher")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -71,7 +72,9 @@ def run(args) -> int:
         raise UserError(f"{str(teacher_path)!r} is a conditioned network (several styles, a strength or any painting); "
                         "distill takes single-style networks")
     teacher.eval().requires_grad_(False)
-    say = (lambda text: None) if args.quiet else (lambda text: print(f"fastmmd distill: {text}", file=sys.stderr, flush=True))
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"fastmmd distill: {text}", file=sys.stderr, flush=True)
     images = []
     for f in files:
         try:

@@ -235,8 +235,8 @@ def _fold_computed_kernels(model: Any, optimizer: Any) -> None:
         if id(node) not in memo:
             memo[id(node)] = False  # a graph has no cycles; this only bounds the recursion
             consumers = [use[0] for value in node.outputs for use in value.uses()]
-            memo[id(node)] = any(c.op_type not in ("Conv", *_DEQUANTIZE) or (c.op_type in _DEQUANTIZE and builds_a_kernel(c))
-                                 for c in consumers)
+            memo[id(node)] = any(c.op_type not in ("Conv", *_DEQUANTIZE)
+                                 or (c.op_type in _DEQUANTIZE and builds_a_kernel(c)) for c in consumers)
         return memo[id(node)]
 
     optimizer.fold_constants(model, should_fold=lambda node: True if builds_a_kernel(node) else None)

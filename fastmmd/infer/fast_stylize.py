@@ -158,8 +158,8 @@ def run_fast(argv: Sequence[str]) -> int | None:
     from PIL import Image
 
     from fastmmd.base.images import open_image, save_image
-    from fastmmd.model.onnx_files import OnnxNetwork
     from fastmmd.base.outputs import OutputNames, check_output_dir
+    from fastmmd.model.onnx_files import OnnxNetwork
 
     network = OnnxNetwork(model, args.threads, verified)
     style, conditioned = metadata_styles(network.metadata_text, network.path)

@@ -430,7 +430,8 @@ def open_session(path: str | os.PathLike, threads: int | None = None,
             session = onnxruntime.InferenceSession(data, _onnx_options(onnxruntime, empty, threads),
                                                    providers=["CPUExecutionProvider"])
         except Exception as err:
-            raise not_a_model(p, f"onnxruntime cannot run it: {(str(err).strip().splitlines() or [''])[0][:160]}") from None
+            first = (str(err).strip().splitlines() or [""])[0][:160]
+            raise not_a_model(p, f"onnxruntime cannot run it: {first}") from None
     if verified:
         text = session.get_modelmeta().custom_metadata_map.get("fastmmd", "")
     else:

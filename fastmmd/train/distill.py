@@ -93,7 +93,8 @@ def distillation_loss(student: Tensor, teacher: Tensor, edge_weight: float) -> T
     if edge_weight:
         dx = lambda z: z[..., :, 1:] - z[..., :, :-1]  # noqa: E731
         dy = lambda z: z[..., 1:, :] - z[..., :-1, :]  # noqa: E731
-        loss = loss + edge_weight * ((dx(student) - dx(teacher)).abs().mean() + (dy(student) - dy(teacher)).abs().mean())
+        edges = (dx(student) - dx(teacher)).abs().mean() + (dy(student) - dy(teacher)).abs().mean()
+        loss = loss + edge_weight * edges
     return loss
 
 
