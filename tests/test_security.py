@@ -789,7 +789,7 @@ def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, 
     from conftest import write_tiny_checkpoint
 
     from fastmmd.infer.export import export_checkpoint
-    from fastmmd.model.files import OnnxMemoryBound, _onnx_model
+    from fastmmd.model.files import OnnxMemoryBound, read_onnx_model
 
     if "onnx" not in tiny_exports:
         pytest.skip("onnx export unavailable")
@@ -799,6 +799,6 @@ def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, 
         export_checkpoint(two, tmp_path / f"two_{weights}.onnx", fmt="onnx", weights=weights)
         files.append(tmp_path / f"two_{weights}.onnx")
     for path in files:
-        bound = OnnxMemoryBound(_onnx_model(path), path)
+        bound = OnnxMemoryBound(read_onnx_model(path), path)
         for shape in ((1, 3, 8, 8), (1, 3, 17, 23), (4, 3, 64, 48), (1, 3, 1080, 1920)):
             assert bound.nbytes(shape) < bound.allowance(shape) / 4, (path.name, shape)
