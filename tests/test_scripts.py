@@ -7,6 +7,7 @@ size, as a subprocess, exactly as its docstring tells a user to run it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -136,3 +137,20 @@ def test_grid_lock_tells_a_pattern_tied_to_the_grid_from_one_that_moves_with_the
     assert moving["off_grid"] == pytest.approx(0.0, abs=1e-7) and moving["on_grid"] == pytest.approx(0.0, abs=1e-7)
     locked = module.grid_lock(gridded, photo)
     assert locked["on_grid"] == pytest.approx(0.0, abs=1e-7) and locked["off_grid"] > 0.02
+
+
+def test_bench_peer_runs_ours_side_by_side_without_the_peer(tiny_exports, tmp_path):
+    """scripts/bench_peer.py at a tiny size, ours only (the peer lives in another venv): an .onnx on the
+    torch-free path and a .pt through torch, both timed in-process and as whole commands."""
+    from conftest import synthetic_image
+
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    photo = tmp_path / "photo.png"
+    synthetic_image(40, 30).save(photo)
+    models = f"{tiny_exports['onnx']},{tiny_exports['torchscript']}"
+    out = run("scripts/bench_peer.py", "--photo", str(photo), "--size", "32", "--models", models, "--rounds", "1",
+              "--calls", "1", "--json", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md"), timeout=300)
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [r["runtime"] for r in rows] == ["onnxruntime", "torch"] and all(r["peak_rss_mib"] > 0 for r in rows)
+    assert "| engine |" in out and (tmp_path / "b.md").is_file()
