@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from fastmmd.base.errors import UserError
-from fastmmd.base.inputs import ArchiveBudget, load_json, printable, regular_file
+from fastmmd.base.inputs import ArchiveBudget, load_json, regular_file
 from fastmmd.base.safe_load import PlainUnpickler, check_tensor_bytes, load_pickle, not_a_model
 from fastmmd.base.unpickling import weights_only_loads  # noqa: F401  (re-exported: the guard lives in a torch-free module)
 from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version
