@@ -3,7 +3,8 @@
 ``fit``/``validate``/``test``/``predict`` go to LightningCLI (:mod:`fastmmd.train.cli`); ``optimize``,
 ``export``, ``stylize``, ``compare``, ``evaluate``, ``models``, ``data`` and ``serve`` go to their
 modules in :mod:`fastmmd.commands` (``build_parser``/``run``). Modules are imported only for the
-command that runs, so ``stylize`` never imports Lightning. This is the only place that turns a :class:`~fastmmd.base.errors.UserError`
+command that runs, so ``stylize`` never imports Lightning, and ``stylize`` with an ``.onnx`` model on a
+CPU not even torch (:mod:`fastmmd.infer.fast_stylize`). This is the only place that turns a :class:`~fastmmd.base.errors.UserError`
 into one stderr line and exit code 2.
 """
 
@@ -23,6 +24,7 @@ LIGHTNING_COMMANDS = {
 }
 COMMANDS = {
     "optimize": ("fastmmd.commands.optimize", "per-image (Gatys-style) optimization with any style loss"),
+    "distill": ("fastmmd.commands.distill", "train a small, fast student network to reproduce a trained one"),
     "export": ("fastmmd.commands.export", "export a trained network to TorchScript / torch.export (.pt2) / ONNX"),
     "stylize": ("fastmmd.commands.stylize", "stylize images with an exported model or a checkpoint"),
     "compare": ("fastmmd.commands.compare", "compare style losses on your images: grid.png + report"),
@@ -69,9 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 code = run_lightning(command, rest)
             else:  # SIGTERM unwinds like Ctrl-C (LightningCLI has its own SIGTERM handling)
-                module = importlib.import_module(COMMANDS[command][0])
                 with sigterm_unwinds():
-                    code = int(module.run(module.build_parser().parse_args(rest)) or 0)
+                    code = None
+                    if command == "stylize":  # an .onnx model on the CPU runs without torch
+                        from fastmmd.infer.fast_stylize import run_fast
+
+                        code = run_fast(rest)
+                    if code is None:
+                        module = importlib.import_module(COMMANDS[command][0])
+                        code = int(module.run(module.build_parser().parse_args(rest)) or 0)
             if code:
                 remove_created(created)
             return code

@@ -12,6 +12,14 @@ For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoint
    against so that a re-export that changes the look is caught;
 3. adds each recipe's training time on the 2-core CPU from ``scripts/zoo_cpu_time.py`` (``--cpu-times``).
 
+``--fast NAME=network.ckpt`` instead only adds (or replaces) one style's ``.onnx`` file, which
+``fastmmd stylize NAME`` runs on a CPU without torch (:mod:`fastmmd.infer.fast_stylize`): the
+shipped network itself (a ``.ckpt`` of its weights) or a smaller one distilled from it (``fastmmd
+distill``), exported to ONNX with int8 weights (the export's parity check first) as
+``<zoo>/<style>.onnx``. Its entry records the network, the distillation if any, its own checksum
+(through onnxruntime) and, from ``scripts/bench_quality.py``'s JSON (``--fast-quality``), its
+style/content distances on held-out photos against the shipped network's.
+
     python scripts/build_zoo.py --checkpoints out/zoo --scores out/eval --cpu-times out/zoo_cpu/cpu_times.json \
         --machine "one NVIDIA H100 80GB (8 runs sharing it)" --minutes 3.5
 """
@@ -92,21 +100,59 @@ def arbitrary_entry(ckpt: Path, zoo: Path, summary: Path | None, machine: str, m
             "scores": scores, "checksum": checksum(module, exported["network"]["style_features"])}
 
 
+def fast_entry(name: str, ckpt: Path, zoo: Path, quality: Path | None) -> tuple[str, dict]:
+    """Exports a style's distilled student to ``<zoo>/<name>.onnx``; (the file name, the entry's ``onnx`` record)."""
+    from fastmmd.infer.export import export_checkpoint, load_exported
+    from fastmmd.infer.zoo import checksum
+
+    file = f"{name}.onnx"
+    meta = export_checkpoint(ckpt, zoo / file, weights="int8")  # as the .pt: 8-bit weights, float32 compute
+    module, _ = load_exported(zoo / file)  # onnxruntime, on the file this script just wrote
+    record = {"network": meta["network"], "parameters": meta["parameters"],
+              "distillation": (meta.get("training") or {}).get("distillation"),
+              "parity_max_abs_diff": meta["parity_max_abs_diff"], "checksum": checksum(module)}
+    if quality is not None:
+        q = json.loads(quality.read_text())
+        rows = {row["model"]: row for row in q["summary"]}
+        mine = next((row for model, row in rows.items() if Path(model).stem == ckpt.stem or model.endswith(file)),
+                    None)
+        if mine is not None:
+            record["quality"] = {"photos": len(q["settings"]["photos"]), "size": q["settings"]["size"],
+                                 "reference": q["summary"][0]["model"],
+                                 **{k: mine[k] for k in ("style_swd", "content", "style_ratio", "content_ratio")}}
+    return file, record
+
+
 def main() -> None:
     from fastmmd.infer.export import load_exported
     from fastmmd.infer.zoo import checksum, file_sha256
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoints", required=True, help="folder with <style>.ckpt")
+    ap.add_argument("--checkpoints", default=None, help="folder with <style>.ckpt")
     ap.add_argument("--zoo", default="checkpoints", help="where the shipped files and zoo.json go")
     ap.add_argument("--scores", default=None, help="folder with <style>/report.json from fastmmd evaluate")
-    ap.add_argument("--machine", required=True)
-    ap.add_argument("--minutes", type=float, required=True)
+    ap.add_argument("--machine", default=None)
+    ap.add_argument("--minutes", type=float, default=None)
     ap.add_argument("--cpu-times", default=None, help="cpu_times.json from scripts/zoo_cpu_time.py")
     ap.add_argument("--no-export", action="store_true", help="keep the existing .pt/.pt2 files")
     ap.add_argument("--arbitrary", default=None, help="only (re)build the arbitrary-style network from this .ckpt")
     ap.add_argument("--arbitrary-scores", default=None, help="its scripts/bench_arbitrary.py summary.json")
+    ap.add_argument("--fast", default=None, help="only add NAME's .onnx from a distilled student: NAME=student.ckpt")
+    ap.add_argument("--fast-quality", default=None, help="scripts/bench_quality.py --json of that student")
     args = ap.parse_args()
+    if not args.fast and (args.machine is None or args.minutes is None or not (args.checkpoints or args.arbitrary)):
+        ap.error("--machine, --minutes and --checkpoints (or --arbitrary) are needed unless --fast is given")
+    if args.fast:
+        name, ckpt = args.fast.split("=", 1)
+        zoo = Path(args.zoo)
+        manifest = json.loads((zoo / "zoo.json").read_text())
+        entry = manifest["styles"][name]
+        file, entry["onnx"] = fast_entry(name, Path(ckpt), zoo, Path(args.fast_quality) if args.fast_quality else None)
+        entry["files"]["onnx"] = file
+        entry["sha256"]["onnx"] = file_sha256(zoo / file)
+        (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        print(f"wrote {zoo / file} and {zoo / 'zoo.json'}")
+        return
     if args.arbitrary:
         zoo = Path(args.zoo)
         manifest = json.loads((zoo / "zoo.json").read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import os
 import re
 import signal
 import sys
@@ -90,6 +91,11 @@ def exit_on_user_error(prog: str = "fastmmd") -> Iterator[None]:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; files already written are complete", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def not_a_model(path: str | os.PathLike, why: str, kind: str = "fastmmd checkpoint or model") -> UserError:
+    """The one message for a file fastmmd will not read as a model: what it is not, and why."""
+    return UserError(f"{str(path)!r} is not a {kind} ({why})")
 
 
 _TYPE_ERROR = re.compile(r"""Parser key "([\w.-]+)":\s*Expected a <class '(float|int)'>\. Got value: (.*)$""")

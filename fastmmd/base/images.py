@@ -25,15 +25,16 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, PngImagePlugin
-from torch import Tensor
 
 from fastmmd.base.errors import ImageError, UserError
 from fastmmd.base.inputs import is_regular_file
 from fastmmd.base.outputs import atomic_path, check_output_file
+
+if TYPE_CHECKING:  # torch is imported by the tensor functions only: reading, writing and checking
+    from torch import Tensor  # images stays torch-free (fastmmd.fast_stylize runs without torch)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 #: Suffixes :func:`save_image` writes (its message lists the same ones).
@@ -50,10 +51,12 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
         img = img.convert("RGBA")
         alpha = img.getchannel("A")
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        t = torch.frombuffer(bytearray(img.convert("F").tobytes()), dtype=torch.float32)
-        hi = 65535.0 if img.mode.startswith("I;16") or float(t.max()) > 255 else 255.0
-        t = (t / hi).clamp(0, 1).mul(255).round().to(torch.uint8)
-        img = Image.frombytes("L", img.size, t.numpy().tobytes())
+        import numpy as np  # float32 arithmetic as torch's was: x / hi, clip, * 255, round half to even
+
+        t = np.frombuffer(img.convert("F").tobytes(), dtype=np.float32)
+        hi = np.float32(65535.0 if img.mode.startswith("I;16") or float(t.max()) > 255 else 255.0)
+        t = np.round(np.clip(t / hi, 0, 1) * np.float32(255)).astype(np.uint8)
+        img = Image.frombytes("L", img.size, t.tobytes())
     if img.mode == "CMYK":
         img = img.convert("RGB")  # Pillow's CMYK->RGB (inverted-Adobe JPEGs are handled by Pillow)
     return img.convert("RGB"), alpha
@@ -141,6 +144,8 @@ def _decode(source: Path | io.BytesIO, name: str, with_alpha: bool) -> tuple[Ima
 
 def pil_to_tensor(img: Image.Image) -> Tensor:
     """RGB (or L) Pillow image -> float tensor (C, H, W) in [0, 1]."""
+    import torch
+
     t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     channels = len(img.getbands())
     return t.view(img.size[1], img.size[0], channels).permute(2, 0, 1).float().div(255.0)
@@ -148,6 +153,8 @@ def pil_to_tensor(img: Image.Image) -> Tensor:
 
 def tensor_to_pil(t: Tensor) -> Image.Image:
     """Float tensor (3, H, W) or (1, 3, H, W) in [0, 1] -> RGB Pillow image (rounded, clipped)."""
+    import torch
+
     t = t.detach()
     if t.dim() == 4:
         t = t[0]
@@ -170,6 +177,8 @@ def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
     """Antialiased bilinear resize of (B, C, H, W) or (C, H, W) to ``size`` = (H, W)."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image
+    import torch.nn.functional as F
+
     batch = image if image.dim() == 4 else image.unsqueeze(0)
     out = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
     return out if image.dim() == 4 else out[0]
@@ -202,7 +211,7 @@ def save_image(image: Tensor | Image.Image, path: str | os.PathLike, metadata: M
     The format follows the suffix (PNG, JPEG at quality 95, WebP, BMP, TIFF).
     """
     p = check_writable(path)
-    img = tensor_to_pil(image) if isinstance(image, Tensor) else image
+    img = image if isinstance(image, Image.Image) else tensor_to_pil(image)
     if alpha is not None:
         img = img.convert("RGBA")
         img.putalpha(alpha.resize(img.size))

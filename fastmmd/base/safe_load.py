@@ -35,17 +35,12 @@ from typing import Any, BinaryIO, ClassVar
 import torch
 from torch import Tensor
 
-from fastmmd.base.errors import UserError
+from fastmmd.base.errors import UserError, not_a_model  # noqa: F401  (not_a_model: re-exported, torch-free there)
 from fastmmd.base.inputs import check_zip_budget, regular_file
 from fastmmd.base.unpickling import weights_only_loads
 
 #: The first four bytes of a zip archive: torch reads a file as zip exactly when it starts with them.
 ZIP_MAGIC = b"PK\x03\x04"
-
-
-def not_a_model(path: str | os.PathLike, why: str, kind: str = "fastmmd checkpoint or model") -> UserError:
-    """The one message for a file fastmmd will not read as a model: what it is not, and why."""
-    return UserError(f"{str(path)!r} is not a {kind} ({why})")
 
 
 def load_pickle(source: str | os.PathLike | bytes, name: str | None = None,

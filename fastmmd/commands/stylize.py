@@ -50,6 +50,8 @@ def build_parser():
                         "(whole image, matches the untiled output; one extra pass per norm layer)")
     parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int | None, default=None, help="CPU threads (torch and onnxruntime; default: "
+                        "theirs, one per core)")
     add_condition_flags(parser)
     video = parser.add_argument_group("video (inputs .mp4/.mov/.mkv/.webm/.gif/...; or a folder of frames with --norm-stats "
                                       "or a video --output)")
@@ -70,7 +72,7 @@ def _stylizer_from_args(args, model: Path) -> Stylizer:
     return load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
                          tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
                          tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength,
-                         style_images=args.style_image)
+                         style_images=args.style_image, threads=args.threads)
 
 
 def run_video(args, model: Path) -> int:
@@ -122,6 +124,10 @@ def run(args) -> int:
     model = resolve_model(args.model)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be at least 1, not {args.threads}")
+        torch.set_num_threads(args.threads)
     if any(is_video(spec) for spec in args.inputs) or is_video(args.output_dir) or args.norm_stats is not None:
         if args.grid:
             raise UserError("--grid draws images, not videos; give image inputs")

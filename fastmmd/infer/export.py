@@ -195,7 +195,7 @@ def _save_pt2(program: Any, path: Path, metadata: str) -> None:
 def _build_onnx(module: ExportedStylizer) -> Any:
     try:
         import onnx
-        import onnxscript  # noqa: F401
+        import onnxscript.optimizer
     except ImportError:
         raise UserError("ONNX export needs the onnx extra: pip install 'fastmmd[onnx]'") from None
     defaults = condition_defaults(module.net)
@@ -203,6 +203,7 @@ def _build_onnx(module: ExportedStylizer) -> Any:
         program = torch.onnx.export(module, _trace_inputs(module.net), dynamo=True,
                                     dynamic_shapes=_dynamic_shapes(module.net),
                                     input_names=["image", *defaults], output_names=["stylized"], external_data=False)
+    _fold_computed_kernels(program.model, onnxscript.optimizer)
     proto = program.model_proto
     for name, value in defaults.items():  # an initializer named like an input is that input's default
         proto.graph.initializer.append(onnx.numpy_helper.from_array(value.numpy(), name))
@@ -211,6 +212,35 @@ def _build_onnx(module: ExportedStylizer) -> Any:
         del node.metadata_props[:]
         node.metadata_props.extend(kept)
     return proto
+
+
+#: Operators through which a stored weight reaches a Conv unchanged but for its dequantization (int8 storage).
+_DEQUANTIZE = frozenset({"Cast", "Mul"})
+
+
+def _fold_computed_kernels(model: Any, optimizer: Any) -> None:
+    """Folds the kernels the network computes from its weights (the folded upsampling convs' einsum,
+    the space-to-depth RGB convs' gather; :mod:`fastmmd.model.networks`) into initializers, whatever
+    their size; every other constant subgraph keeps the exporter's own rules.
+
+    Why: the exporter folds only tensors under 8192 values, which left ``Einsum`` nodes (outside the
+    ONNX allowlist of :mod:`fastmmd.model.files`) in any network wider than the tests'; folding
+    everything instead would also fold an int8 file's dequantization (``Cast``, ``Mul`` straight
+    into a ``Conv``) and store its weights as float32. A node is forced to fold when its output
+    reaches, through dequantization ops only, anything but a ``Conv``.
+    """
+    memo: dict[int, bool] = {}
+
+    def builds_a_kernel(node: Any) -> bool:
+        if id(node) not in memo:
+            memo[id(node)] = False  # a graph has no cycles; this only bounds the recursion
+            consumers = [use[0] for value in node.outputs for use in value.uses()]
+            memo[id(node)] = any(c.op_type not in ("Conv", *_DEQUANTIZE)
+                                 or (c.op_type in _DEQUANTIZE and builds_a_kernel(c)) for c in consumers)
+        return memo[id(node)]
+
+    optimizer.fold_constants(model, should_fold=lambda node: True if builds_a_kernel(node) else None)
+    optimizer.optimize(model)  # the exporter's clean-up once more: the folded nodes' leftovers go
 
 
 def _save_onnx(proto: Any, path: Path, metadata: str) -> None:

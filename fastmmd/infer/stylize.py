@@ -51,7 +51,7 @@ _MIN_TILE = 64
 
 
 def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype | None,
-               channels_last: bool) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
+               channels_last: bool, threads: int | None = None) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
     """Loads a model as a float-0-1-in, float-0-1-out callable on ``device`` (+ its metadata).
 
     Nothing in the file runs: from a ``.ckpt``, ``.pt`` or ``.pt2`` only the weights and the
@@ -64,6 +64,7 @@ def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype
         device: where to run.
         dtype: float16/bfloat16 to run in, or None for the file's own precision (fp32 on CPU).
         channels_last: convert the weights to channels-last memory format.
+        threads: onnxruntime's intra-op threads for an ``.onnx`` file (None: its default).
     """
     p = resolve_model(path)
     if not p.exists():
@@ -74,7 +75,7 @@ def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype
         if device.type != "cpu" or dtype is not None:
             raise UserError(f"{str(p)!r} is an ONNX model; fastmmd runs it on the CPU in its stored precision "
                             "(drop --device cuda/--half/--bf16, or export to .pt/.pt2)")
-        module, meta = open_onnx(p)
+        module, meta = open_onnx(p, threads)
         return module, {"format": "onnx", **meta}
     net, meta = read_network(p)
     meta = {"format": "checkpoint", "dtype": "float32", **meta}
@@ -243,7 +244,7 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
                   channels_last: bool | None = None, tile: int | None = None, overlap: int | None = None,
                   max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile",
                   style: str | int | None = None, mix: str | None = None, strength: float | None = None,
-                  style_images: Sequence[Any] | None = None) -> Stylizer:
+                  style_images: Sequence[Any] | None = None, threads: int | None = None) -> Stylizer:
     """Loads an exported model or training checkpoint as ``Stylizer``: ``stylizer(pil_image) -> pil_image``.
 
     Args:
@@ -270,6 +271,8 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
             trained default, up to the trained maximum). None = style 0 at strength 1.
         style_images: an arbitrary-style network's painting(s) (:meth:`Stylizer.with_paintings`;
             ``mix`` then weighs them); or give them later, ``stylizer(photo, style=painting)``.
+        threads: CPU threads for an ``.onnx`` file's onnxruntime session (None: its default; torch's
+            own threads are the caller's, ``torch.set_num_threads``).
     """
     from fastmmd.base.devices import resolve_device
 
@@ -288,7 +291,7 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
         raise UserError(f"--max-size must be at least {MIN_SIDE} px, not {max_size}")
     dtype = torch.float16 if half else torch.bfloat16 if bf16 else None
     cl = dev.type == "cuda" if channels_last is None else channels_last
-    model, meta = load_model(path, dev, dtype, cl)
+    model, meta = load_model(path, dev, dtype, cl, threads)
     space = ConditionSpace.of(meta)
     condition = space.resolve(None if style is None else str(style), None if style_images else mix, strength)
     stylizer = Stylizer(model, meta, dev, channels_last=cl, tile=tile, overlap=overlap, max_size=max_size,

@@ -39,16 +39,18 @@ if TYPE_CHECKING:
 ENV_VAR = "FASTMMD_ZOO"
 MANIFEST = "zoo.json"
 FORMAT_VERSION = 1
-#: file kind in the manifest -> suffix; ``NAME:pt2`` picks the ``pt2`` file, a bare name the ``torchscript`` one.
-FILE_KINDS = {"torchscript": ".pt", "pt2": ".pt2"}
-_SPEC_KINDS = {"pt": "torchscript", "pt2": "pt2"}
+#: file kind in the manifest -> suffix; ``NAME:pt2`` picks the ``pt2`` file, ``NAME:onnx`` the ``onnx`` one
+#: (run by onnxruntime: ``fastmmd stylize NAME`` takes it on a CPU, :mod:`fastmmd.infer.fast_stylize`), and a
+#: bare name the ``torchscript`` one everywhere else.
+FILE_KINDS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
+_SPEC_KINDS = {"pt": "torchscript", "pt2": "pt2", "onnx": "onnx"}
 CHECKSUM_SEED = 0
 CHECKSUM_SHAPE = (1, 3, 37, 53)
 #: Largest change of these statistics that still counts as the same look: above what float rounding
 #: on another CPU or torch moves them, far below what a different look moves them (tests/integration/test_zoo.py).
 CHECKSUM_TOLERANCE = 0.002
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
-_SPEC = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)(?::(?P<kind>pt2?))?")
+_SPEC = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)(?::(?P<kind>pt2?|onnx))?")
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a plain name: no folder, no "..", nothing hidden
 _MAX_MANIFEST_BYTES = 1 << 20
 
@@ -169,6 +171,35 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def verified_shipped_file(spec: str | os.PathLike, kind: str | None = None) -> Path | None:
+    """The shipped file a style name means, if it is exactly the one the repository's zoo records.
+
+    Answers only for a style name (``NAME`` or ``NAME:KIND``; not a path) of the repository's own
+    zoo (``$FASTMMD_ZOO`` unset) whose file of ``kind`` (default: the spec's, a bare name's
+    ``torchscript``) has the SHA-256 that ``zoo.json`` records: a file ``scripts/build_zoo.py``
+    exported and the tests check, so what checking it whole would say is known. None otherwise.
+    """
+    text = os.fspath(spec)
+    match = _SPEC.fullmatch(text)
+    if os.environ.get(ENV_VAR) or match is None or os.path.exists(text):
+        return None
+    try:
+        entry = read_manifest().get(match["name"].lower())
+    except UserError:
+        return None
+    kind = kind or _SPEC_KINDS[match["kind"] or "pt"]
+    if not isinstance(entry, dict) or kind not in entry["files"]:
+        return None
+    hashes = entry.get("sha256") if isinstance(entry.get("sha256"), dict) else {}
+    path, recorded = zoo_dir() / entry["files"][kind], hashes.get(kind)
+    try:
+        if not recorded or not path.is_file() or file_sha256(path) != recorded:
+            return None
+    except OSError:
+        return None
+    return path
+
+
 def shipped_metadata(spec: str | os.PathLike) -> dict[str, Any] | None:
     """A shipped style's ``fastmmd.json`` metadata read straight from its archive, without torch.
 
@@ -179,22 +210,11 @@ def shipped_metadata(spec: str | os.PathLike) -> dict[str, Any] | None:
     ``None``, and the caller reads the file with :func:`fastmmd.model.files.read_metadata`, which
     checks it whole.
     """
-    text = os.fspath(spec)
-    match = _SPEC.fullmatch(text)
-    if os.environ.get(ENV_VAR) or match is None or os.path.exists(text):
+    path = verified_shipped_file(spec)
+    kind = _SPEC_KINDS[_SPEC.fullmatch(os.fspath(spec))["kind"] or "pt"] if path is not None else ""
+    if path is None or kind == "onnx":  # an .onnx file's metadata is in its protobuf, read by fastmmd.onnx_files
         return None
     try:
-        entry = read_manifest().get(match["name"].lower())
-    except UserError:
-        return None
-    kind = _SPEC_KINDS[match["kind"] or "pt"]
-    if not isinstance(entry, dict) or kind not in entry["files"]:
-        return None
-    hashes = entry.get("sha256") if isinstance(entry.get("sha256"), dict) else {}
-    path, recorded = zoo_dir() / entry["files"][kind], hashes.get(kind)
-    try:
-        if not recorded or not path.is_file() or file_sha256(path) != recorded:
-            return None
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if n.count("/") == 2 and n.split("/", 1)[1] == "extra/fastmmd.json"]
             if len(names) != 1 or z.getinfo(names[0]).file_size > _MAX_MANIFEST_BYTES:

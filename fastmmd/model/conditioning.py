@@ -37,11 +37,10 @@ import torch
 from torch import Tensor, nn
 
 from fastmmd.base.inputs import unique_labels
+from fastmmd.model.metadata import MAX_STYLES  # noqa: F401  (most styles one network may hold; the schema bounds files with it, torch-free)
 
 #: Hidden units of the strength MLP h(s) (a network records it as ``strength_width``).
 STRENGTH_WIDTH = 16
-#: Most styles one network may hold; a file asking for more is refused before anything is built.
-MAX_STYLES = 256
 #: The strength every conditioned network is trained to reproduce as "the" style: s = 1.
 DEFAULT_STRENGTH = 1.0
 

@@ -45,11 +45,13 @@ import torch
 from torch import Tensor
 
 from fastmmd.base.errors import UserError
-from fastmmd.base.inputs import ArchiveBudget, load_json, printable, regular_file
+from fastmmd.base.inputs import ArchiveBudget, load_json, regular_file
 from fastmmd.base.safe_load import PlainUnpickler, check_tensor_bytes, load_pickle, not_a_model
 from fastmmd.base.unpickling import weights_only_loads  # noqa: F401  (re-exported: the guard lives in a torch-free module)
 from fastmmd.model.checkpoints import KEY, NETWORK_PREFIX, check_format_version
-from fastmmd.model.conditioning import MAX_STYLES
+# the metadata schema is torch-free (stylize's fast path checks an .onnx description with it too); re-exported here
+from fastmmd.model.metadata import (MAX_NETWORK_SETTING, parse_metadata, valid_network_config,  # noqa: F401
+                                    validate_metadata)
 from fastmmd.model.networks import TransformerNet
 from fastmmd.model.storage import dequantize_state
 
@@ -58,15 +60,7 @@ METADATA_FILE = "fastmmd.json"
 NETWORK_SUFFIXES = (".pt", ".pt2", ".ckpt")
 #: Every model file a command accepts: the networks, and ONNX exports, which run only in onnxruntime (:func:`open_onnx`).
 MODEL_SUFFIXES = (*NETWORK_SUFFIXES, ".onnx")
-#: Largest value of a recorded network setting (width, residual blocks, kernel); bounds what a file can ask to build.
-MAX_NETWORK_SETTING = 4096
-#: Tighter bounds for the conditioning settings (:mod:`fastmmd.model.conditioning`): styles and strength MLP units.
-_LIMITS = {"styles": MAX_STYLES, "strength_width": MAX_STYLES}
 _PREFIX = "net."  # ExportedStylizer keeps its TransformerNet as ``net``
-_FLOAT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-_STORED_DTYPES = {*_FLOAT_DTYPES, "int8"}  # int8: fastmmd.model.storage
-
-
 
 
 # ------------------------------------------------------------------------------------- networks
@@ -148,7 +142,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     p = regular_file(path, "model")
     suffix = p.suffix.lower()
     if suffix == ".onnx":
-        model = _onnx_model(p)
+        model = read_onnx_model(p)
         OnnxMemoryBound(model, p).check(ONNX_PROBE, opening=True)
         text = {q.key: q.value for q in model.metadata_props}.get("fastmmd", "")
         meta = parse_metadata(text, p) if text else {}
@@ -158,64 +152,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"cannot tell the format of {str(p)!r} from its suffix; use .pt, .pt2 or .onnx")
     if not meta:
         raise UserError(f"{str(p)!r} carries no fastmmd metadata; was it written by `fastmmd export`?")
-    return meta
-
-
-def parse_metadata(text: str, path: str | os.PathLike) -> dict[str, Any]:
-    """An export's ``fastmmd.json`` text -> dict (one-line error if it is not a JSON object), read
-    through :func:`fastmmd.base.inputs.load_json` (size and nesting limits)."""
-    try:
-        meta = load_json(text, "its fastmmd metadata")
-    except UserError as err:
-        raise not_a_model(path, f"{err}; re-export it") from None
-    if not isinstance(meta, dict):
-        raise not_a_model(path, "its fastmmd metadata is not a JSON object")
-    return validate_metadata(meta, path)
-
-
-def _is_int(value: Any, low: int, high: int) -> bool:
-    return type(value) is int and low <= value <= high
-
-
-def valid_network_config(config: Any) -> bool:
-    """True for a network description fastmmd builds: small non-negative integers under known names' limits."""
-    return isinstance(config, dict) and bool(config) and all(
-        isinstance(k, str) and _is_int(v, 0, _LIMITS.get(k, MAX_NETWORK_SETTING)) for k, v in config.items())
-
-
-def validate_metadata(meta: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
-    """The one schema check of a model's description (an export's ``fastmmd.json``, a checkpoint's
-    ``"fastmmd"`` entry) before any field of it is used; fields that are absent keep their defaults.
-
-    ``min_size``: an integer 1-4096; ``dtype``: a stored dtype; ``format``: text; ``network``: a
-    description :func:`network_from_state` accepts; ``style_images``: a list of text;
-    ``conditioning``: an object; ``parameters``, ``global_step``, ``training_steps``: integers >= 0.
-
-    Returns:
-        ``meta``, unchanged.
-
-    Raises:
-        UserError: the first field that breaks its rule, in one line.
-    """
-    def bad(field: str, rule: str) -> UserError:
-        return not_a_model(path, f"its metadata field {field!r} is {str(meta[field])[:40]!r}, not {rule}")
-
-    if "min_size" in meta and not _is_int(meta["min_size"], 1, MAX_NETWORK_SETTING):
-        raise bad("min_size", f"an integer from 1 to {MAX_NETWORK_SETTING}")
-    if "dtype" in meta and meta["dtype"] not in _STORED_DTYPES:
-        raise bad("dtype", f"one of {', '.join(sorted(_STORED_DTYPES))}")
-    if "format" in meta and not isinstance(meta["format"], str):
-        raise bad("format", "text")
-    if "network" in meta and not valid_network_config(meta["network"]):  # network_from_state's words
-        raise not_a_model(path, f"its network description {str(meta['network'])[:80]!r} is not a TransformerNet's")
-    if meta.get("style_images") is not None and not (
-            isinstance(meta["style_images"], list) and all(isinstance(n, str) for n in meta["style_images"])):
-        raise bad("style_images", "a list of names")
-    if meta.get("conditioning") is not None and not isinstance(meta["conditioning"], dict):
-        raise bad("conditioning", "an object")
-    for field in ("parameters", "global_step", "training_steps"):
-        if meta.get(field) is not None and not _is_int(meta[field], 0, 1 << 62):
-            raise bad(field, "a non-negative integer")
     return meta
 
 
@@ -469,405 +405,35 @@ def _read_torchscript(path: Path, z: _Archive) -> tuple[TransformerNet, dict[str
 
 
 # ------------------------------------------------------------------------------------- ONNX
-#: The operators an ONNX file may use: those ``fastmmd export`` writes (plain and conditioned networks,
-#: float32/float16/int8 storage, listed from its output) and a few more whose output is never larger
-#: than their inputs broadcast together. Nothing that loops (``Loop``, ``Scan``), branches into
-#: subgraphs (``If``) or allocates from a number in the data (``ConstantOfShape``, ``Range``,
-#: ``Tile``, ``Resize``, random generators...) is run.
-ONNX_OPERATORS = frozenset({
-    # written by fastmmd export
-    "Add", "Cast", "Concat", "Conv", "DepthToSpace", "Div", "Expand", "Gemm", "InstanceNormalization", "MatMul",
-    "Mod", "Mul", "Pad", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Squeeze", "Sub", "Unsqueeze",
-    # bounded by their inputs
-    "Abs", "Clip", "Constant", "Exp", "Flatten", "Gather", "Identity", "LeakyRelu", "Max", "Min", "Neg", "Pow",
-    "ReduceMean", "Sqrt", "Tanh", "Transpose",
-})
-#: Largest ``.onnx`` file read (a width-32 network is ~7 MB; weights must live inside the file).
-MAX_ONNX_BYTES = 1 << 30
-#: Share of the memory available when the first ONNX model opens that onnxruntime may hold
-#: (its arena is capped there, once per process; also kept under RLIMIT_AS where one is set).
-ONNX_MEMORY_FRACTION = 0.7
-#: The batch every ONNX file is bounded for when it opens (:class:`OnnxMemoryBound`), before onnxruntime
-#: builds a session (and folds the graph's constant parts) from it.
-ONNX_PROBE = (1, 3, 16, 16)
-_ONNX_ARENA: list[int] = []  # the cap registered with onnxruntime, once per process
+# The checks, the memory bound and the session live in the torch-free fastmmd.model.onnx_files (fastmmd
+# stylize's fast path uses them without torch); re-exported here, where every other file format's rules are.
+from fastmmd.model.onnx_files import (MAX_ONNX_BYTES, ONNX_MEMORY_FRACTION, ONNX_OPERATORS, ONNX_PROBE,  # noqa: E402,F401
+                                      OnnxMemoryBound, OnnxNetwork, check_onnx_graph, read_onnx_model)
 
 
-def _onnx_graphs(model: Any) -> Iterator[Any]:
-    """Every graph of a model: the main one and, recursively, the subgraphs in node attributes."""
-    stack = [model.graph]
-    while stack:
-        graph = stack.pop()
-        yield graph
-        for node in graph.node:
-            for a in node.attribute:
-                if a.HasField("g"):
-                    stack.append(a.g)
-                stack.extend(a.graphs)
-
-
-def _external_tensors(model: Any) -> bool:
-    """True if any tensor anywhere in the model (initializers, sparse initializers, tensor
-    attributes, in every graph and function) is stored outside the file."""
-    import onnx
-
-    def tensors(nodes: Any, graph: Any = None) -> Iterator[Any]:
-        if graph is not None:
-            yield from graph.initializer
-            for sparse in graph.sparse_initializer:
-                yield from (sparse.values, sparse.indices)
-        for node in nodes:
-            for a in node.attribute:
-                if a.HasField("t"):
-                    yield a.t
-                yield from a.tensors
-                for sparse in [*([a.sparse_tensor] if a.HasField("sparse_tensor") else []), *a.sparse_tensors]:
-                    yield from (sparse.values, sparse.indices)
-
-    every = [t for g in _onnx_graphs(model) for t in tensors(g.node, g)]
-    every += [t for f in model.functions for t in tensors(f.node)]
-    return any(t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data) for t in every)
-
-
-def check_onnx_graph(model: Any, path: str | os.PathLike) -> None:
-    """Refuses an ONNX model that could read other files, loop, or allocate from its data.
-
-    The rules, one per class: no tensor stored outside the file, anywhere (subgraphs and functions
-    included); no subgraph and no model-local function; only standard-domain operators of
-    :data:`ONNX_OPERATORS`.
-
-    Raises:
-        UserError: one line naming the first rule broken.
-    """
-    if _external_tensors(model):
-        raise not_a_model(path, "its weights live in other files, which fastmmd does not follow")
-    if len(model.functions):
-        raise not_a_model(path, "it defines its own ONNX functions, which fastmmd exports never do")
-    for graph in _onnx_graphs(model):
-        if graph is not model.graph:
-            raise not_a_model(path, "it holds subgraphs (If/Loop/Scan bodies), which fastmmd exports never do")
-        for node in graph.node:
-            if node.domain not in ("", "ai.onnx") or node.op_type not in ONNX_OPERATORS:
-                op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-                raise not_a_model(path, f"it uses the ONNX operator {op[:60]!r}, which fastmmd exports never use "
-                                        "(no loops, subgraphs or sizes taken from data)")
-
-
-def _onnx_model(path: Path) -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise UserError("reading .onnx models needs the onnx extra: pip install 'fastmmd[onnx]'") from None
-    regular_file(path, "model")
-    size = path.stat().st_size
-    if size > MAX_ONNX_BYTES:
-        raise not_a_model(path, f"{size / 1e9:.1f} GB, over the {MAX_ONNX_BYTES / 1e9:.1f} GB fastmmd reads")
-    try:
-        model = onnx.load_model_from_string(path.read_bytes())  # bytes: nothing is resolved against a folder
-    except Exception:
-        raise not_a_model(path, "not a readable ONNX model") from None
-    if not model.graph.node:
-        raise not_a_model(path, "an ONNX file without a graph")
-    check_onnx_graph(model, path)
-    return model
-
-
-#: Bytes the intermediate tensors of one ONNX run may add up to, in units of 4-byte elements:
-#: ``ONNX_ACTIVATION_FACTOR`` x the batch's pixels x the widest convolution the file holds, plus
-#: ``ONNX_WEIGHT_FACTOR`` x the elements of its weights, plus ``ONNX_FLOOR_ELEMENTS``. fastmmd's own
-#: exports use a small share of it (measured: docs/safety.md, "ONNX memory per run").
-ONNX_ACTIVATION_FACTOR = 64
-ONNX_WEIGHT_FACTOR = 4
-ONNX_FLOOR_ELEMENTS = 1 << 20
-#: Largest integer tensor whose values :class:`OnnxMemoryBound` computes itself (shape arithmetic).
-_SHAPE_VALUES = 64
-_FOLDED_OPS = frozenset({"Shape", "Constant", "Identity", "Squeeze", "Unsqueeze", "Add", "Sub", "Mul", "Div", "Mod",
-                         "Reshape", "Concat", "Cast", "Gather", "Slice"})
-
-
-def _fold_integers(node: Any, values: list[Any], image_shape: tuple[int, ...]) -> Any:
-    """The value of one shape-arithmetic node on small integer tensors, as onnxruntime computes it
-    (integer ``Div`` truncates; ``Mod`` takes the divisor's sign unless ``fmod``), or None where
-    this is not such a node (the bound then leaves it to ONNX shape inference)."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-    op = node.op_type
-    if op == "Shape":
-        if node.input[0] != "image":
-            return None
-        dims = np.array(image_shape, dtype=np.int64)
-        start, end = a.get("start", 0), a.get("end", len(dims))
-        return dims[start:end]
-    if op == "Constant":
-        return numpy_helper.to_array(a["value"]) if "value" in a else None
-    if any(v is None or v.dtype.kind not in "iu" for v in values[:1]):
-        return None
-    if op == "Identity":
-        return values[0]
-    if op in ("Squeeze", "Unsqueeze"):
-        axes = [int(x) for x in (values[1] if len(values) > 1 else a.get("axes", []))]
-        if op == "Squeeze":
-            return np.squeeze(values[0], axis=tuple(axes) if axes else None)
-        out = values[0]
-        for axis in sorted(axes):
-            out = np.expand_dims(out, axis)
-        return out
-    if op in ("Add", "Sub", "Mul", "Div", "Mod"):
-        x, y = values
-        if op in ("Div", "Mod") and not np.all(y):
-            return None
-        if op == "Div":
-            return np.sign(x) * np.sign(y) * (np.abs(x) // np.abs(y))
-        if op == "Mod":
-            return np.fmod(x, y) if a.get("fmod", 0) else np.mod(x, y)
-        return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op](x, y)
-    if op == "Reshape":
-        shape = [int(d) for d in values[1]]
-        if not a.get("allowzero", 0):
-            shape = [values[0].shape[i] if d == 0 else d for i, d in enumerate(shape)]
-        return values[0].reshape(shape)
-    if op == "Concat":
-        return np.concatenate(values, axis=a["axis"])
-    if op == "Cast":
-        target = helper.tensor_dtype_to_np_dtype(a["to"])
-        return values[0].astype(target) if np.dtype(target).kind in "iu" else None
-    if op == "Gather":
-        return np.take(values[0], values[1], axis=a.get("axis", 0))
-    if op == "Slice":
-        data, starts, ends = values[:3]
-        axes = values[3] if len(values) > 3 else np.arange(len(starts))
-        steps = values[4] if len(values) > 4 else np.ones(len(starts), dtype=np.int64)
-        index = [slice(None)] * data.ndim
-        for start, end, axis, step in zip(starts, ends, axes, steps):
-            index[int(axis)] = slice(int(start), int(end), int(step))
-        return data[tuple(index)]
-    return None
-
-
-def _gb(nbytes: int) -> str:
-    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
-
-
-class OnnxMemoryBound:
-    """The bytes of intermediate tensors one run of an ONNX graph takes, for a given input shape,
-    and the refusal of a run that would take more than its share (:data:`ONNX_ACTIVATION_FACTOR`).
-
-    onnxruntime has no per-run memory limit (docs/safety.md), so the shapes are worked out before
-    the run: shape arithmetic on the image's shape (``Shape``, ``Mod``, ``Div``, ``Concat``... on
-    small integer tensors) is computed here, then ONNX shape inference (strict, with data
-    propagation) gives every node's output shape. A graph whose shapes cannot all be known is
-    refused, as is one whose tensors add up to more than the allowance; values of the file's large
-    tensors and of inputs a caller may override (``mix``, ``strength``) are never assumed. The sum
-    counts every intermediate as alive at once (onnxruntime frees them as it goes), so it bounds
-    the run's peak from above. Each input shape is worked out once (a few to tens of ms).
-    """
-
-    def __init__(self, model: Any, path: Path) -> None:
-        import math
-
-        from onnx import TensorProto, helper, numpy_helper
-
-        self.path = path
-        graph = model.graph
-        overridable = {i.name for i in graph.input}
-        tensors = {t.name: t for t in graph.initializer}
-        self.weights = sum(math.prod(t.dims) for t in graph.initializer)
-        self.weights += sum(math.prod(t.values.dims) + math.prod(t.indices.dims) for t in graph.sparse_initializer)
-        convs = [tensors[n.input[1]].dims[0] for n in graph.node
-                 if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in tensors and tensors[n.input[1]].dims]
-        self.channels = max([3, *convs])
-        small, inputs = [], [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", "c", "h", "w"])]
-        for t in graph.initializer:
-            if (t.name not in overridable and math.prod(t.dims) <= _SHAPE_VALUES
-                    and t.data_type in (TensorProto.INT64, TensorProto.INT32)):
-                small.append(t)
-            else:
-                inputs.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-        for sparse in graph.sparse_initializer:
-            inputs.append(helper.make_tensor_value_info(sparse.values.name, sparse.values.data_type, list(sparse.dims)))
-        self.known = {t.name: numpy_helper.to_array(t) for t in small}
-        skeleton = helper.make_graph(list(graph.node), "bound", inputs, list(graph.output), small)
-        self.skeleton = helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-        self.checked: dict[tuple[int, ...], int] = {}
-
-    def allowance(self, shape: tuple[int, ...]) -> int:
-        """Bytes a run on a batch of ``shape`` (B, 3, H, W) may hold in intermediate tensors."""
-        pixels = shape[0] * shape[2] * shape[3]
-        return 4 * (ONNX_ACTIVATION_FACTOR * pixels * self.channels + ONNX_WEIGHT_FACTOR * self.weights
-                    + ONNX_FLOOR_ELEMENTS)
-
-    def nbytes(self, shape: tuple[int, ...]) -> int:
-        """The bytes of all intermediate tensors of a run on a batch of ``shape``.
-
-        Raises:
-            UserError: a node's output shape cannot be known, or the graph contradicts itself.
-        """
-        import math
-
-        import numpy as np
-        import onnx
-        from onnx import helper, numpy_helper, shape_inference
-
-        model = onnx.ModelProto()
-        model.CopyFrom(self.skeleton)
-        known, folded = dict(self.known), []
-        with np.errstate(all="ignore"):
-            for node in model.graph.node:
-                if node.op_type not in _FOLDED_OPS or not all(x in known or (x == "image" and node.op_type == "Shape")
-                                                              for x in node.input if x):
-                    continue
-                try:
-                    value = _fold_integers(node, [known.get(x) for x in node.input], shape)
-                except (ValueError, IndexError, TypeError, KeyError, OverflowError):
-                    value = None
-                if value is not None and np.asarray(value).size <= _SHAPE_VALUES and len(node.output) == 1:
-                    known[node.output[0]] = np.asarray(value)
-                    folded.append(node.output[0])
-        kept = [n for n in model.graph.node if not (len(n.output) == 1 and n.output[0] in known)]
-        del model.graph.node[:]
-        model.graph.node.extend(kept)
-        model.graph.initializer.extend(numpy_helper.from_array(known[name], name) for name in folded)
-        for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, shape):
-            dim.Clear()
-            dim.dim_value = value
-        try:
-            inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-        except Exception as err:
-            raise not_a_model(self.path, f"its graph contradicts itself for a {'x'.join(map(str, shape))} input: "
-                                         f"{(str(err).strip().splitlines() or [''])[0][:100]}") from None
-        infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
-        total = 0
-        for node in inferred.graph.node:
-            for name in node.output:
-                t = infos[name].type.tensor_type if name in infos else None
-                dims = ([d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-                        if t and t.HasField("shape") else [-1])
-                try:
-                    itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize if t else 0
-                except (KeyError, TypeError, ValueError):
-                    itemsize = 0
-                if min(dims, default=0) < 0 or not itemsize:
-                    raise not_a_model(self.path, "fastmmd cannot bound the memory it takes: the shape of "
-                                                 f"{node.op_type} output {printable(name, 40)!r} is unknown for a "
-                                                 f"{'x'.join(map(str, shape))} input")
-                total += math.prod(dims) * itemsize
-        return total
-
-    def check(self, shape: tuple[int, ...], opening: bool = False) -> None:
-        """Refuses a run on a batch of ``shape`` whose intermediate tensors exceed :meth:`allowance`
-        (at ``opening``, a probe shape: the file is then not a model fastmmd runs).
-
-        Raises:
-            UserError: one line.
-        """
-        shape = tuple(int(d) for d in shape)
-        if shape not in self.checked:
-            self.checked[shape] = self.nbytes(shape)
-        need, allowed = self.checked[shape], self.allowance(shape)
-        if need > allowed:
-            why = (f"its intermediate tensors take {_gb(need)} for a {'x'.join(map(str, shape))} batch, over the "
-                   f"{_gb(allowed)} fastmmd allows a run in proportion to its input and weights")
-            raise not_a_model(self.path, why) if opening else UserError(f"{str(self.path)!r}: {why}")
-
-
-def _onnx_memory_cap() -> int:
-    """Bytes onnxruntime may hold in this process: a share of the available memory, under RLIMIT_AS."""
-    from fastmmd.base.devices import available_memory
-
-    cap = int(ONNX_MEMORY_FRACTION * available_memory(torch.device("cpu")))
-    with contextlib.suppress(ImportError, OSError, ValueError):
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if limit != resource.RLIM_INFINITY:
-            with open("/proc/self/statm") as f:
-                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            cap = min(cap, int(ONNX_MEMORY_FRACTION * max(0, limit - used)))
-    return max(cap, 64 << 20)
-
-
-def _onnx_options(onnxruntime: Any, empty_folder: str) -> Any:
-    """Session options: quiet logs, external initializers resolved only in an empty folder, and the
-    process-wide arena cap (:data:`ONNX_MEMORY_FRACTION`) registered on first use."""
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 4  # errors come back as exceptions, not as log lines on stderr
-    options.add_session_config_entry("session.model_external_initializers_file_folder_path", empty_folder)
-    if not _ONNX_ARENA:
-        cap = _onnx_memory_cap()
-        info = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
-                                         onnxruntime.OrtMemType.DEFAULT)
-        try:
-            onnxruntime.create_and_register_allocator(info, onnxruntime.OrtArenaCfg(cap, -1, -1, -1))
-        except Exception:  # registered already (by another library): its arena serves
-            pass
-        _ONNX_ARENA.append(cap)
-    options.add_session_config_entry("session.use_env_allocators", "1")
-    return options
-
-
-def _onnx_error(path: Path, err: BaseException) -> UserError:
-    text = (str(err).strip().splitlines() or [""])[0]
-    if "Available memory" in text or "Failed to allocate" in text:
-        return UserError(f"{str(path)!r}: onnxruntime would need more than the "
-                         f"{_ONNX_ARENA[0] / 2**30:.1f} GiB fastmmd lets it hold; try --max-size or --tile")
-    return UserError(f"{str(path)!r}: onnxruntime failed: {text[-200:]}")
-
-
-def open_onnx(path: str | os.PathLike) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
+def open_onnx(path: str | os.PathLike, threads: int | None = None,
+              verified: bool = False) -> tuple[Callable[[Tensor], Tensor], dict[str, Any]]:
     """An onnxruntime session (CPU) for an ``.onnx`` file and its metadata.
 
     The model is read as bytes and checked (:func:`check_onnx_graph`: no external data, loops,
     subgraphs or data-sized allocations) before onnxruntime sees it; onnxruntime then resolves
     external data only in an empty folder and holds at most the arena cap of
     :data:`ONNX_MEMORY_FRACTION`. The graph's memory is bounded (:class:`OnnxMemoryBound`) for the
-    :data:`ONNX_PROBE` batch before the session opens and for every batch shape before it runs.
-    The returned callable maps (B, 3, H, W) to (B, 3, H, W) or raises a one-line
-    :class:`UserError` (a run error, a batch over the graph's bound or the memory cap, an output of
-    another shape).
+    :data:`ONNX_PROBE` batch before the session opens and for every batch shape before it runs
+    (:class:`fastmmd.model.onnx_files.OnnxNetwork`; ``threads`` and ``verified`` as there). The
+    returned callable maps (B, 3, H, W) to (B, 3, H, W) or raises a one-line :class:`UserError` (a
+    run error, a batch over the graph's bound or the memory cap, an output of another shape).
     """
-    import tempfile
-
-    p = regular_file(path, "model")
-    model = _onnx_model(p)
-    bound = OnnxMemoryBound(model, p)
-    bound.check(ONNX_PROBE, opening=True)  # onnxruntime folds constant subgraphs when the session opens
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("running .onnx models needs onnxruntime: pip install 'fastmmd[onnx]'") from None
-    meta = parse_metadata(text, p) if (text := {q.key: q.value for q in model.metadata_props}.get("fastmmd", "")) else {}
-    with tempfile.TemporaryDirectory(prefix="fastmmd-onnx-") as empty:
-        try:
-            session = onnxruntime.InferenceSession(model.SerializeToString(), _onnx_options(onnxruntime, empty),
-                                                   providers=["CPUExecutionProvider"])
-        except Exception as err:
-            raise not_a_model(p, f"onnxruntime cannot run it: {(str(err).strip().splitlines() or [''])[0][:160]}") from None
-    names = [i.name for i in session.get_inputs()]
-    if names != ["image"]:
-        raise not_a_model(p, f"inputs {names}, not ['image']")
-    optional = {i.name for i in session.get_overridable_initializers()} & {"mix", "strength"}
+    network = OnnxNetwork(path, threads, verified)
+    meta = parse_metadata(network.metadata_text, network.path) if network.metadata_text else {}
 
     def run(x: Tensor, mix: Tensor | None = None, strength: Tensor | None = None) -> Tensor:
         """A conditioned model's ``mix`` (S,) and ``strength`` (1,) are inputs with defaults
         (:mod:`fastmmd.infer.export`); None leaves the default."""
-        bound.check(tuple(x.shape))  # before onnxruntime allocates anything for this batch
-        feeds = {"image": x.detach().float().cpu().contiguous().numpy()}
-        for name, value in (("mix", mix), ("strength", strength)):
-            if value is not None:
-                if name not in optional:
-                    raise UserError(f"{str(p)!r} takes no {name} input")
-                feeds[name] = value.detach().float().cpu().reshape(-1).contiguous().numpy()
-        try:
-            out = session.run(None, feeds)[0]
-        except Exception as err:
-            raise _onnx_error(p, err) from None
-        shape = tuple(getattr(out, "shape", ()))
-        if shape != tuple(x.shape) or getattr(out, "dtype", None) is None or out.dtype.kind != "f":
-            raise UserError(f"{str(p)!r} returned an output of shape {shape} for an image batch of {tuple(x.shape)}; "
-                            "a fastmmd model returns the batch's shape")
-        return torch.from_numpy(out)
+        def array(t: Tensor | None) -> Any:
+            return None if t is None else t.detach().float().cpu().contiguous().numpy()
+
+        return torch.from_numpy(network(array(x), array(mix), array(strength)))
 
     return run, meta
 

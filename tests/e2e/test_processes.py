@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 import fastmmd
@@ -70,6 +71,22 @@ def test_light_paths_import_only_what_they_need(tiny_exports, make_image, tmp_pa
              if line.startswith(("IMPORT ", "QUICK ", "STYLIZE "))}
     assert lines == {"IMPORT": "[]", "QUICK": "[]", "STYLIZE": "[]"}, res.stdout[-2000:]
     assert (tmp_path / "out" / "a_stylized.png").exists()
+
+
+def test_fast_path_never_imports_torch(tiny_exports, make_image, tmp_path):
+    """The torch-free stylize path of an .onnx file (fastmmd.infer.fast_stylize): any import of torch fails."""
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    onnx_file = tiny_exports["onnx"]
+    photo = make_image("p.png", 24, 20)
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+            "from fastmmd.__main__ import main\n"
+            f"raise SystemExit(main(['stylize', {str(onnx_file)!r}, {str(photo)!r}, '-o', "
+            f"{str(tmp_path / 'o')!r}, '-q']))")
+    env = {**os.environ, "PYTHONPATH": SOURCE, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "o" / "p_stylized.png").is_file()
 
 
 def test_exports_load_with_torch_alone(tiny_exports, tmp_path):

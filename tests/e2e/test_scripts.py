@@ -9,6 +9,7 @@ processes a script starts itself (bench_train.py's variants) are real ones.
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import subprocess
@@ -159,3 +160,21 @@ def test_the_arbitrary_step_profile_times_every_part(monkeypatch, capsys):
                      "--vgg-weights", "random", "--vgg-width-divisor", "8", "--width", "8",
                      monkeypatch=monkeypatch, capsys=capsys)
     assert all(f"| {part} |" in out for part in ("paintings", "network", "loss", "backward")) and "whole step" in out
+
+
+def test_bench_peer_runs_ours_side_by_side_without_the_peer(tiny_exports, tmp_path, monkeypatch, capsys):
+    """scripts/bench_peer.py at a tiny size, ours only (the peer lives in another venv): an .onnx on the
+    torch-free path and a .pt through torch, both timed in-process and as whole commands."""
+    from conftest import synthetic_image
+
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    photo = tmp_path / "photo.png"
+    synthetic_image(40, 30).save(photo)
+    models = f"{tiny_exports['onnx']},{tiny_exports['torchscript']}"
+    out = run_script("bench_peer.py", "--photo", str(photo), "--size", "32", "--models", models, "--rounds", "1",
+                     "--calls", "1", "--json", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md"),
+                     monkeypatch=monkeypatch, capsys=capsys)
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [r["runtime"] for r in rows] == ["onnxruntime", "torch"] and all(r["peak_rss_mib"] > 0 for r in rows)
+    assert "| engine |" in out and (tmp_path / "b.md").is_file()

@@ -528,13 +528,13 @@ def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, 
     """fastmmd's own exports (plain, conditioned, float16, int8: the session's export matrix) have every
     shape known for any batch and stay far inside the allowance (measured for wider networks: docs/safety.md)."""
     pytest.importorskip("onnx")
-    from fastmmd.model.files import OnnxMemoryBound, _onnx_model
+    from fastmmd.model.files import OnnxMemoryBound, read_onnx_model
 
     if "onnx" not in tiny_exports:
         pytest.skip("onnx export unavailable")
     files = [tiny_exports["onnx"], export_matrix("conditioned")["onnx"], export_matrix("conditioned", "float16")["onnx"],
              export_matrix("single", "int8")["onnx"]]
     for path in files:
-        bound = OnnxMemoryBound(_onnx_model(path), path)
+        bound = OnnxMemoryBound(read_onnx_model(path), path)
         for shape in ((1, 3, 8, 8), (1, 3, 17, 23), (4, 3, 64, 48), (1, 3, 1080, 1920)):
             assert bound.nbytes(shape) < bound.allowance(shape) / 4, (path.name, shape)

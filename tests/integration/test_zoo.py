@@ -256,10 +256,11 @@ def test_shipped_manifest_is_complete(real_zoo, shipped_arbitrary):
     recipes = {p.stem for p in (REPO / "configs" / "zoo").glob("*.yaml")}
     assert recipes <= set(real_zoo), f"recipes without a shipped style: {sorted(recipes - set(real_zoo))}"
     listed = {f for entry in [*real_zoo.values(), *shipped_arbitrary.values()] for f in entry["files"].values()}
-    on_disk = {p.name for p in REAL_ZOO.iterdir() if p.suffix in (".pt", ".pt2")} - {BASE}
+    on_disk = {p.name for p in REAL_ZOO.iterdir() if p.suffix in (".pt", ".pt2", ".onnx")} - {BASE}
     assert listed == on_disk, f"listed only: {sorted(listed - on_disk)}; unlisted: {sorted(on_disk - listed)}"
     for name, e in real_zoo.items():
-        assert set(e["files"]) == {"torchscript", "pt2"}, name
+        assert set(e["files"]) - {"onnx"} == {"torchscript", "pt2"}, name  # .onnx: a distilled student, optional
+        assert ("onnx" in e["files"]) == ("onnx" in e), name
         for key in ("title", "painter", "year", "source", "license", "style_image", "loss"):
             assert isinstance(e.get(key), str) and e[key], (name, key)
         assert e["style_weight"] > 0, name
@@ -376,3 +377,31 @@ def test_the_shipped_arbitrary_network_paints_any_painting_and_looks_as_recorded
     assert stylizer(photo, style=painting).size == photo.size
     with pytest.raises(UserError, match="give a painting"):
         stylizer(photo)
+
+
+def test_shipped_onnx_students_pass_the_allowlist_and_look_as_recorded(real_zoo):
+    """A style's .onnx (its own network or one distilled from it, ``scripts/build_zoo.py --fast``): its
+    SHA-256 is recorded (the fast path hands it to onnxruntime unparsed only then), it passes the ONNX
+    checks, and its output looks as recorded."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from fastmmd.infer.export import load_exported
+    from fastmmd.infer.zoo import file_sha256, verified_shipped_file
+    from fastmmd.model.files import check_onnx_graph, read_metadata
+
+    for name, entry in real_zoo.items():
+        if "onnx" not in entry["files"]:
+            continue
+        path = REAL_ZOO / entry["files"]["onnx"]
+        assert entry["sha256"]["onnx"] == file_sha256(path), f"{name}: zoo.json's sha256 is stale; run build_zoo.py --fast"
+        assert verified_shipped_file(f"{name}:onnx") == path
+        check_onnx_graph(onnx.load_model_from_string(path.read_bytes()), path)
+        record = entry["onnx"]
+        if record.get("distillation"):  # a student of the style's own network
+            assert record["distillation"]["teacher"] == entry["files"]["torchscript"], name
+        else:  # the style's own network: the same weights as its .pt
+            assert record["network"] == read_metadata(REAL_ZOO / entry["files"]["torchscript"])["network"], name
+        module, meta = load_exported(path)
+        assert meta["format"] == "onnx" and entry["style_image"] in [Path(s).name for s in meta["style_images"]]
+        diff = checksum_difference(record["checksum"], checksum(module))
+        assert diff <= record["checksum"]["tolerance"], f"{name}: the .onnx moved by {diff:.4f}"
