@@ -1,18 +1,28 @@
-"""Devices: which one a command runs on and how much memory it has free."""
+"""Devices: which one a command runs on and how much memory it has free (torch is imported only
+where a device needs it, so the torch-free ONNX path reads the CPU's memory here too)."""
 
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from fastmmd.base.errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def available_memory(device: torch.device) -> int:
-    """Bytes free for activations: CUDA's free memory, or the OS's MemAvailable."""
+    """Bytes free for activations: CUDA's free memory, or the CPU's (:func:`available_cpu_memory`)."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.mem_get_info(device)[0]
+    return available_cpu_memory()
+
+
+def available_cpu_memory() -> int:
+    """Bytes of memory available to a new allocation: the OS's MemAvailable (8 GiB where unknown)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:

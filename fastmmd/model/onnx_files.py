@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fastmmd.base.devices import available_cpu_memory
 from fastmmd.base.errors import UserError, not_a_model
 from fastmmd.base.inputs import printable, regular_file
 
@@ -332,21 +333,6 @@ class OnnxMemoryBound:
             why = (f"its intermediate tensors take {_gb(need)} for a {'x'.join(map(str, shape))} batch, over the "
                    f"{_gb(allowed)} fastmmd allows a run in proportion to its input and weights")
             raise not_a_model(self.path, why) if opening else UserError(f"{str(self.path)!r}: {why}")
-
-
-def available_cpu_memory() -> int:
-    """Bytes of memory available to a new allocation: the OS's MemAvailable (8 GiB where unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 def _onnx_memory_cap() -> int:
