@@ -366,6 +366,35 @@ def conditioned(export_matrix) -> Exports:
     return export_matrix("conditioned")
 
 
+#: What each pytest-xdist worker builds first when the tests it may run need it (:func:`prebuilt`):
+#: (fixture, export matrix network and weights, kinds), the two halves about equally long, so that
+#: neither worker later waits idle on a file the other is building.
+PREBUILD = {
+    "gw0": [("tiny_exports", None, None), ("plain_run", None, None), ("export_matrix", ("single", "int8"), None)],
+    "gw1": [("conditioned", None, None), ("stateful_run", None, None),
+            ("export_matrix", ("single", "float16"), ("torchscript", "pt2")),
+            ("export_matrix", ("conditioned", "float16"), ("onnx",))],
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prebuilt(request) -> None:
+    """Under pytest-xdist, each worker first builds its share of the session's shared files
+    (:data:`PREBUILD`, where some collected test uses the fixture)."""
+    plan = PREBUILD.get(os.environ.get("PYTEST_XDIST_WORKER", ""), [])
+    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    for name, which, kinds in plan:
+        if name not in used:
+            continue
+        value = request.getfixturevalue(name)
+        if which:
+            value = value(*which)
+        if isinstance(value, Exports):
+            for kind in kinds or value:
+                if kind in value.kinds:
+                    value[kind]
+
+
 # ----------------------------------------------------------------------------- fastmmd serve
 #: Shipped styles that join the tiny networks in the served catalogue (when the zoo is there).
 ZOO_STYLES = ["starry_night", "wave"]
