@@ -43,7 +43,8 @@ TIERS = ("unit", "integration", "e2e")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test carries its tier's marker (``-m unit`` runs the quick loop's first tier)."""
     for item in items:
-        tier = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        path = Path(str(item.fspath)).resolve()
+        tier = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
         if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
 
