@@ -95,6 +95,17 @@ def synthetic_image(width: int = 48, height: int = 40, seed: int = 0, mode: str 
     return img.convert(mode) if mode != "RGB" else img
 
 
+def write_images(folder: Path, n: int, start: int = 0, size: tuple[int, int] = (24, 20)) -> list[Path]:
+    """``img_<index>.png`` synthetic photos ``start``..``start + n - 1`` in ``folder`` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(start, start + n):
+        p = folder / f"img_{i:03d}.png"
+        synthetic_image(*size, seed=i).save(p)
+        paths.append(p)
+    return paths
+
+
 @pytest.fixture
 def make_image(tmp_path: Path):
     """Factory: ``make_image(name, width, height, seed, mode)`` writes a synthetic image, returns its path."""

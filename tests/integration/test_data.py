@@ -9,22 +9,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from conftest import synthetic_image
+from conftest import write_images
 from torch.utils.data import DistributedSampler
 
 from fastmmd.train.data import StyleDataModule
 
 S = 16  # image_size used throughout: tiny, so tests stay fast
-
-
-def write_images(folder: Path, n: int, start: int = 0, size: tuple[int, int] = (24, 20)) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(start, start + n):
-        p = folder / f"img_{i:03d}.png"
-        synthetic_image(*size, seed=i).save(p)
-        paths.append(p)
-    return paths
 
 
 class _Recorder(pl.LightningModule):

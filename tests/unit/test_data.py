@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import synthetic_image
+from conftest import synthetic_image, write_images
 from PIL import Image
 
 from fastmmd.base.errors import UserError
@@ -23,16 +23,6 @@ from fastmmd.train.data import (
 from fastmmd.train.sampling import EpochKeys, ResumableLoader, ResumableSampler
 
 S = 16  # image_size used throughout: tiny, so tests stay fast
-
-
-def write_images(folder: Path, n: int, start: int = 0, size: tuple[int, int] = (24, 20)) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(start, start + n):
-        p = folder / f"img_{i:03d}.png"
-        synthetic_image(*size, seed=i).save(p)
-        paths.append(p)
-    return paths
 
 
 def batches(loader) -> list[torch.Tensor]:
