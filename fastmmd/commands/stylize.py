@@ -29,7 +29,7 @@ def build_parser():
                            "from `fastmmd export`) or a training checkpoint (.ckpt). Outputs are <name>_stylized.png "
                            "(or the input's lossless suffix).")
     parser.add_argument("model", nargs="?", default=None, help="exported .pt / .pt2 / .onnx file, training .ckpt, or a "
-                        "shipped style's name (--list shows them; NAME:pt2 picks its .pt2)")
+                        "shipped style's name (--list shows them; NAME:pt picks its .pt, NAME:onnx its .onnx)")
     parser.add_argument("inputs", nargs="*", default=[], help="image files, folders or globs (quote globs such as 'photos/**/*.jpg')")
     parser.add_argument("--list", action="store_true", help="list the shipped styles (as `fastmmd models`) and exit")
     parser.add_argument("--output-dir", "--output", "-o", default="stylized", dest="output_dir",

@@ -51,7 +51,7 @@ import json
 import os
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -301,13 +301,34 @@ def max_abs_diff(module: Callable[..., Tensor], reference: nn.Module, x: Tensor,
     return worst
 
 
+def _stated_parity(loaded: Callable[..., Tensor], reference: nn.Module, crops: list[Any]) -> dict[str, float]:
+    """Mean and largest |int8-compute file - eager network| over the calibration crops (0-1 RGB).
+
+    Raises:
+        UserError: a mean over :data:`fastmmd.infer.quantize.MEAN_DIFF_TOLERANCE` (nothing written).
+    """
+    from fastmmd.infer.quantize import MEAN_DIFF_TOLERANCE
+
+    total, count, worst = 0.0, 0, 0.0
+    with torch.inference_mode():
+        for crop in crops:
+            x = torch.from_numpy(crop)
+            d = (loaded(x).float() - reference(x).float()).abs()
+            total, count, worst = total + float(d.sum()), count + d.numel(), max(worst, float(d.max()))
+    mean = total / count
+    if not mean <= MEAN_DIFF_TOLERANCE:
+        raise UserError(f"the int8-compute ONNX file moves the calibration photos by {mean:.3g} on average "
+                        f"(> {MEAN_DIFF_TOLERANCE:g}); nothing written; try more or other --calibrate photos")
+    return {"mean_abs_diff": mean, "max_abs_diff": worst}
+
+
 _BUILDERS = {"torchscript": (_build_torchscript, _save_torchscript), "pt2": (_build_pt2, _save_pt2),
              "onnx": (_build_onnx, _save_onnx)}
 
 
 def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | None = None, half: bool = False,
                    meta: dict[str, Any] | None = None, source: str = "", tolerance: float | None = None,
-                   weights: str = "float32") -> dict[str, Any]:
+                   weights: str = "float32", calibration: Sequence[str | os.PathLike] | None = None) -> dict[str, Any]:
     """Exports ``net`` to ``output``, after checking the written file against eager execution.
 
     The file is written to a temporary name, loaded back and run on a random odd-sized batch
@@ -316,6 +337,13 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     and moved to ``output``. The eager reference holds the weights as stored (``weights``:
     float32, float16 or int8, :mod:`fastmmd.model.storage`; ``half`` = float16); how far storage
     moved the output from the float32 network is recorded as ``storage_max_abs_diff``.
+
+    ``calibration`` (photos; ONNX, single-style networks): the file computes its convolutions in
+    int8 (:mod:`fastmmd.infer.quantize`, activation ranges calibrated on these photos), so parity is
+    stated instead of bounded by 1e-5: the eager network and the file run the calibration crops, the
+    metadata's ``compute`` is ``"int8"`` and ``int8_compute`` records the mean and largest |difference|
+    (``parity_max_abs_diff`` the largest); a mean over
+    :data:`fastmmd.infer.quantize.MEAN_DIFF_TOLERANCE` writes nothing.
 
     Returns:
         The metadata stored in the file, plus ``parity_max_abs_diff`` and ``storage_max_abs_diff``.
@@ -332,7 +360,15 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     storage = "float16" if half else weights
     if storage not in STORAGES:
         raise UserError(f"--weights must be one of {', '.join(STORAGES)}, not {storage!r}")
+    if calibration is not None and (fmt != "onnx" or net.conditioned):
+        raise UserError("--calibrate (int8 compute) makes ONNX files (.onnx) of single-style networks; "
+                        f"not {'a conditioned network' if net.conditioned else fmt}")
     out = check_output_file(output)
+    crops = None
+    if calibration is not None:  # read before the export's slow parts: a bad photo fails first
+        from fastmmd.infer.quantize import calibration_crops
+
+        crops = calibration_crops(list(calibration))
     dtype = torch.float16 if storage == "float16" else torch.float32
     tol = TOLERANCE[dtype] if tolerance is None else tolerance
     full = store(net, "float32")  # copies: the caller's network stays as it was
@@ -349,12 +385,22 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     metadata["storage_max_abs_diff"] = max_abs_diff(reference, ExportedStylizer(full).eval(), x, conditions)
     build, save = _BUILDERS[fmt]
     artifact = build(module)
+    if crops is not None:
+        from fastmmd.infer.quantize import quantize_compute
+
+        artifact, metadata["int8_compute"] = quantize_compute(artifact, crops)
+        metadata["compute"] = "int8"
     with atomic_path(out) as tmp:
         save(artifact, tmp, json.dumps(metadata))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             loaded, _ = load_exported(tmp, fmt)
-        diff = max_abs_diff(loaded, reference, x, conditions)
+        if crops is not None:
+            metadata["int8_compute"].update(_stated_parity(loaded, reference, crops))
+            diff = metadata["int8_compute"]["max_abs_diff"]
+            tol = float("inf")  # stated, and bounded on the mean by _stated_parity
+        else:
+            diff = max_abs_diff(loaded, reference, x, conditions)
         # the uint8 path (TorchScript): rounding may differ by one level at most
         x8 = x.mul(255).round().to(torch.uint8)
         diff8 = max_abs_diff(loaded, reference, x8, conditions) if fmt == "torchscript" else 0.0
@@ -372,7 +418,8 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None,
-                      half: bool = False, weights: str | None = None) -> dict[str, Any]:
+                      half: bool = False, weights: str | None = None,
+                      calibration: Sequence[str | os.PathLike] | None = None) -> dict[str, Any]:
     """Exports the network of a training ``.ckpt``, or re-exports that of an exported ``.pt``/``.pt2``
     (in another format or weight storage: ``fastmmd export starry_night --format pt2``), through
     :func:`export_network`. The output is checked (writable, not the source itself) before the
@@ -394,4 +441,4 @@ def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, 
         meta = meta["training"] if isinstance(meta.get("training"), dict) else {
             k: meta.get(k) for k in ("style_images", "loss", "style_weight", "content_weight", "tv_weight")}
     return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name,
-                          weights=weights or "float32")
+                          weights=weights or "float32", calibration=calibration)

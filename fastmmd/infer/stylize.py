@@ -10,7 +10,7 @@ Transfer", 2017) as a post-filter: the output keeps the stylized luma Y and the 
 Cb, Cr (full-range BT.601 YCbCr).
 
 Python API: ``fastmmd.load_stylizer(path)(pil_image) -> pil_image``. Wherever a model file is
-taken, a shipped style's name is too (``starry_night``, ``starry_night:pt2``; :mod:`fastmmd.infer.zoo`).
+taken, a shipped style's name is too (``starry_night``, ``starry_night:onnx``; :mod:`fastmmd.infer.zoo`).
 A network trained on several styles or with a strength input (:mod:`fastmmd.model.conditioning`) takes
 ``style``/``mix``/``strength`` (``--style``, ``--mix``, ``--strength``; ``--grid`` draws them,
 :mod:`fastmmd.infer.condition_grid`).
@@ -249,7 +249,7 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
 
     Args:
         path: ``.pt`` (TorchScript), ``.pt2`` (torch.export), ``.onnx``, training ``.ckpt``, or the
-            name of a shipped style (``fastmmd models``; ``NAME:pt2`` for its ``.pt2``).
+            name of a shipped style (``fastmmd models``; ``NAME:onnx`` for its ``.onnx``).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         half: run in float16 (GPU only: torch's CPU fp16 convolutions are far slower than fp32;
             measured: docs/benchmarks.md, "Stylize / export").

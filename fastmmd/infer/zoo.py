@@ -1,12 +1,13 @@
 """The model zoo: trained styles shipped with fastmmd, usable by name wherever a model file is.
 
 The repository ships exported networks in ``checkpoints/`` (``<name>.pt``, TorchScript, and
-``<name>.pt2``, torch.export; their weights stored as the manifest's ``weights`` says, int8 for the
-shipped styles, computing in float32: :mod:`fastmmd.model.storage`) with a manifest,
+``<name>.onnx``, which ``fastmmd stylize`` runs without torch on a CPU; their weights stored as the
+manifest's ``weights`` says, int8 for the shipped styles: :mod:`fastmmd.model.storage`; no ``.pt2``,
+which ``fastmmd export NAME --format pt2`` writes from the ``.pt``) with a manifest,
 ``checkpoints/zoo.json``, written by ``scripts/build_zoo.py``: per style the painting, the loss and
 settings it was trained with, the training budget, scores against per-image optimization
 (``fastmmd evaluate``) and a checksum of its output. This module is the consumer side: every command that takes a MODEL first calls
-:func:`resolve_model`, which turns ``starry_night`` (or ``starry_night:pt2``) into the shipped
+:func:`resolve_model`, which turns ``starry_night`` (or ``starry_night:onnx``) into the shipped
 file and leaves real paths alone, so the file is then read by the one safe loader
 (:mod:`fastmmd.model.files`) like any other. The manifest is only data: it names files inside the
 zoo folder and nothing in it is run.
@@ -124,7 +125,9 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     """The model file ``spec`` means: an existing path as it is, else a shipped style's file.
 
     A style is named by its bare name, case-insensitive (``starry_night``: its ``.pt``), or with
-    ``:pt2`` for its ``.pt2``. Only the name is looked up; the file is then read like any other.
+    ``:pt``, ``:onnx`` or ``:pt2`` for that file (a zoo that lists one: the repository's ships no
+    ``.pt2``, and the error says how to write one). Only the name is looked up; the file is then
+    read like any other.
 
     Raises:
         UserError: neither an existing path nor a shipped style (with a "did you mean"), the zoo is
@@ -155,7 +158,9 @@ def resolve_model(spec: str | os.PathLike) -> Path:
                         f"(`fastmmd models` lists the styles in {str(zoo_dir())!r})")
     file = styles[name]["files"].get(kind)
     if file is None:
-        raise UserError(f"shipped style {name!r} has no {FILE_KINDS[kind]} file; use {name!r}")
+        make = (f"; `fastmmd export {name} --format pt2` writes one from its .pt (the same network)"
+                if kind == "pt2" and "torchscript" in styles[name]["files"] else "")
+        raise UserError(f"shipped style {name!r} has no {FILE_KINDS[kind]} file; use {name!r}{make}")
     found = zoo_dir() / file
     if not found.is_file():
         raise UserError(f"shipped style {name!r}: {file!r} is missing from {str(zoo_dir())!r}")
@@ -308,7 +313,8 @@ def styles_table(rows: list[dict[str, Any]], folder: str | os.PathLike) -> str:
     lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]) for row in table]
     lines += ["", "style/opt, content/opt: the network's distance to the painting / the photo divided by per-image "
               "optimization's (fastmmd evaluate; below 1: closer).",
-              f"Use: fastmmd stylize NAME photo.jpg (NAME:pt2 for the .pt2 file). Folder: {str(folder)} (${ENV_VAR})."]
+              f"Use: fastmmd stylize NAME photo.jpg (NAME:pt for the .pt file; a .pt2: fastmmd export NAME --format pt2). "
+              f"Folder: {str(folder)} (${ENV_VAR})."]
     if any(r.get("kind") == "arbitrary" for r in rows):
         lines.append("Any painting: fastmmd stylize arbitrary photo.jpg --style-image painting.jpg (scores: on "
                      "paintings it never saw).")

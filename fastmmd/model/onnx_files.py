@@ -36,12 +36,13 @@ from fastmmd.base.inputs import printable, regular_file
 #: subgraphs (``If``) or allocates from a number in the data (``ConstantOfShape``, ``Range``,
 #: ``Tile``, ``Resize``, random generators...) is run.
 ONNX_OPERATORS = frozenset({
-    # written by fastmmd export
-    "Add", "Cast", "Concat", "Conv", "DepthToSpace", "Div", "Expand", "Gemm", "InstanceNormalization", "MatMul",
-    "Mod", "Mul", "Pad", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Squeeze", "Sub", "Unsqueeze",
+    # written by fastmmd export (the int8-compute files' QDQ pairs: elementwise, the input's shape)
+    "Add", "Cast", "Concat", "Conv", "DepthToSpace", "DequantizeLinear", "Div", "Expand", "Gemm",
+    "InstanceNormalization", "MatMul", "Mod", "Mul", "Pad", "QuantizeLinear", "Relu", "Reshape", "Shape", "Sigmoid",
+    "Slice", "Squeeze", "Sub", "Transpose", "Unsqueeze",
     # bounded by their inputs
     "Abs", "Clip", "Constant", "Exp", "Flatten", "Gather", "Identity", "LeakyRelu", "Max", "Min", "Neg", "Pow",
-    "ReduceMean", "Sqrt", "Tanh", "Transpose",
+    "ReduceMean", "Sqrt", "Tanh",
 })
 #: Largest ``.onnx`` file read (a width-32 network is ~7 MB; weights must live inside the file).
 MAX_ONNX_BYTES = 1 << 30
@@ -136,7 +137,8 @@ def read_onnx_model(path: Path) -> Any:
 
 
 #: Bytes the intermediate tensors of one ONNX run may add up to, in units of 4-byte elements:
-#: ``ONNX_ACTIVATION_FACTOR`` x the batch's pixels x the widest convolution the file holds, plus
+#: ``ONNX_ACTIVATION_FACTOR`` x the batch's pixels x the widest convolution the file holds (its weight
+#: stored in the file, as it is or behind a ``DequantizeLinear``: an int8-compute file's), plus
 #: ``ONNX_WEIGHT_FACTOR`` x the elements of its weights, plus ``ONNX_FLOOR_ELEMENTS``. fastmmd's own
 #: exports use a small share of it (measured: docs/safety.md, "ONNX memory per run").
 ONNX_ACTIVATION_FACTOR = 64
@@ -239,8 +241,10 @@ class OnnxMemoryBound:
         tensors = {t.name: t for t in graph.initializer}
         self.weights = sum(math.prod(t.dims) for t in graph.initializer)
         self.weights += sum(math.prod(t.values.dims) + math.prod(t.indices.dims) for t in graph.sparse_initializer)
-        convs = [tensors[n.input[1]].dims[0] for n in graph.node
-                 if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in tensors and tensors[n.input[1]].dims]
+        stored = {**tensors, **{n.output[0]: tensors[n.input[0]] for n in graph.node  # int8 weights, dequantized
+                                if n.op_type == "DequantizeLinear" and n.input[0] in tensors and len(n.output) == 1}}
+        convs = [stored[n.input[1]].dims[0] for n in graph.node
+                 if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in stored and stored[n.input[1]].dims]
         self.channels = max([3, *convs])
         small, inputs = [], [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", "c", "h", "w"])]
         for t in graph.initializer:

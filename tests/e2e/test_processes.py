@@ -46,7 +46,7 @@ import fastmmd, fastmmd.base.errors
 print('IMPORT', sorted(m for m in ('torch', 'lightning', 'datasets', 'jsonargparse') if m in sys.modules))
 from fastmmd.__main__ import main
 for argv in (['--help'], ['models'], ['models', '--json'], ['models', '--help'], ['export', '--help'],
-             ['export', '--info', 'starry_night'], ['export', '--info', 'wave:pt2'], ['data', '--help']):
+             ['export', '--info', 'starry_night'], ['export', '--info', 'wave:pt'], ['data', '--help']):
     try:
         assert main(argv) == 0, argv
     except SystemExit as e:

@@ -178,3 +178,36 @@ def test_bench_peer_runs_ours_side_by_side_without_the_peer(tiny_exports, tmp_pa
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert [r["runtime"] for r in rows] == ["onnxruntime", "torch"] and all(r["peak_rss_mib"] > 0 for r in rows)
     assert "| engine |" in out and (tmp_path / "b.md").is_file()
+
+
+def test_bench_quality_scores_models_and_each_zoo_style_against_its_painting(tiny_exports, tmp_path, monkeypatch,
+                                                                            capsys):
+    """scripts/bench_quality.py at a tiny size (random VGG weights): ``--models`` against one painting,
+    and ``--zoo`` (a zoo folder of one style, its .pt and .onnx) against each style's own painting."""
+    import shutil
+
+    from conftest import synthetic_image
+
+    if "onnx" not in tiny_exports:
+        pytest.skip("onnx export unavailable")
+    for i in range(2):
+        synthetic_image(40, 30, seed=i).save(tmp_path / f"photo{i}.png")
+    synthetic_image(36, 36, seed=7).save(tmp_path / "paint.png")
+    common = ["--photos", str(tmp_path / "photo*.png"), "--size", "32", "--vgg-weights", "random"]
+    models = f"{tiny_exports['torchscript']},{tiny_exports['onnx']}"
+    out = run_script("bench_quality.py", "--models", models, "--style", str(tmp_path / "paint.png"), *common,
+                     "--json", str(tmp_path / "q.json"), monkeypatch=monkeypatch, capsys=capsys)
+    summary = json.loads((tmp_path / "q.json").read_text())["summary"]
+    assert [s["model"] for s in summary] == models.split(",") and summary[0]["style_ratio"] == 1.0
+    assert abs(summary[1]["style_ratio"] - 1) < 0.05 and "| model |" in out  # the same network in two files
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copy(tiny_exports["torchscript"], zoo / "tiny.pt")
+    shutil.copy(tiny_exports["onnx"], zoo / "tiny.onnx")
+    (zoo / "zoo.json").write_text(json.dumps({"format_version": 1, "styles": {"tiny": {
+        "files": {"torchscript": "tiny.pt", "onnx": "tiny.onnx"}, "style_image": "paint.png"}}}))
+    monkeypatch.setenv("FASTMMD_ZOO", str(zoo))
+    run_script("bench_quality.py", "--zoo", "all", "--styles-dir", str(tmp_path), "--no-arbitrary", *common,
+               "--json", str(tmp_path / "z.json"), monkeypatch=monkeypatch, capsys=capsys)
+    group = json.loads((tmp_path / "z.json").read_text())["styles"]["tiny"]
+    assert group["style"] == "paint.png" and [s["model"] for s in group["summary"]] == ["tiny", "tiny:onnx"]

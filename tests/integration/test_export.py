@@ -137,6 +137,59 @@ def test_export_takes_an_exported_file_and_keeps_its_storage_and_training(export
     assert read_metadata(tmp_path / "again.pt")["dtype"] == "float32"
 
 
+def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_matrix, make_image, tmp_path, capsys):
+    """``--calibrate PHOTOS``: the middle convolutions in int8 (QDQ pairs that onnxruntime fuses into
+    QLinearConv, 7-bit weights), the first and the last in float32 from int8-stored weights; the
+    metadata states how far the calibration crops moved, and fastmmd's ONNX checks take the file."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from collections import Counter
+
+    from fastmmd.infer.quantize import MEAN_DIFF_TOLERANCE
+    from fastmmd.model.files import ONNX_OPERATORS, open_onnx
+
+    source = export_matrix("single", "int8")["torchscript"]
+    photos = [str(make_image(f"cal/{i}.png", 48, 40, seed=i)) for i in range(3)]
+    out = tmp_path / "int8.onnx"
+    assert main(["export", str(source), "-o", str(out), "--calibrate", str(tmp_path / "cal")]) == 0
+    assert ", int8 compute," in capsys.readouterr().out
+    meta = read_metadata(out)
+    record = meta["int8_compute"]
+    assert meta["compute"] == "int8" and meta["dtype"] == "int8" and record["weight_bits"] == 7
+    assert record["convs_float32"] == 2 and record["convs_int8"] > 0 and record["calibration"]["photos"] == len(photos)
+    assert 0 < record["mean_abs_diff"] <= MEAN_DIFF_TOLERANCE and meta["parity_max_abs_diff"] == record["max_abs_diff"]
+    model = onnx.load(str(out))
+    assert {n.op_type for n in model.graph.node} <= ONNX_OPERATORS
+    weights = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights and all(abs(int(w.min())) <= 127 and int(w.max()) <= 127 for w in weights)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+    fused = Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+    assert fused["QLinearConv"] == record["convs_int8"], fused  # what makes it fast
+    run, _ = open_onnx(out)  # fastmmd's ONNX checks and memory bound, then onnxruntime
+    x = torch.rand(1, 3, 37, 45)
+    with torch.inference_mode():
+        assert run(x).shape == x.shape
+
+
+def test_int8_compute_is_refused_where_it_does_not_apply(export_matrix, make_image, tmp_path, monkeypatch):
+    """Only ONNX files of single-style networks; a calibration that moves the output too far writes nothing."""
+    pytest.importorskip("onnxruntime")
+    import fastmmd.infer.quantize as quantize
+
+    photo = [make_image("p.png", 48, 40)]
+    int8 = export_matrix("single", "int8")
+    with pytest.raises(UserError, match="ONNX files .* not pt2"):
+        export_checkpoint(int8["torchscript"], tmp_path / "x.pt2", calibration=photo)
+    with pytest.raises(UserError, match="not a conditioned network"):
+        export_checkpoint(export_matrix("conditioned")["ckpt"], tmp_path / "x.onnx", calibration=photo)
+    monkeypatch.setattr(quantize, "MEAN_DIFF_TOLERANCE", 0.0)
+    with pytest.raises(UserError, match="moves the calibration photos by .* nothing written"):
+        export_checkpoint(int8["torchscript"], tmp_path / "x.onnx", calibration=photo)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
 def test_refuses_to_write_on_mismatch(tiny_exports, tmp_path, monkeypatch):
     import fastmmd.infer.export as export
 
