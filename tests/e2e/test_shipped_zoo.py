@@ -57,7 +57,8 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def torch_only_run(shipped, tmp_path_factory) -> dict[str, dict]:
-    """Every shipped file loaded and run by torch alone, in a process that cannot import fastmmd.
+    """Every shipped file loaded and run by its runtime alone (torch, onnxruntime), in a process that
+    cannot import fastmmd.
 
     ``torch.export.load`` may fall back to unrestricted unpickling; ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``
     forbids that here too (these are our own files, but the test should not depend on it)."""
@@ -72,6 +73,7 @@ def torch_only_run(shipped, tmp_path_factory) -> dict[str, dict]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # ~10-20 s on 2 CPU cores: a fresh interpreter imports torch and opens six files of each kind
 def test_shipped_files_load_with_their_runtime_alone_and_look_as_recorded(shipped, torch_only_run):
     """The .pt with torch alone, the .onnx with onnxruntime alone (where installed), in a process
     that cannot import fastmmd: odd sizes in and out, and the checksums zoo.json records."""

@@ -199,16 +199,17 @@ def test_export_info_by_name(zoo, capsys):
 
 
 def test_export_by_name_writes_the_style_in_another_format_in_the_current_folder(zoo, tmp_path, monkeypatch, capsys):
-    """``fastmmd export NAME --format pt2``: the shipped style's network (its .pt, weights only) in
-    its own storage, written as NAME.pt2 where the user stands, never into the zoo folder."""
+    """``fastmmd export NAME --format FORMAT`` (the README's ``--format pt2``; TorchScript here, the
+    quickest export): the shipped style's network (its .pt, weights only) in its own storage,
+    written as NAME.SUFFIX where the user stands, never into the zoo folder."""
     from fastmmd.model.files import read_metadata
 
     before = {p.name: p.stat().st_mtime_ns for p in zoo.iterdir()}
     monkeypatch.chdir(tmp_path)
-    assert main(["export", "Tiny", "--format", "pt2"]) == 0
-    assert capsys.readouterr().out.startswith("wrote tiny.pt2 (pt2, float16,")
-    meta = read_metadata(tmp_path / "tiny.pt2")
-    assert meta["format"] == "pt2" and meta["dtype"] == "float16" and meta["source_checkpoint"] == "tiny.pt"
+    assert main(["export", "Tiny:pt", "--format", "torchscript"]) == 0
+    assert capsys.readouterr().out.startswith("wrote tiny.pt (torchscript, float16,")
+    meta = read_metadata(tmp_path / "tiny.pt")
+    assert meta["format"] == "torchscript" and meta["dtype"] == "float16" and meta["source_checkpoint"] == "tiny.pt"
     assert {p.name: p.stat().st_mtime_ns for p in zoo.iterdir()} == before
 
 
