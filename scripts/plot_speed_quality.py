@@ -18,6 +18,7 @@ seconds (1 thread: what the call computed, whatever else ran on the machine), ``
 wall time. Needs matplotlib (not a dependency of fastmmd: ``pip install matplotlib``).
 
     python scripts/plot_speed_quality.py --speed peer.json --quality quality.json --output docs/images/speed_quality.png
+    python scripts/plot_speed_quality.py --speed peer.json --quality zoo_a.json zoo_b.json --output speed_quality.png
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def seconds(row: dict, kind: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--speed", required=True, help="bench_peer.py --json output")
-    ap.add_argument("--quality", required=True, help="bench_quality.py --json output")
+    ap.add_argument("--quality", required=True, nargs="+", help="bench_quality.py --json output (--zoo runs: one "
+                    "or more, their styles joined)")
     ap.add_argument("--labels", default=None, help="NAME=label,... for the points (one painting; default: the names)")
     ap.add_argument("--quality-of", default=None, help="SPEED_NAME=QUALITY_NAME,...: a timed model scored under "
                     "another name (the same network in another file, e.g. starry_night:pt=starry_night)")
@@ -53,7 +55,10 @@ def main() -> None:
     import matplotlib.ticker
 
     speed = json.loads(Path(args.speed).read_text())
-    quality = json.loads(Path(args.quality).read_text())
+    runs = [json.loads(Path(q).read_text()) for q in args.quality]
+    quality = runs[0]
+    if "styles" in quality:  # --zoo runs split over several processes: one plane
+        quality = {**quality, "styles": {k: v for run in runs for k, v in run["styles"].items()}}
     kind = args.time or ("cpu" if all(r.get("in_process_cpu_s") is not None for r in speed["rows"]) else "wall")
     times = {row["engine"].removeprefix("fastmmd "): seconds(row, kind) for row in speed["rows"]}
     env = speed["environment"]
@@ -69,8 +74,9 @@ def main() -> None:
         t = seconds(peer, kind)
         ax.axvline(t, color="grey", linestyle="--", linewidth=1)
         ax.axvline(0.8 * t, color="green", linestyle=":", linewidth=1)
-        ax.text(t, ax.get_ylim()[1], f" {peer['engine']} (26 styles)", fontsize=7, va="top", color="grey")
-        ax.text(0.8 * t, ax.get_ylim()[0], "0.8x ", fontsize=8, va="bottom", ha="right", color="green")
+        ax.text(t, ax.get_ylim()[1], f" {peer['engine']} (26 styles) ", fontsize=7, va="top", ha="left",
+                rotation=90, color="grey")
+        ax.text(0.8 * t, ax.get_ylim()[1], "0.8x ", fontsize=8, va="top", ha="right", color="green")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     width, height = env["photo_size"]
@@ -127,8 +133,10 @@ def plot_zoo(ax, times: dict, quality: dict) -> None:
                        linewidths=0.4, label=label if i == 0 else None, zorder=3)
             xs.append(t)
             ys.append(row["style_swd"])
-        ax.plot(xs, ys, color=colours(i), linewidth=0.6, alpha=0.5, label=style, zorder=2)
-    ax.legend(fontsize=6.5, loc="upper right", ncol=2)
+        order = sorted(range(len(xs)), key=xs.__getitem__)
+        ax.plot([xs[j] for j in order], [ys[j] for j in order], color=colours(i), linewidth=0.6, alpha=0.5,
+                label=style, zorder=2)
+    ax.legend(fontsize=6.5, loc="lower left", ncol=2)
     ax.set_title("Each shipped style against its own painting; 26-style line: the peer's time", fontsize=9)
 
 
