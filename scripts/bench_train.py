@@ -11,7 +11,10 @@ residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is
   channels_last, the network in NCHW throughout, fp32.
 * ``cpu-fp32``: what ``fit`` runs on a CPU without bf16 instructions (``--trainer.precision auto``
   resolves to 32): ``ours-fp32`` with the network's last conv on channels_last input
-  (``TransformerNet.set_layout(rgb_out_channels_last=True)``, the default).
+  (``TransformerNet.set_layout(rgb_out_channels_last=True)``, the default) and, where
+  ``fastmmd.base.precision.cpu_nnpack_is_faster`` holds (AVX2 kernels), VGG's convs on maps of 32 px
+  and more through NNPACK (``StyleTransferModule.use_fast_convolutions``, as ``fit`` calls it).
+* ``onednn-fp32``: ``cpu-fp32`` with every conv in oneDNN (no NNPACK): what NNPACK buys.
 * ``ours-bf16``: the step under bfloat16 autocast (statistics and losses stay fp32), what
   ``--trainer.precision bf16-mixed`` runs (with the default layout, as ``cpu-fp32``).
 * ``nchw-out-bf16``: ``ours-bf16`` with the last conv on NCHW input, as before issue 29: what the
@@ -28,14 +31,12 @@ residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is
   folded (``fastmmd.model.networks.folded_upsample_conv``): what the fold buys in training.
 * ``compile-fp32``: ``cpu-fp32`` with the network and VGG wrapped in ``torch.compile``.
 
-Levers tried for fp32 on CPUs without bf16 instructions, each ``cpu-fp32`` with one change
+Levers tried for fp32 on CPUs without bf16 instructions, each ``onednn-fp32`` with one change
 (docs/benchmarks.md, "bf16 without bf16 instructions", says which paid):
 
 * ``all-cl-fp32``: the whole network and its inputs in channels_last (``model.channels_last: all``).
 * ``nchw-vgg-fp32``: VGG in NCHW (``model.channels_last: none`` for VGG; the network as ``cpu-fp32``).
 * ``aten-conv-fp32``: oneDNN off (``torch.backends.mkldnn.enabled = False``): ATen's own convolutions.
-* ``nnpack-fp32``: VGG's 3x3 convs of blocks 1-3 through NNPACK's Winograd kernels
-  (``torch._nnpack_spatial_convolution``, forward and the input gradient; VGG in NCHW).
 * ``compile-vgg-fp32`` / ``compile-net-fp32``: ``torch.compile`` on VGG only / the network only.
 * ``autotune-fp32``: both compiled with ``mode="max-autotune-no-cudagraphs"``.
 
@@ -77,7 +78,7 @@ from torch import Tensor, nn
 
 VARIANTS = ("naive", "ours-fp32", "cpu-fp32", "ours-bf16", "nchw-out-bf16", "all-cl-bf16", "joint-bf16", "compile-bf16",
             "all-cl-compile-bf16", "unfolded-compile-bf16", "compile-fp32", "all-cl-fp32", "nchw-vgg-fp32",
-            "aten-conv-fp32", "nnpack-fp32", "compile-vgg-fp32", "compile-net-fp32", "autotune-fp32")
+            "aten-conv-fp32", "onednn-fp32", "compile-vgg-fp32", "compile-net-fp32", "autotune-fp32")
 
 
 def style_image(size: int) -> Tensor:
@@ -142,46 +143,6 @@ class JointVGG(nn.Module):
         return self.inner.parameters(recurse)
 
 
-# --------------------------------------------------------------------------------------- NNPACK
-class NNPackConv3x3(torch.autograd.Function):
-    """A frozen 3x3 conv (stride 1, padding 1) through NNPACK: forward, and the input gradient as
-    the conv of the output gradient with the flipped, transposed kernel (no weight gradient)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        ctx.save_for_backward(weight)
-        return torch._nnpack_spatial_convolution(x.contiguous(), weight, bias, [1, 1])
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (weight,) = ctx.saved_tensors
-        flipped = weight.flip(2, 3).transpose(0, 1).contiguous()
-        return torch._nnpack_spatial_convolution(grad.contiguous(), flipped, None, [1, 1]), None, None
-
-
-class NNPackConv(nn.Module):
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.conv = conv
-
-    def forward(self, x: Tensor) -> Tensor:
-        return NNPackConv3x3.apply(x, self.conv.weight, self.conv.bias)
-
-
-def use_nnpack(vgg) -> None:
-    """VGG's 3x3 convs of blocks 1-3 but the first (3 input channels) through NNPACK, VGG in NCHW
-    (NNPACK's layout); blocks 4 and 5, at 1/8 and 1/16 resolution, were faster in oneDNN."""
-    from fastmmd.vgg.features import LAYER_NAMES
-
-    if not torch._nnpack_available():  # also initialises NNPACK, which its convs need first
-        raise RuntimeError("this torch has no NNPACK")
-    vgg.to(memory_format=torch.contiguous_format)
-    for index, layer in enumerate(vgg.features):
-        name = LAYER_NAMES[index]
-        if isinstance(layer, nn.Conv2d) and name[4] in "123" and name != "conv1_1":
-            vgg.features[index] = NNPackConv(layer)
-
-
 # --------------------------------------------------------------------------------------- variants
 def build(variant: str, size: int, width: int, style_weight: float, seed: int = 0, device: str = "cpu"):
     from fastmmd.losses import StyleLoss
@@ -200,13 +161,13 @@ def build(variant: str, size: int, width: int, style_weight: float, seed: int = 
         module.network.set_layout(rgb_out_channels_last=False)
     if variant == "unfolded-compile-bf16":
         module.network.set_layout(fold_upsampling=False)
-    if variant == "nnpack-fp32":
-        use_nnpack(module.criterion.vgg)
     if variant == "aten-conv-fp32":
         torch.backends.mkldnn.enabled = False
     module = module.to(device)
     if variant != "naive":
         module.criterion.set_style([style_image(size).to(device)])
+    if variant == "cpu-fp32":  # as fit does when it starts
+        module.use_fast_convolutions("32-true")
     optimizer = torch.optim.Adam(module.network.parameters(), lr=1e-3)
     mode = "max-autotune-no-cudagraphs" if variant == "autotune-fp32" else None
     if "compile" in variant and variant != "compile-vgg-fp32" or variant == "autotune-fp32":

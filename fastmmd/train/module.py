@@ -29,6 +29,7 @@ from torchmetrics import MeanMetric
 
 from fastmmd.base.errors import UserError, did_you_mean
 from fastmmd.base.images import read_image
+from fastmmd.base.precision import cpu_nnpack_is_faster
 from fastmmd.core import motion
 from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import StyleCriterion
@@ -304,11 +305,30 @@ class StyleTransferModule(L.LightningModule):
         """
         self._ensure_style()
 
+    def use_fast_convolutions(self, precision: Any) -> bool:
+        """Runs VGG's convolutions on large maps through NNPACK
+        (:meth:`~fastmmd.vgg.features.VGGFeatures.use_nnpack`) where that is faster: fp32 training
+        (``precision`` is the Trainer's, e.g. ``32-true``) on a CPU whose convolutions run AVX2 kernels
+        at most (:func:`fastmmd.base.precision.cpu_nnpack_is_faster`), not compiled. The same features
+        to float rounding; what it bought: docs/benchmarks.md, "bf16 without bf16 instructions".
+        Called when fitting, validating or testing starts; returns whether NNPACK is on."""
+        on = (self.device.type == "cpu" and str(precision) in ("32", "32-true") and not self.hparams.get("compile")
+              and cpu_nnpack_is_faster())
+        self.criterion.vgg.use_nnpack(on)
+        return on
+
     def on_fit_start(self) -> None:
+        self.use_fast_convolutions(self.trainer.precision)
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
             self.network.compile()
             self.criterion.vgg.compile()
             self._compiled = True
+
+    def on_validation_start(self) -> None:
+        self.use_fast_convolutions(self.trainer.precision)
+
+    def on_test_start(self) -> None:
+        self.use_fast_convolutions(self.trainer.precision)
 
     # ------------------------------------------------------------------------- steps
     def _prepare(self, images: Tensor) -> Tensor:

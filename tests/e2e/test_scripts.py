@@ -51,32 +51,6 @@ def test_bench_train_runs_every_cpu_variant_it_names(monkeypatch, capsys):
     assert out.count("(round 2)") == 2 and "naive: 1.00x naive speed" in out
 
 
-@pytest.mark.skipif(not torch._nnpack_available(), reason="this torch has no NNPACK")
-def test_bench_train_nnpack_lever_gives_vggs_features_and_input_gradients():
-    """``nnpack-fp32`` times VGG with NNPACK's convs (blocks 1-3): they must compute what oneDNN's do,
-    forward and the gradient to the image (a wrong gradient would time the same and mean nothing)."""
-    from fastmmd.vgg.features import STYLE_LAYERS, VGGFeatures
-
-    bench = runpy.run_path(str(ROOT / "scripts" / "bench_train.py"), run_name="bench_train")
-    torch.manual_seed(0)
-    reference = VGGFeatures(STYLE_LAYERS, "random", width_divisor=8)
-    vgg = VGGFeatures(STYLE_LAYERS, "random", width_divisor=8)
-    vgg.load_state_dict(reference.state_dict())
-    bench["use_nnpack"](vgg)
-    assert sum(isinstance(m, bench["NNPackConv"]) for m in vgg.features) == 7  # conv1_2 .. conv3_4
-    image = torch.rand(2, 3, 32, 48)
-    grads = []
-    for model in (reference, vgg):
-        x = image.clone().requires_grad_()
-        feats = model(x)
-        sum((f * torch.linspace(0, 1, f.numel()).view_as(f)).sum() for f in feats.values()).backward()
-        grads.append((feats, x.grad))
-    (want, want_grad), (got, got_grad) = grads
-    for tap in STYLE_LAYERS:
-        torch.testing.assert_close(got[tap], want[tap], rtol=1e-4, atol=1e-4 * want[tap].abs().max().item())
-    torch.testing.assert_close(got_grad, want_grad, rtol=1e-4, atol=1e-4 * want_grad.abs().max().item())
-
-
 def test_bench_train_skips_bf16_variants_on_a_cpu_without_bf16(monkeypatch, capfd):
     """Under ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2-only CPU, as far as torch
     is concerned: the processes of each batch size start under them) the bf16 variants are skipped
