@@ -311,6 +311,13 @@ def onnx_available() -> bool:
     return True
 
 
+def require_onnx() -> None:
+    """Skips (one line, with the fix) where the onnx extra is not installed; where it is, a test then
+    reads ``exports["onnx"]`` and fails if the export is missing (never a silent skip in CI)."""
+    if not onnx_available():
+        pytest.skip("needs the onnx extra: pip install -e '.[onnx]'")
+
+
 class Exports(Mapping):
     """One network of the export matrix in one weight storage: ``exports[kind]`` for kind ``ckpt``
     (the training checkpoint) or an export format (``torchscript``, ``pt2``, ``onnx`` where the onnx

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
+from conftest import require_onnx
 
 import fastmmd
 from fastmmd.model.files import read_checkpoint
@@ -75,8 +75,7 @@ def test_light_paths_import_only_what_they_need(tiny_exports, make_image, tmp_pa
 
 def test_fast_path_never_imports_torch(tiny_exports, make_image, tmp_path):
     """The torch-free stylize path of an .onnx file (fastmmd.infer.fast_stylize): any import of torch fails."""
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     onnx_file = tiny_exports["onnx"]
     photo = make_image("p.png", 24, 20)
     code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails

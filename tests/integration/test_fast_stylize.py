@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fails_with_one_line, write_tiny_checkpoint
+from conftest import fails_with_one_line, require_onnx, write_tiny_checkpoint
 from PIL import Image
 
 from fastmmd.__main__ import main
@@ -24,8 +24,7 @@ pytest.importorskip("onnx")
 
 @pytest.fixture
 def onnx_file(tiny_exports) -> Path:
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     return tiny_exports["onnx"]
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 import pytest
 import torch
-from conftest import fails_with_one_line, synthetic_image, tiny_fit_args
+from conftest import fails_with_one_line, require_onnx, synthetic_image, tiny_fit_args
 from payloads import PICKLE_PAYLOADS, PROGRAM_PAYLOADS, Payload, torch_bytes
 
 from fastmmd.__main__ import main
@@ -157,8 +157,7 @@ def test_a_crafted_network_description_cannot_allocate(tmp_path):
 
 def test_onnx_with_external_weights_is_refused(tiny_exports, tmp_path):
     onnx = pytest.importorskip("onnx")
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     model = onnx.load(str(tiny_exports["onnx"]))
     tensor = model.graph.initializer[0]
     tensor.ClearField("raw_data")
@@ -234,8 +233,7 @@ def test_onnx_exports_use_only_allowed_operators(tiny_exports):
     onnx = pytest.importorskip("onnx")
     from fastmmd.model.files import ONNX_OPERATORS
 
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     model = onnx.load(str(tiny_exports["onnx"]))
     assert {n.op_type for n in model.graph.node} <= ONNX_OPERATORS
 
@@ -545,8 +543,7 @@ def test_onnx_exports_use_a_small_share_of_their_memory_allowance(tiny_exports, 
     pytest.importorskip("onnx")
     from fastmmd.model.files import OnnxMemoryBound, read_onnx_model
 
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     files = [tiny_exports["onnx"], export_matrix("conditioned")["onnx"], export_matrix("conditioned", "float16")["onnx"],
              export_matrix("single", "int8")["onnx"]]
     for path in files:
