@@ -116,6 +116,10 @@ def test_the_benchmark_script_scores_the_network_against_optimize_on_held_out_pa
     monkeypatch.setattr("sys.argv", ["arbitrary_picture.py", str(out), "--model", "last", "--output", str(picture)])
     runpy.run_path(str(REPO / "scripts" / "arbitrary_picture.py"), run_name="__main__")
     assert Image.open(picture).height > 2 * 32 and "4 rows x 2 photos" in capsys.readouterr().out  # 2 paintings x (network, optimize)
+    monkeypatch.setattr("sys.argv", ["arbitrary_picture.py", str(out), "--model", "last", "--model", "last",
+                                     "--no-magenta", "--output", str(picture)])  # one row per network (the loss grid)
+    runpy.run_path(str(REPO / "scripts" / "arbitrary_picture.py"), run_name="__main__")
+    assert "6 rows x 2 photos" in capsys.readouterr().out  # 2 paintings x (two networks, optimize)
 
 
 def test_paintings_from_a_hugging_face_dataset_pair_like_a_folder(tmp_path):
