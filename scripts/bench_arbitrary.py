@@ -109,7 +109,8 @@ def speed(model: str, photo_path: Path, paintings: list[Path], side: int, peer: 
 
 
 def images_in(folder: str, count: int) -> list[Path]:
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    """The first ``count`` images of ``folder``, sorted, as absolute paths (the peer runs in another folder)."""
+    files = sorted(p.resolve() for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if len(files) < count:
         raise SystemExit(f"{folder!r} holds {len(files)} images, fewer than {count}")
     return files[:count]
