@@ -148,8 +148,8 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     _validate(args)
+    args.style = str(resolve_painting(args.style))  # a shipped style's name -> its painting
     args.models = [str(resolve_model(m)) for m in args.models]  # shipped style names -> their files
-    args.style = str(resolve_painting(args.style))  # and -> its painting, for --style
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     # the memory check compare makes, before any image is read at --size (--size 100000000 was a traceback)
