@@ -289,7 +289,8 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
                      f"| {t['minutes']:g} min, {t['machine']} | {cpu_time(t)} | {num('style_swd')} | {num('content')} | {num('style_ratio', '.2f')} "
                      f"| {num('content_ratio', '.2f')} | {num('seconds_per_image', '.2f')} |")
     lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml --data.root photos/",
-              "--model.style_images '[<style>.jpg]'` (the painting from its `source` in `zoo.json`; photos: `fastmmd data coco`), then",
+              "--model.style_images '[<style>]'` (the painting by name, once `fastmmd data paintings <style>` has downloaded it:",
+              "[below](#the-paintings); photos: `fastmmd data coco`), then",
               "`fastmmd export checkpoints/<style>/last.ckpt --weights int8 --output checkpoints/<style>.pt` (and `.pt2`).",
               "The shipped networks came from `scripts/gpu_check.sh` (`TRAIN_TIME=00:00:03:30`), which trains all",
               "styles at once on one GPU, each on a copy of the project's photo set resized to a 288 px short",
@@ -314,7 +315,30 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
                       f"{sc['style_swd']:.3f} ({sc['style_ratio']:.2f}x per-image optimization's), content "
                       f"{sc['content']:.3f} ({sc['content_ratio']:.2f}x); docs/benchmarks.md, \"Arbitrary style\"."]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + paintings_section(manifest))
+
+
+def paintings_section(manifest: dict) -> list[str]:
+    """checkpoints/README.md's "The paintings": where each style's painting comes from and how to fetch it."""
+    lines = ["## The paintings", "",
+             "The paintings are public domain (see each `license` in `zoo.json`) but not in the repository.",
+             "`fastmmd data paintings [STYLE ...]` (needs internet) downloads each from the public repository it was",
+             "taken from (its raw file, pinned to a commit), checks its size and SHA-256 (`download` in `zoo.json`) and",
+             "keeps it in `$FASTMMD_PAINTINGS` (default: `fastmmd/paintings` under `$XDG_CACHE_HOME`, else under",
+             "`~/.cache`); from then on the style's name works wherever a painting is taken (`--model.style_images",
+             "'[wave]'`, `optimize --style wave`, `--style-image wave`). Offline, fetch the URL on any machine and put",
+             "the file in that folder under the name shown, or pass your own copy's path: any image file works.", "",
+             "| style | painting | file (bytes) | from | SHA-256 |", "|---|---|---|---|---|"]
+    notes = []
+    for name, e in manifest["styles"].items():
+        d = e.get("download")
+        if not d:
+            continue
+        lines.append(f"| `{name}` | {e['painter']}, *{e['title']}* ({e['year']}) | `{e['style_image']}` ({d['bytes']}) "
+                     f"| [{e['source']}]({d['url']}) | `{d['sha256'][:16]}...` |")
+        if d.get("note"):
+            notes.append(f"* `{name}`: {d['note']}.")
+    return lines + ([""] + notes if notes else []) + [""]
 
 
 if __name__ == "__main__":
