@@ -176,7 +176,7 @@ def download_paintings(
             larger file than recorded: one line. Paintings downloaded before the failure stay.
     """
     chosen = select_paintings(names)
-    target = check_output_dir(folder if folder is not None else paintings_dir(), what="DIR")
+    target = check_output_dir(Path(folder).expanduser() if folder is not None else paintings_dir(), what="DIR")
     done: dict[str, list[str]] = {"downloaded": [], "present": []}
     missing = []
     for painting in chosen:

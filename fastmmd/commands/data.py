@@ -18,17 +18,28 @@ def build_parser() -> Any:
     """``fastmmd data NAME DIR [--split train] [--limit N]``, or ``fastmmd data paintings [STYLE ...] [DIR]``."""
     from fastmmd.commands.parsing import CommandParser
 
-    parser = CommandParser("fastmmd data", "Fetch training photos into a folder of JPEG files (for fit --data.root "
-                           f"DIR): coco (Hugging Face {COCO}), any Hugging Face image dataset, or a local imagefolder. "
-                           "Resumable: images already in DIR are skipped. `fastmmd data paintings [STYLE ...] [DIR]` "
-                           "downloads the shipped styles' paintings (all, or the named ones; checked by SHA-256) into "
-                           "the folder where --style NAME finds them ($FASTMMD_PAINTINGS, else "
-                           "$XDG_CACHE_HOME/fastmmd/paintings).")
-    parser.add_argument("name", help="coco, a Hugging Face dataset name with an image column, a local folder, or "
-                        f"{PAINTINGS} (the shipped styles' paintings; a folder of that name: ./{PAINTINGS})")
-    parser.add_argument("dir", nargs="*", metavar="DIR", help="folder to write <index>.jpg files into (created if "
-                        f"missing); for {PAINTINGS}: [STYLE ...] [DIR], style names and optionally a folder (a path "
-                        "with a '/', or an existing folder; default: the paintings folder)")
+    parser = CommandParser(
+        "fastmmd data",
+        "Fetch training photos into a folder of JPEG files (for fit --data.root "
+        f"DIR): coco (Hugging Face {COCO}), any Hugging Face image dataset, or a local imagefolder. "
+        "Resumable: images already in DIR are skipped. `fastmmd data paintings [STYLE ...] [DIR]` "
+        "downloads the shipped styles' paintings (all, or the named ones; checked by SHA-256) into "
+        "the folder where --style NAME finds them ($FASTMMD_PAINTINGS, else "
+        "$XDG_CACHE_HOME/fastmmd/paintings).",
+    )
+    parser.add_argument(
+        "name",
+        help="coco, a Hugging Face dataset name with an image column, a local folder, or "
+        f"{PAINTINGS} (the shipped styles' paintings; a folder of that name: ./{PAINTINGS})",
+    )
+    parser.add_argument(
+        "dir",
+        nargs="*",
+        metavar="DIR",
+        help="folder to write <index>.jpg files into (created if "
+        f"missing); for {PAINTINGS}: [STYLE ...] [DIR], style names and optionally a folder (a path "
+        "with a '/', or an existing folder; default: the paintings folder)",
+    )
     parser.add_argument("--split", default="train", help="the dataset split (its card lists them)")
     parser.add_argument("--column", default="image", help="the column holding the images")
     parser.add_argument("--subset", default=None, help="the dataset's configuration name, if it has several")
@@ -57,23 +68,37 @@ def paintings_words(words: list[str]) -> tuple[list[str], str | None]:
                 raise UserError(f"fastmmd data {PAINTINGS}: two folders, {folder!r} and {word!r}; give at most one DIR")
             folder = word
         else:
-            raise UserError(f"fastmmd data {PAINTINGS}: {word!r} is no shipped style's painting"
-                            f"{did_you_mean(word.lower(), known)} (the paintings: {', '.join(known)}; a folder: "
-                            f"./{word})")
+            raise UserError(
+                f"fastmmd data {PAINTINGS}: {word!r} is no shipped style's painting"
+                f"{did_you_mean(word.lower(), known)} (the paintings: {', '.join(known)}; a folder: "
+                f"./{word})"
+            )
     return names, folder
 
 
 def run_paintings(args: Any) -> int:
     """Runs ``fastmmd data paintings``; prints what was downloaded and how to use it."""
     from fastmmd.apps.download import download_paintings
-    from fastmmd.base.paintings import ENV_VAR, paintings_dir
+    from fastmmd.base.inputs import printable
+    from fastmmd.base.paintings import ENV_VAR, paintings_dir, shipped_paintings
 
     names, folder = paintings_words(args.dir)
     done = download_paintings(names, folder, progress=not args.quiet)
     target = Path(folder).expanduser() if folder is not None else paintings_dir()
+    listed = shipped_paintings()
+    print(f"{target}:")
+    for name in [*done["downloaded"], *done["present"]]:
+        painting = listed[name]
+        state = "downloaded" if name in done["downloaded"] else "already there"
+        print(
+            f"  {printable(painting.file, 60):<22} {state:<14} {printable(painting.describe(), 100)}; "
+            f"{printable(painting.license or '?', 80)}"
+        )
     first = (done["downloaded"] or done["present"])[0]
-    print(f"{target}: {len(done['downloaded'])} paintings downloaded, {len(done['present'])} already there; use one "
-          f"by name: fastmmd optimize --content photo.jpg --style {first} --output out.png")
+    print(
+        f"{len(done['downloaded'])} paintings downloaded, {len(done['present'])} already there; use one by name: "
+        f"fastmmd optimize --content photo.jpg --style {first} --output out.png"
+    )
     if folder is not None and Path(folder).expanduser().resolve() != paintings_dir().resolve():
         print(f"names are looked up in {str(paintings_dir())!r}: set {ENV_VAR}={folder} to use these")
     return 0
@@ -86,12 +111,24 @@ def run(args: Any) -> int:
     from fastmmd.apps.fetch import fetch_images
 
     if len(args.dir) != 1:
-        raise UserError(f"fastmmd data {args.name}: give one DIR (the folder to write into), not {len(args.dir)}"
-                        + (f" ({' '.join(args.dir)[:120]})" if args.dir else ""))
+        raise UserError(
+            f"fastmmd data {args.name}: give one DIR (the folder to write into), not {len(args.dir)}"
+            + (f" ({' '.join(args.dir)[:120]})" if args.dir else "")
+        )
     folder = args.dir[0]
-    counts = fetch_images(args.name, folder, split=args.split, column=args.column, subset=args.subset,
-                          limit=args.limit, quality=args.quality, progress=not args.quiet)
+    counts = fetch_images(
+        args.name,
+        folder,
+        split=args.split,
+        column=args.column,
+        subset=args.subset,
+        limit=args.limit,
+        quality=args.quality,
+        progress=not args.quiet,
+    )
     skipped = f", {counts['skipped']} unreadable skipped" if counts["skipped"] else ""
-    print(f"{folder}: {counts['written']} images written, {counts['present']} already there{skipped}; "
-          f"train with: fastmmd fit --config configs/cpu.yaml --data.root {folder} --model.style_images '[my_painting.jpg]'")
+    print(
+        f"{folder}: {counts['written']} images written, {counts['present']} already there{skipped}; "
+        f"train with: fastmmd fit --config configs/cpu.yaml --data.root {folder} --model.style_images '[my_painting.jpg]'"
+    )
     return 0

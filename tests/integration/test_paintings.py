@@ -59,7 +59,7 @@ class FakeServer:
             raise self.fail
         data, wanted = self.files[request.full_url], request.get_header("Range")
         if wanted and self.ranges:
-            return FakeResponse(data[int(wanted.removeprefix("bytes=").rstrip("-")):], 206, self.length)
+            return FakeResponse(data[int(wanted.removeprefix("bytes=").rstrip("-")) :], 206, self.length)
         return FakeResponse(data, length=self.length)
 
 
@@ -68,12 +68,22 @@ def paintings(tmp_path, monkeypatch) -> dict:
     """A zoo of two styles (``tiny``, ``other``) whose paintings the fake server holds; the paintings
     folder ``tmp_path/cache`` (``$FASTMMD_PAINTINGS``); the current folder ``tmp_path/work``."""
     files = {"tiny": _png(1), "other": _png(2, (30, 36))}
-    entry = {"title": "Tiny", "painter": "A. Tester", "year": "2024", "source": "generated", "license": "public domain",
-             "files": {"torchscript": "x.pt"}}
-    styles = {name: {**entry, "style_image": f"{name}.png",
-                     "download": {"url": URL.format(name), "sha256": hashlib.sha256(data).hexdigest(),
-                                  "bytes": len(data)}}
-              for name, data in files.items()}
+    entry = {
+        "title": "Tiny",
+        "painter": "A. Tester",
+        "year": "2024",
+        "source": "generated",
+        "license": "public domain",
+        "files": {"torchscript": "x.pt"},
+    }
+    styles = {
+        name: {
+            **entry,
+            "style_image": f"{name}.png",
+            "download": {"url": URL.format(name), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
+        }
+        for name, data in files.items()
+    }
     zoo = tmp_path / "zoo"
     zoo.mkdir()
     (zoo / MANIFEST).write_text(json.dumps({"format_version": 1, "styles": styles}))
@@ -148,9 +158,14 @@ def test_no_more_than_the_recorded_size_is_read(declared, paintings, capsys, mon
     assert not cache.exists() and sum(reads) <= len(data) + 1 and -1 not in reads
 
 
-@pytest.mark.parametrize("error", [urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),
-                                   urllib.error.HTTPError(URL.format("tiny"), 404, "Not Found", {}, None),
-                                   TimeoutError("timed out")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),
+        urllib.error.HTTPError(URL.format("tiny"), 404, "Not Found", {}, None),
+        TimeoutError("timed out"),
+    ],
+)
 def test_offline_is_one_line_naming_the_url_and_where_the_file_goes(error, paintings, capsys):
     paintings["server"].fail = error
     line = fails_with_one_line(["data", "paintings", "-q"], capsys, URL.format("tiny"), "--style-image FILE")
@@ -169,8 +184,10 @@ def test_a_folder_of_ones_own_and_unknown_names(paintings, capsys, tmp_path):
 
 # ----------------------------------------------------------------------------- the resolver, everywhere
 def test_a_name_resolves_to_the_checked_painting_and_a_file_of_that_name_wins(paintings, capsys):
-    with pytest.raises(Exception, match=re.escape("painting 'tiny' is not downloaded: run `fastmmd data paintings "
-                                                  "tiny` (or pass a file)")):
+    with pytest.raises(
+        Exception,
+        match=re.escape("painting 'tiny' is not downloaded: run `fastmmd data paintings tiny` (or pass a file)"),
+    ):
         resolve_painting("tiny")
     assert resolve_painting("nothing_shipped") == "nothing_shipped"  # not a style: the reader reports it
     assert resolve_painting("arbitrary.png") == "arbitrary.png"
@@ -187,14 +204,33 @@ def test_a_name_resolves_to_the_checked_painting_and_a_file_of_that_name_wins(pa
 def test_optimize_compare_and_evaluate_take_a_name(paintings, make_image, capsys, tmp_path):
     content = make_image("content.png", 40, 32, 5)
     tiny = ["--vgg-weights", "random", "--vgg-width-divisor", "8"]
-    optimize = ["optimize", "--content", str(content), "--style", "tiny", "--size", "32", "--iterations", "2",
-                "--output", str(tmp_path / "out.png"), "--no-progress", *tiny]
+    optimize = [
+        "optimize",
+        "--content",
+        str(content),
+        "--style",
+        "tiny",
+        "--size",
+        "32",
+        "--iterations",
+        "2",
+        "--output",
+        str(tmp_path / "out.png"),
+        "--no-progress",
+        *tiny,
+    ]
     fails_with_one_line(optimize, capsys, "painting 'tiny' is not downloaded", "fastmmd data paintings tiny")
-    fails_with_one_line(["compare", "--content", str(content), "--style", "tiny", "--output-dir", str(tmp_path / "c")],
-                        capsys, "painting 'tiny' is not downloaded")
+    fails_with_one_line(
+        ["compare", "--content", str(content), "--style", "tiny", "--output-dir", str(tmp_path / "c")],
+        capsys,
+        "painting 'tiny' is not downloaded",
+    )
     assert not (tmp_path / "c").exists()
-    fails_with_one_line(["evaluate", str(tmp_path / "m.pt"), "--content", str(content), "--style", "tiny"], capsys,
-                        "painting 'tiny' is not downloaded")
+    fails_with_one_line(
+        ["evaluate", str(tmp_path / "m.pt"), "--content", str(content), "--style", "tiny"],
+        capsys,
+        "painting 'tiny' is not downloaded",
+    )
     _data(["tiny"], capsys)
     assert main(optimize) == 0
     assert json.loads(Image.open(tmp_path / "out.png").text["fastmmd"])["styles"] == ["tiny.png"]
@@ -219,20 +255,25 @@ def test_an_arbitrary_network_takes_a_name_for_its_painting(paintings, make_imag
     photo = make_image("photo.png", 40, 32, 5)
     _data(["tiny"], capsys)
     for name, painting in (("by_name", "tiny"), ("by_file", str(paintings["cache"] / "tiny.png"))):
-        assert main(["stylize", str(ckpt), str(photo), "-o", str(tmp_path / name), "-q", "--style-image", painting]) == 0
+        assert (
+            main(["stylize", str(ckpt), str(photo), "-o", str(tmp_path / name), "-q", "--style-image", painting]) == 0
+        )
     by_name, by_file = (Image.open(tmp_path / n / "photo_stylized.png") for n in ("by_name", "by_file"))
     assert by_name.tobytes() == by_file.tobytes() and by_name.text["fastmmd:condition"].startswith("tiny")
 
 
 # ----------------------------------------------------------------------------- the manifest's records
-@pytest.mark.parametrize("change, needle", [
-    ({"url": "http://paintings.example/tiny.png"}, "not a plain https:// URL"),
-    ({"url": "https://user@paintings.example/x.png"}, "not a plain https:// URL"),
-    ({"sha256": "ABC"}, "sha256 is not 64"),
-    ({"bytes": True}, "bytes is not a size"),
-    ({"bytes": 1 << 40}, "bytes is not a size"),
-    ({"style_image": os.path.join(os.pardir, "escape.png")}, "not a plain file name"),  # the cache's folder only
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"url": "http://paintings.example/tiny.png"}, "not a plain https:// URL"),
+        ({"url": "https://user@paintings.example/x.png"}, "not a plain https:// URL"),
+        ({"sha256": "ABC"}, "sha256 is not 64"),
+        ({"bytes": True}, "bytes is not a size"),
+        ({"bytes": 1 << 40}, "bytes is not a size"),
+        ({"style_image": os.path.join(os.pardir, "escape.png")}, "not a plain file name"),  # the cache's folder only
+    ],
+)
 def test_a_crafted_download_record_breaks_the_manifest(change, needle, paintings):
     path = paintings["zoo"] / MANIFEST
     manifest = json.loads(path.read_text())
@@ -254,8 +295,9 @@ def test_the_shipped_paintings_are_recorded_pinned_to_their_source(monkeypatch):
     for name, entry in styles.items():
         record = entry["download"]
         repo, path = entry["source"].split(" ", 1)
-        assert re.fullmatch(rf"https://raw\.githubusercontent\.com/{re.escape(repo)}/[0-9a-f]{{40}}/{re.escape(path)}",
-                            record["url"]), (name, record["url"])
+        assert re.fullmatch(
+            rf"https://raw\.githubusercontent\.com/{re.escape(repo)}/[0-9a-f]{{40}}/{re.escape(path)}", record["url"]
+        ), (name, record["url"])
         assert entry["style_image"] == f"{name}.jpg" and 0 < record["bytes"] < 1 << 20, name
 
 
