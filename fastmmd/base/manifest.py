@@ -37,7 +37,8 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a plain name: no folder, no "..", nothing hidden
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _URL = re.compile(r"https://[A-Za-z0-9.-]+(?::[0-9]+)?/[A-Za-z0-9._~%/+-]*")  # no query, no spaces, no user
-_MAX_MANIFEST_BYTES = 1 << 20
+#: The largest zoo.json read (and the largest metadata member of a shipped file, fastmmd.infer.zoo).
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 class NoZoo(UserError):
@@ -117,9 +118,9 @@ def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, dict[str
         return UserError(f"the style zoo's manifest {str(path)!r} is broken: {why}")
 
     try:
-        if path.stat().st_size > _MAX_MANIFEST_BYTES:
-            raise OSError(f"larger than {_MAX_MANIFEST_BYTES >> 20} MB")
-        data = load_json(path.read_bytes(), "it", max_bytes=_MAX_MANIFEST_BYTES)  # size and depth limits
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise OSError(f"larger than {MAX_MANIFEST_BYTES >> 20} MB")
+        data = load_json(path.read_bytes(), "it", max_bytes=MAX_MANIFEST_BYTES)  # size and depth limits
     except OSError as err:
         raise broken(f"not readable ({err.strerror or err})") from None
     except UserError as err:

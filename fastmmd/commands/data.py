@@ -82,6 +82,10 @@ def run_paintings(args: Any) -> int:
     from fastmmd.base.inputs import printable
     from fastmmd.base.paintings import ENV_VAR, paintings_dir, shipped_paintings
 
+    defaults = {"split": "train", "column": "image", "subset": None, "limit": None, "quality": 90}
+    for key, default in defaults.items():
+        if getattr(args, key) != default:
+            raise UserError(f"--{key} is for datasets of photos; fastmmd data {PAINTINGS} takes style names and a DIR")
     names, folder = paintings_words(args.dir)
     done = download_paintings(names, folder, progress=not args.quiet)
     target = Path(folder).expanduser() if folder is not None else paintings_dir()

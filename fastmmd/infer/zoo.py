@@ -38,6 +38,7 @@ from fastmmd.base.manifest import (  # noqa: F401 (names of the zoo, imported fr
     FILE_KINDS,
     FORMAT_VERSION,
     MANIFEST,
+    MAX_MANIFEST_BYTES,
     NoZoo,
     file_sha256,
     read_manifest,
@@ -54,7 +55,6 @@ CHECKSUM_SHAPE = (1, 3, 37, 53)
 #: on another CPU or torch moves them, far below what a different look moves them (tests/integration/test_zoo.py).
 CHECKSUM_TOLERANCE = 0.002
 _SPEC = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)(?::(?P<kind>pt2?|onnx))?")
-_MAX_MANIFEST_BYTES = 1 << 20
 
 
 def resolve_model(spec: str | os.PathLike) -> Path:
@@ -145,7 +145,7 @@ def shipped_metadata(spec: str | os.PathLike) -> dict[str, Any] | None:
     try:
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if n.count("/") == 2 and n.split("/", 1)[1] == "extra/fastmmd.json"]
-            if len(names) != 1 or z.getinfo(names[0]).file_size > _MAX_MANIFEST_BYTES:
+            if len(names) != 1 or z.getinfo(names[0]).file_size > MAX_MANIFEST_BYTES:
                 return None
             meta = json.loads(z.read(names[0]))
     except (OSError, zipfile.BadZipFile, ValueError, UnicodeDecodeError, NotImplementedError):

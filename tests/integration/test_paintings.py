@@ -180,6 +180,7 @@ def test_a_folder_of_ones_own_and_unknown_names(paintings, capsys, tmp_path):
     fails_with_one_line(["data", "paintings", "tinny", "-q"], capsys, "did you mean 'tiny'", "./tinny")
     fails_with_one_line(["data", "paintings", "./a", "./b"], capsys, "two folders")
     fails_with_one_line(["data", "coco"], capsys, "give one DIR")
+    fails_with_one_line(["data", "paintings", "--limit", "3"], capsys, "--limit is for datasets of photos")
 
 
 # ----------------------------------------------------------------------------- the resolver, everywhere
