@@ -48,6 +48,7 @@ from fastmmd.base.grid import draw_grid, tile_size
 from fastmmd.base.images import fit_size, image_size, read_image, save_image, tensor_to_pil
 from fastmmd.base.inputs import unique_labels
 from fastmmd.base.outputs import atomic_path, check_output_dir, make_dirs, refuse_inputs
+from fastmmd.base.paintings import resolve_paintings
 from fastmmd.base.precision import resolve_precision
 from fastmmd.base.settings import OptimizerSettings, dataclass_from_args, float_list, str_list
 from fastmmd.infer.zoo import resolve_model
@@ -163,6 +164,7 @@ def run(args) -> int:
 
     losses, weights = _validate(args)
     args.models = [str(resolve_model(m)) for m in args.models]  # shipped style names -> their files
+    args.style = [str(p) for p in resolve_paintings(args.style)]  # and -> their paintings, for --style
     inputs = [*(("--content", p) for p in args.content), *(("--style", p) for p in args.style),
               *(("--models", p) for p in args.models)]
     out = check_output_dir(args.output_dir, inputs)

@@ -83,7 +83,7 @@ def fast_model(spec: str) -> tuple[Path, bool] | None:
     if match is None or match["kind"] not in (None, "onnx"):
         return None
     try:
-        entry = zoo.read_manifest().get(match["name"].lower())
+        entry = zoo.read_manifest(zoo.zoo_dir()).get(match["name"].lower())
     except UserError:
         return None
     if not isinstance(entry, dict) or "onnx" not in entry["files"]:

@@ -32,6 +32,7 @@ from torch import Tensor
 from fastmmd.base.devices import available_memory
 from fastmmd.base.errors import UserError
 from fastmmd.base.images import MIN_SIDE, fit_size, pil_to_tensor, resize, tensor_to_pil, to_rgb
+from fastmmd.base.paintings import resolve_paintings
 from fastmmd.core.color import preserve_color
 from fastmmd.core.norm_stats import fixed_norm_statistics
 from fastmmd.infer.conditions import Condition, ConditionSpace
@@ -126,14 +127,16 @@ class Stylizer:
     def with_paintings(self, paintings: Sequence[Any], mix: str | None = None,
                        strength: float | None = None) -> "Stylizer":
         """An arbitrary-style network (:mod:`fastmmd.model.arbitrary`) asked for ``paintings`` (files, PIL
-        images or (3, H, W) tensors): one, or several blended by ``mix`` (``"0.7,0.3"`` in their
-        order, or ``"stem=0.7,..."``), at ``strength`` (None: this stylizer's). Their statistics are
-        computed here, once (VGG-19 to relu5_1 per painting); the twin shares this one's weights.
+        images or (3, H, W) tensors; a shipped style's name is its downloaded painting,
+        :func:`fastmmd.base.paintings.resolve_painting`): one, or several blended by ``mix``
+        (``"0.7,0.3"`` in their order, or ``"stem=0.7,..."``), at ``strength`` (None: this stylizer's).
+        Their statistics are computed here, once (VGG-19 to relu5_1 per painting); the twin shares this
+        one's weights.
         """
         if not self.space.arbitrary:
             raise UserError("--style-image: this model is trained for its own style(s), not for any painting "
                             "(an arbitrary-style network is; `fastmmd models` lists it)")
-        paintings = list(paintings)
+        paintings = resolve_paintings(paintings)
         if not paintings:
             raise UserError("--style-image needs at least one painting")
         names = [Path(p).stem if isinstance(p, (str, os.PathLike)) else f"painting{i}" for i, p in enumerate(paintings)]
