@@ -4,7 +4,7 @@ quickstart, so that none of them can rot unseen.
 The commands (:mod:`documented`: the ones tests/integration/test_docs_commands.py parses) run once per
 session, in this process (``fastmmd.__main__.main``), in a folder laid out like a checkout: the
 repository's ``configs/``, the shipped networks the recipes warm-start from, and tiny generated
-stand-ins for every other file they name (:data:`STAND_INS`). They run as shown, globs expanded as
+stand-ins for every other file they name (:func:`lay_out`). They run as shown, globs expanded as
 bash expands them, with flags appended to shrink them (:data:`SHRINK`, the only change made; a flag
 given later wins). The pages run in three independent groups (:data:`GROUPS`: each its own folder,
 built by whichever pytest-xdist worker asks first), each in this order: ``data`` (from a local
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TESTS, built_once, onnx_available, synthetic_image, write_tiny_checkpoint
+from conftest import REPO, TESTS, built_once, onnx_available, require_onnx, synthetic_image, write_tiny_checkpoint
 from documented import Shown, documented_commands
 
 #: Flags appended to each command, per subcommand (a flag given later wins). ``fit``: one step (two
@@ -44,55 +44,52 @@ from documented import Shown, documented_commands
 #: widths / 8); the network keeps the recipe's size, so warm starts from the shipped networks still
 #: load. Per-image optimization: 32 px, 2 steps, the same VGG; ``compare`` one style weight (its grid
 #: is redrawn after every cell). ``distill``: 2 steps on 32 px crops. ``serve``: any free port.
-VGG = ["--vgg-weights", "random", "--vgg-width-divisor", "8"]
+VGG = "--vgg-weights random --vgg-width-divisor 8"
 SHRINK = {
-    "fit": ["--trainer.max_steps", "1", "--trainer.accelerator", "cpu", "--trainer.precision", "32",
-            "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
-            "--data.image_size", "32", "--data.batch_size", "2", "--data.num_workers", "0", "--data.val_size", "1",
-            "--data.painting_size", "32", "--data.painting_val_size", "1",
-            "--model.vgg_weights", "random", "--model.vgg_width_divisor", "8"],
-    "optimize": ["--size", "32", "--iterations", "2", *VGG],
-    "compare": ["--size", "32", "--iterations", "2", "--style-weights", "5", *VGG],
-    "evaluate": ["--size", "32", "--iterations", "2", *VGG],
-    "distill": ["--steps", "2", "--size", "32", "--crops-per-photo", "1", "--batch-size", "2"],
-    "serve": ["--port", "0"],
+    name: flags.split()
+    for name, flags in {
+        "fit": "--trainer.max_steps 1 --trainer.accelerator cpu --trainer.precision 32 --trainer.num_sanity_val_steps 0"
+        " --trainer.enable_progress_bar false --data.image_size 32 --data.batch_size 2 --data.num_workers 0"
+        " --data.val_size 1 --data.painting_size 32 --data.painting_val_size 1"
+        " --model.vgg_weights random --model.vgg_width_divisor 8",
+        "optimize": f"--size 32 --iterations 2 {VGG}",
+        "compare": f"--size 32 --iterations 2 --style-weights 5 {VGG}",
+        "evaluate": f"--size 32 --iterations 2 {VGG}",
+        "distill": "--steps 2 --size 32 --crops-per-photo 1 --batch-size 2",
+        "serve": "--port 0",
+    }.items()
 }
 RESUME = ["--trainer.max_steps", "2"]  # fit --ckpt_path last: one step more than the run it resumes
 
 #: Commands shown that do not run here, and why; each is still parsed (test_docs_commands.py).
-NOT_RUN = {
+DDP = (
     "fastmmd fit --config configs/coco.yaml --config configs/coco/gram.yaml --run_name candy-gram "
-    "--model.style_images '[styles/candy.jpg]' --trainer.devices 4 --trainer.strategy ddp":
-        "four GPUs (Lightning's DDP itself runs on two CPU processes in tests/e2e/test_ddp.py)",
-}
+    "--model.style_images '[styles/candy.jpg]' --trainer.devices 4 --trainer.strategy ddp"
+)
+NOT_RUN = {DDP: "four GPUs (Lightning's DDP itself runs on two CPU processes in tests/e2e/test_ddp.py)"}
 
-#: Files the commands read that no page shows how to make, per group: made by exporting a documented
-#: run (``knob.onnx``: a strength-only network's ONNX export, which once traced an operator the ONNX
-#: reader refuses), or, where any network of the kind will do, taken from tests/conftest.py's export
-#: matrix (``conditioned``: 3 styles and a strength input; built once for the whole suite).
+#: Files the commands read that no page shows how to make, per group: a documented run exported, or,
+#: where any network of the kind will do, one of tests/conftest.py's export matrix (``conditioned``:
+#: 3 styles and a strength input, built once for the whole suite).
 MADE_BY = {
     "conditioning": {
-        "four.pt": ["export", "checkpoints/four/last.ckpt", "--output", "four.pt"],
-        "knob.onnx": ["export", "checkpoints/knob/last.ckpt", "--output", "knob.onnx"],
+        "four.pt": ["export", "checkpoints/four/last.ckpt", "--output", "four.pt"],  # styles candy, mosaic, ...
         "knob.pt2": "conditioned pt2",
+        "knob.onnx": "conditioned onnx",
     },
 }
 
-#: The stand-ins: generated pictures (photos 48x40 px, paintings 64x56 px) unless said otherwise.
-PHOTOS = ["photo.jpg", "other.jpg", "photos/0.jpg", "photos/1.jpg", "photos/2.jpg", "more/trip/beach.jpg",
-          "held_out_photos/0.jpg", "held_out_photos/1.jpg",
-          "data/samples/photos/0.jpg", "data/samples/photos/1.jpg", "data/samples/photos/2.jpg",  # configs/quickstart.yaml
-          "data/coco2014/train2014/0.jpg", "data/coco2014/train2014/1.jpg", "data/coco2014/train2014/2.jpg"]  # coco.yaml
-PAINTINGS = ["painting.jpg", "my_painting.jpg", "a.jpg", "b.jpg", "candy.jpg", "mosaic.jpg", "rain_princess.jpg",
-             "woman_with_a_hat.jpg", "styles/candy.jpg", "the_scream.jpg", "starry_night.jpg", "data/samples/style.png",
-             "paintings/0.jpg", "paintings/1.jpg", "paintings/2.jpg", "held_out_paintings/0.jpg", "held_out_paintings/1.jpg"]
-STAND_INS = {
-    **{name: "photo" for name in PHOTOS}, **{name: "painting" for name in PAINTINGS},
-    "clip.mp4": "a 6-frame H.264 clip with sound", "phone.mov": "a 6-frame clip turned 90 degrees",
-    "frames/": "three PNG frames", "runs/tiny.ckpt": "a tiny network (conftest.write_tiny_checkpoint)",
-    "configs/": "the repository's (a link)", "checkpoints/base.pt, checkpoints/starry_night.pt": "the shipped ones (links)",
-    "the Hub's COCO": "an imagefolder of HUB_PHOTOS photos, read by `fastmmd data coco` instead of the Hub",
-}
+#: The pictures the commands and recipes name (:func:`lay_out`).
+PHOTOS = [
+    *("photo.jpg", "other.jpg", "more/trip/beach.jpg", "held_out_photos/0.jpg", "held_out_photos/1.jpg"),
+    # configs/quickstart.yaml's and configs/coco.yaml's photo folders
+    *(f"{folder}/{i}.jpg" for folder in ("photos", "data/samples/photos", "data/coco2014/train2014") for i in range(3)),
+]
+PAINTINGS = [
+    *("painting.jpg", "my_painting.jpg", "a.jpg", "b.jpg", "the_scream.jpg", "starry_night.jpg", "styles/candy.jpg"),
+    *("candy.jpg", "mosaic.jpg", "rain_princess.jpg", "woman_with_a_hat.jpg", "data/samples/style.png"),
+    *("paintings/0.jpg", "paintings/1.jpg", "paintings/2.jpg", "held_out_paintings/0.jpg", "held_out_paintings/1.jpg"),
+]
 HUB_PHOTOS = 2
 
 #: The pages' groups: the commands of one never read what another's make.
@@ -132,7 +129,11 @@ def shrunk(command: Shown, cwd: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- the folder the commands run in
 def lay_out(work: Path, hub: Path) -> None:
-    """The stand-ins (:data:`STAND_INS`) in ``work``, the Hub's in ``hub``."""
+    """The stand-ins in ``work``: :data:`PHOTOS` (48x40 px) and :data:`PAINTINGS` (64x56 px), generated
+    pictures; ``clip.mp4`` (6 frames, with sound), ``phone.mov`` (turned 90 degrees), ``frames/``
+    (3 PNGs), ``runs/tiny.ckpt`` (conftest.write_tiny_checkpoint), links to the repository's
+    ``configs/`` and to the shipped ``checkpoints/base.pt`` and ``starry_night.pt`` (the recipes'
+    warm starts). ``hub``: :data:`HUB_PHOTOS` photos in an imagefolder, the Hub's COCO here."""
     from clips import write_clip
 
     for i, name in enumerate(PHOTOS + PAINTINGS):
@@ -240,9 +241,15 @@ def run_in(work: Path, argv: list[str]) -> dict:
         torch.set_grad_enabled(grad)
         torch.set_num_threads(threads)
     after = files(work)
-    return {"argv": argv, "code": code, "out": out.getvalue(), "err": err.getvalue(), "served": answers,
-            "wrote": sorted(p for p, stamp in after.items() if before.get(p) != stamp),
-            "cpu_s": round(time.process_time() - cpu, 2)}  # this process's CPU time: what the command cost
+    return {
+        "argv": argv,
+        "code": code,
+        "out": out.getvalue(),
+        "err": err.getvalue(),
+        "served": answers,
+        "wrote": sorted(p for p, stamp in after.items() if before.get(p) != stamp),
+        "cpu_s": round(time.process_time() - cpu, 2),
+    }  # this process's CPU time: what the command cost
 
 
 def run_group(name: str, root: Path, made: dict[str, Callable[[], Path]]) -> None:
@@ -250,11 +257,14 @@ def run_group(name: str, root: Path, made: dict[str, Callable[[], Path]]) -> Non
     work, hub = root / "work", root / "hub"
     lay_out(work, hub)
     results: dict[str, dict] = {}
-    with stand_in_hub(hub):
-        for command in sorted((c for c in RUN if group_of(c) == name), key=phase):
+    commands = sorted((c for c in RUN if group_of(c) == name), key=phase)
+    with stand_in_hub(hub) if any(c.argv[0] == "data" for c in commands) else contextlib.nullcontext():
+        for command in commands:
             if phase(command) == 5 and "made by" not in results:
                 results["made by"] = {}
                 for file, how in MADE_BY.get(name, {}).items():
+                    if file.endswith(".onnx") and not onnx_available():
+                        continue
                     if isinstance(how, list):
                         results["made by"][file] = run_in(work, how)
                     else:
@@ -266,7 +276,7 @@ def run_group(name: str, root: Path, made: dict[str, Callable[[], Path]]) -> Non
 @pytest.fixture(scope="session")
 def docs_run(tmp_path_factory, conditioned):
     """``docs_run(group)``: (what :func:`run_in` recorded for each of its commands, by line; its folder)."""
-    made = {"conditioned pt2": lambda: conditioned["pt2"]}
+    made = {f"conditioned {kind}": lambda kind=kind: conditioned[kind] for kind in ("pt2", "onnx")}
     done: dict[str, tuple[dict, Path]] = {}
 
     def get(name: str) -> tuple[dict, Path]:
@@ -313,25 +323,19 @@ def check_outputs(command: Shown, result: dict, work: Path) -> None:
         assert sum(w.startswith("photos/") for w in wrote) == HUB_PHOTOS, wrote
 
 
-def missing_extra(command: Shown) -> str | None:
-    """The optional extra of fastmmd a command needs that is not installed here, if any."""
+def require_extras(command: Shown) -> None:
+    """Skips (one line, with the fix) a command that needs an optional extra of fastmmd not installed here."""
     if command.argv[0] == "serve":
-        try:
-            import fastapi  # noqa: F401
-            import uvicorn  # noqa: F401
-        except ImportError:
-            return "serve"
-    if command.argv[0] == "export" and not onnx_available() and any(w.endswith(".onnx") for w in command.argv):
-        return "onnx"
-    return None
+        pytest.importorskip("fastapi", reason="fastmmd serve needs FastAPI: pip install -e '.[serve]'")
+        pytest.importorskip("uvicorn", reason="fastmmd serve needs uvicorn: pip install -e '.[serve]'")
+    if any(word.endswith(".onnx") for word in command.argv):  # exported here, or read from such an export
+        require_onnx()
 
 
 @pytest.mark.slow  # the first test of a group runs all of its commands: docs/benchmarks.md, "The test suite"
 @pytest.mark.parametrize("command", RUN, ids=[f"{c.page} {c.line}" for c in RUN])
 def test_a_documented_command_runs(command, docs_run):
-    extra = missing_extra(command)
-    if extra:
-        pytest.skip(f"needs the {extra} extra: pip install -e '.[{extra}]'")
+    require_extras(command)
     results, work = docs_run(group_of(command))
     result = results[command.line]
     shown = f"{command.page}: {command.line}\nran: {result['argv']}\nexit {result['code']}\n{result['err'][-3000:]}"
@@ -350,9 +354,9 @@ def test_a_documented_command_runs(command, docs_run):
 def test_the_files_made_from_the_documented_runs(group, docs_run):
     results, work = docs_run(group)
     for file, how in MADE_BY[group].items():
-        if isinstance(how, list) and (onnx_available() or not file.endswith(".onnx")):
+        if isinstance(how, list):
             assert results["made by"][file]["code"] == 0, results["made by"][file]
-            assert (work / file).is_file(), file
+        assert (work / file).is_file() or (file.endswith(".onnx") and not onnx_available()), file
 
 
 def test_the_not_run_table_names_only_commands_shown():
@@ -376,10 +380,13 @@ def test_the_quickstart_runs_every_step(tmp_path):
     (checkout / "configs").symlink_to(REPO / "configs")
     socket_path = tmp_path / "relay.sock"
     env = {k: v for k, v in os.environ.items() if k != "FASTMMD_ZOO"}
-    env.update(QUICKSTART_PYTHON=sys.executable, QUICKSTART_SAMPLE_ARGS="--photos 4 --size 64",
-               QUICKSTART_FIT_ARGS=" ".join(SHRINK["fit"]),
-               QUICKSTART_FASTMMD=f"{sys.executable} {TESTS / 'relay.py'} {socket_path}",
-               PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
+    env.update(
+        QUICKSTART_PYTHON=sys.executable,
+        QUICKSTART_SAMPLE_ARGS="--photos 4 --size 64",
+        QUICKSTART_FIT_ARGS=" ".join(SHRINK["fit"]),
+        QUICKSTART_FASTMMD=f"{sys.executable} {TESTS / 'relay.py'} {socket_path}",
+        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+    )
     commands = []
 
     def run(argv: list[str], cwd: Path) -> tuple[int, str, str]:
@@ -388,7 +395,9 @@ def test_the_quickstart_runs_every_step(tmp_path):
         return result["code"], result["out"], result["err"]
 
     with open(tmp_path / "stdout", "w+") as out, open(tmp_path / "stderr", "w+") as err:
-        process = subprocess.Popen(["bash", str(checkout / "scripts" / "quickstart.sh")], env=env, stdout=out, stderr=err)
+        process = subprocess.Popen(
+            ["bash", str(checkout / "scripts" / "quickstart.sh")], env=env, stdout=out, stderr=err
+        )
         try:
             code = serve(process, socket_path, run)
         finally:
