@@ -350,7 +350,9 @@ class TransformerNet(nn.Module):
         if style is not None:
             raise ValueError("this network takes no style statistics (it is not an arbitrary-style network)")
         if mix is None:
-            m = F.one_hot(torch.zeros(batch, dtype=torch.long, device=x.device), self.styles).to(x.dtype)
+            # row 0 of the identity, not one_hot(zeros(B)): that traces to an ONNX ``Equal`` on the dynamic
+            # batch, outside the operators fastmmd reads (a strength-only network exports no ``mix`` input)
+            m = torch.eye(self.styles, dtype=x.dtype, device=x.device)[:1].expand(batch, self.styles)
         else:
             m = mix.to(device=x.device, dtype=x.dtype)
             if m.dim() == 1:
