@@ -69,10 +69,10 @@ from torch import Tensor, nn
 from fastmmd.base.errors import UserError
 from fastmmd.base.outputs import atomic_path, check_output_file
 from fastmmd.model.files import METADATA_FILE, open_onnx, parse_metadata, read_network, weights_only_loads
-from fastmmd.model.style_files import MAX_PAINTINGS
 from fastmmd.model.networks import MIN_SIZE, TransformerNet
 from fastmmd.model.runtime import ExportedStylizer, condition_defaults, condition_examples
 from fastmmd.model.storage import STORAGES, dequantize_state, store
+from fastmmd.model.style_files import MAX_PAINTINGS
 
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-2}

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from fastmmd.model.conditioning import StrengthEmbedding
-# the layers and the inference scale are shared with the torch-free style files (re-exported here)
+# the layers and the inference scale live with the torch-free style files (re-exported here)
 from fastmmd.model.style_files import (DECODE_MARGIN, EMBEDDING_LAYERS, INFERENCE_ZOOM,  # noqa: F401
                                        encoder_settings, is_style_file, read_style_file, write_style_file)
 
@@ -161,14 +161,14 @@ class PaintingEncoder:
     """
 
     def __init__(self, description: Mapping[str, object], device: torch.device | str = "cpu",
-                 bf16: Optional[bool] = None) -> None:
+                 bf16: bool | None = None) -> None:
         from fastmmd.base.precision import bf16_is_fast
 
         self.settings = encoder_settings(description)
         self.size = int(self.settings["size"])
         self.device = torch.device(device)
         self.bf16 = bf16_is_fast(self.device) if bf16 is None else bool(bf16)
-        self._vgg: Optional[nn.Module] = None
+        self._vgg: nn.Module | None = None
 
     @property
     def vgg(self) -> nn.Module:

@@ -107,9 +107,8 @@ def write_style_file(path: str | os.PathLike, statistics: Any, settings: Mapping
     meta = {"format_version": FORMAT_VERSION, "painting": str(painting), "layers": list(settings["layers"]),
             "vgg": dict(settings["vgg"]), "size": int(settings["size"]), "features": int(values.size),
             "precision": str(precision)}
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, statistics=values, fastmmd=np.array(json.dumps(meta)))
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, statistics=values, fastmmd=np.array(json.dumps(meta)))
     return out
 
 
