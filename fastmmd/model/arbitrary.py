@@ -37,9 +37,14 @@ import torch
 from torch import Tensor, nn
 
 from fastmmd.model.conditioning import StrengthEmbedding
-# the layers and the inference scale live with the torch-free style files (re-exported here)
-from fastmmd.model.style_files import (DECODE_MARGIN, EMBEDDING_LAYERS, INFERENCE_ZOOM,  # noqa: F401
-                                       encoder_settings, is_style_file, read_style_file, write_style_file)
+from fastmmd.model.style_files import (
+    DECODE_MARGIN,
+    EMBEDDING_LAYERS,
+    encoder_settings,
+    is_style_file,
+    read_style_file,
+    write_style_file,
+)
 
 #: VGG-19's channels at those layers.
 EMBEDDING_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
@@ -139,7 +144,7 @@ class PaintingEncoder:
     """phi of paintings for an arbitrary-style network, computed as in its training.
 
     The VGG-19 its description names (weights, pooling, width divisor) runs once per painting on the
-    painting resized to a short side of ``style_size`` x :data:`INFERENCE_ZOOM` (the whole painting:
+    painting resized to a short side of ``style_size`` x :data:`~fastmmd.model.style_files.INFERENCE_ZOOM` (the whole painting:
     its statistics, not a crop's). Build it once and reuse it: a painting's phi does not depend on
     the photo, and a style file (:mod:`fastmmd.model.style_files`, ``.npz``) keeps it across runs.
 
@@ -150,7 +155,7 @@ class PaintingEncoder:
       (``bf16=None``: :func:`fastmmd.base.precision.bf16_is_fast`), as training computed phi
       (``precision: auto``, bf16-mixed), and in channels-last memory format (equal to float rounding);
     * a large painting file decoded at a reduced scale (a JPEG in the decoder, by DCT scaling),
-      down to :data:`DECODE_MARGIN` x the side VGG reads (:func:`fastmmd.base.images.open_image`);
+      down to :data:`~fastmmd.model.style_files.DECODE_MARGIN` x the side VGG reads (:func:`fastmmd.base.images.open_image`);
     * VGG built on first use: paintings given as style files need none.
 
     Args:
