@@ -391,12 +391,24 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
 
 def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None,
                       half: bool = False, weights: str = "float32") -> dict[str, Any]:
-    """Exports the network of a training ``.ckpt`` (see :func:`export_network`); the output is checked
-    (writable, not the checkpoint itself) before the checkpoint is read."""
-    from fastmmd.model.files import network_from_checkpoint
+    """Exports the network of a training ``.ckpt`` (see :func:`export_network`), or re-exports the one
+    in an exported ``.pt``/``.pt2`` or a shipped style (``arbitrary``, ``starry_night:pt2``) to another
+    format or storage: its weights read safely (:func:`~fastmmd.model.files.read_network`; int8 ones
+    dequantized, so ``weights`` int8 stores them as they were), its training description carried over.
+    The output is checked (writable, not the source itself) before the source is read."""
+    from fastmmd.infer.zoo import resolve_model
+    from fastmmd.model.files import NETWORK_SUFFIXES, network_from_checkpoint
 
-    check_output_file(output, [("the checkpoint", checkpoint)], suffixes=None if fmt else FORMATS.values())
-    net, meta = network_from_checkpoint(checkpoint)
-    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name, weights=weights)
+    source = resolve_model(checkpoint)
+    check_output_file(output, [("the checkpoint", source)], suffixes=None if fmt else FORMATS.values())
+    if source.suffix.lower() in NETWORK_SUFFIXES and source.suffix.lower() != ".ckpt":
+        net, meta = read_network(source)
+        if meta.get("format") in FORMATS:  # an export: its training description, and the checkpoint it came from
+            name = meta.get("source_checkpoint") if isinstance(meta.get("source_checkpoint"), str) else source.name
+            training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+            return export_network(net, output, fmt=fmt, half=half, meta=training, source=name, weights=weights)
+    else:
+        net, meta = network_from_checkpoint(source)
+    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=source.name, weights=weights)
 
 
