@@ -114,6 +114,7 @@ def test_the_benchmark_script_scores_the_network_against_optimize_on_held_out_pa
     assert summary["models"]["optimize"]["ratio"] == {"style_swd": 1.0, "content": 1.0}
     assert len(summary["models"]["last"]["rows"]) == 2 and summary["models"]["last"]["mean"]["style_swd"] > 0
     assert summary["speed"]["side"] == 32 and min(summary["speed"]["new_painting"], summary["speed"]["reused_painting"]) > 0
+    assert min(summary["speed"][k] for k in ("new_painting_fp32", "style_file", "style_file_fp32")) > 0
     assert "| last |" in capsys.readouterr().out
     picture = tmp_path / "picture.jpg"  # the README's picture, from the benchmark's folder
     monkeypatch.setattr("sys.argv", ["arbitrary_picture.py", str(out), "--model", "last", "--output", str(picture)])
