@@ -149,7 +149,7 @@ class PaintingEncoder:
     the photo, and a style file (:mod:`fastmmd.model.style_files`, ``.npz``) keeps it across runs.
 
     Three things keep it fast without moving phi from what training saw (each measured, phi's
-    change and the output's: docs/benchmarks.md, "Arbitrary style: speed and exports"):
+    change and the output's: docs/benchmarks.md, "Arbitrary style", "Speed and exports"):
 
     * VGG in bfloat16 (autocast; the statistics in float32) where the hardware runs it fast
       (``bf16=None``: :func:`fastmmd.base.precision.bf16_is_fast`), as training computed phi

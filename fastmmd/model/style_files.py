@@ -44,7 +44,7 @@ INFERENCE_ZOOM = 1.25
 #: A painting file may be decoded smaller (:func:`fastmmd.base.images.open_image`'s ``min_side``),
 #: down to this many times the side VGG reads, so that the final antialiased resize still does most
 #: of the filtering and phi stays within the tolerance measured in docs/benchmarks.md ("Arbitrary
-#: style: speed and exports").
+#: style", "Speed and exports").
 DECODE_MARGIN = 4
 #: Most paintings one run of an exported network blends (the rows of its ``style`` input).
 MAX_PAINTINGS = 256
