@@ -87,39 +87,39 @@ def speed(model: str, photo_path: Path, paintings: list[Path], side: int, peer: 
 
     from PIL import Image
 
+    from fastmmd.base.precision import bf16_is_fast
     from fastmmd.infer.stylize import load_stylizer
 
-    def timed(run) -> float:
+    def timed(run, *args) -> tuple[float, object]:
         start = time.perf_counter()
-        run()
-        return time.perf_counter() - start
+        value = run(*args)
+        return time.perf_counter() - start, value
+
+    def first(stylizer, painting) -> object:  # the painting's statistics, then the photo
+        twin = stylizer.with_paintings([painting])
+        twin(photo)
+        return twin
 
     photo = Image.open(photo_path).convert("RGB").resize((side, side))
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for suffix, bf16 in (("", None), ("_fp32", False)):
             stylizer = load_stylizer(model, device="cpu", bf16=bf16)
-            stylizer.with_paintings([paintings[0]])(photo)  # warm-up: VGG built, first calls
+            first(stylizer, paintings[0])  # warm-up: VGG built, first calls
             new, reused, saved = [], [], []
             for i, painting in enumerate(paintings[1:]):
-                twin = None
-
-                def first() -> None:
-                    nonlocal twin
-                    twin = stylizer.with_paintings([painting])
-                    twin(photo)
-
-                new.append(timed(first))
-                reused.append(timed(lambda: twin(photo)))
+                seconds, twin = timed(first, stylizer, painting)
+                new.append(seconds)
+                reused.append(timed(twin, photo)[0])
                 style_file = stylizer.save_style(painting, Path(tmp) / f"{i}{suffix}.npz")
-                saved.append(timed(lambda: stylizer.with_paintings([style_file])(photo)))
+                saved.append(timed(first, stylizer, style_file)[0])
             result.update({f"new_painting{suffix}": statistics.median(new),
                            f"reused_painting{suffix}": statistics.median(reused),
                            f"style_file{suffix}": statistics.median(saved)})
             if zoo:
-                network = load_stylizer(zoo, device="cpu", bf16=bf16 is None)
+                network = load_stylizer(zoo, device="cpu", bf16=bf16 is None and bf16_is_fast("cpu"))  # as the default
                 network(photo)
-                result[f"zoo{suffix}"] = statistics.median(timed(lambda: network(photo)) for _ in paintings[1:])
+                result[f"zoo{suffix}"] = statistics.median(timed(network, photo)[0] for _ in paintings[1:])
     if peer:
         with tempfile.TemporaryDirectory() as tmp:
             source = Path(tmp) / "photo.png"
