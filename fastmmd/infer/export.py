@@ -219,8 +219,9 @@ def _build_onnx(module: ExportedStylizer) -> Any:
         raise UserError("ONNX export needs the onnx extra: pip install 'fastmmd[onnx]'") from None
     defaults = condition_defaults(module.net)
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter prints its progress
-        # mix and style share their "paintings" axis, which the exporter reports as a warning
+        # notes on naming the dynamic axes (mix and style share "paintings"; an input left out as None): names only
         warnings.filterwarnings("ignore", message=r".*The axis name: \w+ will not be used", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*The dynamic axes will not be renamed", category=UserWarning)
         program = torch.onnx.export(module, _trace_inputs(module.net), dynamo=True,
                                     dynamic_shapes=_dynamic_shapes(module.net),
                                     input_names=["image", *defaults, *(["style"] if module.net.style_embedding else [])],
