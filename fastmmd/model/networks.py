@@ -380,13 +380,14 @@ class TransformerNet(nn.Module):
         if style is None:
             raise ValueError("an arbitrary-style network needs the painting's style statistics")
         batch = x.shape[0]
-        phi = style.to(device=x.device, dtype=x.dtype)
+        dtype = self.style_predictor.norm.mean.dtype  # the predictor's own (float32 under a bf16 network, load_model)
+        phi = style.to(device=x.device, dtype=dtype)
         if phi.dim() == 1:
             phi = phi.unsqueeze(0)
         if strength is None:
-            s = torch.ones(phi.shape[0], device=x.device, dtype=x.dtype)
+            s = torch.ones(phi.shape[0], device=x.device, dtype=dtype)
         else:
-            s = strength.to(device=x.device, dtype=x.dtype).reshape(-1)
+            s = strength.to(device=x.device, dtype=dtype).reshape(-1)
         rows = max(phi.shape[0], s.shape[0]) if mix is None else phi.shape[0]
         phi = phi.expand(rows, phi.shape[1])
         s = s.expand(rows)
@@ -396,7 +397,7 @@ class TransformerNet(nn.Module):
             if m.dim() == 1:
                 m = m.unsqueeze(0)
             e = m @ e
-        return e.expand(batch, e.shape[1])
+        return e.to(x.dtype).expand(batch, e.shape[1])
 
     def trunk(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         """encoder -> residual blocks -> decoder on an already padded batch (logits, before the sigmoid)."""

@@ -64,7 +64,8 @@ def test_fast_path_keeps_alpha_and_skips_unreadable_inputs(onnx_file, make_image
 
 
 @pytest.mark.parametrize("extra", [["--max-size", "64"], ["--tile", "128"], ["--preserve-color"], ["--bf16"],
-                                   ["--device", "cuda"], ["--style", "0"], ["--list"], ["--unknown-flag"]])
+                                   ["--device", "cuda"], ["--style", "0"], ["--list"], ["--unknown-flag"],
+                                   ["--style-image", "painting.png"], ["--style-image", "a.npz", "--style-image", "b.npz"]])
 def test_other_command_lines_go_to_the_torch_path(onnx_file, make_image, extra):
     from fastmmd.infer.fast_stylize import plan
 
