@@ -21,7 +21,9 @@ def build_parser() -> Any:
 
     parser = CommandParser("fastmmd export", "Export a trained network to TorchScript (.pt), torch.export (.pt2) "
                            "or ONNX (.onnx), verified against the network before writing; or show a file's metadata.")
-    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint (.ckpt) written by `fastmmd fit`")
+    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint (.ckpt) written by `fastmmd fit`; "
+                        "or an exported .pt/.pt2 or a shipped style's name, re-exported (e.g. `fastmmd export arbitrary "
+                        "--format onnx`)")
     parser.add_argument("--output", "-o", type=Optional[str], default=None, help="file to write; the suffix picks the format "
                         "unless --format is given; default: the checkpoint's name with the format's suffix")
     parser.add_argument("--format", type=Optional[Literal["torchscript", "pt2", "onnx"]], default=None,
@@ -52,7 +54,8 @@ def run(args: Any) -> int:
     from fastmmd.infer.export import FORMATS, export_checkpoint
 
     fmt = args.format
-    output = args.output or str(Path(args.checkpoint).with_suffix(FORMATS[fmt or "torchscript"]))
+    stem = args.checkpoint if Path(args.checkpoint).exists() else args.checkpoint.split(":")[0]  # a file, or a style's name
+    output = args.output or str(Path(stem).with_suffix(FORMATS[fmt or "torchscript"]))
     meta = export_checkpoint(args.checkpoint, output, fmt=fmt, half=args.half, weights=args.weights)
     size = Path(output).stat().st_size
     print(f"wrote {output} ({meta['format']}, {meta['dtype']}, {size / 1e6:.2f} MB, "

@@ -361,7 +361,9 @@ class TransformerNet(nn.Module):
         if style is not None:
             raise ValueError("this network takes no style statistics (it is not an arbitrary-style network)")
         if mix is None:
-            m = F.one_hot(torch.zeros(batch, dtype=torch.long, device=x.device), self.styles).to(x.dtype)
+            # row 0 of the identity, not one_hot(zeros(B)): that traces to an ONNX ``Equal`` on the dynamic
+            # batch, outside the operators fastmmd reads (a strength-only network exports no ``mix`` input)
+            m = torch.eye(self.styles, dtype=x.dtype, device=x.device)[:1].expand(batch, self.styles)
         else:
             m = mix.to(device=x.device, dtype=x.dtype)
             if m.dim() == 1:
@@ -389,13 +391,14 @@ class TransformerNet(nn.Module):
         if style is None:
             raise ValueError("an arbitrary-style network needs the painting's style statistics")
         batch = x.shape[0]
-        phi = style.to(device=x.device, dtype=x.dtype)
+        dtype = self.style_predictor.norm.mean.dtype  # the predictor's own (float32 under a bf16 network, load_model)
+        phi = style.to(device=x.device, dtype=dtype)
         if phi.dim() == 1:
             phi = phi.unsqueeze(0)
         if strength is None:
-            s = torch.ones(phi.shape[0], device=x.device, dtype=x.dtype)
+            s = torch.ones(phi.shape[0], device=x.device, dtype=dtype)
         else:
-            s = strength.to(device=x.device, dtype=x.dtype).reshape(-1)
+            s = strength.to(device=x.device, dtype=dtype).reshape(-1)
         rows = max(phi.shape[0], s.shape[0]) if mix is None else phi.shape[0]
         phi = phi.expand(rows, phi.shape[1])
         s = s.expand(rows)
@@ -405,7 +408,7 @@ class TransformerNet(nn.Module):
             if m.dim() == 1:
                 m = m.unsqueeze(0)
             e = m @ e
-        return e.expand(batch, e.shape[1])
+        return e.to(x.dtype).expand(batch, e.shape[1])
 
     def trunk(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         """encoder -> residual blocks -> decoder on an already padded batch (logits, before the sigmoid)."""

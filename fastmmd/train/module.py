@@ -29,6 +29,7 @@ from torchmetrics import MeanMetric
 
 from fastmmd.base.errors import UserError, did_you_mean
 from fastmmd.base.images import read_image
+from fastmmd.base.paintings import resolve_paintings
 from fastmmd.base.precision import cpu_nnpack_is_faster
 from fastmmd.core import motion
 from fastmmd.losses import StyleLoss
@@ -62,7 +63,8 @@ class StyleTransferModule(L.LightningModule):
     """Trains a TransformerNet for one style (or a blend of several, or several at once) with a chosen style loss.
 
     Args:
-        style_images: style image file(s); several are blended as a mixture distribution, unless
+        style_images: style image file(s), or shipped styles' names for their downloaded paintings
+            (:func:`fastmmd.base.paintings.resolve_painting`); several are blended as a mixture distribution, unless
             ``conditioning`` holds ``styles``. None with ``conditioning: [arbitrary]``.
         style_blend: their weights (default equal).
         conditioning: what the network takes as input besides the photo (:mod:`fastmmd.model.conditioning`):
@@ -172,7 +174,8 @@ class StyleTransferModule(L.LightningModule):
         loss = StyleLoss.of(loss)  # a dict when Lightning rebuilds the module from a checkpoint's hyper-parameters
         self.save_hyperparameters(ignore=["loss"])
         self.hparams["loss"] = asdict(loss)  # plain data: the checkpoint stays loadable with weights_only=True
-        style_images = list(style_images or [])
+        # a shipped style's name -> its downloaded painting (fastmmd.base.paintings); files stay as given
+        style_images = [str(p) for p in resolve_paintings(style_images or [])]
         self.hparams["style_images"] = style_images
         arbitrary = "arbitrary" in (conditioning or [])
         if not style_images and not arbitrary:

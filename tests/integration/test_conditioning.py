@@ -6,11 +6,13 @@ tests/unit/test_conditioning.py; the resume of a conditioned run: tests/integrat
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
 import torch
-from conftest import synthetic_image, tiny_fit_args, with_styles, write_tiny_checkpoint
+from conftest import require_onnx, synthetic_image, tiny_fit_args, with_styles, write_tiny_checkpoint
 from PIL import Image
 
 from fastmmd.__main__ import main
@@ -97,6 +99,33 @@ def test_exports_keep_the_conditioning_as_inputs_with_defaults(conditioned, fmt)
     if fmt != "onnx":  # what fastmmd reads from the file is the network itself
         read, _ = read_network(conditioned[fmt])
         assert all(torch.equal(v, read.state_dict()[k]) for k, v in eager.state_dict().items())
+
+
+def test_a_strength_only_network_traces_to_operators_the_onnx_reader_takes():
+    """A strength-only network exports no ``mix`` input, so its default style (style 0 for every photo
+    of a batch of any size) is part of the traced graph: it must use only the operators fastmmd's ONNX
+    reader allows (one_hot of zeros traced to ``Equal``, and the export of ``fastmmd fit --config
+    configs/strength.yaml`` was refused). The condition alone is exported here, in a second: the rest of
+    the graph is every network's, whose operators the export matrix's ONNX files check."""
+    require_onnx()
+    from fastmmd.model.networks import TransformerNet
+    from fastmmd.model.onnx_files import ONNX_OPERATORS
+
+    class Condition(torch.nn.Module):
+        def __init__(self, net: TransformerNet) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+            return self.net.condition(x, None, strength)
+
+    net = TransformerNet(width=8, residual_blocks=1, strength_width=4).eval()
+    x, strength = torch.rand(2, 3, 16, 16), torch.tensor([0.5])
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        program = torch.onnx.export(Condition(net), (x, strength), dynamo=True,
+                                    dynamic_shapes=({0: torch.export.Dim("batch")}, None))
+    assert {node.op_type for node in program.model_proto.graph.node} <= ONNX_OPERATORS
+    assert torch.equal(net.condition(x, None, strength), net.condition(x, torch.tensor([1.0]), strength))
 
 
 @pytest.mark.parametrize("kind", ["torchscript", "pt2", "onnx"])
