@@ -1,13 +1,13 @@
-"""3x3 convolutions with frozen weights through NNPACK's Winograd kernels: forward and input gradient.
+"""3x3 convolutions with frozen weights through NNPACK's fast kernels: forward and input gradient.
 
 Why: in fp32 on a CPU whose convolutions run AVX2 kernels at most (no bf16 instructions, so
 ``fastmmd fit`` trains in fp32 there), oneDNN's direct convolutions already run VGG-19's 3x3 layers
 near the CPU's multiply-add peak, so a training step costs what its FLOPs cost. NNPACK (built into
-torch) computes a 3x3 conv with Winograd's transform, F(6x6, 3x3) for 3x3 kernels, which needs
-fewer multiplications, and was faster than oneDNN on VGG's layers whose maps are at least
-:data:`NNPACK_MIN_SIDE` px wide, forward and backward; on smaller maps, and on AVX-512 CPUs, oneDNN
-was faster (measured: docs/benchmarks.md, "bf16 without bf16 instructions"). Where that holds is
-decided by :func:`fastmmd.base.precision.cpu_nnpack_is_faster`.
+torch) computes a 3x3 conv with a transform that needs fewer multiplications (it picks Winograd
+F(6x6, 3x3) or an FFT on 16x16 tiles by the map's size), and was faster than oneDNN on VGG's layers
+whose maps are at least :data:`NNPACK_MIN_SIDE` px wide, forward and backward; on smaller maps, and
+on AVX-512 CPUs, oneDNN was faster (measured: docs/benchmarks.md, "bf16 without bf16 instructions").
+Where that holds is decided by :func:`fastmmd.base.precision.cpu_nnpack_is_faster`.
 
 The result is ``conv2d(x, weight, bias, padding=1)`` up to float rounding (relative error 1e-6 to
 2e-5 of the largest output on VGG's layers). Only the gradient to ``x`` is computed: the weights
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-#: The smallest side of a feature map that goes through NNPACK: its Winograd tiles are 8x8 (6x6
-#: outputs), and on VGG's 16 px maps oneDNN was faster (docs/benchmarks.md, "bf16 without bf16 instructions").
+#: The smallest side of a feature map that goes through NNPACK: its tiles are 8x8 or 16x16, and on
+#: VGG's 16 px maps oneDNN was faster (docs/benchmarks.md, "bf16 without bf16 instructions").
 NNPACK_MIN_SIDE = 32
 
 

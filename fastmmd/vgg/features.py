@@ -10,9 +10,9 @@ mode, no parameter gradients) and owns its input preprocessing: callers always p
 test suite uses ``width_divisor=8`` with random weights as a fast stand-in that keeps every tap name
 valid.
 
-:meth:`VGGFeatures.use_nnpack` computes the convolutions on large maps through NNPACK's Winograd
-kernels (:mod:`fastmmd.core.nnpack`), the same features to float rounding: faster in fp32 on CPUs
-whose convolutions run AVX2 kernels at most (``fastmmd fit`` turns it on there).
+:meth:`VGGFeatures.use_nnpack` computes the convolutions on large maps through NNPACK's fast
+(Winograd or FFT) kernels (:mod:`fastmmd.core.nnpack`), the same features to float rounding: faster
+in fp32 on CPUs whose convolutions run AVX2 kernels at most (``fastmmd fit`` turns it on there).
 """
 
 from __future__ import annotations

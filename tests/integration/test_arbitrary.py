@@ -56,7 +56,12 @@ def test_stylize_takes_any_painting_blends_and_strength_and_the_pt_export_agrees
         assert main(["stylize", str(ckpt), str(photo), "-o", str(tmp_path / name), "-q", *flags]) == 0
         out[name] = Image.open(tmp_path / name / "000_stylized.png")
     pixels = {k: pil_to_tensor(v) for k, v in out.items()}
-    assert torch.equal(pixels["blend"], pixels["a"]) and not torch.equal(pixels["a"], pixels["b"])
+    # --mix 1,0 is painting a: its pixels up to the 8-bit rounding of float noise (the blend runs the
+    # style predictor on both paintings at once, a GEMM of another shape: ~4e-6 apart in the embedding,
+    # which moved 1 pixel of 4320 by 1/255 with AVX2 kernels), where painting b changes a third of them
+    moved = (pixels["blend"] != pixels["a"]).float().mean()
+    assert (pixels["blend"] - pixels["a"]).abs().max() <= 1.5 / 255 and moved < 0.01
+    assert (pixels["a"] != pixels["b"]).float().mean() > 0.1
     assert not torch.equal(pixels["weak"], pixels["a"])
     assert out["a"].text["fastmmd:condition"].startswith("painting0")
     stylizer = load_stylizer(ckpt, device="cpu")  # the Python API: the painting at call time
