@@ -101,11 +101,12 @@ def group_of(command: Shown) -> str:
 
 
 def runnable() -> list[Shown]:
-    """The commands shown, less :data:`NOT_RUN` and repeats (README.md shows one twice)."""
+    """The commands shown, less :data:`NOT_RUN` and repeats within a group (README.md shows one twice;
+    a line shown on two pages runs in each page's group, where the lines after it need its output)."""
     seen, shown = set(), []
     for command in documented_commands():
-        if command.line not in NOT_RUN and command.line not in seen:
-            seen.add(command.line)
+        if command.line not in NOT_RUN and (group_of(command), command.line) not in seen:
+            seen.add((group_of(command), command.line))
             shown.append(command)
     return shown
 
@@ -291,7 +292,7 @@ def docs_run(tmp_path_factory, conditioned):
 # ----------------------------------------------------------------------------- the checks
 def named_outputs(argv: list[str]) -> list[str]:
     """What the command names as its output."""
-    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word in ("--output", "--output-dir", "-o")]
+    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word in ("--output", "--output-dir", "-o", "--save-style")]
 
 
 def check_outputs(command: Shown, result: dict, work: Path) -> None:
