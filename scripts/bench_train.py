@@ -29,13 +29,14 @@ residual blocks, Gram loss. Variants (each in its own subprocess, so peak RSS is
 * ``unfolded-compile-bf16``: ``compile-bf16`` with the network's upsampling convs computed as written
   (upsample, then a 3x3 conv; ``TransformerNet.set_layout``, as the naive loop does) instead of
   folded (``fastmmd.model.networks.folded_upsample_conv``): what the fold buys in training.
-* ``compile-fp32``: ``cpu-fp32`` with the network and VGG wrapped in ``torch.compile``.
+* ``compile-fp32``: ``onednn-fp32`` with the network and VGG wrapped in ``torch.compile`` (as
+  ``model.compile: true`` trains: NNPACK stays off under compile).
 
 Levers tried for fp32 on CPUs without bf16 instructions, each ``onednn-fp32`` with one change
 (docs/benchmarks.md, "bf16 without bf16 instructions", says which paid):
 
 * ``all-cl-fp32``: the whole network and its inputs in channels_last (``model.channels_last: all``).
-* ``nchw-vgg-fp32``: VGG in NCHW (``model.channels_last: none`` for VGG; the network as ``cpu-fp32``).
+* ``nchw-vgg-fp32``: VGG in NCHW (``model.channels_last: none``; the network's last conv still channels_last).
 * ``aten-conv-fp32``: oneDNN off (``torch.backends.mkldnn.enabled = False``): ATen's own convolutions.
 * ``compile-vgg-fp32`` / ``compile-net-fp32``: ``torch.compile`` on VGG only / the network only.
 * ``autotune-fp32``: both compiled with ``mode="max-autotune-no-cudagraphs"``.

@@ -19,7 +19,7 @@ better) can replace it; it honours ``ATEN_CPU_CAPABILITY`` and ``ONEDNN_MAX_CPU_
 an AVX-512 machine behave like an AVX2-only one.
 
 Where training runs in fp32 on the CPU, :func:`cpu_nnpack_is_faster` (the same kind of check)
-decides whether VGG's convolutions on large maps go through NNPACK's Winograd kernels instead
+decides whether VGG's convolutions on large maps go through NNPACK's fast kernels instead
 (:mod:`fastmmd.core.nnpack`; ``fastmmd fit`` asks it when fitting starts).
 """
 

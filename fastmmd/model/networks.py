@@ -29,8 +29,8 @@ the sigmoid.
   stylization on one H100 past 200 frames/s (measured: docs/benchmarks.md, "Third GPU check").
   In CPU training the last conv (w -> 3 channels) reads its input in channels_last
   (:attr:`ConvLayer.channels_last_in_cpu_training`): oneDNN's NCHW kernels pad its 3 output
-  channels to a block of 8 and ran its forward and backward about 3x slower, the largest single
-  cost of the network's step on an AVX2 CPU (docs/benchmarks.md, "bf16 without bf16 instructions").
+  channels to a block of 8 and ran its forward and backward 2.8x slower, the costliest single layer
+  of the network's step on an AVX2 CPU (docs/benchmarks.md, "bf16 without bf16 instructions").
 * Any input size works: H and W are reflect-padded to :func:`padded_size` (a multiple of 4 for the
   two stride-2 convs, at least 8 px) and the output is cropped back, so the output has exactly the
   input's size. Exports (:mod:`fastmmd.infer.export`) and tiling (:mod:`fastmmd.model.tiling`) call the same
