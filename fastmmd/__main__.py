@@ -30,7 +30,7 @@ COMMANDS = {
     "compare": ("fastmmd.commands.compare", "compare style losses on your images: grid.png + report"),
     "evaluate": ("fastmmd.commands.evaluate", "score trained networks against per-image optimization: grid.png + report"),
     "models": ("fastmmd.commands.models", "list the trained styles shipped with fastmmd (use one by name: stylize NAME photo.jpg)"),
-    "data": ("fastmmd.commands.data", "fetch training photos into a folder: fastmmd data coco DIR (or any Hugging Face image dataset)"),
+    "data": ("fastmmd.commands.data", "fetch training photos (fastmmd data coco DIR) or the shipped styles' paintings (fastmmd data paintings)"),
     "serve": ("fastmmd.commands.serve", "a local web page: drop a photo, pick a style, move a slider, download (extra: serve)"),
 }
 

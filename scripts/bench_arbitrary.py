@@ -11,8 +11,11 @@ network (and any other ``--model``) against per-image optimization (``optimize -
 the peer is never a dependency of fastmmd): its outputs for the same pairs, at the same size, are
 scored by the same scorer, and its time per image is measured in its own process (warm session).
 
-``--speed 512`` also times one 512 x 512 photo with a new painting (its statistics included) and
-with one whose statistics are reused, and the peer's, medians over the paintings.
+``--speed 512`` also times one 512 x 512 photo with a new painting (its statistics included), with
+one whose statistics are reused, and with one read from its style file (``.npz``, saved once), in
+the default precision (bfloat16 where the CPU runs it fast, :mod:`fastmmd.base.precision`) and in
+float32, medians over the paintings; with ``--speed-zoo NAME`` a shipped style's network on the same
+photo in both precisions; and the peer's. ``--speed-only`` skips the scoring (no optimize runs).
 
 Writes ``--output/summary.json`` and ``summary.md``: per model the mean style and content distance,
 their ratios to optimize's (the means' ratios), seconds per image, and per painting rows.
@@ -21,6 +24,8 @@ Usage::
 
     python scripts/bench_arbitrary.py MODEL --photos PHOTOS/ --paintings PAINTINGS/ \\
         --peer-python /path/to/peer-venv/bin/python --speed 512 --output bench/arbitrary
+    python scripts/bench_arbitrary.py arbitrary --photos PHOTOS/ --paintings PAINTINGS/ --paintings-count 7 \\
+        --speed 512 --speed-only --speed-zoo starry_night:pt --output bench/arbitrary-speed
 """
 
 from __future__ import annotations
@@ -72,29 +77,49 @@ print(statistics.median(times))
 """
 
 
-def speed(model: str, photo_path: Path, paintings: list[Path], side: int, peer: str | None) -> dict[str, float]:
+def speed(model: str, photo_path: Path, paintings: list[Path], side: int, peer: str | None,
+          zoo: str | None = None) -> dict[str, float]:
     """Seconds for one ``side``² photo with a new painting (statistics included), with a painting whose
-    statistics are reused, and the peer's, medians over the paintings after a warm-up."""
+    statistics are reused, with one read from its style file, each in the default precision and in
+    float32 (keys ``..._fp32``), a zoo network's, and the peer's, medians over the paintings after a warm-up."""
     import statistics
     import time
 
     from PIL import Image
 
+    from fastmmd.base.precision import bf16_is_fast
     from fastmmd.infer.stylize import load_stylizer
 
-    photo = Image.open(photo_path).convert("RGB").resize((side, side))
-    stylizer = load_stylizer(model, device="cpu")
-    stylizer.with_paintings([paintings[0]])(photo)  # warm-up: VGG built, first calls
-    new, reused = [], []
-    for painting in paintings[1:]:
+    def timed(run, *args) -> tuple[float, object]:
         start = time.perf_counter()
+        value = run(*args)
+        return time.perf_counter() - start, value
+
+    def first(stylizer, painting) -> object:  # the painting's statistics, then the photo
         twin = stylizer.with_paintings([painting])
         twin(photo)
-        new.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        twin(photo)
-        reused.append(time.perf_counter() - start)
-    result = {"new_painting": statistics.median(new), "reused_painting": statistics.median(reused)}
+        return twin
+
+    photo = Image.open(photo_path).convert("RGB").resize((side, side))
+    result: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for suffix, bf16 in (("", None), ("_fp32", False)):
+            stylizer = load_stylizer(model, device="cpu", bf16=bf16)
+            first(stylizer, paintings[0])  # warm-up: VGG built, first calls
+            new, reused, saved = [], [], []
+            for i, painting in enumerate(paintings[1:]):
+                seconds, twin = timed(first, stylizer, painting)
+                new.append(seconds)
+                reused.append(timed(twin, photo)[0])
+                style_file = stylizer.save_style(painting, Path(tmp) / f"{i}{suffix}.npz")
+                saved.append(timed(first, stylizer, style_file)[0])
+            result.update({f"new_painting{suffix}": statistics.median(new),
+                           f"reused_painting{suffix}": statistics.median(reused),
+                           f"style_file{suffix}": statistics.median(saved)})
+            if zoo:
+                network = load_stylizer(zoo, device="cpu", bf16=bf16 is None and bf16_is_fast("cpu"))  # as the default
+                network(photo)
+                result[f"zoo{suffix}"] = statistics.median(timed(network, photo)[0] for _ in paintings[1:])
     if peer:
         with tempfile.TemporaryDirectory() as tmp:
             source = Path(tmp) / "photo.png"
@@ -109,7 +134,8 @@ def speed(model: str, photo_path: Path, paintings: list[Path], side: int, peer: 
 
 
 def images_in(folder: str, count: int) -> list[Path]:
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    """The first ``count`` images of ``folder``, sorted, as absolute paths (the peer runs in another folder)."""
+    files = sorted(p.resolve() for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     if len(files) < count:
         raise SystemExit(f"{folder!r} holds {len(files)} images, fewer than {count}")
     return files[:count]
@@ -130,7 +156,12 @@ def main() -> None:
     ap.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests
     ap.add_argument("--speed", type=int, default=0, help="also time one SIDE x SIDE photo with a new painting "
                     "(the first model; and the peer's) over the paintings, in this process's threads")
+    ap.add_argument("--speed-only", action="store_true", help="only the --speed figures (no scores, no optimize)")
+    ap.add_argument("--speed-zoo", default=None, help="a shipped style (e.g. starry_night:pt) timed beside --speed "
+                    "in both precisions")
     args = ap.parse_args()
+    if args.speed_only and not args.speed:
+        raise SystemExit("--speed-only needs --speed SIDE")
 
     import torch
     from PIL import Image
@@ -146,10 +177,11 @@ def main() -> None:
     paintings = images_in(args.paintings, args.paintings_count)
     cache = out / "cells"
     rows: dict[str, list[dict]] = {}
-    vgg = VGGFeatures(STYLE_LAYERS + CONTENT_LAYERS, args.vgg_weights, "max", args.vgg_width_divisor)
-    vgg = vgg.to(memory_format=torch.channels_last)  # as evaluate scores
-    scorer = ImageScorer(vgg, torch.device("cpu"), STYLE_LAYERS, CONTENT_LAYERS, 64, seed=0)
-    for painting in paintings:
+    if args.peer_python and not args.speed_only:
+        vgg = VGGFeatures(STYLE_LAYERS + CONTENT_LAYERS, args.vgg_weights, "max", args.vgg_width_divisor)
+        vgg = vgg.to(memory_format=torch.channels_last)  # as evaluate scores
+        scorer = ImageScorer(vgg, torch.device("cpu"), STYLE_LAYERS, CONTENT_LAYERS, 64, seed=0)
+    for painting in [] if args.speed_only else paintings:
         folder = out / painting.stem
         evaluate = ["--content", *map(str, photos), "--style", str(painting), "--size", str(args.size),
                     "--iterations", str(args.iterations), "--output", str(folder), "--cache-dir", str(cache),
@@ -189,8 +221,11 @@ def main() -> None:
                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
                "size": args.size, "photos": [p.name for p in photos], "paintings": [p.name for p in paintings],
                "models": {}}
-    base = {k: sum(r[k] for r in rows["optimize"]) / len(rows["optimize"]) for k in ("style_swd", "content")}
-    lines = ["| method | style SWD | content | style / optimize | content / optimize | s / image |", "|---|---:|---:|---:|---:|---:|"]
+    lines = []
+    if rows:
+        base = {k: sum(r[k] for r in rows["optimize"]) / len(rows["optimize"]) for k in ("style_swd", "content")}
+        lines = ["| method | style SWD | content | style / optimize | content / optimize | s / image |",
+                 "|---|---:|---:|---:|---:|---:|"]
     for name, items in rows.items():
         mean = {k: sum(r[k] for r in items) / len(items) for k in ("style_swd", "content", "seconds")}
         ratio = {k: mean[k] / base[k] for k in ("style_swd", "content")}
@@ -198,10 +233,15 @@ def main() -> None:
         lines.append(f"| {name} | {mean['style_swd']:.4f} | {mean['content']:.4f} | {ratio['style_swd']:.2f}x | "
                      f"{ratio['content']:.2f}x | {mean['seconds']:.3f} |")
     if args.speed:
+        from fastmmd.base.precision import bf16_is_fast
+
         summary["speed"] = {"side": args.speed, **speed(args.models[0], photos[0], paintings, args.speed,
-                                                        args.peer_python)}
+                                                        args.peer_python, args.speed_zoo)}
+        summary["speed_default_precision"] = "bfloat16" if bf16_is_fast("cpu") else "float32"
+        summary["load_average"] = os.getloadavg()
         lines.append("")
-        lines.append(f"speed at {args.speed}x{args.speed}, {torch.get_num_threads()} thread(s): " + ", ".join(
+        lines.append(f"speed at {args.speed}x{args.speed}, {torch.get_num_threads()} thread(s), default precision "
+                     f"{summary['speed_default_precision']}, load average {summary['load_average'][0]:.2f}: " + ", ".join(
             f"{k} {v:.3f} s" for k, v in summary["speed"].items() if k != "side"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -8,6 +8,8 @@ first, so each preview is computed), and "Full size" until the full-size PNG is 
 Markdown table with the CPU (lscpu's model name, torch's CPU capability) and the thread count.
 
 Usage: python scripts/bench_serve.py [--photo photo.jpg] [--size 1024] [--repeats 5] [--threads N] [--precision auto|32|bf16]
+[--screenshot page.png] (the page with the shipped styles on the photo, starry_night chosen at the end:
+the README's picture, docs/images/serve_zoo.jpg; the format follows the suffix)
 (default photo: a procedural landscape from fastmmd.core.samples, 1024 x 768). Needs the serve extra,
 Playwright and Chromium (Debian's ``chromium``, or $FASTMMD_CHROMIUM).
 """
@@ -60,6 +62,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
                         help="as fastmmd serve --precision (auto: bf16 where it is fast)")
+    parser.add_argument("--screenshot", type=Path, default=None,
+                        help="at the end, choose starry_night and save the page as this PNG")
     args = parser.parse_args()
 
     import torch
@@ -115,7 +119,7 @@ def main() -> int:
             browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
             # bypass_csp: lets Playwright's wait_for_function poll on every animation frame
             page = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=True)
-            page.set_default_timeout(600_000)
+            page.set_default_timeout(int(os.environ.get("BENCH_SERVE_TIMEOUT_MS", "600000")))
             page.goto(origin + "/")
             page.wait_for_selector("body[data-ready=true]")
 
@@ -149,6 +153,12 @@ def main() -> int:
                 wait_preview("full:", model)
                 full.append(time.perf_counter() - start)
                 steps.append(next(reversed(state.jobs.values())).timings)
+            if args.screenshot:
+                page.set_viewport_size({"width": 1100, "height": 760})
+                chosen = "starry_night" if "starry_night" in names else names[-1]
+                page.click(f'.style[data-model="{chosen}"]')
+                wait_preview("photo=", chosen)
+                page.screenshot(path=str(args.screenshot), full_page=True)
             browser.close()
         box[0].should_exit = True
         thread.join(timeout=30)

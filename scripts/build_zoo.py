@@ -5,7 +5,8 @@ For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoint
 1. exports TorchScript ``<zoo>/<style>.pt`` with int8 weights (``fastmmd export --weights int8``,
    :mod:`fastmmd.model.storage`; the export checks parity before writing), then from it the ONNX
    ``<zoo>/<style>.onnx`` (step 4);
-2. records in ``<zoo>/zoo.json``: the painting (title, painter, year, source, licence), the loss
+2. records in ``<zoo>/zoo.json``: the painting (title, painter, year, source, licence, and where to
+   download it: :data:`DOWNLOADS`, which ``fastmmd data paintings`` fetches and checks), the loss
    and style weight, the configs that reproduce it, how it was trained (machine, minutes, steps),
    the scores from ``fastmmd evaluate`` (``<scores>/<style>/report.json``) and a checksum of the
    ``.pt`` file's output on a fixed input (:func:`fastmmd.infer.zoo.checksum`), which the tests compare
@@ -18,6 +19,7 @@ For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoint
    (through onnxruntime) and, from ``scripts/bench_quality.py``'s JSON (``--fast-quality``), its
    style/content distances on held-out photos against the ``.pt``'s.
 
+``--paintings`` only (re)writes each style's ``download`` record (:data:`DOWNLOADS`) into ``zoo.json``.
 No ``.pt2`` is shipped (the zoo's 40 MB): ``fastmmd export NAME --format pt2`` writes one from the
 ``.pt``, the same network. ``--fast NAME[=SOURCE]`` only makes (or replaces) one style's ``.onnx``,
 from SOURCE (default: the zoo's ``<style>.pt``; a ``.ckpt`` of a network distilled from it, ``fastmmd
@@ -47,6 +49,32 @@ CATALOG = {
     "composition_vii": ("Composition VII", "Wassily Kandinsky", "1913", "jcjohnson/fast-neural-style images/styles/composition_vii.jpg", "public domain"),
     "shipwreck": ("The Shipwreck of the Minotaur", "J. M. W. Turner", "c. 1805-10", "jcjohnson/neural-style examples/inputs/shipwreck.jpg", "public domain"),
     "udnie": ("Udnie", "Francis Picabia", "1913", "pytorch/examples fast_neural_style/images/style-images/udnie.jpg", "public domain in the US; life+70 countries since 2024"),
+}
+
+
+#: Where each painting can be downloaded (``fastmmd data paintings``): the raw file of the repository in
+#: ``source``, pinned to the commit it was taken from, its SHA-256 and size (checked on download); ``note``
+#: where the copy the style was trained on differs from that file.
+_RAW = {"neural-style": "https://raw.githubusercontent.com/jcjohnson/neural-style/07c4b8299f8fbdafec0c514fc820ff1d7ff62e46/",
+        "fast-neural-style": "https://raw.githubusercontent.com/jcjohnson/fast-neural-style/813c83441953ead2adb3f65f4cc2d5599d735fa7/",
+        "pytorch-examples": "https://raw.githubusercontent.com/pytorch/examples/77f55b912142e11fcfdf5b530231fb9c52f181e8/"}
+_RESIZED = ("trained on this file resized to a long side of 1024 px ({} px; Lanczos, JPEG quality 92); training reads "
+            "the painting at 256 px, where the two differ by a mean of 0.001 (one 8-bit level is 0.004)")
+DOWNLOADS = {
+    "starry_night": {"url": _RAW["neural-style"] + "examples/inputs/starry_night.jpg", "bytes": 315236,
+                     "sha256": "0592ab0f7b51b3ce72608a95e53880bd93971e5b48f93a0ce8dfd3cbccf3d098"},
+    "the_scream": {"url": _RAW["neural-style"] + "examples/inputs/the_scream.jpg", "bytes": 216723,
+                   "sha256": "f3075cddeb974a9ee1d6418f7f33fd05185a7ac7dcb4288bd2805d499a9dcaee",
+                   "note": _RESIZED.format("1200x1528 -> 804x1024")},
+    "wave": {"url": _RAW["fast-neural-style"] + "images/styles/wave.jpg", "bytes": 148634,
+             "sha256": "14bcf58a39b7095168f27756d76d0c615bb8954acc5eae9e62c66a9684c2ee2b"},
+    "composition_vii": {"url": _RAW["fast-neural-style"] + "images/styles/composition_vii.jpg", "bytes": 202426,
+                        "sha256": "8f992ed4aecd6dd56972d7bc8166761de7c94e670ee6effa8fd05f3daeb33409",
+                        "note": _RESIZED.format("1071x712 -> 1024x681")},
+    "shipwreck": {"url": _RAW["neural-style"] + "examples/inputs/shipwreck.jpg", "bytes": 144730,
+                  "sha256": "4f7cf34e3cd4a5daaf3f421f059ca9a01aaa2a3afd7243d6670c9c8bc001a213"},
+    "udnie": {"url": _RAW["pytorch-examples"] + "fast_neural_style/images/style-images/udnie.jpg", "bytes": 39795,
+              "sha256": "270be68e7c6c282c9edb62ab7bcd345b1fb6b6cebb5d1f10d9a2d21915f69a8a"},
 }
 
 
@@ -171,7 +199,18 @@ def main() -> None:
     ap.add_argument("--fast-quality", default=None, help="scripts/bench_quality.py --json with that .onnx")
     ap.add_argument("--calibrate", nargs="+", default=None, help="photos for the .onnx files' int8 compute "
                     "(fastmmd export --calibrate); without it they compute in float32")
+    ap.add_argument("--paintings", action="store_true", help="only (re)write each style's painting download record")
     args = ap.parse_args()
+    if args.paintings:
+        zoo = Path(args.zoo)
+        manifest = json.loads((zoo / "zoo.json").read_text())
+        for name, entry in manifest["styles"].items():
+            items = [(k, v) for k, v in entry.items() if k != "download"]
+            at = [k for k, _ in items].index("style_image") + 1
+            manifest["styles"][name] = dict([*items[:at], ("download", DOWNLOADS[name]), *items[at:]])
+        (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        print(f"wrote the painting download records into {zoo / 'zoo.json'}")
+        return
     if not args.fast and (args.machine is None or args.minutes is None or not (args.checkpoints or args.arbitrary)):
         ap.error("--machine, --minutes and --checkpoints (or --arbitrary) are needed unless --fast is given")
     if args.fast:
@@ -216,7 +255,7 @@ def main() -> None:
         cpu_minutes = timed["seconds_per_step"] * int(described["global_step"]) / 60 if timed else None
         manifest["styles"][name] = {
             "title": title, "painter": painter, "year": year, "source": source, "license": licence,
-            "style_image": described["style_images"][0], "loss": described["loss"],
+            "style_image": described["style_images"][0], "download": DOWNLOADS[name], "loss": described["loss"],
             "style_weight": described["style_weight"],
             "config": ["configs/gpu.yaml", f"configs/zoo/{name}.yaml"],
             "training": {"machine": args.machine, "minutes": args.minutes, "steps": int(described["global_step"]),
@@ -301,7 +340,8 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
             lines.append(f"| `{name}` | {r.get('compute', 'float32')} | {size:.2f} | {num('style_ratio')} | "
                          f"{num('worst_style_ratio')} | {num('content_ratio')} | {num('worst_content_ratio')} | {move} |")
     lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml --data.root photos/",
-              "--model.style_images '[<style>.jpg]'` (the painting from its `source` in `zoo.json`; photos: `fastmmd data coco`), then",
+              "--model.style_images '[<style>]'` (the painting by name, once `fastmmd data paintings <style>` has downloaded it:",
+              "[below](#the-paintings); photos: `fastmmd data coco`), then",
               "`fastmmd export checkpoints/<style>/last.ckpt --weights int8 --output checkpoints/<style>.pt` and",
               "`fastmmd export checkpoints/<style>.pt --output checkpoints/<style>.onnx --calibrate photos/`.",
               "The shipped networks came from `scripts/gpu_check.sh` (`TRAIN_TIME=00:00:03:30`), which trains all",
@@ -327,7 +367,30 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
                       f"{sc['style_swd']:.3f} ({sc['style_ratio']:.2f}x per-image optimization's), content "
                       f"{sc['content']:.3f} ({sc['content_ratio']:.2f}x); docs/benchmarks.md, \"Arbitrary style\"."]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + paintings_section(manifest))
+
+
+def paintings_section(manifest: dict) -> list[str]:
+    """checkpoints/README.md's "The paintings": where each style's painting comes from and how to fetch it."""
+    lines = ["## The paintings", "",
+             "The paintings are public domain (see each `license` in `zoo.json`) but not in the repository.",
+             "`fastmmd data paintings [STYLE ...]` (needs internet) downloads each from the public repository it was",
+             "taken from (its raw file, pinned to a commit), checks its size and SHA-256 (`download` in `zoo.json`) and",
+             "keeps it in `$FASTMMD_PAINTINGS` (default: `fastmmd/paintings` under `$XDG_CACHE_HOME`, else under",
+             "`~/.cache`); from then on the style's name works wherever a painting is taken (`--model.style_images",
+             "'[wave]'`, `optimize --style wave`, `--style-image wave`). Offline, fetch the URL on any machine and put",
+             "the file in that folder under the name shown, or pass your own copy's path: any image file works.", "",
+             "| style | painting | file (bytes) | from | SHA-256 |", "|---|---|---|---|---|"]
+    notes = []
+    for name, e in manifest["styles"].items():
+        d = e.get("download")
+        if not d:
+            continue
+        lines.append(f"| `{name}` | {e['painter']}, *{e['title']}* ({e['year']}) | `{e['style_image']}` ({d['bytes']}) "
+                     f"| [{e['source']}]({d['url']}) | `{d['sha256'][:16]}...` |")
+        if d.get("note"):
+            notes.append(f"* `{name}`: {d['note']}.")
+    return lines + ([""] + notes if notes else []) + [""]
 
 
 if __name__ == "__main__":

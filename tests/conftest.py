@@ -299,6 +299,7 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 NETWORKS = {
     "single": ({}, "tiny", "style"),  # one style (tiny_style.png), seed 0
     "conditioned": ({"styles": 3, "strength_width": 4, "seed": 3}, "multi", "multi"),  # tiny0..2, strength in [0, 2]
+    "arbitrary": ({"style_embedding": 6, "strength_width": 4, "seed": 5}, "arb", "arb"),  # any painting, strength in [0, 2]
 }
 
 
@@ -309,6 +310,13 @@ def onnx_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def require_onnx() -> None:
+    """Skips (one line, with the fix) where the onnx extra is not installed; where it is, a test then
+    reads ``exports["onnx"]`` and fails if the export is missing (never a silent skip in CI)."""
+    if not onnx_available():
+        pytest.skip("needs the onnx extra: pip install -e '.[onnx]'")
 
 
 class Exports(Mapping):
@@ -355,8 +363,8 @@ class Exports(Mapping):
 
 @pytest.fixture(scope="session")
 def export_matrix(tmp_path_factory) -> Callable[..., Exports]:
-    """``export_matrix(network, weights)``: the :class:`Exports` of network ``single`` or
-    ``conditioned`` (:data:`NETWORKS`) in weights ``float32``, ``int8`` or ``float16``."""
+    """``export_matrix(network, weights)``: the :class:`Exports` of network ``single``,
+    ``conditioned`` or ``arbitrary`` (:data:`NETWORKS`) in weights ``float32``, ``int8`` or ``float16``."""
     made: dict[tuple[str, str], Exports] = {}
 
     def get(network: str = "single", weights: str = "float32") -> Exports:
@@ -382,10 +390,12 @@ def conditioned(export_matrix) -> Exports:
 #: (fixture, export matrix network and weights, kinds), the two halves about equally long, so that
 #: neither worker later waits idle on a file the other is building.
 PREBUILD = {
-    "gw0": [("tiny_exports", None, None), ("plain_run", None, None), ("export_matrix", ("single", "int8"), None)],
+    "gw0": [("tiny_exports", None, None), ("plain_run", None, None), ("export_matrix", ("single", "int8"), None),
+            ("export_matrix", ("arbitrary", "float32"), ("onnx",))],
     "gw1": [("conditioned", None, None), ("stateful_run", None, None),
             ("export_matrix", ("single", "float16"), ("torchscript", "pt2")),
-            ("export_matrix", ("conditioned", "float16"), ("onnx",))],
+            ("export_matrix", ("conditioned", "float16"), ("onnx",)),
+            ("export_matrix", ("arbitrary", "float32"), ("pt2", "torchscript"))],
 }
 
 

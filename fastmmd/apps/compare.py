@@ -19,8 +19,10 @@ on every content x style pair, with the same seed, initial image and iterations,
 
 Each finished cell is kept as ``cells/<key>.png`` + ``cells/<key>.json`` (or in ``--cache-dir``; key:
 hash of everything that changes the cell's image, :mod:`fastmmd.apps.cache`, the same key
-``evaluate`` uses for the same photo, style and settings) and reused by a rerun; the report and grids are rewritten after every
-cell, so an interrupted run leaves a valid partial report and resumes where it stopped.
+``evaluate`` uses for the same photo, style and settings) and reused by a rerun; the report is rewritten after
+every cell and the grids at most every :data:`GRID_REDRAW_S` seconds and at the end (drawing and
+PNG-encoding a grid costs more than a small cell), so an interrupted run leaves a valid partial
+report and resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from fastmmd.base.grid import draw_grid, tile_size
 from fastmmd.base.images import fit_size, image_size, read_image, save_image, tensor_to_pil
 from fastmmd.base.inputs import unique_labels
 from fastmmd.base.outputs import atomic_path, check_output_dir, make_dirs, refuse_inputs
+from fastmmd.base.paintings import resolve_paintings
 from fastmmd.base.precision import resolve_precision
 from fastmmd.base.settings import OptimizerSettings, dataclass_from_args, float_list, str_list
 from fastmmd.infer.zoo import resolve_model
@@ -57,6 +60,7 @@ from fastmmd.losses.metrics import ImageScorer
 from fastmmd.vgg.features import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
 from fastmmd.vgg.features import MIN_SIDE as VGG_MIN_SIDE
 
+GRID_REDRAW_S = 10.0  # a grid is redrawn (and PNG-encoded) at most this often while cells finish
 CAPTION_LINES = 2  # under each grid tile: "time, steps" and "SW ..., C ..."
 #: StyleLoss fields that compare varies itself: ``--losses`` gives the rows, ``--style-weights`` the columns.
 GRID_AXES = ("method", "style_weight")
@@ -163,6 +167,7 @@ def run(args) -> int:
 
     losses, weights = _validate(args)
     args.models = [str(resolve_model(m)) for m in args.models]  # shipped style names -> their files
+    args.style = [str(p) for p in resolve_paintings(args.style)]  # and -> their paintings, for --style
     inputs = [*(("--content", p) for p in args.content), *(("--style", p) for p in args.style),
               *(("--models", p) for p in args.models)]
     out = check_output_dir(args.output_dir, inputs)
@@ -204,6 +209,8 @@ def run(args) -> int:
             report["baselines"][f"grid_{cname}_{sname}"] = {"content": cname, "style": sname,
                                                             "metrics": evaluate(cimg, si, ci)}
     bar = tqdm(total=len(cells), desc="compare", unit="cell", disable=args.no_progress, file=sys.stderr)
+    stale: set[str] = set()  # grids with cells not yet drawn
+    drawn = time.monotonic()
     try:
         for i, cell in enumerate(cells):
             bar.set_postfix_str(f"{cell.group.removeprefix('grid_')} {cell.row_label} {cell.col_label}".strip(), refresh=False)
@@ -220,7 +227,11 @@ def run(args) -> int:
                 cache.update(cell.key, record)
             record["image"] = os.path.relpath(cache.image_path(cell.key), out)
             report["cells"][i] = {**record, **_describe(cell)}  # labels follow this run's layout
-            _write_outputs(out, report, cells, contents, styles, args, groups={cell.group})
+            stale.add(cell.group)
+            due = time.monotonic() - drawn >= GRID_REDRAW_S
+            _write_outputs(out, report, cells, contents, styles, args, groups=stale if due else set())
+            if due:
+                stale, drawn = set(), time.monotonic()
             bar.update(1)
     except KeyboardInterrupt:
         _write_outputs(out, report, cells, contents, styles, args, groups=set())

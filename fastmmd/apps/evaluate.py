@@ -63,6 +63,7 @@ from fastmmd.base.images import (
 )
 from fastmmd.base.inputs import unique_labels
 from fastmmd.base.outputs import atomic_path
+from fastmmd.base.paintings import resolve_painting
 from fastmmd.base.precision import resolve_precision
 from fastmmd.base.settings import OptimizerSettings, dataclass_from_args, float_list
 from fastmmd.infer.zoo import resolve_model
@@ -147,6 +148,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     _validate(args)
+    args.style = str(resolve_painting(args.style))  # a shipped style's name -> its painting
     args.models = [str(resolve_model(m)) for m in args.models]  # shipped style names -> their files
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)

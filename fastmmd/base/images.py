@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import io
+import math
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -62,8 +63,16 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     return img.convert("RGB"), alpha
 
 
-def open_image(path: str | os.PathLike, with_alpha: bool = False) -> tuple[Image.Image, Image.Image | None]:
+def open_image(path: str | os.PathLike, with_alpha: bool = False,
+               min_side: int | None = None) -> tuple[Image.Image, Image.Image | None]:
     """Opens, fully decodes, EXIF-rotates and converts an image to RGB (plus its alpha channel).
+
+    ``min_side``: the caller will downscale the image to a shorter side of at most ``min_side``
+    anyway, so it may be decoded smaller, down to a shorter side of ``min_side``: a JPEG at 1/2, 1/4
+    or 1/8 scale in the decoder itself (Pillow's ``Image.draft``, libjpeg's DCT scaling), any image
+    then reduced by a whole factor (``Image.reduce``, box averages); None decodes every pixel.
+    Callers keep ``min_side`` several times their final size so that their own resize still does
+    most of the filtering (:data:`fastmmd.model.style_files.DECODE_MARGIN`).
 
     Raises:
         ImageError: missing file, a folder, not a regular file (a FIFO), not an image, truncated
@@ -78,7 +87,7 @@ def open_image(path: str | os.PathLike, with_alpha: bool = False) -> tuple[Image
         raise ImageError(f"image {str(p)!r} is not a regular file (a pipe, socket or device)")
     if p.stat().st_size == 0:
         raise ImageError(f"image {str(p)!r} is empty (0 bytes)")
-    return _decode(p, str(p), with_alpha)
+    return _decode(p, str(p), with_alpha, min_side)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -117,8 +126,10 @@ def decode_image(data: bytes, name: str = "<bytes>", with_alpha: bool = False) -
     return _decode(io.BytesIO(data), name, with_alpha)
 
 
-def _decode(source: Path | io.BytesIO, name: str, with_alpha: bool) -> tuple[Image.Image, Image.Image | None]:
-    """Decodes ``source`` fully (bomb check, EXIF rotation, RGB conversion); ``name`` goes in errors."""
+def _decode(source: Path | io.BytesIO, name: str, with_alpha: bool,
+            min_side: int | None = None) -> tuple[Image.Image, Image.Image | None]:
+    """Decodes ``source`` (bomb check, EXIF rotation, RGB conversion; smaller down to ``min_side``, as
+    :func:`open_image` says); ``name`` goes in errors."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -126,9 +137,15 @@ def _decode(source: Path | io.BytesIO, name: str, with_alpha: bool) -> tuple[Ima
                 w, h = img.size
                 if w * h > MAX_PIXELS:
                     raise ImageError(f"image {name!r} is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the {MAX_PIXELS / 1e6:.0f} Mpx limit (decompression bomb?)")
+                if min_side is not None and min(w, h) > 2 * min_side:
+                    scale = min_side / min(w, h)  # draft keeps at least the size asked for (JPEG only; else a no-op)
+                    img.draft(img.mode, (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 rgb, alpha = to_rgb(img)
+                factor = min(rgb.size) // min_side if min_side is not None else 1
+                if factor >= 2:  # after the conversion: every mode reduces as RGB (and alpha as L)
+                    rgb, alpha = rgb.reduce(factor), alpha.reduce(factor) if alpha is not None else None
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

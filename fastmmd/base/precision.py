@@ -17,6 +17,10 @@ through :func:`bf16_is_fast`:
 The CPU check is :func:`cpu_bf16_is_fast`, one function so that tests (and callers that know
 better) can replace it; it honours ``ATEN_CPU_CAPABILITY`` and ``ONEDNN_MAX_CPU_ISA``, which make
 an AVX-512 machine behave like an AVX2-only one.
+
+Where training runs in fp32 on the CPU, :func:`cpu_nnpack_is_faster` (the same kind of check)
+decides whether VGG's convolutions on large maps go through NNPACK's fast kernels instead
+(:mod:`fastmmd.core.nnpack`; ``fastmmd fit`` asks it when fitting starts).
 """
 
 from __future__ import annotations
@@ -51,6 +55,33 @@ def cpu_bf16_is_fast() -> bool:
         return False
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
     return cap not in _ONEDNN_ISAS_WITHOUT_BF16
+
+
+#: oneDNN ISA caps at AVX2 or below: capped there, oneDNN's fp32 convolutions are AVX2 kernels
+_ONEDNN_ISAS_AVX2_AT_MOST = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"})
+
+
+def nnpack_available() -> bool:
+    """Whether this torch has NNPACK and it initialised on this CPU (on x86 it needs AVX2). Calling it
+    initialises NNPACK, which must happen before its first convolution."""
+    import torch
+
+    check = getattr(torch, "_nnpack_available", None)
+    return bool(check is not None and check())
+
+
+def cpu_nnpack_is_faster() -> bool:
+    """True where VGG's fp32 3x3 convolutions on large maps run faster through NNPACK
+    (:mod:`fastmmd.core.nnpack`) than through oneDNN: this torch has NNPACK for this CPU and the
+    CPU's convolutions run AVX2 kernels at most (``torch.backends.cpu.get_cpu_capability()`` is not
+    AVX-512, or ``ONEDNN_MAX_CPU_ISA`` caps oneDNN at AVX2 or below). With AVX-512 kernels oneDNN
+    was faster (docs/benchmarks.md, "bf16 without bf16 instructions")."""
+    import torch
+
+    if not nnpack_available():
+        return False
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    return not torch.backends.cpu.get_cpu_capability().startswith("AVX512") or cap in _ONEDNN_ISAS_AVX2_AT_MOST
 
 
 def bf16_is_fast(device: Any) -> bool:

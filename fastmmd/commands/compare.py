@@ -16,7 +16,8 @@ def build_parser() -> CommandParser:
     p = CommandParser("fastmmd compare", "Compare style losses (Gram, MMD, BN statistics, fusions) on your images: "
                       "one grid per content x style pair and a report measuring every method the same way.")
     p.add_argument("--content", nargs="+", required=True, help="content photo(s)")
-    p.add_argument("--style", nargs="+", required=True, help="style image(s); every content is paired with every style")
+    p.add_argument("--style", nargs="+", required=True, help="style image(s), or shipped styles' names for "
+                   "their paintings (fastmmd data paintings); every content is paired with every style")
     p.add_argument("--losses", default="gram,linear,poly,gaussian,bn,bn+poly", help="comma-separated losses or fusions (grid rows)")
     p.add_argument("--style-weights", default="0.1,1,5,10", help="comma-separated style weights (grid columns)")
     p.add_argument("--size", type=int, default=256, help="long edge of content and style images in px")

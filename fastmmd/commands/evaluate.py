@@ -17,7 +17,8 @@ def build_parser() -> CommandParser:
     p.add_argument("models", nargs="+", help="trained network(s): .ckpt (fastmmd fit), .pt/.pt2/.onnx (fastmmd export) "
                    "or shipped style names (fastmmd models)")
     p.add_argument("--content", nargs="+", required=True, help="content photo(s)")
-    p.add_argument("--style", required=True, help="the style image (the one the models were trained on)")
+    p.add_argument("--style", required=True, help="the style image (the one the models were trained on), "
+                   "or a shipped style's name for its painting (fastmmd data paintings)")
     p.add_argument("--size", type=int, default=256, help="long edge of the photos in px, for the models and optimize alike")
     p.add_argument("--strengths", default=None, help="models with a strength input: evaluate each at these strengths "
                    "(comma-separated, e.g. 0,0.5,1,2), one row <model>@s=<s> each (default: the trained default 1)")

@@ -21,8 +21,9 @@ def build_parser() -> Any:
 
     parser = CommandParser("fastmmd export", "Export a trained network to TorchScript (.pt), torch.export (.pt2) "
                            "or ONNX (.onnx), verified against the network before writing; or show a file's metadata.")
-    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint (.ckpt) written by `fastmmd fit`, "
-                        "or an exported .pt/.pt2 or a shipped style's name to export again in another format or storage")
+    parser.add_argument("checkpoint", nargs="?", default=None, help="training checkpoint (.ckpt) written by `fastmmd fit`; "
+                        "or an exported .pt/.pt2 or a shipped style's name, re-exported in another format or storage "
+                        "(e.g. `fastmmd export arbitrary --format onnx`, `fastmmd export starry_night --format pt2`)")
     parser.add_argument("--output", "-o", type=Optional[str], default=None, help="file to write; the suffix picks the format "
                         "unless --format is given; default: the source's name with the format's suffix (a shipped "
                         "style: NAME.SUFFIX in the current folder)")

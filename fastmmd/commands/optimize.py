@@ -15,6 +15,7 @@ from fastmmd.base.devices import resolve_device
 from fastmmd.base.errors import UserError
 from fastmmd.base.images import check_image_output, fit_size, image_size, read_image, resize, save_image
 from fastmmd.base.outputs import refuse_inputs
+from fastmmd.base.paintings import resolve_paintings
 from fastmmd.base.precision import resolve_precision
 from fastmmd.base.settings import (
     OptimizerSettings,
@@ -35,7 +36,8 @@ def build_parser() -> CommandParser:
     p = CommandParser("fastmmd optimize", "Per-image style transfer: optimise the pixels of one image "
                       "against a style loss (Gatys et al. 2016; Li et al. 2017).")
     p.add_argument("--content", required=True, help="content photo")
-    p.add_argument("--style", action="append", required=True, help="style image; repeat for several")
+    p.add_argument("--style", action="append", required=True, help="style image, or a shipped style's name for its "
+                   "painting (fastmmd data paintings); repeat for several")
     p.add_argument("--style-blend", default=None, help="weights of several styles, e.g. 0.7,0.3 (default equal)")
     add_dataclass_flags(p, StyleLoss, aliases={"method": "--loss"})  # the loss: one declaration for every command
     p.add_argument("--size", type=int, default=512, help="long edge of the output in px (content aspect kept)")
@@ -70,6 +72,7 @@ def run(args) -> int:
     blend = float_list(args.style_blend, "--style-blend")
     loss = dataclass_from_args(StyleLoss, args)
     torch.manual_seed(opt.seed)
+    args.style = [str(p) for p in resolve_paintings(args.style)]  # a shipped style's name -> its painting
     inputs = [("--content", args.content), *(("--style", s) for s in args.style),
               ("--init", args.init if args.init not in ("content", "random") else None)]
     output = check_image_output(args.output, inputs, "--output")

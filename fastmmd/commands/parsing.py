@@ -98,8 +98,9 @@ def add_condition_flags(parser: Any) -> None:
     group.add_argument("--strength", type=float | None, default=None, help="style strength s: 0 = the content, 1 = the "
                        "trained default (the default), up to the trained maximum")
     group.add_argument("--style-image", action="append", default=None, metavar="PAINTING",
-                       help="an arbitrary-style network's painting (any image file); repeat it and add --mix "
-                       "0.7,0.3 to blend several")
+                       help="an arbitrary-style network's painting (any image file, a shipped style's name for its "
+                       "painting: fastmmd data paintings, or statistics saved by --save-style as .npz); repeat it and "
+                       "add --mix 0.7,0.3 to blend several")
     group.add_argument("--grid", choices=["strength", "styles"], default=None, help="instead of one output per image, "
                        "<name>_grid_<kind>.png: strength (rows: styles, columns: strengths) or styles (row a, column "
                        "b: the 50/50 blend of a and b; the diagonal: each style)")

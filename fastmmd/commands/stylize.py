@@ -38,7 +38,10 @@ def build_parser():
     add_dataclass_flags(parser, RuntimeSettings, exclude=("precision", "no_progress"))  # precision: --bf16/--half
     parser.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 inference (CUDA with bf16, or a CPU with "
-                        "AVX512-BF16/AMX; refused on other CPUs, where it would be far slower than fp32)")
+                        "AVX512-BF16/AMX; refused on other CPUs, where it would be far slower than fp32); an "
+                        "arbitrary-style network runs so by default where it is fast")
+    parser.add_argument("--fp32", action="store_true", help="float32 inference throughout, also for an arbitrary-style "
+                        "network and its paintings' VGG (their default: bfloat16 where the hardware runs it fast)")
     parser.add_argument("--channels-last", type=bool | None, default=None, help="channels-last memory format (default: on for CUDA)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per batch (same-size images are batched)")
     parser.add_argument("--max-size", type=int | None, default=None, help="downscale images whose longer side exceeds this (px)")
@@ -53,6 +56,9 @@ def build_parser():
     parser.add_argument("--threads", type=int | None, default=None, help="CPU threads (torch and onnxruntime; default: "
                         "theirs, one per core)")
     add_condition_flags(parser)
+    parser.add_argument("--save-style", default=None, metavar="FILE.npz", help="also write the statistics of the "
+                        "--style-image painting to FILE.npz (an arbitrary-style network; one painting), which "
+                        "--style-image FILE.npz takes later without VGG; INPUT may then be left out")
     video = parser.add_argument_group("video (inputs .mp4/.mov/.mkv/.webm/.gif/...; or a folder of frames with --norm-stats "
                                       "or a video --output)")
     video.add_argument("--norm-stats", type=Literal["frame", "running", "clip"] | None, default=None,
@@ -69,13 +75,16 @@ def build_parser():
 
 def _stylizer_from_args(args, model: Path) -> Stylizer:
     """The :class:`Stylizer` the command-line flags describe (images and video alike)."""
-    return load_stylizer(model, device=args.device, half=args.half, bf16=args.bf16, channels_last=args.channels_last,
+    if args.fp32 and (args.bf16 or args.half):
+        raise UserError("--fp32 excludes --bf16 and --half; pick one")
+    bf16 = True if args.bf16 else False if args.fp32 else None  # None: the auto rule for an arbitrary-style network
+    return load_stylizer(model, device=args.device, half=args.half, bf16=bf16, channels_last=args.channels_last,
                          tile=args.tile, overlap=args.overlap, max_size=args.max_size, preserve_color=args.preserve_color,
                          tile_stats=args.tile_stats, style=args.style, mix=args.mix, strength=args.strength,
                          style_images=args.style_image, threads=args.threads)
 
 
-def run_video(args, model: Path) -> int:
+def run_video(args, model: Path, stylizer: Stylizer | None = None) -> int:
     """``fastmmd stylize MODEL clip.mp4 [--output out.mp4]``: each video (or one folder of frames) streamed."""
     sources = [Path(spec) for spec in args.inputs]
     for p in sources:
@@ -102,7 +111,7 @@ def run_video(args, model: Path) -> int:
         else:
             names = OutputNames(sources)
             targets = [check_output_file(names.video(p, out_dir, CONTAINERS), inputs, CONTAINERS) for p in sources]
-    stylizer = _stylizer_from_args(args, model)
+    stylizer = stylizer or _stylizer_from_args(args, model)
     for source, target in zip(sources, targets):
         result = stylize_video(stylizer, source, target, batch_size=args.batch_size, codec=args.codec, crf=args.crf,
                                audio=not args.no_audio, fps=args.fps, norm_stats=args.norm_stats or "frame",
@@ -112,16 +121,36 @@ def run_video(args, model: Path) -> int:
     return 0
 
 
+def save_style(args, model: Path) -> Stylizer:
+    """``--save-style FILE.npz``: writes the statistics of the one ``--style-image`` painting for reuse
+    (:mod:`fastmmd.model.style_files`); returns the stylizer built for it (the painting's statistics
+    computed once, for the inputs too)."""
+    paintings = args.style_image or []
+    if len(paintings) != 1:
+        raise UserError(f"--save-style writes the statistics of one --style-image painting, not {len(paintings)}")
+    if Path(paintings[0]).suffix.lower() == ".npz":
+        raise UserError(f"--save-style: {paintings[0]!r} is a style file already; give the painting's image")
+    check_output_file(args.save_style, [("--style-image", paintings[0])], (".npz",), "--save-style")
+    stylizer = _stylizer_from_args(args, model)
+    out = stylizer.painting_encoder("--save-style").write(stylizer.condition.style[0], args.save_style,
+                                                          Path(paintings[0]).stem)
+    print(f"wrote the statistics of {Path(paintings[0]).name} to {str(out)!r}", file=sys.stderr)
+    return stylizer
+
+
 def run(args) -> int:
     """Runs ``fastmmd stylize``; exit code 0, or 1 when some inputs were skipped."""
     from tqdm import tqdm
 
     if args.list:
         return print_styles()
-    if not args.model or not args.inputs:
+    if not args.model or not (args.inputs or args.save_style):
         raise UserError("fastmmd stylize: give a MODEL (a file or a shipped style) and at least one INPUT image or "
                         "video, or --list for the shipped styles")
     model = resolve_model(args.model)
+    stylizer = save_style(args, model) if args.save_style is not None else None
+    if not args.inputs:
+        return 0
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.threads is not None:
@@ -131,12 +160,12 @@ def run(args) -> int:
     if any(is_video(spec) for spec in args.inputs) or is_video(args.output_dir) or args.norm_stats is not None:
         if args.grid:
             raise UserError("--grid draws images, not videos; give image inputs")
-        return run_video(args, model)
+        return run_video(args, model, stylizer)
     files, problems = expand_inputs(list(args.inputs))
     if not files:
         raise UserError(f"no images to stylize: {'; '.join(problems) or 'no inputs'}")
     out_dir = check_output_dir(args.output_dir)
-    stylizer = _stylizer_from_args(args, model)
+    stylizer = stylizer or _stylizer_from_args(args, model)
     for line in problems:
         print(f"fastmmd stylize: skipped: {line}", file=sys.stderr)
     if args.grid:

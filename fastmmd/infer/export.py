@@ -19,8 +19,8 @@ its conditioning as inputs, one setting for the whole batch: ``mix`` (S,) float3
 trained default), and each format carries them its own way:
 
 * TorchScript: ``forward(image, mix=None, strength=None)``, None meaning the default (eager
-  fastmmd takes the same call); an arbitrary-style network (TorchScript only, so far) takes the
-  painting's statistics as a fourth input, ``style`` (:mod:`fastmmd.model.arbitrary`);
+  fastmmd takes the same call); an arbitrary-style network takes the paintings' statistics as a
+  fourth input, ``style`` (:mod:`fastmmd.model.arbitrary`; below);
 * ONNX: ``mix`` and ``strength`` are graph inputs that also have an initializer of the same name,
   which ONNX treats as the input's default: onnxruntime lists them under
   ``get_overridable_initializers()`` and a run that feeds only ``image`` uses them;
@@ -31,6 +31,14 @@ trained default), and each format carries them its own way:
 
 The metadata's ``conditioning`` lists the ``styles`` by name (index = position in ``mix``) and the
 trained ``strength`` range and default.
+
+An arbitrary-style network exports to all three formats with one more input, ``style``: the
+statistics phi of K paintings, float32 (K, F) (F = 2944 for VGG-19; not the painting itself: phi
+needs VGG-19, i.e. torch, :class:`~fastmmd.model.arbitrary.PaintingEncoder`, or a style file saved
+once, :mod:`fastmmd.model.style_files`), 1 <= K <= 256, blended by ``mix`` (K,) for the whole batch
+(default [1], one painting; a ``.pt2`` takes ``(image, mix, strength, style)``, all given). In ONNX
+``style`` is the one input without a default. TorchScript's ``mix=None`` with K = B paintings
+also gives each image its own (eager fastmmd's call); ``.pt2`` and ONNX blend for the whole batch.
 
 All take RGB NCHW batches of any height and width (pt2/ONNX: at least 8 px per side) and return
 the same size; padding (:func:`fastmmd.model.networks.padded_size`), cropping and value scaling
@@ -64,6 +72,7 @@ from fastmmd.model.files import METADATA_FILE, open_onnx, parse_metadata, read_n
 from fastmmd.model.networks import MIN_SIZE, TransformerNet
 from fastmmd.model.runtime import ExportedStylizer, condition_defaults, condition_examples
 from fastmmd.model.storage import STORAGES, dequantize_state, store
+from fastmmd.model.style_files import MAX_PAINTINGS
 
 FORMATS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-2}
@@ -108,6 +117,9 @@ def build_metadata(meta: dict[str, Any], net: TransformerNet, fmt: str, storage:
         conditioning = dict(meta.get("conditioning") or {})
         conditioning["inputs"] = {name: {"shape": list(t.shape), "dtype": "float32", "default": t.tolist()}
                                   for name, t in condition_defaults(net).items()}
+        if net.style_embedding:  # K paintings: mix (K,) and style (K, F), style without a default
+            conditioning["inputs"]["mix"]["shape"] = ["paintings"]
+            conditioning["inputs"]["style"] = {"shape": ["paintings", net.style_features], "dtype": "float32"}
         conditioning["inputs_required"] = fmt == "pt2"
         extra["conditioning"] = conditioning
     return {**extra,
@@ -136,15 +148,22 @@ def _dynamic_shapes(net: TransformerNet) -> dict[str, Any]:
 
     image = {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=MIN_SIZE, max=_MAX_SIDE),
              3: Dim("width", min=MIN_SIZE, max=_MAX_SIDE)}
+    if net.style_embedding:
+        paintings = Dim("paintings", min=1, max=MAX_PAINTINGS)
+        return {"x": image, "mix": {0: paintings}, "strength": None, "style": {0: paintings}}
     return {"x": image, "mix": None, "strength": None} if net.conditioned else {"x": image}
 
 
 def _trace_inputs(net: TransformerNet) -> tuple[Any, ...]:
     """(image,) for an unconditioned network, (image, mix, strength) for a conditioned one (None
-    for an input it lacks), the conditioning at its defaults."""
+    for an input it lacks), the conditioning at its defaults; an arbitrary-style network's
+    (image, mix, strength, style) with two seeded paintings (two, so that K is not traced as 1)."""
     if not net.conditioned:
         return (_example(),)
     defaults = condition_defaults(net)
+    if net.style_embedding:
+        style = 3 * torch.rand(2, net.style_features, generator=torch.Generator().manual_seed(0))
+        return _example(), torch.tensor([0.5, 0.5]), defaults.get("strength"), style
     return _example(), defaults.get("mix"), defaults.get("strength")
 
 
@@ -199,10 +218,14 @@ def _build_onnx(module: ExportedStylizer) -> Any:
     except ImportError:
         raise UserError("ONNX export needs the onnx extra: pip install 'fastmmd[onnx]'") from None
     defaults = condition_defaults(module.net)
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter prints its progress
+        # notes on naming the dynamic axes (mix and style share "paintings"; an input left out as None): names only
+        warnings.filterwarnings("ignore", message=r".*The axis name: \w+ will not be used", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*The dynamic axes will not be renamed", category=UserWarning)
         program = torch.onnx.export(module, _trace_inputs(module.net), dynamo=True,
                                     dynamic_shapes=_dynamic_shapes(module.net),
-                                    input_names=["image", *defaults], output_names=["stylized"], external_data=False)
+                                    input_names=["image", *defaults, *(["style"] if module.net.style_embedding else [])],
+                                    output_names=["stylized"], external_data=False)
     _fold_computed_kernels(program.model, onnxscript.optimizer)
     proto = program.model_proto
     for name, value in defaults.items():  # an initializer named like an input is that input's default
@@ -352,9 +375,6 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
         UserError: bad format/suffix, unwritable output, or a parity mismatch (nothing written).
     """
     fmt = format_for(output, fmt)
-    if net.style_embedding and fmt != "torchscript":
-        raise UserError(f"an arbitrary-style network exports to TorchScript (.pt) only so far, not {fmt}: its "
-                        "painting-statistics input has no .pt2/ONNX form yet")
     if half and weights not in ("float32", "float16"):  # --half meant float16; it never silently replaces int8
         raise UserError(f"--half is --weights float16; it does not combine with --weights {weights}")
     storage = "float16" if half else weights
@@ -382,6 +402,9 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     conditions = condition_examples(net)
     if fmt != "pt2" and net.conditioned and not net.style_embedding:
         conditions.append((None, None))  # the defaults (a .pt2 takes every input, module docstring)
+    if fmt == "pt2" and net.style_embedding:  # every input given: one painting's mix is [1]
+        conditions = [(torch.ones(style.shape[0]) if mix is None else mix, strength, style)
+                      for mix, strength, style in conditions]
     metadata["storage_max_abs_diff"] = max_abs_diff(reference, ExportedStylizer(full).eval(), x, conditions)
     build, save = _BUILDERS[fmt]
     artifact = build(module)
@@ -420,25 +443,30 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
 def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, fmt: str | None = None,
                       half: bool = False, weights: str | None = None,
                       calibration: Sequence[str | os.PathLike] | None = None) -> dict[str, Any]:
-    """Exports the network of a training ``.ckpt``, or re-exports that of an exported ``.pt``/``.pt2``
-    (in another format or weight storage: ``fastmmd export starry_night --format pt2``), through
-    :func:`export_network`. The output is checked (writable, not the source itself) before the
-    source is read, which :func:`fastmmd.model.files.read_network` does weights-only: nothing in
-    the file runs.
+    """Exports the network of a training ``.ckpt`` (see :func:`export_network`), or re-exports the one
+    in an exported ``.pt``/``.pt2`` or a shipped style (``arbitrary``, ``starry_night``) to another
+    format or storage: its weights read safely (:func:`~fastmmd.model.files.read_network`; int8 ones
+    dequantized, so ``weights`` int8 stores them as they were), its training description carried over.
+    The output is checked (writable, not the source itself) before the source is read.
 
     ``weights`` None keeps what the source holds: float32 for a checkpoint, an export's own storage
-    (an int8 file stays int8: re-quantizing its weights q s gives back q and s, so the network is
-    the same; ``storage_max_abs_diff`` records it). A re-export keeps the training description its
-    source carries (style, loss, steps: the metadata's ``training``) and names the source file.
-    """
-    from fastmmd.model.files import read_network
+    (an int8 file stays int8: re-quantizing its weights q s gives back q and s, the same network;
+    ``storage_max_abs_diff`` records it). ``calibration``: int8 compute (:func:`export_network`)."""
+    from fastmmd.infer.zoo import resolve_model
+    from fastmmd.model.files import NETWORK_SUFFIXES, network_from_checkpoint
 
-    check_output_file(output, [("the source", checkpoint)], suffixes=None if fmt else FORMATS.values())
-    net, meta = read_network(checkpoint)
-    if "format" in meta:  # an exported file: its metadata wraps the checkpoint's description
-        if weights is None and not half:
-            weights = meta.get("dtype") if meta.get("dtype") in STORAGES else "float32"
-        meta = meta["training"] if isinstance(meta.get("training"), dict) else {
-            k: meta.get(k) for k in ("style_images", "loss", "style_weight", "content_weight", "tv_weight")}
-    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=Path(checkpoint).name,
-                          weights=weights or "float32", calibration=calibration)
+    source = resolve_model(checkpoint)
+    check_output_file(output, [("the checkpoint", source)], suffixes=None if fmt else FORMATS.values())
+    if source.suffix.lower() in NETWORK_SUFFIXES and source.suffix.lower() != ".ckpt":
+        net, meta = read_network(source)
+        if meta.get("format") in FORMATS:  # an export: its training description, and the checkpoint it came from
+            name = meta.get("source_checkpoint") if isinstance(meta.get("source_checkpoint"), str) else source.name
+            training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+            if weights is None and not half:
+                weights = meta.get("dtype") if meta.get("dtype") in STORAGES else "float32"
+            return export_network(net, output, fmt=fmt, half=half, meta=training, source=name,
+                                  weights=weights or "float32", calibration=calibration)
+    else:
+        net, meta = network_from_checkpoint(source)
+    return export_network(net, output, fmt=fmt, half=half, meta=meta, source=source.name, weights=weights or "float32",
+                          calibration=calibration)

@@ -11,13 +11,17 @@ runs as always (:mod:`fastmmd.infer.stylize`, which parses and reports every fla
 * it runs on the CPU: ``--device cpu``, or ``auto`` on a machine without an NVIDIA device (there
   a bare name keeps meaning the TorchScript file on the GPU);
 * the inputs are images (no videos), and the only flags are ``--output-dir``/``-o``,
-  ``--threads``, ``--batch-size`` and ``--quiet``: tiling, ``--max-size``, ``--preserve-color``,
-  the conditioning flags and ``--bf16``/``--half`` go to the torch path;
+  ``--threads``, ``--batch-size``, ``--quiet`` and, for an arbitrary-style network, one
+  ``--style-image`` that is a style file (``.npz``, :mod:`fastmmd.model.style_files`: a painting's
+  statistics saved once by ``--save-style``; a painting image needs VGG, i.e. torch): tiling,
+  ``--max-size``, ``--preserve-color``, the other conditioning flags and ``--bf16``/``--half`` go
+  to the torch path;
 * ``onnxruntime`` and ``numpy`` are installed, and ``onnx`` too unless the file is a shipped one
   whose SHA-256 the repository's ``zoo.json`` records (:func:`fastmmd.infer.zoo.verified_shipped_file`,
   :mod:`fastmmd.model.onnx_files`); every other file is checked against the ONNX allowlist before
   onnxruntime sees it, exactly as on the torch path;
-* the network is not a conditioned one.
+* the network is not a conditioned one, or an arbitrary-style one given its style file (its
+  statistics checked against the model's VGG and style size, as the torch path checks them).
 
 The images are the ones the torch path writes for the same file: read by
 :func:`fastmmd.base.images.open_image` (EXIF rotation, every mode, alpha kept apart), scaled x / 255 in
@@ -38,7 +42,7 @@ from typing import Any
 from fastmmd.base.errors import ImageError, UserError
 
 #: Flags of ``fastmmd stylize`` the torch-free path takes; any other sends the command to the torch path.
-FAST_FLAGS = ("--output-dir", "--output", "-o", "--threads", "--batch-size", "--quiet", "-q", "--device")
+FAST_FLAGS = ("--output-dir", "--output", "-o", "--threads", "--batch-size", "--quiet", "-q", "--device", "--style-image")
 
 
 class _Refused(Exception):
@@ -59,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--quiet", "-q", action="store_true")
     p.add_argument("--device", default="auto")
+    p.add_argument("--style-image", action="append", default=None)
     return p
 
 
@@ -83,7 +88,7 @@ def fast_model(spec: str) -> tuple[Path, bool] | None:
     if match is None or match["kind"] not in (None, "onnx"):
         return None
     try:
-        entry = zoo.read_manifest().get(match["name"].lower())
+        entry = zoo.read_manifest(zoo.zoo_dir()).get(match["name"].lower())
     except UserError:
         return None
     if not isinstance(entry, dict) or "onnx" not in entry["files"]:
@@ -108,6 +113,8 @@ def plan(argv: Sequence[str]) -> tuple[argparse.Namespace, Path, bool, list[Path
         return None
     if args.threads is not None and args.threads < 1 or args.batch_size < 1:
         return None  # the torch path reports the flag
+    if args.style_image is not None and (len(args.style_image) != 1 or not args.style_image[0].lower().endswith(".npz")):
+        return None  # a painting image needs VGG (torch); several paintings a blend
     if not _installed("numpy", "onnxruntime"):
         return None
     found = fast_model(args.model)
@@ -124,10 +131,10 @@ def plan(argv: Sequence[str]) -> tuple[argparse.Namespace, Path, bool, list[Path
     return args, found[0], found[1], files, problems
 
 
-def metadata_styles(text: str, path: Path) -> tuple[str, bool]:
+def metadata_styles(text: str, path: Path) -> tuple[str, bool, dict[str, Any]]:
     """From a file's ``fastmmd`` metadata text, checked by the one schema
     (:func:`fastmmd.model.metadata.parse_metadata`, as on the torch path): (its style images,
-    comma-separated, or "?"; whether the network is conditioned).
+    comma-separated, or "?"; whether the network is conditioned; the metadata).
 
     Raises:
         UserError: metadata the schema refuses (one line naming the file).
@@ -135,16 +142,32 @@ def metadata_styles(text: str, path: Path) -> tuple[str, bool]:
     from fastmmd.model.metadata import parse_metadata
 
     meta = parse_metadata(text, path) if text else {}
-    return ", ".join(meta.get("style_images") or []) or "?", meta.get("conditioning") is not None
+    return ", ".join(meta.get("style_images") or []) or "?", meta.get("conditioning") is not None, meta
 
 
-def stylize_array(network: Any, rgb: Any) -> Any:
-    """One RGB image (H, W, 3) uint8 -> stylized (H, W, 3) uint8: x / 255 in float32, the network,
-    round(255 clip(y, 0, 1)) half to even; the numbers :mod:`fastmmd.infer.stylize` computes."""
+def arbitrary_style(meta: dict[str, Any], style_file: str) -> tuple[Any, str]:
+    """An arbitrary-style network's painting from its style file: (phi (1, F) float32, the label the
+    torch path writes as ``fastmmd:condition``: the file's stem, and ``s=1`` where the network has a
+    strength input; :meth:`fastmmd.infer.conditions.ConditionSpace.label`).
+
+    Raises:
+        UserError: a style file that is refused or computed with other settings than the model's.
+    """
+    from fastmmd.model.style_files import encoder_settings, read_style_file
+
+    phi, _ = read_style_file(style_file, encoder_settings(meta))
+    network = meta.get("network") if isinstance(meta.get("network"), dict) else {}
+    return phi.reshape(1, -1), Path(style_file).stem + (", s=1" if network.get("strength_width") else "")
+
+
+def stylize_array(network: Any, rgb: Any, style: Any = None) -> Any:
+    """One RGB image (H, W, 3) uint8 -> stylized (H, W, 3) uint8: x / 255 in float32, the network
+    (an arbitrary-style one with the painting statistics ``style``), round(255 clip(y, 0, 1)) half to
+    even; the numbers :mod:`fastmmd.infer.stylize` computes."""
     import numpy as np
 
     x = (np.asarray(rgb, dtype=np.uint8).astype(np.float32) / np.float32(255.0)).transpose(2, 0, 1)[None]
-    y = network(np.ascontiguousarray(x))[0]
+    y = (network(np.ascontiguousarray(x)) if style is None else network(np.ascontiguousarray(x), style=style))[0]
     return np.round(np.clip(y, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8).transpose(1, 2, 0)
 
 
@@ -162,15 +185,18 @@ def run_fast(argv: Sequence[str]) -> int | None:
     from fastmmd.model.onnx_files import OnnxNetwork
 
     network = OnnxNetwork(model, args.threads, verified)
-    style, conditioned = metadata_styles(network.metadata_text, network.path)
-    if conditioned:
-        return None  # its conditioning label and flags live on the torch path
+    style, conditioned, meta = metadata_styles(network.metadata_text, network.path)
+    arbitrary = network.style_features is not None
+    if (conditioned and not arbitrary) or arbitrary != (args.style_image is not None):
+        return None  # its conditioning label and flags live on the torch path (and its one-line errors)
+    phi, label = arbitrary_style(meta, args.style_image[0]) if arbitrary else (None, "")
     out_dir = check_output_dir(args.output_dir)
     for line in problems:
         print(f"fastmmd stylize: skipped: {line}", file=sys.stderr)
     failures = len(problems)
     names = OutputNames(files)
-    info = {"Software": "fastmmd stylize", "fastmmd:model": model.name, "fastmmd:style": style}
+    info = {"Software": "fastmmd stylize", "fastmmd:model": model.name, "fastmmd:style": style,
+            **({"fastmmd:condition": label} if arbitrary else {})}
     for src in files:
         try:
             rgb, alpha = open_image(src, with_alpha=True)
@@ -178,7 +204,7 @@ def run_fast(argv: Sequence[str]) -> int | None:
             print(f"fastmmd stylize: skipped: {err}", file=sys.stderr)
             failures += 1
             continue
-        out = Image.fromarray(stylize_array(network, rgb), "RGB")
+        out = Image.fromarray(stylize_array(network, rgb, phi), "RGB")
         dest = names.image(src, out_dir, alpha is not None)
         try:
             save_image(out, dest, metadata={**info, "fastmmd:source": src.name}, alpha=alpha)

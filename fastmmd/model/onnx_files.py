@@ -29,6 +29,7 @@ from typing import Any
 from fastmmd.base.devices import available_cpu_memory
 from fastmmd.base.errors import UserError, not_a_model
 from fastmmd.base.inputs import printable, regular_file
+from fastmmd.model.style_files import MAX_PAINTINGS
 
 #: The operators an ONNX file may use: those ``fastmmd export`` writes (plain and conditioned networks,
 #: float32/float16/int8 storage, listed from its output) and a few more whose output is never larger
@@ -49,6 +50,7 @@ MAX_ONNX_BYTES = 1 << 30
 #: Share of the memory available when the first ONNX model opens that onnxruntime may hold
 #: (its arena is capped there, once per process; also kept under RLIMIT_AS where one is set).
 ONNX_MEMORY_FRACTION = 0.7
+_MAX_STYLE_FEATURES = 1 << 16
 #: The batch every ONNX file is bounded for when it opens (:class:`OnnxMemoryBound`), before onnxruntime
 #: builds a session (and folds the graph's constant parts) from it.
 ONNX_PROBE = (1, 3, 16, 16)
@@ -255,20 +257,41 @@ class OnnxMemoryBound:
                 inputs.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
         for sparse in graph.sparse_initializer:
             inputs.append(helper.make_tensor_value_info(sparse.values.name, sparse.values.data_type, list(sparse.dims)))
+        #: inputs without a default (an arbitrary-style network's ``style``): their declared shapes, a
+        #: name (str) where the size is the caller's; every run gives their real shapes to :meth:`check`
+        self.free = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+                     for i in graph.input if i.name != "image" and i.name not in tensors}
+        inputs += [i for i in graph.input if i.name in self.free]
         self.known = {t.name: numpy_helper.to_array(t) for t in small}
         skeleton = helper.make_graph(list(graph.node), "bound", inputs, list(graph.output), small)
         self.skeleton = helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-        self.checked: dict[tuple[int, ...], int] = {}
+        self.checked: dict[Any, int] = {}
 
-    def allowance(self, shape: tuple[int, ...]) -> int:
-        """Bytes a run on a batch of ``shape`` (B, 3, H, W) may hold in intermediate tensors."""
+    def probe(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the inputs without a default for the opening probe: 1 where the caller chooses
+        the size (one painting). Raises a one-line error for an input of no declared shape."""
+        if any(not dims or any(d == 0 for d in dims) for dims in self.free.values()):
+            raise not_a_model(self.path, "it has an input of unknown shape, which fastmmd exports never have")
+        return {name: tuple(1 if isinstance(d, str) else int(d) for d in dims) for name, dims in self.free.items()}
+
+    def allowance(self, shape: tuple[int, ...], others: dict[str, tuple[int, ...]] | None = None) -> int:
+        """Bytes a run on a batch of ``shape`` (B, 3, H, W) may hold in intermediate tensors (with
+        ``others``, the shapes of the other inputs fed: as many again per element as per pixel)."""
+        import math
+
         pixels = shape[0] * shape[2] * shape[3]
-        return 4 * (ONNX_ACTIVATION_FACTOR * pixels * self.channels + ONNX_WEIGHT_FACTOR * self.weights
+        fed = sum(math.prod(s) for s in (others or {}).values())
+        return 4 * (ONNX_ACTIVATION_FACTOR * (pixels * self.channels + fed) + ONNX_WEIGHT_FACTOR * self.weights
                     + ONNX_FLOOR_ELEMENTS)
 
-    def _folded(self, shapes: dict[str, tuple[int, ...]], shape: tuple[int, ...]) -> tuple[Any, dict[str, Any]]:
-        """The skeleton for an input of ``shape`` with its shape arithmetic computed (``shapes``: the
-        tensors whose whole shape is known so far) and replaced by initializers; (model, the values)."""
+    def _folded(self, shapes: dict[str, tuple[int, ...]], inputs: dict[str, tuple[int, ...]]) -> Any:
+        """The skeleton for inputs of the shapes ``inputs`` (by name) with its shape arithmetic
+        computed (``shapes``: the tensors whose whole shape is known so far) and replaced by
+        initializers.
+
+        Raises:
+            UserError: an input of another rank than its shape's.
+        """
         import numpy as np
         import onnx
         from onnx import numpy_helper
@@ -292,13 +315,20 @@ class OnnxMemoryBound:
         del model.graph.node[:]
         model.graph.node.extend(kept)
         model.graph.initializer.extend(numpy_helper.from_array(known[name], name) for name in folded)
-        for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, shape):
-            dim.Clear()
-            dim.dim_value = value
-        return model, known
+        for value_info in model.graph.input:
+            if value_info.name in inputs:
+                dims = value_info.type.tensor_type.shape.dim
+                if len(dims) != len(inputs[value_info.name]):
+                    raise UserError(f"{str(self.path)!r}: input {value_info.name!r} takes {len(dims)} dimension(s), "
+                                    f"not the {len(inputs[value_info.name])} of {tuple(inputs[value_info.name])}")
+                for dim, value in zip(dims, inputs[value_info.name]):
+                    dim.Clear()
+                    dim.dim_value = value
+        return model
 
-    def nbytes(self, shape: tuple[int, ...]) -> int:
-        """The bytes of all intermediate tensors of a run on a batch of ``shape``.
+    def nbytes(self, shape: tuple[int, ...], others: dict[str, tuple[int, ...]] | None = None) -> int:
+        """The bytes of all intermediate tensors of a run on a batch of ``shape`` and other inputs of
+        the shapes ``others`` (by name; those it leaves out keep their declared or default shape).
 
         Raises:
             UserError: a node's output shape cannot be known, or the graph contradicts itself.
@@ -306,13 +336,13 @@ class OnnxMemoryBound:
         import math
 
         import numpy as np
-        import onnx
-        from onnx import helper, numpy_helper, shape_inference
+        from onnx import helper, shape_inference
 
-        shapes: dict[str, tuple[int, ...]] = {"image": tuple(shape)}
+        inputs = {"image": tuple(shape), **{name: tuple(dims) for name, dims in (others or {}).items()}}
+        shapes = dict(inputs)
         shaped = {n.input[0] for n in self.skeleton.graph.node if n.op_type == "Shape" and n.input}
         while True:  # a Shape of an intermediate folds once inference knows that tensor's shape: one round each
-            model, _ = self._folded(shapes, shape)
+            model = self._folded(shapes, inputs)
             try:
                 inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
             except Exception as err:
@@ -345,17 +375,21 @@ class OnnxMemoryBound:
                 total += math.prod(dims) * itemsize
         return total
 
-    def check(self, shape: tuple[int, ...], opening: bool = False) -> None:
-        """Refuses a run on a batch of ``shape`` whose intermediate tensors exceed :meth:`allowance`
-        (at ``opening``, a probe shape: the file is then not a model fastmmd runs).
+    def check(self, shape: tuple[int, ...], opening: bool = False, others: dict[str, tuple[int, ...]] | None = None) -> None:
+        """Refuses a run on a batch of ``shape`` (and other inputs of the shapes ``others``, by name)
+        whose intermediate tensors exceed :meth:`allowance` (at ``opening``, a probe shape, with
+        :meth:`probe` for the inputs without a default: the file is then not a model fastmmd runs).
 
         Raises:
             UserError: one line.
         """
         shape = tuple(int(d) for d in shape)
-        if shape not in self.checked:
-            self.checked[shape] = self.nbytes(shape)
-        need, allowed = self.checked[shape], self.allowance(shape)
+        others = {name: tuple(int(d) for d in dims) for name, dims in ({**self.probe(), **(others or {})}
+                                                                       if opening else others or {}).items()}
+        key = (shape, tuple(sorted(others.items())))
+        if key not in self.checked:
+            self.checked[key] = self.nbytes(shape, others)
+        need, allowed = self.checked[key], self.allowance(shape, others)
         if need > allowed:
             why = (f"its intermediate tensors take {_gb(need)} for a {'x'.join(map(str, shape))} batch, over the "
                    f"{_gb(allowed)} fastmmd allows a run in proportion to its input and weights")
@@ -457,9 +491,11 @@ class OnnxNetwork:
 
     ``network(x)`` maps a float32 (B, 3, H, W) RGB batch in [0, 1] to the stylized batch of the same
     shape (the graph pads and crops itself, :mod:`fastmmd.infer.export`); a conditioned network also takes
-    ``mix`` (S,) and ``strength`` (1,), inputs with defaults that None leaves alone. Opened by
+    ``mix`` (S,) and ``strength`` (1,), inputs with defaults that None leaves alone. An arbitrary-style
+    network (:mod:`fastmmd.model.arbitrary`) needs ``style``, K paintings' statistics (K, F) (or (F,)),
+    1 <= K <= :data:`MAX_PAINTINGS`, and with K > 1 ``mix`` (K,), their blend. Opened by
     :func:`open_session` (``threads``, ``verified`` as there); ``metadata_text`` is the file's
-    ``fastmmd`` metadata, unparsed.
+    ``fastmmd`` metadata, unparsed; ``style_features`` is F (None: no ``style`` input).
 
     Raises:
         UserError: one line: the file is refused (:func:`open_session`), its inputs are not a
@@ -469,22 +505,41 @@ class OnnxNetwork:
     def __init__(self, path: str | os.PathLike, threads: int | None = None, verified: bool = False) -> None:
         self.path = regular_file(path, "model")
         self.session, self.metadata_text, self.bound = open_session(self.path, threads, verified)
-        names = [i.name for i in self.session.get_inputs()]
-        if names != ["image"]:
-            raise not_a_model(self.path, f"inputs {names}, not ['image']")
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if list(inputs) not in (["image"], ["image", "style"]):
+            raise not_a_model(self.path, f"inputs {list(inputs)}, not ['image'] (or ['image', 'style'])")
+        self.style_features = None
+        if "style" in inputs:
+            shape = inputs["style"].shape
+            if not (len(shape) == 2 and isinstance(shape[1], int) and 1 <= shape[1] <= _MAX_STYLE_FEATURES):
+                raise not_a_model(self.path, f"its style input has shape {shape}, not (paintings, F)")
+            self.style_features = shape[1]
         self.optional = {i.name for i in self.session.get_overridable_initializers()} & {"mix", "strength"}
 
-    def __call__(self, x: Any, mix: Any = None, strength: Any = None) -> Any:
+    def __call__(self, x: Any, mix: Any = None, strength: Any = None, style: Any = None) -> Any:
         import numpy as np
 
         feeds = {"image": np.ascontiguousarray(x, dtype=np.float32)}
-        if self.bound is not None:
-            self.bound.check(tuple(feeds["image"].shape))  # before onnxruntime allocates anything for this batch
         for name, value in (("mix", mix), ("strength", strength)):
             if value is not None:
                 if name not in self.optional:
                     raise UserError(f"{str(self.path)!r} takes no {name} input")
                 feeds[name] = np.ascontiguousarray(value, dtype=np.float32).reshape(-1)
+        if (style is None) != (self.style_features is None):
+            raise UserError(f"{str(self.path)!r} is an arbitrary-style network: give a painting's statistics"
+                            if style is None else f"{str(self.path)!r} takes no style statistics (not an arbitrary-style network)")
+        if style is not None:
+            phi = np.ascontiguousarray(style, dtype=np.float32)
+            phi = phi.reshape(1, -1) if phi.ndim == 1 else phi
+            count = phi.shape[0] if phi.ndim == 2 else 0
+            if phi.ndim != 2 or phi.shape[1] != self.style_features or not 1 <= count <= MAX_PAINTINGS:
+                raise UserError(f"{str(self.path)!r} takes the statistics of 1 to {MAX_PAINTINGS} paintings, "
+                                f"(K, {self.style_features}), not {tuple(np.shape(style))}")
+            if feeds.get("mix", np.ones(1)).shape != (count,):
+                raise UserError(f"{str(self.path)!r}: {count} paintings need a mix of {count} weights")
+            feeds["style"] = phi
+        if self.bound is not None:  # before onnxruntime allocates anything for this batch
+            self.bound.check(tuple(feeds["image"].shape), others={k: v.shape for k, v in feeds.items() if k != "image"})
         try:
             out = self.session.run(None, feeds)[0]
         except Exception as err:

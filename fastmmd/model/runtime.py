@@ -62,10 +62,14 @@ class ExportedStylizer(nn.Module):
 
 def condition_defaults(net: "TransformerNet") -> dict[str, Tensor]:
     """The conditioning inputs ``net`` takes and their defaults: ``mix`` = style 0 (when it has
-    several styles), ``strength`` = 1 (when it has a strength input); empty when unconditioned."""
+    several styles; for an arbitrary-style network, [1]: the one painting given), ``strength`` = 1
+    (when it has a strength input); empty when unconditioned. (An arbitrary-style network's
+    ``style``, the paintings' statistics, has no default.)"""
     inputs = {}
     if net.styles > 1:
         inputs["mix"] = F.one_hot(torch.tensor(0), net.styles).float()
+    elif net.style_embedding:
+        inputs["mix"] = torch.ones(1)
     if net.strength_width:
         inputs["strength"] = torch.full((1,), DEFAULT_STRENGTH)
     return inputs

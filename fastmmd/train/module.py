@@ -29,6 +29,8 @@ from torchmetrics import MeanMetric
 
 from fastmmd.base.errors import UserError, did_you_mean
 from fastmmd.base.images import read_image
+from fastmmd.base.paintings import resolve_paintings
+from fastmmd.base.precision import cpu_nnpack_is_faster
 from fastmmd.core import motion
 from fastmmd.losses import StyleLoss
 from fastmmd.losses.criterion import StyleCriterion
@@ -61,7 +63,8 @@ class StyleTransferModule(L.LightningModule):
     """Trains a TransformerNet for one style (or a blend of several, or several at once) with a chosen style loss.
 
     Args:
-        style_images: style image file(s); several are blended as a mixture distribution, unless
+        style_images: style image file(s), or shipped styles' names for their downloaded paintings
+            (:func:`fastmmd.base.paintings.resolve_painting`); several are blended as a mixture distribution, unless
             ``conditioning`` holds ``styles``. None with ``conditioning: [arbitrary]``.
         style_blend: their weights (default equal).
         conditioning: what the network takes as input besides the photo (:mod:`fastmmd.model.conditioning`):
@@ -171,7 +174,8 @@ class StyleTransferModule(L.LightningModule):
         loss = StyleLoss.of(loss)  # a dict when Lightning rebuilds the module from a checkpoint's hyper-parameters
         self.save_hyperparameters(ignore=["loss"])
         self.hparams["loss"] = asdict(loss)  # plain data: the checkpoint stays loadable with weights_only=True
-        style_images = list(style_images or [])
+        # a shipped style's name -> its downloaded painting (fastmmd.base.paintings); files stay as given
+        style_images = [str(p) for p in resolve_paintings(style_images or [])]
         self.hparams["style_images"] = style_images
         arbitrary = "arbitrary" in (conditioning or [])
         if not style_images and not arbitrary:
@@ -304,11 +308,30 @@ class StyleTransferModule(L.LightningModule):
         """
         self._ensure_style()
 
+    def use_fast_convolutions(self, precision: Any) -> bool:
+        """Runs VGG's convolutions on large maps through NNPACK
+        (:meth:`~fastmmd.vgg.features.VGGFeatures.use_nnpack`) where that is faster: fp32 training
+        (``precision`` is the Trainer's, e.g. ``32-true``) on a CPU whose convolutions run AVX2 kernels
+        at most (:func:`fastmmd.base.precision.cpu_nnpack_is_faster`), not compiled. The same features
+        to float rounding; what it bought: docs/benchmarks.md, "bf16 without bf16 instructions".
+        Called when fitting, validating or testing starts; returns whether NNPACK is on."""
+        on = (self.device.type == "cpu" and str(precision) in ("32", "32-true") and not self.hparams.get("compile")
+              and cpu_nnpack_is_faster())
+        self.criterion.vgg.use_nnpack(on)
+        return on
+
     def on_fit_start(self) -> None:
+        self.use_fast_convolutions(self.trainer.precision)
         if self.hparams.get("compile") and not getattr(self, "_compiled", False):
             self.network.compile()
             self.criterion.vgg.compile()
             self._compiled = True
+
+    def on_validation_start(self) -> None:
+        self.use_fast_convolutions(self.trainer.precision)
+
+    def on_test_start(self) -> None:
+        self.use_fast_convolutions(self.trainer.precision)
 
     # ------------------------------------------------------------------------- steps
     def _prepare(self, images: Tensor) -> Tensor:

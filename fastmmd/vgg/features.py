@@ -9,6 +9,10 @@ mode, no parameter gradients) and owns its input preprocessing: callers always p
 ``width_divisor`` builds the same architecture with every width divided (at least 1 channel); the
 test suite uses ``width_divisor=8`` with random weights as a fast stand-in that keeps every tap name
 valid.
+
+:meth:`VGGFeatures.use_nnpack` computes the convolutions on large maps through NNPACK's fast
+(Winograd or FFT) kernels (:mod:`fastmmd.core.nnpack`), the same features to float rounding: faster
+in fp32 on CPUs whose convolutions run AVX2 kernels at most (``fastmmd fit`` turns it on there).
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from fastmmd.base.errors import UserError, did_you_mean
+from fastmmd.base.precision import nnpack_available
+from fastmmd.core.nnpack import NNPACK_MIN_SIDE, frozen_conv3x3
 from fastmmd.vgg.weights import load_weights
 
 #: VGG-19 ("E" in Simonyan & Zisserman 2015): conv widths, "M" marks a 2x2 pooling layer.
@@ -118,8 +125,24 @@ class VGGFeatures(nn.Module):
         self.features = build_vgg19(pooling, width_divisor, depth)
         self.preprocess = load_weights(self.features, weights, width_divisor, preprocessing)
         self._tap_index = {LAYER_NAMES.index(t): t for t in taps}
+        self.nnpack = False  # how the convs are computed, not what (use_nnpack)
         self.requires_grad_(False)
         self.eval()
+
+    def use_nnpack(self, enabled: bool = True) -> VGGFeatures:
+        """With ``enabled``, every conv whose input map is at least
+        :data:`~fastmmd.core.nnpack.NNPACK_MIN_SIDE` px on both sides runs through NNPACK
+        (:func:`~fastmmd.core.nnpack.frozen_conv3x3`) when the input is an fp32 CPU tensor outside
+        autocast and ``torch.compile`` (which cannot trace NNPACK); other convs, devices and dtypes
+        run as before. Returns the extractor.
+
+        Raises:
+            UserError: ``enabled`` and this torch has no NNPACK for this CPU.
+        """
+        if enabled and not nnpack_available():
+            raise UserError("this torch has no NNPACK for this CPU (it needs AVX2 on x86)")
+        self.nnpack = enabled
+        return self
 
     def train(self, mode: bool = True) -> VGGFeatures:
         """Stays in eval mode: the extractor is frozen (no dropout/BN anyway, but be explicit)."""
@@ -140,9 +163,14 @@ class VGGFeatures(nn.Module):
         wanted = self._tap_index if taps is None else {LAYER_NAMES.index(t): t for t in taps}
         last = max(wanted)
         x = self.preprocess(image)
+        nnpack = (self.nnpack and x.device.type == "cpu" and x.dtype == torch.float32
+                  and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
         out: dict[str, Tensor] = {}
         for index, layer in enumerate(self.features[: last + 1]):
-            x = layer(x)
+            if nnpack and isinstance(layer, nn.Conv2d) and min(x.shape[-2:]) >= NNPACK_MIN_SIDE:
+                x = frozen_conv3x3(x, layer.weight, layer.bias)
+            else:
+                x = layer(x)
             tap = wanted.get(index)
             if tap is not None:
                 out[tap] = x

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
+from conftest import require_onnx
 
 import fastmmd
 from fastmmd.model.files import read_checkpoint
@@ -73,20 +73,26 @@ def test_light_paths_import_only_what_they_need(tiny_exports, make_image, tmp_pa
     assert (tmp_path / "out" / "a_stylized.png").exists()
 
 
-def test_fast_path_never_imports_torch(tiny_exports, make_image, tmp_path):
-    """The torch-free stylize path of an .onnx file (fastmmd.infer.fast_stylize): any import of torch fails."""
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
-    onnx_file = tiny_exports["onnx"]
+def test_fast_path_never_imports_torch(tiny_exports, export_matrix, make_image, tmp_path):
+    """The torch-free stylize path of an .onnx file (fastmmd.infer.fast_stylize), also an arbitrary-style
+    one given a painting's style file (.npz): any import of torch fails."""
+    from fastmmd.model.style_files import encoder_settings, write_style_file
+
+    require_onnx()
+    arbitrary = export_matrix("arbitrary")
+    onnx_file, arbitrary_file = tiny_exports["onnx"], arbitrary["onnx"]
+    settings = encoder_settings(arbitrary.meta("onnx"))
+    style = write_style_file(tmp_path / "painting.npz", [0.5] * settings["features"], settings, "painting", "float32")
     photo = make_image("p.png", 24, 20)
     code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
             "from fastmmd.__main__ import main\n"
-            f"raise SystemExit(main(['stylize', {str(onnx_file)!r}, {str(photo)!r}, '-o', "
-            f"{str(tmp_path / 'o')!r}, '-q']))")
+            f"assert main(['stylize', {str(onnx_file)!r}, {str(photo)!r}, '-o', {str(tmp_path / 'o')!r}, '-q']) == 0\n"
+            f"raise SystemExit(main(['stylize', {str(arbitrary_file)!r}, {str(photo)!r}, '-o', "
+            f"{str(tmp_path / 'a')!r}, '-q', '--style-image', {str(style)!r}]))")
     env = {**os.environ, "PYTHONPATH": SOURCE, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "o" / "p_stylized.png").is_file()
+    assert (tmp_path / "o" / "p_stylized.png").is_file() and (tmp_path / "a" / "p_stylized.png").is_file()
 
 
 def test_exports_load_with_torch_alone(tiny_exports, tmp_path):

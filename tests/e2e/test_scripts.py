@@ -16,8 +16,8 @@ import subprocess
 
 import pytest
 import torch
-
 from conftest import REPO as ROOT
+from conftest import require_onnx
 
 
 def run_script(name: str, *args: str, monkeypatch, capsys) -> str:
@@ -167,8 +167,7 @@ def test_bench_peer_runs_ours_side_by_side_without_the_peer(tiny_exports, tmp_pa
     torch-free path and a .pt through torch, both timed in-process and as whole commands."""
     from conftest import synthetic_image
 
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     photo = tmp_path / "photo.png"
     synthetic_image(40, 30).save(photo)
     models = f"{tiny_exports['onnx']},{tiny_exports['torchscript']}"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from clips import write_clip
+from conftest import require_onnx
 from payloads import PICKLE_PAYLOADS, RESOURCE_PAYLOADS
 
 import fastmmd
@@ -103,8 +104,7 @@ def test_resource_payloads_are_refused_in_one_line_under_a_hard_memory_limit(tin
     obeys the image pixel limit before decoding."""
     from payloads import gif_huge_screen
 
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     (tmp_path / ".env").write_text("SECRET=do-not-read\n")
     img = make_image("photo.png", 20, 20)
     out = tmp_path / "out"

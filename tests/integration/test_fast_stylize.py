@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fails_with_one_line, write_tiny_checkpoint
+from conftest import fails_with_one_line, require_onnx, write_tiny_checkpoint
 from PIL import Image
 
 from fastmmd.__main__ import main
@@ -24,8 +24,7 @@ pytest.importorskip("onnx")
 
 @pytest.fixture
 def onnx_file(tiny_exports) -> Path:
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     return tiny_exports["onnx"]
 
 
@@ -65,7 +64,8 @@ def test_fast_path_keeps_alpha_and_skips_unreadable_inputs(onnx_file, make_image
 
 
 @pytest.mark.parametrize("extra", [["--max-size", "64"], ["--tile", "128"], ["--preserve-color"], ["--bf16"],
-                                   ["--device", "cuda"], ["--style", "0"], ["--list"], ["--unknown-flag"]])
+                                   ["--device", "cuda"], ["--style", "0"], ["--list"], ["--unknown-flag"],
+                                   ["--style-image", "painting.png"], ["--style-image", "a.npz", "--style-image", "b.npz"]])
 def test_other_command_lines_go_to_the_torch_path(onnx_file, make_image, extra):
     from fastmmd.infer.fast_stylize import plan
 

@@ -16,10 +16,16 @@ from fastmmd.train.cli import build_cli
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_fit_takes_precision_auto_and_refuses_bf16_on_a_cpu_without_it(monkeypatch, fit_args, fast):
+    """... and in fp32 runs VGG through NNPACK where the CPU rule says that is faster (here: wherever
+    this torch has NNPACK; the rule itself: tests/unit/test_precision.py)."""
+    import fastmmd.train.module as module_file
+
     monkeypatch.setattr(precision, "cpu_bf16_is_fast", lambda: fast)
+    monkeypatch.setattr(module_file, "cpu_nnpack_is_faster", precision.nnpack_available)
     cli = build_cli(["fit", *fit_args, "--trainer.precision", "auto", "--trainer.max_steps", "1",
                      "--trainer.limit_val_batches", "0"])
     assert cli.trainer.precision == ("bf16-mixed" if fast else "32-true") and cli.trainer.global_step == 1
+    assert cli.model.criterion.vgg.nnpack is (not fast and precision.nnpack_available())
     if fast:
         return
     with pytest.raises(SystemExit) as exit_info:

@@ -8,6 +8,9 @@ import torch
 import torchvision
 
 from fastmmd.base.errors import UserError
+from fastmmd.base.precision import nnpack_available
+from fastmmd.core.nnpack import NNPACK_MIN_SIDE, frozen_conv3x3
+from fastmmd.vgg import features as features_module
 from fastmmd.vgg import weights as weights_module
 from fastmmd.vgg.features import LAYER_NAMES, VGGFeatures, build_vgg19
 
@@ -116,3 +119,42 @@ def test_torchvision_source_uses_imagenet_preprocessing(monkeypatch):
     vgg = VGGFeatures(["relu1_1"], weights="torchvision")
     assert isinstance(vgg.preprocess, torchvision.transforms.v2.Normalize)
     assert torch.equal(vgg.features[0].weight, state["features.0.weight"])
+
+
+@pytest.mark.skipif(not nnpack_available(), reason="this torch has no NNPACK for this CPU")
+def test_nnpack_convolutions_give_the_features_and_the_input_gradient(monkeypatch):
+    """use_nnpack: the convs on maps of at least NNPACK_MIN_SIDE px on both sides go through NNPACK
+    (at 64x64: block 1's two at 64 px and block 2's two at 32, not block 3's at 16), with the same
+    features and gradient to the image; none under autocast."""
+    calls = []
+    original = features_module.frozen_conv3x3
+    monkeypatch.setattr(features_module, "frozen_conv3x3",
+                        lambda x, w, b: calls.append(x.shape[-1]) or original(x, w, b))
+    torch.manual_seed(0)
+    vgg = VGGFeatures(weights="random", width_divisor=8)
+    image = torch.rand(2, 3, 64, 64)
+    results = []
+    for enabled in (False, True):
+        x = image.clone().requires_grad_()
+        out = vgg.use_nnpack(enabled)(x)
+        sum((f * torch.linspace(0, 1, f.numel()).view_as(f)).sum() for f in out.values()).backward()
+        results.append((out, x.grad))
+    assert calls == [64, 64, NNPACK_MIN_SIDE, NNPACK_MIN_SIDE] == [64, 64, 32, 32]
+    (want, want_grad), (got, got_grad) = results
+    for tap in want:
+        torch.testing.assert_close(got[tap], want[tap], rtol=1e-4, atol=1e-4 * want[tap].abs().max().item())
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-4, atol=1e-4 * want_grad.abs().max().item())
+    calls.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        vgg(image)
+    assert calls == []
+
+
+def test_nnpack_refused_one_line_where_torch_has_none(monkeypatch):
+    monkeypatch.setattr(torch, "_nnpack_available", lambda: False, raising=False)
+    vgg = VGGFeatures(["relu1_1"], weights="random", width_divisor=8)
+    with pytest.raises(UserError, match="no NNPACK"):
+        vgg.use_nnpack()
+    assert vgg.use_nnpack(False).nnpack is False
+    with pytest.raises(ValueError, match="frozen"):  # it computes no weight gradient
+        frozen_conv3x3(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 3, 3, requires_grad=True), None)

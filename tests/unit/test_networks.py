@@ -97,6 +97,33 @@ def test_on_the_cpu_and_in_training_the_rgb_convs_run_directly(monkeypatch):
     assert calls == []
 
 
+def test_in_cpu_training_the_last_conv_reads_channels_last_with_the_same_outputs_and_gradients():
+    """The RGB output conv runs on channels_last input in CPU training only (faster there:
+    docs/benchmarks.md, "bf16 without bf16 instructions"); values and weight gradients stay the
+    NCHW conv's, and eval mode (stylize, exports) is untouched."""
+    net = _net()
+    x = torch.rand(2, 3, 37, 22)
+    seen = []
+    hook = net.decoder[-1][1].register_forward_hook(
+        lambda m, args, out: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    results = []
+    for channels_last in (True, False):
+        net.set_layout(rgb_out_channels_last=channels_last)
+        net.zero_grad()
+        y = net(x)
+        (y * torch.linspace(0, 1, y.numel()).view_as(y)).sum().backward()
+        results.append((y.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None]))
+    net.set_layout().eval()
+    net(x)
+    hook.remove()
+    assert seen == [True, False, False]
+    (y_cl, g_cl), (y_nchw, g_nchw) = results
+    torch.testing.assert_close(y_cl, y_nchw, rtol=0, atol=1e-5)
+    scale = max(g.abs().max().item() for g in g_nchw)
+    for a, b in zip(g_cl, g_nchw, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_on_a_gpu_the_network_gives_the_cpus_result():
     net = _net().eval()
@@ -131,6 +158,8 @@ def test_the_output_layout_runs_only_the_last_conv_space_to_depth_on_the_cpu_wit
 def test_set_layout_refuses_a_factor_that_does_not_divide_the_kernels_reach():
     with pytest.raises(ValueError, match="rgb_space_to_depth"):
         TransformerNet(8, 1).set_layout(rgb_space_to_depth=3)
-    net = TransformerNet(8, 1).set_layout(False, 1)
+    assert TransformerNet(8, 1).decoder[-1].channels_last_in_cpu_training  # the default
+    net = TransformerNet(8, 1).set_layout(False, 1, False, False)
     assert net.encoder[0].space_to_depth == net.decoder[-1].space_to_depth == 1
+    assert not net.decoder[-1].channels_last_in_cpu_training
     assert not any(getattr(m, "folded", False) for m in net.modules())

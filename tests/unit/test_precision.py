@@ -67,3 +67,17 @@ def test_trainer_auto_on_a_gpu_follows_the_gpu(monkeypatch):
     assert precision.resolve_trainer_precision("auto", "cpu") == "32-true"  # accelerator cpu beside a GPU
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert precision.resolve_trainer_precision("auto", "auto") == "32-true"
+
+
+@pytest.mark.parametrize("nnpack, capability, onednn, faster", [
+    (True, "AVX2", None, True),             # AVX2 only (issue 29's CPU)
+    (True, "AVX512", "AVX2", True),         # oneDNN capped at AVX2: its convolutions are AVX2 kernels
+    (True, "AVX512", None, False),          # AVX-512 kernels beat NNPACK
+    (True, "AVX512", "AVX512_CORE", False),
+    (False, "AVX2", None, False),           # no NNPACK in this torch
+])
+def test_nnpack_only_where_the_cpus_convolutions_are_avx2_at_most(monkeypatch, nnpack, capability, onednn, faster):
+    _cpu(monkeypatch, False, capability=capability, onednn=onednn)
+    monkeypatch.setattr(torch, "_nnpack_available", lambda: nnpack, raising=False)
+    assert precision.nnpack_available() is nnpack
+    assert precision.cpu_nnpack_is_faster() is faster

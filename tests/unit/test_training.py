@@ -133,3 +133,19 @@ def test_loss_jitter_scores_a_random_crop_of_output_and_photo_alike(make_image):
     for bad in (-1, 16):
         with pytest.raises(UserError, match="loss_jitter"):
             StyleTransferModule([str(style)], loss_jitter=bad, vgg_weights="random", vgg_width_divisor=8)
+
+
+@pytest.mark.parametrize("precision, compile, on", [("32-true", False, True), ("32", False, True),
+                                                    ("bf16-mixed", False, False), ("32-true", True, False)])
+def test_vgg_runs_nnpack_only_in_fp32_uncompiled_where_the_cpu_rule_says_so(make_image, monkeypatch, precision,
+                                                                            compile, on):
+    """What fit does when it starts (use_fast_convolutions): NNPACK where the CPU rule says it is
+    faster, only in fp32 (bf16 autocast runs oneDNN) and never compiled (inductor cannot trace it)."""
+    import fastmmd.train.module as module_file
+
+    module = tiny_module(make_image("style.png", 64, 64, seed=99), compile=compile)
+    monkeypatch.setattr(torch, "_nnpack_available", lambda: True, raising=False)
+    for rule in (True, False):
+        monkeypatch.setattr(module_file, "cpu_nnpack_is_faster", lambda rule=rule: rule)
+        assert module.use_fast_convolutions(precision) is (on and rule)
+        assert module.criterion.vgg.nnpack is (on and rule)

@@ -86,6 +86,10 @@ async function fillSheet() {
   for (const button of buttons) {
     if (generation !== state.generation) return;
     const model = modelOf(button.dataset.model);
+    if (model.arbitrary) {  // its label says what it waits for, until a painting is dropped
+      button.querySelector("span").textContent = state.painting ? `${model.label}: ${state.painting.name}`
+                                                                : `${model.label} (drop a painting above)`;
+    }
     if (model.arbitrary && !state.painting) {
       button.dataset.state = "error";
       button.title = `${model.label}: drop a painting first`;
