@@ -21,7 +21,7 @@ For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoint
 
 ``--paintings`` only (re)writes each style's ``download`` record (:data:`DOWNLOADS`) into ``zoo.json``.
 No ``.pt2`` is shipped (the zoo's 40 MB): ``fastmmd export NAME --format pt2`` writes one from the
-``.pt``, the same network. ``--fast NAME[=SOURCE]`` only makes (or replaces) one style's ``.onnx``,
+``.pt``, the same network. ``--fast NAME[=SOURCE],...`` only makes (or replaces) those styles' ``.onnx``,
 from SOURCE (default: the zoo's ``<style>.pt``; a ``.ckpt`` of a network distilled from it, ``fastmmd
 distill``, also works), and drops a ``.pt2`` an older manifest lists; with ``--no-export`` it only
 records the existing file (and its ``--fast-quality``).
@@ -194,9 +194,10 @@ def main() -> None:
     ap.add_argument("--no-export", action="store_true", help="keep the existing .pt/.onnx files (record them only)")
     ap.add_argument("--arbitrary", default=None, help="only (re)build the arbitrary-style network from this .ckpt")
     ap.add_argument("--arbitrary-scores", default=None, help="its scripts/bench_arbitrary.py summary.json")
-    ap.add_argument("--fast", default=None, help="only (re)make NAME's .onnx: NAME (from its .pt) or NAME=SOURCE "
-                    "(a .pt, or a distilled student's .ckpt)")
-    ap.add_argument("--fast-quality", default=None, help="scripts/bench_quality.py --json with that .onnx")
+    ap.add_argument("--fast", default=None, help="only (re)make the .onnx of NAME (from its .pt) or NAME=SOURCE (a .pt, "
+                    "or a distilled student's .ckpt); several, comma-separated")
+    ap.add_argument("--fast-quality", nargs="+", default=None, help="scripts/bench_quality.py --json files with "
+                    "those .onnx (--zoo runs: each style from the file that scored it)")
     ap.add_argument("--calibrate", nargs="+", default=None, help="photos for the .onnx files' int8 compute "
                     "(fastmmd export --calibrate); without it they compute in float32")
     ap.add_argument("--paintings", action="store_true", help="only (re)write each style's painting download record")
@@ -214,14 +215,18 @@ def main() -> None:
     if not args.fast and (args.machine is None or args.minutes is None or not (args.checkpoints or args.arbitrary)):
         ap.error("--machine, --minutes and --checkpoints (or --arbitrary) are needed unless --fast is given")
     if args.fast:
-        name, _, source = args.fast.partition("=")
         zoo = Path(args.zoo)
         manifest = json.loads((zoo / "zoo.json").read_text())
-        add_onnx(manifest, name, zoo, Path(source) if source else zoo / manifest["styles"][name]["files"]["torchscript"],
-                 Path(args.fast_quality) if args.fast_quality else None, args.calibrate, args.no_export)
+        qualities = [Path(q) for q in args.fast_quality or []]
+        for spec in args.fast.split(","):
+            name, _, source = spec.partition("=")
+            scored = next((q for q in qualities if name in (json.loads(q.read_text()).get("styles") or {name: 1})), None)
+            add_onnx(manifest, name, zoo, Path(source) if source else zoo / manifest["styles"][name]["files"]["torchscript"],
+                     scored, args.calibrate, args.no_export)
+            print(f"{name}: {zoo / (name + '.onnx')}")
         (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
         (zoo / "README.md").write_text(readme(manifest, zoo))
-        print(f"wrote {zoo / (name + '.onnx')}, {zoo / 'zoo.json'} and {zoo / 'README.md'}")
+        print(f"wrote {zoo / 'zoo.json'} and {zoo / 'README.md'}")
         return
     if args.arbitrary:
         zoo = Path(args.zoo)
