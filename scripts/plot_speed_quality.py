@@ -62,7 +62,7 @@ def main() -> None:
     kind = args.time or ("cpu" if all(r.get("in_process_cpu_s") is not None for r in speed["rows"]) else "wall")
     times = {row["engine"].removeprefix("fastmmd "): seconds(row, kind) for row in speed["rows"]}
     env = speed["environment"]
-    fig, ax = plt.subplots(figsize=(7.2, 4.8) if "styles" in quality else (6.4, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(9.0, 4.8) if "styles" in quality else (6.4, 4.2), dpi=120)
     if "styles" in quality:
         plot_zoo(ax, times, quality)
     else:
@@ -136,7 +136,7 @@ def plot_zoo(ax, times: dict, quality: dict) -> None:
         order = sorted(range(len(xs)), key=xs.__getitem__)
         ax.plot([xs[j] for j in order], [ys[j] for j in order], color=colours(i), linewidth=0.6, alpha=0.5,
                 label=style, zorder=2)
-    ax.legend(fontsize=6.5, loc="lower left", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title("Each shipped style against its own painting; 26-style line: the peer's time", fontsize=9)
 
 
