@@ -30,8 +30,8 @@ Usage::
 
     python scripts/bench_peer.py --photo PHOTO.jpg --models starry_night,starry_night:pt \\
         --peer-python PEER_VENV/bin/python --threads 1 --pin 1 --json peer.json --markdown peer.md
-    python scripts/bench_peer.py --photo PHOTO.jpg --zoo --models starry_night:pt,arbitrary --painting starry_night.jpg \\
-        --peer-python PEER_VENV/bin/python --threads 1 --pin 1 --json peer.json --markdown peer.md
+    python scripts/bench_peer.py --photo PHOTO.jpg --zoo --models starry_night:pt,arbitrary \\
+        --painting starry_night.jpg --peer-python PEER_VENV/bin/python --threads 1 --pin 1 --json peer.json
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ load = time.perf_counter() - t0
 run()
 times, cpu = [], []
 for _ in range(calls):
-    t, c = time.perf_counter(), time.thread_time(); run(); times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
+    t, c = time.perf_counter(), time.thread_time()
+    run()
+    times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
 print(json.dumps({"load": load, "calls": times, "cpu": cpu, "parameters": meta.get("parameters"),
                   "network": meta.get("network"), "compute": meta.get("compute", "float32"),
                   "runtime": "onnxruntime" if found else "torch"}))

@@ -81,10 +81,11 @@ def score_group(models: list[str], photos: list[torch.Tensor], names: list[str],
             for i, p in enumerate(photos):
                 tensor_to_pil(p[0]).save(Path(tmp) / f"in{i}.png")
                 sized.append(str(Path(tmp) / f"in{i}.png"))
-            subprocess.run([peer_python, "-c", PEER_PAINTING_PHOTOS, str(painting), tmp, *sized], check=True, timeout=3600)
+            subprocess.run([peer_python, "-c", PEER_PAINTING_PHOTOS, str(painting), tmp, *sized], check=True,
+                           timeout=3600)
             outs = [pil_to_tensor(Image.open(Path(tmp) / f"{i}.png").convert("RGB")) for i in range(len(photos))]
         results[PEER] = score(outs)
-    first = list(results)[0]
+    first = next(iter(results))
     ref = {k: statistics.mean(r[k] for r in results[first]) for k in KEYS}
     summary = []
     for name, rows in results.items():
@@ -102,7 +103,8 @@ def table(group: dict, photos: int, size: int, title: str = "") -> list[str]:
     summary = group["summary"]
     lines = [f"{title}{photos} held-out photos at {size} px, painting {group['style']}; ratios to "
              f"{summary[0]['model']} (below 1: closer)", "",
-             "| model | style_swd | x ref | worst photo | content | x ref | worst photo |", "|---|--:|--:|--:|--:|--:|--:|"]
+             "| model | style_swd | x ref | worst photo | content | x ref | worst photo |",
+             "|---|--:|--:|--:|--:|--:|--:|"]
     for s in summary:
         lines.append(f"| {s['model']} | {s['style_swd']:.4f} | {s['style_ratio']:.3f} | {s['worst_style_ratio']:.3f} | "
                      f"{s['content']:.4f} | {s['content_ratio']:.3f} | {s['worst_content_ratio']:.3f} |")
@@ -142,7 +144,8 @@ def main() -> None:
         from fastmmd.infer.zoo import read_manifest
 
         zoo = read_manifest()
-        styles = [n for n, e in zoo.items() if e.get("kind") != "arbitrary"] if args.zoo == "all" else args.zoo.split(",")
+        styles = ([n for n, e in zoo.items() if e.get("kind") != "arbitrary"] if args.zoo == "all"
+                  else args.zoo.split(","))
         arbitrary = [] if args.no_arbitrary else [n for n, e in zoo.items() if e.get("kind") == "arbitrary"][:1]
         record, lines = {"settings": settings, "styles": {}}, []
         for name in styles:

@@ -34,7 +34,9 @@ load = time.perf_counter() - t0
 run()
 times, cpu = [], []
 for _ in range(calls):
-    t, c = time.perf_counter(), time.thread_time(); run(); times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
+    t, c = time.perf_counter(), time.thread_time()
+    run()
+    times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
 print(json.dumps({"load": load, "calls": times, "cpu": cpu, "parameters": 166104, "runtime": "onnxruntime"}))
 """
 
@@ -53,7 +55,9 @@ load = time.perf_counter() - t0
 run()
 times, cpu = [], []
 for _ in range(calls):
-    t, c = time.perf_counter(), time.thread_time(); run(); times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
+    t, c = time.perf_counter(), time.thread_time()
+    run()
+    times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
 print(json.dumps({"load": load, "calls": times, "cpu": cpu, "runtime": "onnxruntime"}))
 """
 
@@ -83,8 +87,8 @@ def cpu_name() -> str:
 def machine() -> dict:
     """What a benchmark table names: the CPU, torch's CPU capability (where torch is imported), the
     load average now and the UTC time."""
-    info = {"cpu": cpu_name(), "loadavg": list(os.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "python": platform.python_version()}
+    info = {"cpu": cpu_name(), "loadavg": list(os.getloadavg()),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "python": platform.python_version()}
     if "torch" in sys.modules:
         info["capability"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
     return info

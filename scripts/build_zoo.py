@@ -194,8 +194,8 @@ def main() -> None:
     ap.add_argument("--no-export", action="store_true", help="keep the existing .pt/.onnx files (record them only)")
     ap.add_argument("--arbitrary", default=None, help="only (re)build the arbitrary-style network from this .ckpt")
     ap.add_argument("--arbitrary-scores", default=None, help="its scripts/bench_arbitrary.py summary.json")
-    ap.add_argument("--fast", default=None, help="only (re)make the .onnx of NAME (from its .pt) or NAME=SOURCE (a .pt, "
-                    "or a distilled student's .ckpt); several, comma-separated")
+    ap.add_argument("--fast", default=None, help="only (re)make the .onnx of NAME (from its .pt) or NAME=SOURCE "
+                    "(a .pt, or a distilled student's .ckpt); several, comma-separated")
     ap.add_argument("--fast-quality", nargs="+", default=None, help="scripts/bench_quality.py --json files with "
                     "those .onnx (--zoo runs: each style from the file that scored it)")
     ap.add_argument("--calibrate", nargs="+", default=None, help="photos for the .onnx files' int8 compute "
@@ -220,9 +220,10 @@ def main() -> None:
         qualities = [Path(q) for q in args.fast_quality or []]
         for spec in args.fast.split(","):
             name, _, source = spec.partition("=")
-            scored = next((q for q in qualities if name in (json.loads(q.read_text()).get("styles") or {name: 1})), None)
-            add_onnx(manifest, name, zoo, Path(source) if source else zoo / manifest["styles"][name]["files"]["torchscript"],
-                     scored, args.calibrate, args.no_export)
+            scored = next((q for q in qualities if name in (json.loads(q.read_text()).get("styles") or {name: 1})),
+                          None)
+            own = zoo / manifest["styles"][name]["files"]["torchscript"]
+            add_onnx(manifest, name, zoo, Path(source) if source else own, scored, args.calibrate, args.no_export)
             print(f"{name}: {zoo / (name + '.onnx')}")
         (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
         (zoo / "README.md").write_text(readme(manifest, zoo))
@@ -339,11 +340,15 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
                   "|---|---|--:|--:|--:|--:|--:|---|"]
         for name, r in fast:
             q, c = r.get("quality") or {}, r.get("int8_compute") or {}
-            num = lambda k: format(q[k], ".3f") if k in q else "–"  # noqa: E731
-            move = f"{c['mean_abs_diff']:.4f} / {c['max_abs_diff']:.2f}" if c else f"– / {r['parity_max_abs_diff']:.1g}"
+            def num(key: str, q: dict = q) -> str:
+                return format(q[key], ".3f") if key in q else "–"
+
+            move = (f"{c['mean_abs_diff']:.4f} / {c['max_abs_diff']:.2f}" if c
+                    else f"– / {r['parity_max_abs_diff']:.1g}")
             size = (zoo / manifest["styles"][name]["files"]["onnx"]).stat().st_size / 1e6
             lines.append(f"| `{name}` | {r.get('compute', 'float32')} | {size:.2f} | {num('style_ratio')} | "
-                         f"{num('worst_style_ratio')} | {num('content_ratio')} | {num('worst_content_ratio')} | {move} |")
+                         f"{num('worst_style_ratio')} | {num('content_ratio')} | {num('worst_content_ratio')} | "
+                         f"{move} |")
     lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml --data.root photos/",
               "--model.style_images '[<style>]'` (the painting by name, once `fastmmd data paintings <style>` has downloaded it:",
               "[below](#the-paintings); photos: `fastmmd data coco`), then",

@@ -74,9 +74,10 @@ def run(args: Any) -> int:
             raise UserError(f"--calibrate: {'; '.join(problems) or 'no photos'}")
     meta = export_checkpoint(source, output, fmt=fmt, half=args.half, weights=args.weights, calibration=photos)
     size = Path(output).stat().st_size
-    parity = (f"mean / max |exported - eager| on the calibration photos = {meta['int8_compute']['mean_abs_diff']:.2g} / "
-              f"{meta['parity_max_abs_diff']:.2g}" if "int8_compute" in meta
-              else f"max |exported - eager| = {meta['parity_max_abs_diff']:.2g}")
+    parity = f"max |exported - eager| = {meta['parity_max_abs_diff']:.2g}"
+    if "int8_compute" in meta:  # stated parity (fastmmd.infer.quantize)
+        parity = (f"mean / max |exported - eager| on the calibration photos = "
+                  f"{meta['int8_compute']['mean_abs_diff']:.2g} / {meta['parity_max_abs_diff']:.2g}")
     print(f"wrote {output} ({meta['format']}, {meta['dtype']}{', int8 compute' if 'int8_compute' in meta else ''}, "
           f"{size / 1e6:.2f} MB, {meta['parameters']:,} parameters, {parity})")
     return 0

@@ -113,7 +113,8 @@ def _weight_only_int8(model: Any, conv: Any) -> None:
     model.graph.initializer.remove(inits[name])
     model.graph.initializer.extend([numpy_helper.from_array(q, f"{name}_int8"),
                                     numpy_helper.from_array(scale, f"{name}_scale")])
-    model.graph.node.insert(0, helper.make_node("Mul", [f"{name}_float", f"{name}_scale"], [name], name=f"{name}_scaled"))
+    model.graph.node.insert(0, helper.make_node("Mul", [f"{name}_float", f"{name}_scale"], [name],
+                                                name=f"{name}_scaled"))
     model.graph.node.insert(0, helper.make_node("Cast", [f"{name}_int8"], [f"{name}_float"], name=f"{name}_cast",
                                                 to=TensorProto.FLOAT))
 
@@ -132,8 +133,13 @@ def quantize_compute(model: Any, crops: list[Any], reduce_range: bool = REDUCE_R
     try:
         import onnx
         import onnxruntime
-        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
-        from onnxruntime.quantization import quantize_static
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
     except ImportError:
         raise UserError("int8 compute needs onnxruntime: pip install 'fastmmd[onnx]'") from None
 
@@ -170,7 +176,8 @@ def quantize_compute(model: Any, crops: list[Any], reduce_range: bool = REDUCE_R
         convs = [n for n in graph.graph.node if n.op_type == "Conv"]
         float_convs = [convs[0], convs[-1]] if len(convs) > 1 else convs
         quantize_static(graph, quantized, Crops(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-                        per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
                         nodes_to_exclude=[n.name for n in float_convs], calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                                        "CalibPercentile": PERCENTILE, "CalibStridedMinMax": 1})  # one crop a range

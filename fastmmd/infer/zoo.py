@@ -241,8 +241,8 @@ def styles_table(rows: list[dict[str, Any]], folder: str | os.PathLike) -> str:
     lines = ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]) for row in table]
     lines += ["", "style/opt, content/opt: the network's distance to the painting / the photo divided by per-image "
               "optimization's (fastmmd evaluate; below 1: closer).",
-              f"Use: fastmmd stylize NAME photo.jpg (NAME:pt for the .pt file; a .pt2: fastmmd export NAME --format pt2). "
-              f"Folder: {str(folder)} (${ENV_VAR})."]
+              "Use: fastmmd stylize NAME photo.jpg (NAME:pt for the .pt file; a .pt2: fastmmd export NAME --format "
+              f"pt2). Folder: {str(folder)} (${ENV_VAR})."]
     if any(r.get("kind") == "arbitrary" for r in rows):
         lines.append("Any painting: fastmmd stylize arbitrary photo.jpg --style-image painting.jpg (scores: on "
                      "paintings it never saw).")

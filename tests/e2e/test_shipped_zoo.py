@@ -49,7 +49,8 @@ for name, files in styles.items():
         session = onnxruntime.InferenceSession(f"{folder}/{files['onnx']}", providers=["CPUExecutionProvider"])
         y2 = torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
         out[name]["onnx"] = {"shape": list(y2.shape), "mean": y2.mean(dim=(0, 2, 3)).tolist(),
-                             "std": y2.std(dim=(0, 2, 3)).tolist(), "metadata": "fastmmd" in session.get_modelmeta().custom_metadata_map}
+                             "std": y2.std(dim=(0, 2, 3)).tolist(),
+                             "metadata": "fastmmd" in session.get_modelmeta().custom_metadata_map}
 assert not [m for m in sys.modules if m.startswith("fastmmd") and sys.modules[m] is not None]
 print(json.dumps(out))
 """
@@ -89,6 +90,7 @@ def test_shipped_files_load_with_their_runtime_alone_and_look_as_recorded(shippe
         if "onnx" in run:
             onnx_run, record = run["onnx"], entry["onnx"]["checksum"]
             assert onnx_run["shape"] == list(CHECKSUM_SHAPE) and onnx_run["metadata"], name
-            measured = {"seed": CHECKSUM_SEED, "shape": list(CHECKSUM_SHAPE), "mean": onnx_run["mean"], "std": onnx_run["std"]}
+            measured = {"seed": CHECKSUM_SEED, "shape": list(CHECKSUM_SHAPE), "mean": onnx_run["mean"],
+                        "std": onnx_run["std"]}
             diff = checksum_difference(record, measured)
             assert diff <= record["tolerance"], f"{name}: the .onnx's output statistics moved by {diff:.4f}"

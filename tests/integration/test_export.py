@@ -177,7 +177,7 @@ def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_m
 def test_int8_compute_is_refused_where_it_does_not_apply(export_matrix, make_image, tmp_path, monkeypatch):
     """Only ONNX files of single-style networks; a calibration that moves the output too far writes nothing."""
     pytest.importorskip("onnxruntime")
-    import fastmmd.infer.quantize as quantize
+    from fastmmd.infer import quantize
 
     photo = [make_image("p.png", 48, 40)]
     int8 = export_matrix("single", "int8")

@@ -275,7 +275,7 @@ def test_shipped_manifest_is_complete(real_zoo, shipped_arbitrary):
     on_disk = {p.name for p in REAL_ZOO.iterdir() if p.suffix in (".pt", ".pt2", ".onnx")} - {BASE}
     assert listed == on_disk, f"listed only: {sorted(listed - on_disk)}; unlisted: {sorted(on_disk - listed)}"
     for name, e in real_zoo.items():
-        # the .pt (torch, GPUs) and the .onnx (the CPU default, no torch); a .pt2 is made on demand (export --format pt2)
+        # the .pt (torch, GPUs) and the .onnx (the CPU default, no torch); a .pt2 on demand (export --format pt2)
         assert set(e["files"]) == {"torchscript", "onnx"} and "onnx" in e, name
         quality = e["onnx"]["quality"]  # the .onnx against the .pt on held-out photos (scripts/bench_quality.py)
         assert quality["reference"] == name and quality["photos"] >= 10, name
