@@ -61,8 +61,8 @@ def torch_only_run(shipped, tmp_path_factory) -> dict[str, dict]:
     """Every shipped file loaded and run by its runtime alone (torch, onnxruntime), in a process that
     cannot import fastmmd.
 
-    ``torch.export.load`` may fall back to unrestricted unpickling; ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``
-    forbids that here too (these are our own files, but the test should not depend on it)."""
+    ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` forbids torch any unrestricted unpickling here too (these are
+    our own files, but the test should not depend on it)."""
     styles = {name: entry["files"] for name, entry in shipped.items()}
     env = {**os.environ, "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": "1"}
     env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
