@@ -187,8 +187,7 @@ def test_bench_quality_scores_models_and_each_zoo_style_against_its_painting(tin
 
     from conftest import synthetic_image
 
-    if "onnx" not in tiny_exports:
-        pytest.skip("onnx export unavailable")
+    require_onnx()
     for i in range(2):
         synthetic_image(40, 30, seed=i).save(tmp_path / f"photo{i}.png")
     synthetic_image(36, 36, seed=7).save(tmp_path / "paint.png")
