@@ -100,11 +100,13 @@ def scores(report: Path) -> dict | None:
 
 
 def arbitrary_entry(ckpt: Path, zoo: Path, summary: Path | None, machine: str, minutes: float,
-                    no_export: bool) -> dict:
+                    no_export: bool, steps_before: int = 0) -> dict:
     """The ``arbitrary`` entry of zoo.json for an arbitrary-style network's checkpoint: exported to
     ``arbitrary.pt`` (int8; TorchScript is its one export format so far), scored by
     ``scripts/bench_arbitrary.py``'s summary.json (the network's mean distances on held-out
-    paintings and photos, and their ratios to per-image optimization's)."""
+    paintings and photos, and their ratios to per-image optimization's). ``steps_before``: the steps
+    the run's warm start (its ``init_from``, recorded by name) had been trained for, when it
+    continues earlier runs (``training.warm_start``; ``minutes`` then covers them all)."""
     from fastmmd.infer.export import load_exported
     from fastmmd.infer.zoo import checksum, file_sha256
 
@@ -123,10 +125,14 @@ def arbitrary_entry(ckpt: Path, zoo: Path, summary: Path | None, machine: str, m
                   "content": mine["mean"]["content"], "optimize_style_swd": opt["style_swd"],
                   "optimize_content": opt["content"], "style_ratio": mine["ratio"]["style_swd"],
                   "content_ratio": mine["ratio"]["content"], "seconds_per_image": mine["mean"]["seconds"]}
+    steps = int(described["global_step"])
+    training = {"machine": machine, "minutes": minutes, "steps": steps, "batch_size": 4,
+                "image_size": described["image_size"]}
+    if steps_before:
+        training["warm_start"] = (f"{steps_before} steps of earlier runs (init_from {described.get('init_from')}): "
+                                  f"{steps_before + steps} steps in all")
     return {"title": "any painting", "loss": described["loss"], "style_weight": described["style_weight"],
-            "config": ["configs/arbitrary.yaml"],
-            "training": {"machine": machine, "minutes": minutes, "steps": int(described["global_step"]),
-                         "batch_size": 4, "image_size": described["image_size"]},
+            "config": ["configs/arbitrary.yaml"], "training": training,
             "weights": exported.get("dtype"), "storage_max_abs_diff": exported.get("storage_max_abs_diff"),
             "files": files, "sha256": {kind: file_sha256(zoo / file) for kind, file in files.items()},
             "scores": scores, "checksum": checksum(module, exported["network"]["style_features"])}
@@ -194,6 +200,8 @@ def main() -> None:
     ap.add_argument("--no-export", action="store_true", help="keep the existing .pt/.onnx files (record them only)")
     ap.add_argument("--arbitrary", default=None, help="only (re)build the arbitrary-style network from this .ckpt")
     ap.add_argument("--arbitrary-scores", default=None, help="its scripts/bench_arbitrary.py summary.json")
+    ap.add_argument("--arbitrary-steps-before", type=int, default=0, help="steps its warm start (init_from) had "
+                    "been trained for, when the run continues earlier ones")
     ap.add_argument("--fast", default=None, help="only (re)make the .onnx of NAME (from its .pt) or NAME=SOURCE "
                     "(a .pt, or a distilled student's .ckpt); several, comma-separated")
     ap.add_argument("--fast-quality", nargs="+", default=None, help="scripts/bench_quality.py --json files with "
@@ -234,7 +242,7 @@ def main() -> None:
         manifest = json.loads((zoo / "zoo.json").read_text())
         manifest.setdefault("arbitrary", {})["arbitrary"] = arbitrary_entry(
             Path(args.arbitrary), zoo, Path(args.arbitrary_scores) if args.arbitrary_scores else None, args.machine,
-            args.minutes, args.no_export)
+            args.minutes, args.no_export, args.arbitrary_steps_before)
         (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
         (zoo / "README.md").write_text(readme(manifest, zoo))
         print(f"wrote {zoo / 'zoo.json'} and {zoo / 'README.md'}")
