@@ -394,8 +394,11 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     full = store(net, "float32")  # copies: the caller's network stays as it was
     net = store(net, storage)
     metadata = build_metadata(meta or {}, full, fmt, storage, source)
-    if fmt == "onnx":  # onnxruntime pads a conv's 3 output channels to 16: the last conv at 1/4 resolution
-        net.set_layout(space_to_depth_on_cpu="output")  # (48 channels; docs/benchmarks.md, "Side by side")
+    # the graphs exports write keep each conditional norm and its affine apart (the fused call is an eager speed-up,
+    # TransformerNet.set_layout); onnxruntime pads a conv's 3 output channels to 16: ONNX's last conv at 1/4 resolution
+    # (48 channels; docs/benchmarks.md, "Side by side")
+    for copy in (full, net):
+        copy.set_layout(space_to_depth_on_cpu="output" if fmt == "onnx" else False, fused_norms=False)
     module = ExportedStylizer(net, json.dumps(metadata), traceable=fmt != "torchscript").eval()
     reference = ExportedStylizer(net).eval()
     x = _example()

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastmmd.base.inputs import unique_labels
@@ -75,6 +76,21 @@ class ConditionalAffine(nn.Module):
         gamma = condition @ self.weight  # (B, C)
         beta = condition @ self.bias
         return x * gamma[:, :, None, None] + beta[:, :, None, None]
+
+    def normalize(self, x: Tensor, condition: Tensor, eps: float) -> Tensor:
+        """The instance norm before this layer and this layer in one pass: x (B, C, H, W) not yet
+        normalised -> gamma (x - mean) / sqrt(var + eps) + beta, mean and var per sample and channel.
+
+        The same function as ``forward(instance_norm(x), condition)``: instance norm is batch norm
+        over the (1, B C, H, W) view (as torch computes it), whose per-channel weight and bias can
+        then be the per-sample gamma and beta, so the affine costs no pass of its own over the
+        feature maps (what it costs otherwise: docs/benchmarks.md, "Speed and exports").
+        """
+        b, c, h, w = x.shape
+        gamma = (condition @ self.weight).reshape(b * c).to(x.dtype)
+        beta = (condition @ self.bias).reshape(b * c).to(x.dtype)
+        y = F.batch_norm(x.reshape(1, b * c, h, w), None, None, gamma, beta, True, 0.0, eps)
+        return y.view(b, c, h, w)
 
 
 class StrengthEmbedding(nn.Module):

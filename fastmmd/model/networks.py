@@ -138,7 +138,7 @@ class ConvLayer(nn.Sequential):
     # a constant for TorchScript, which then compiles only the paths its value allows: as a plain
     # attribute, the space-to-depth path (unused on the CPU) made a scripted network's first calls
     # on the CPU slower (measured: docs/benchmarks.md, "Third GPU check")
-    __constants__ = ["space_to_depth", "space_to_depth_on_cpu", "channels_last_in_cpu_training"]
+    __constants__ = ["space_to_depth", "space_to_depth_on_cpu", "channels_last_in_cpu_training", "fused_norm"]
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, norm: bool = True, relu: bool = True,
                  padding: int | None = None, styles: int = 0, strength_width: int = 0, embedding: int = 0) -> None:
@@ -154,6 +154,7 @@ class ConvLayer(nn.Sequential):
         self.space_to_depth = 1  # not a weight: how the conv is computed on a GPU (set by TransformerNet)
         self.space_to_depth_on_cpu = False  # ... and on the CPU too (measured for onnxruntime, convolve)
         self.channels_last_in_cpu_training = False  # the conv reads channels_last input in CPU training (convolve)
+        self.fused_norm = False  # a conditional norm and its affine in one call (ConditionalConvLayer.finish)
 
     def forward(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
         return self.finish(self.convolve(self[0](x)), condition)
@@ -191,14 +192,37 @@ class ConvLayer(nn.Sequential):
 
 
 class ConditionalConvLayer(ConvLayer):
-    """A :class:`ConvLayer` whose norm is conditional: passes ``condition`` to its ConditionalAffine."""
+    """A :class:`ConvLayer` whose norm is conditional: passes ``condition`` to its ConditionalAffine.
+
+    With ``fused_norm`` (:meth:`TransformerNet.set_layout`, on by default) the instance norm and the
+    affine run as one call (:meth:`ConditionalAffine.normalize`, the same function), except while
+    something hooks the norm (:mod:`fastmmd.core.norm_stats`: tiles and video replace its
+    statistics), and never in what TorchScript compiles or what exports trace
+    (:func:`fastmmd.infer.export.export_network` turns it off, so exported graphs stay as they were)."""
 
     def finish(self, x: Tensor, condition: Optional[Tensor] = None) -> Tensor:
+        if self.fused_norm and not torch.jit.is_scripting():
+            if self._norm_unhooked():
+                assert condition is not None, "a conditioned layer needs its condition"
+                return self._finish_fused(x, condition)
         for i, layer in enumerate(self):
             if isinstance(layer, ConditionalAffine):  # never among the first two
                 assert condition is not None, "a conditioned layer needs its condition"
                 x = layer(x, condition)
             elif i >= 2:
+                x = layer(x)
+        return x
+
+    @torch.jit.unused
+    def _norm_unhooked(self) -> bool:
+        norm = self[2]
+        return not (norm._forward_hooks or norm._forward_pre_hooks)
+
+    @torch.jit.unused
+    def _finish_fused(self, x: Tensor, condition: Tensor) -> Tensor:
+        x = self[3].normalize(x, condition, self[2].eps)
+        for i, layer in enumerate(self):
+            if i >= 4:  # the ReLU, if any
                 x = layer(x)
         return x
 
@@ -449,13 +473,15 @@ class TransformerNet(nn.Module):
         return torch.sigmoid(y[:, :, :h, :w])
 
     def set_layout(self, fold_upsampling: bool = True, rgb_space_to_depth: int = RGB_SPACE_TO_DEPTH,
-                   space_to_depth_on_cpu: bool | str = False, rgb_out_channels_last: bool = True) -> "TransformerNet":
-        """How the network computes, not what (module docstring): ``set_layout(False, 1, False, False)``
+                   space_to_depth_on_cpu: bool | str = False, rgb_out_channels_last: bool = True,
+                   fused_norms: bool = True) -> "TransformerNet":
+        """How the network computes, not what (module docstring): ``set_layout(False, 1, False, False, False)``
         computes every layer as written, the pytorch/examples way (the benchmarks' naive baseline);
         the defaults are what a new network does; ``space_to_depth_on_cpu`` runs the RGB convs at 1/f
         resolution on the CPU too (True: both; ``"output"``: the last conv only, what ONNX exports
         trace); ``rgb_out_channels_last`` runs the last conv on channels_last input in CPU training
-        (:meth:`ConvLayer.convolve`). Returns the network."""
+        (:meth:`ConvLayer.convolve`); ``fused_norms``: a conditioned network's norms and their
+        affines as one call each (:class:`ConditionalConvLayer`). Returns the network."""
         if space_to_depth_on_cpu not in (False, True, "output"):
             raise ValueError("space_to_depth_on_cpu must be False, True or 'output'")
         if (8 % rgb_space_to_depth) or rgb_space_to_depth < 1:
@@ -467,6 +493,9 @@ class TransformerNet(nn.Module):
         self.encoder[0].space_to_depth_on_cpu = space_to_depth_on_cpu is True
         self.decoder[-1].space_to_depth_on_cpu = bool(space_to_depth_on_cpu)
         self.decoder[-1].channels_last_in_cpu_training = rgb_out_channels_last
+        for module in self.modules():
+            if isinstance(module, ConditionalConvLayer):
+                module.fused_norm = fused_norms
         return self
 
     def config(self) -> dict[str, int]:

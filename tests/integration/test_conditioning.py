@@ -288,3 +288,20 @@ def test_strength_trades_style_for_content_monotonically(tmp_path):
     assert all(style_d[0] > 1.03 * d for d in style_d[1:]), found  # any strength moves towards the style
     assert _rank_correlation(style_d, list(strengths)) <= -0.6, found  # the trend
     assert _rank_correlation(content_d, list(strengths)) >= 0.6, found
+
+
+def test_exports_keep_each_conditional_norm_and_its_affine_apart(tmp_path, monkeypatch):
+    """The fused conditional norm (TransformerNet.set_layout) is an eager speed-up: an export traces
+    the norm and its affine as before (its copies turn the fusion off), and the caller's network keeps it."""
+    from fastmmd.infer.export import export_network
+    from fastmmd.model.conditioning import ConditionalAffine
+    from fastmmd.model.networks import ConditionalConvLayer, TransformerNet
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an export ran the fused norm")
+
+    net = TransformerNet(8, 1, styles=2, strength_width=4).eval()
+    monkeypatch.setattr(ConditionalAffine, "normalize", refuse)
+    export_network(net, tmp_path / "knob.pt")  # every format traces or scripts the copies its parity check runs
+    layers = [m for m in net.modules() if isinstance(m, ConditionalConvLayer)]
+    assert layers and all(m.fused_norm for m in layers)

@@ -79,6 +79,42 @@ def test_a_styles_network_in_style_k_is_a_single_style_network_with_style_ks_nor
     assert torch.equal(multi(x), multi(x, one_hot(0, 3)))  # the default is style 0
 
 
+def conditioned_net(seed: int) -> TransformerNet:
+    """TransformerNet(8, 1) with 3 styles and a strength input, its affines away from their start."""
+    torch.manual_seed(seed)
+    net = TransformerNet(8, 1, styles=3, strength_width=4)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, ConditionalAffine):
+                m.weight.uniform_(-1.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return net
+
+
+def test_fused_norms_compute_the_same_function_and_gradients_and_yield_to_hooks():
+    """A conditional norm and its affine in one batch-norm call (the default) equal the two apart,
+    forward and backward, per sample (a batch of two different mixes and strengths); a hooked norm
+    (fastmmd.core.norm_stats replaces its statistics) runs apart, so its hook sees every call."""
+    fused, apart = conditioned_net(2), conditioned_net(2).set_layout(fused_norms=False)
+    x = torch.rand(2, 3, 19, 23)
+    mix, strength = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3]]), torch.tensor([0.4, 1.7])
+    for net in (fused, apart):
+        net.zero_grad()
+        net(x, mix, strength).square().mean().backward()
+    y_fused, y_apart = fused(x, mix, strength), apart(x, mix, strength)
+    assert torch.allclose(y_fused, y_apart, atol=1e-5) and not torch.allclose(y_fused[0], y_fused[1], atol=1e-3)
+    for (name, a), b in zip(fused.named_parameters(), apart.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), name
+    calls = []
+    norm = next(m for m in fused.modules() if isinstance(m, torch.nn.InstanceNorm2d))
+    handle = norm.register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    try:
+        assert torch.allclose(fused(x, mix, strength), y_apart, atol=1e-5)
+    finally:
+        handle.remove()
+    assert calls == [torch.Size([2, 8, 20, 24])]  # the first norm, on the batch padded to a multiple of 4
+
+
 def test_an_unconditioned_network_keeps_its_keys_config_and_call():
     net = TransformerNet(8, 1)
     assert [(k, tuple(v.shape)) for k, v in net.state_dict().items()] == SINGLE_STYLE_KEYS
