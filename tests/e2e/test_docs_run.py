@@ -5,9 +5,10 @@ The commands (:mod:`documented`: the ones tests/integration/test_docs_commands.p
 session, in this process (``fastmmd.__main__.main``), in a folder laid out like a checkout: the
 repository's ``configs/``, the shipped networks the recipes warm-start from, and tiny generated
 stand-ins for every other file they name (:func:`lay_out`). They run as shown, globs expanded as
-bash expands them, with flags appended to shrink them (:data:`SHRINK`, the only change made; a flag
-given later wins). The pages run in three independent groups (:data:`GROUPS`: each its own folder,
-built by whichever pytest-xdist worker asks first), each in this order: ``data`` (from a local
+bash expands them, with flags appended to shrink them (:data:`SHRINK`, and the tests' network for a
+fit from scratch, :data:`TINY_NETWORK`: the only change made; a flag given later wins). The pages run
+in three independent groups (:data:`GROUPS`: each its own folder, built by whichever pytest-xdist
+worker asks first), each line once (:func:`runnable`), each group in this order: ``data`` (from a local
 stand-in for the Hub), every ``fit``, ``distill`` and ``export`` (they make the files the other
 commands read), the files no page shows how to make (:data:`MADE_BY`), then the rest in page order.
 Each command must exit 0 and write what it names (:func:`check_outputs`); ``serve`` runs on a free
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -36,14 +38,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import REPO, TESTS, built_once, onnx_available, require_onnx, synthetic_image, write_tiny_checkpoint
 from documented import Shown, documented_commands
 
 #: Flags appended to each command, per subcommand (a flag given later wins). ``fit``: one step (two
 #: when it resumes, :data:`RESUME`), 32 px crops, batch 2, the tests' VGG stand-in (random weights,
-#: widths / 8); the network keeps the recipe's size, so warm starts from the shipped networks still
-#: load. Per-image optimization: 32 px, 2 steps, the same VGG; ``compare`` one style weight (its grid
-#: is redrawn after every cell). ``distill``: 2 steps on 32 px crops. ``serve``: any free port.
+#: widths / 8), and the tests' network where the fit starts from scratch (:data:`TINY_NETWORK`); a warm
+#: start keeps the recipe's network, so that the shipped network it starts from still loads.
+#: Per-image optimization: 32 px, 2 steps, the same VGG; ``compare`` one style weight (its grid
+#: is redrawn after every cell). ``distill``: 2 steps on 32 px crops, a student of one residual block.
+#: ``serve``: any free port.
 VGG = "--vgg-weights random --vgg-width-divisor 8"
 SHRINK = {
     name: flags.split()
@@ -55,11 +60,15 @@ SHRINK = {
         "optimize": f"--size 32 --iterations 2 {VGG}",
         "compare": f"--size 32 --iterations 2 --style-weights 5 {VGG}",
         "evaluate": f"--size 32 --iterations 2 {VGG}",
-        "distill": "--steps 2 --size 32 --crops-per-photo 1 --batch-size 2",
+        "distill": "--steps 2 --size 32 --crops-per-photo 1 --batch-size 2 --residual-blocks 1",
         "serve": "--port 0",
     }.items()
 }
 RESUME = ["--trainer.max_steps", "2"]  # fit --ckpt_path last: one step more than the run it resumes
+#: A fit from scratch trains the tests' width-8 network of one residual block (tests/conftest.py's
+#: ``tiny_fit_args``), so that what the pages then do with its run (five exports, ``evaluate``,
+#: ``compare --models``) costs what it costs for that network (docs/benchmarks.md, "The test suite").
+TINY_NETWORK = ["--model.network_width", "8", "--model.residual_blocks", "1"]
 
 #: Commands shown that do not run here, and why; each is still parsed (test_docs_commands.py).
 DDP = (
@@ -100,15 +109,30 @@ def group_of(command: Shown) -> str:
     return GROUPS.get(command.page, "recipes")
 
 
+def named_outputs(argv: list[str]) -> list[str]:
+    """What the command names as its output."""
+    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word in ("--output", "--output-dir", "-o", "--save-style")]
+
+
 def runnable() -> list[Shown]:
-    """The commands shown, less :data:`NOT_RUN` and repeats within a group (README.md shows one twice;
-    a line shown on two pages runs in each page's group, where the lines after it need its output)."""
-    seen, shown = set(), []
-    for command in documented_commands():
-        if command.line not in NOT_RUN and (group_of(command), command.line) not in seen:
-            seen.add((group_of(command), command.line))
-            shown.append(command)
-    return shown
+    """The commands shown, less :data:`NOT_RUN`, each once: in the first group whose page shows it
+    (README.md shows one line twice). A line that a later group's page shows again runs there too
+    only where a later command of that group names a file it writes (docs/inference.md's
+    ``--save-style painting.npz``, which its next command reads): ``export starry_night --format
+    pt2`` (a full-size network through torch.export) runs once."""
+    shown = [c for c in documented_commands() if c.line not in NOT_RUN]
+    runs, seen = [], set()
+    for i, command in enumerate(shown):
+        group = group_of(command)
+        if (group, command.line) in seen:
+            continue
+        if any(line == command.line for _, line in seen):
+            read_later = {word for later in shown[i + 1 :] if group_of(later) == group for word in later.argv}
+            if not read_later & set(named_outputs(list(command.argv))):
+                continue
+        seen.add((group, command.line))
+        runs.append(command)
+    return runs
 
 
 RUN = runnable()
@@ -122,10 +146,26 @@ def phase(command: Shown) -> int:
     return {"data": 0, "fit": 1, "distill": 2}.get(name, 5)
 
 
+def warm_start(argv: list[str], cwd: Path) -> bool:
+    """Whether ``fastmmd fit ARGV`` run in ``cwd`` starts from another network's weights: the last
+    ``model.init_from`` that its ``--config`` files and flags give, in their order, is not null."""
+    init = None
+    for flag, value in itertools.pairwise(argv):
+        if flag == "--config":
+            init = ((yaml.safe_load((cwd / value).read_text()) or {}).get("model") or {}).get("init_from", init)
+        elif flag == "--model.init_from":
+            init = value
+    return init not in (None, "null")
+
+
 def shrunk(command: Shown, cwd: Path) -> list[str]:
-    """The words the command runs with in ``cwd``: as bash passes them, plus :data:`SHRINK`."""
+    """The words the command runs with in ``cwd``: as bash passes them, plus :data:`SHRINK` (and
+    for a ``fit``, :data:`RESUME` where it resumes, :data:`TINY_NETWORK` where it starts from scratch)."""
     argv = command.expanded(cwd) + SHRINK.get(command.argv[0], [])
-    return argv + RESUME if command.argv[0] == "fit" and "--ckpt_path" in argv else argv
+    if command.argv[0] == "fit":
+        argv += RESUME if "--ckpt_path" in argv else []
+        argv += [] if warm_start(argv, cwd) else TINY_NETWORK
+    return argv
 
 
 # ----------------------------------------------------------------------------- the folder the commands run in
@@ -290,11 +330,6 @@ def docs_run(tmp_path_factory, conditioned):
 
 
 # ----------------------------------------------------------------------------- the checks
-def named_outputs(argv: list[str]) -> list[str]:
-    """What the command names as its output."""
-    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word in ("--output", "--output-dir", "-o", "--save-style")]
-
-
 def check_outputs(command: Shown, result: dict, work: Path) -> None:
     """The command wrote what it names (``--output``, a run's checkpoint, ``stylized/``...), or
     printed what it shows and wrote nothing."""
@@ -361,10 +396,10 @@ def test_the_files_made_from_the_documented_runs(group, docs_run):
 
 
 def test_the_not_run_table_names_only_commands_shown():
-    shown = documented_commands()
-    assert set(NOT_RUN) <= {c.line for c in shown}, set(NOT_RUN) - {c.line for c in shown}
-    in_groups = {(group_of(c), c.line) for c in shown}  # every line shown runs once in each page group
-    assert len(RUN) + sum(1 for group, line in in_groups if line in NOT_RUN) == len(in_groups)
+    lines = {c.line for c in documented_commands()}
+    assert set(NOT_RUN) <= lines, set(NOT_RUN) - lines
+    ran = [(group_of(c), c.line) for c in RUN]  # every other line shown runs, at most once in each page group
+    assert {line for _, line in ran} == lines - set(NOT_RUN) and len(set(ran)) == len(ran)
 
 
 # ----------------------------------------------------------------------------- the quickstart
@@ -385,7 +420,7 @@ def test_the_quickstart_runs_every_step(tmp_path):
     env.update(
         QUICKSTART_PYTHON=sys.executable,
         QUICKSTART_SAMPLE_ARGS="--photos 4 --size 64",
-        QUICKSTART_FIT_ARGS=" ".join(SHRINK["fit"]),
+        QUICKSTART_FIT_ARGS=" ".join(SHRINK["fit"] + TINY_NETWORK),  # configs/quickstart.yaml starts from scratch
         QUICKSTART_FASTMMD=f"{sys.executable} {TESTS / 'relay.py'} {socket_path}",
         PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
     )
