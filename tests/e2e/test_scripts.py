@@ -3,16 +3,22 @@
 They are not imported by anything else, so an API change (e.g. the loss settings moving into
 ``StyleLoss``) would only show on a GPU machine or in a long benchmark. Each runs here at a tiny
 size with the arguments its docstring shows, in this process (:func:`run_script`: ``python SCRIPT``
-as ``runpy`` runs it, the global torch settings a script changes restored afterwards); the
-processes a script starts itself (bench_train.py's variants) are real ones.
+as ``runpy`` runs it, the global torch settings a script changes restored afterwards); so do
+bench_train.py's variant processes (:func:`script_processes_in_process`), except where the
+environment a process starts under is what is tested (its bf16 skip), and the whole commands that
+bench_peer.py times.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import runpy
 import subprocess
+import sys
+import traceback
 
 import pytest
 import torch
@@ -37,11 +43,49 @@ def run_script(name: str, *args: str, monkeypatch, capsys) -> str:
     return capsys.readouterr().out
 
 
+def script_processes_in_process(name: str, monkeypatch) -> None:
+    """``python scripts/NAME ...`` started by the script itself with ``subprocess.run`` (bench_train.py
+    runs each variant so) runs in this process instead, as :func:`run_script` runs a script: what it
+    prints and its exit code come back as the process's. The variant's code and the parent's reading of
+    its output are the same; a fresh interpreter's start (torch and Lightning imported again, about 4 s
+    of CPU a variant) is what is saved. The global torch settings and the random generator it changes
+    are restored afterwards."""
+    script, real_run = str(ROOT / "scripts" / name), subprocess.run
+
+    def run(cmd, *args, capture_output=False, **kwargs):
+        if list(cmd[:2]) != [sys.executable, script]:
+            return real_run(cmd, *args, capture_output=capture_output, **kwargs)
+        out, err, code = io.StringIO(), io.StringIO(), 0
+        argv, grad, threads = sys.argv, torch.is_grad_enabled(), torch.get_num_threads()
+        try:
+            sys.argv = [script, *cmd[2:]]
+            with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                runpy.run_path(script, run_name="__main__")
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        except Exception:  # noqa: BLE001 - a process would print it and exit 1
+            code = 1
+            err.write(traceback.format_exc())
+        finally:
+            sys.argv = argv
+            torch.set_grad_enabled(grad)
+            torch.set_num_threads(threads)
+        if capture_output:
+            return subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
+        sys.stdout.write(out.getvalue())
+        sys.stderr.write(err.getvalue())
+        return subprocess.CompletedProcess(cmd, code)
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+
 @pytest.mark.slow
 def test_bench_train_runs_every_cpu_variant_it_names(monkeypatch, capsys):
     """The naive loop and fastmmd's step (``ours-bf16`` is the same step under autocast, which
     tests/unit/test_training.py and tests/integration/test_precision.py cover), two rounds pooled: 4
-    variant processes instead of 12 (a list of batch sizes is covered by the next test, without variant processes)."""
+    variant runs instead of 12, in this process (:func:`script_processes_in_process`; a list of batch
+    sizes is covered by the next test, without variant processes)."""
+    script_processes_in_process("bench_train.py", monkeypatch)
     out = run_script("bench_train.py", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "0",
                      "--quality-steps", "0", "--threads", "1", "--width", "4", "--variants", "naive,ours-fp32",
                      "--rounds", "2", "--cudnn-benchmark", monkeypatch=monkeypatch, capsys=capsys)
