@@ -176,6 +176,21 @@ class FastMMDCLI(LightningCLI):
 
     #: global step of the ``--ckpt_path`` checkpoint, noted when it is checked (inf: none checked)
     _resume_step: float = math.inf
+    #: the subcommand ``args`` starts with, the only one whose parser is built (None: all of them)
+    _only: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        argv = kwargs.get("args")
+        if isinstance(argv, list) and argv and argv[0] in LightningCLI.subcommands():
+            self._only = argv[0]
+        super().__init__(*args, **kwargs)
+
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]  # Lightning's is a staticmethod
+        """Lightning's subcommands, or only the one this command line runs: building the parsers of the
+        other three (every Trainer, model and data argument again) took half of the CPU time that a
+        ``fit --print_config`` costs, for parsers that are never used (docs/benchmarks.md, "The test suite")."""
+        every = LightningCLI.subcommands()
+        return {self._only: every[self._only]} if self._only else every
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--run_name", type=str | None, default=None,

@@ -103,3 +103,20 @@ def test_fit_that_fails_early_leaves_no_run_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "none of the 4 images" in err.strip().splitlines()[-1] and "Traceback" not in err
     assert not (tmp_path / "runs" / "doomed").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["fit", "validate", "test", "predict"])
+def test_only_the_subcommand_given_has_its_parser_built(command, fit_args, monkeypatch, capsys):
+    """``fastmmd fit`` builds the parser of ``fit`` alone, not those of the three subcommands it does
+    not run (each as costly as its own: docs/benchmarks.md, "The test suite")."""
+    from fastmmd.train.cli import FastMMDCLI
+
+    built, prepare = [], FastMMDCLI._prepare_subcommand_parser
+
+    def recorded(self, klass, subcommand, **kwargs):
+        built.append(subcommand)
+        return prepare(self, klass, subcommand, **kwargs)
+
+    monkeypatch.setattr(FastMMDCLI, "_prepare_subcommand_parser", recorded)
+    assert main([command, *fit_args, "--print_config"]) == 0
+    assert built == [command] and "model:" in capsys.readouterr().out
