@@ -7,6 +7,8 @@
   the tiny training data (:func:`fit_data`), the export matrix (:class:`Exports`: a tiny single-style
   and a tiny conditioned network, each as a checkpoint and in every format and weight storage, made
   on first use) and a plain trained run (:func:`plain_run`). Treat their files as read-only.
+* The order the tests run in: under pytest-xdist each worker starts with its share of the tests
+  marked ``heavy`` (:func:`heavy_first`), so that none of them starts last.
 * Helpers imported by test modules (``from conftest import ...``): :func:`synthetic_image`,
   :func:`tiny_fit_args`, :func:`write_tiny_checkpoint`, :func:`fails_with_one_line`.
 
@@ -17,6 +19,7 @@ Stand-in checkpoints are written by fastmmd's own checkpoint writer (:mod:`fastm
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -47,6 +50,52 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
         if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+
+
+def heavy_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
+    """``items`` reordered so that under pytest-xdist's ``--dist worksteal`` on ``workers`` workers each
+    worker starts with its share of the tests marked ``heavy(seconds)`` (the heaviest first, dealt
+    to the least loaded share) and then runs its part of the rest in their order.
+
+    worksteal deals the collection out in contiguous shares (worker k gets ``left // (workers - k)``
+    of the items left) and a worker that runs dry takes the second half of the longest queue left,
+    so a heavy test in the middle of a share starts whenever its worker gets there, and one near the
+    end of the collection starts last and keeps its worker busy while the other has nothing left:
+    at the head of a share it starts at once, and the short tests after it even the workers out.
+    The weights are rough CPU seconds on the 2-core dev box (docs/benchmarks.md, "The test suite"),
+    a hint for the order and nothing that is checked."""
+
+    def weight(item: pytest.Item) -> float:
+        return max(float(m.args[0]) for m in item.iter_markers("heavy"))
+
+    heavy = sorted((i for i in items if i.get_closest_marker("heavy")), key=weight, reverse=True)
+    rest = iter([i for i in items if not i.get_closest_marker("heavy")])
+    heads: list[list[pytest.Item]] = [[] for _ in range(max(workers, 1))]
+    loads = [0.0] * len(heads)
+    for item in heavy:
+        k = loads.index(min(loads))
+        heads[k].append(item)
+        loads[k] += weight(item)
+    ordered, left = [], len(items)
+    for k, head in enumerate(heads):
+        share = left // (len(heads) - k)
+        left -= share
+        ordered += head + list(itertools.islice(rest, max(share - len(head), 0)))
+    return ordered + list(rest)
+
+
+class _HeavyFirst:
+    """Runs :func:`heavy_first` after ``-m``/``-k`` have chosen the tests (``trylast``: the tier markers
+    above must be set before ``-m unit`` reads them, this order after)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        items[:] = heavy_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Registers the ``heavy`` order (:class:`_HeavyFirst`)."""
+    config.pluginmanager.register(_HeavyFirst(), "fastmmd-heavy-first")
 
 
 # ----------------------------------------------------------------------------- built once per session
@@ -391,11 +440,11 @@ def conditioned(export_matrix) -> Exports:
 #: neither worker later waits idle on a file the other is building.
 PREBUILD = {
     "gw0": [("tiny_exports", None, None), ("plain_run", None, None), ("export_matrix", ("single", "int8"), None),
-            ("export_matrix", ("arbitrary", "float32"), ("onnx",))],
+            ("export_matrix", ("arbitrary", "float32"), ("onnx", "pt2"))],
     "gw1": [("conditioned", None, None), ("stateful_run", None, None),
             ("export_matrix", ("single", "float16"), ("torchscript", "pt2")),
             ("export_matrix", ("conditioned", "float16"), ("onnx",)),
-            ("export_matrix", ("arbitrary", "float32"), ("pt2", "torchscript"))],
+            ("export_matrix", ("arbitrary", "float32"), ("torchscript",))],
 }
 
 

@@ -35,6 +35,7 @@ class Probe(L.Callback):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy(7)
 def test_ddp_two_processes_stay_in_sync_on_disjoint_data(fit_args, tmp_path):
     """One network for two styles with a strength input (fastmmd.model.conditioning): the styles and
     strengths drawn per image ride along the sharded data, and a single-style network is the same

@@ -136,6 +136,21 @@ def runnable() -> list[Shown]:
 
 
 RUN = runnable()
+#: Rough CPU seconds of each group's commands, which its first test runs (tests/conftest.py's ``heavy``:
+#: it starts a pytest-xdist worker's share; docs/benchmarks.md, "The test suite").
+GROUP_SECONDS = {"recipes": 25, "readme": 10, "conditioning": 6}
+
+
+def as_params(commands: list[Shown]) -> list:
+    """``commands`` as the parameters of a test, named by page and line; each group's first marked ``heavy``."""
+    first: dict[str, Shown] = {}
+    for command in commands:
+        first.setdefault(group_of(command), command)
+    heavy = {group: pytest.mark.heavy(seconds) for group, seconds in GROUP_SECONDS.items()}
+    return [
+        pytest.param(c, id=f"{c.page} {c.line}", marks=[heavy[group_of(c)]] if first[group_of(c)] is c else [])
+        for c in commands
+    ]
 
 
 def phase(command: Shown) -> int:
@@ -369,7 +384,7 @@ def require_extras(command: Shown) -> None:
 
 
 @pytest.mark.slow  # the first test of a group runs all of its commands: docs/benchmarks.md, "The test suite"
-@pytest.mark.parametrize("command", RUN, ids=[f"{c.page} {c.line}" for c in RUN])
+@pytest.mark.parametrize("command", as_params(RUN))
 def test_a_documented_command_runs(command, docs_run):
     require_extras(command)
     results, work = docs_run(group_of(command))
@@ -404,6 +419,7 @@ def test_the_not_run_table_names_only_commands_shown():
 
 # ----------------------------------------------------------------------------- the quickstart
 @pytest.mark.slow
+@pytest.mark.heavy(6)
 def test_the_quickstart_runs_every_step(tmp_path):
     """``bash scripts/quickstart.sh`` (the README's first command) from a copy of the repository's
     layout (the script and ``configs/``), with its knobs: this interpreter, 4 sample photos of 64 px,

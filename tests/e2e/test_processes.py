@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import require_onnx
 
@@ -95,6 +96,7 @@ def test_fast_path_never_imports_torch(tiny_exports, export_matrix, make_image, 
     assert (tmp_path / "o" / "p_stylized.png").is_file() and (tmp_path / "a" / "p_stylized.png").is_file()
 
 
+@pytest.mark.heavy(5)
 def test_exports_load_with_torch_alone(tiny_exports, tmp_path):
     """A subprocess that cannot import fastmmd loads both formats and reads the metadata."""
     script = f"""
@@ -124,6 +126,7 @@ print("ok", sorted(k for k in sys.modules if k.startswith("fastmmd") and sys.mod
     assert res.stdout.strip() == "ok []"
 
 
+@pytest.mark.heavy(4)
 def test_sigkill_then_resume_equals_uninterrupted_run(plain_run, tmp_path):
     """A run killed with SIGKILL mid-training resumes from its last checkpoint with nothing lost:
     the final weights equal an uninterrupted run's (conftest.plain_run)."""

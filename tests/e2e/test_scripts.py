@@ -95,6 +95,7 @@ def test_bench_train_runs_every_cpu_variant_it_names(monkeypatch, capsys):
     assert out.count("(round 2)") == 2 and "naive: 1.00x naive speed" in out
 
 
+@pytest.mark.heavy(4)
 def test_bench_train_skips_bf16_variants_on_a_cpu_without_bf16(monkeypatch, capfd):
     """Under ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 (an AVX2-only CPU, as far as torch
     is concerned: the processes of each batch size start under them) the bf16 variants are skipped
@@ -108,6 +109,7 @@ def test_bench_train_skips_bf16_variants_on_a_cpu_without_bf16(monkeypatch, capf
 
 
 @pytest.mark.slow
+@pytest.mark.heavy(7)
 def test_bench_stylize_runs_on_the_cpu(monkeypatch, capsys):
     out = run_script("bench_stylize.py", "--sizes", "24x16", "--width", "4", "--residual-blocks", "1",
                      "--iters", "1", "--warmup", "0", "--dtype", "fp32", "--variants", "naive,eager,torchscript,pt2",
@@ -206,6 +208,7 @@ def test_the_arbitrary_step_profile_times_every_part(monkeypatch, capsys):
     assert all(f"| {part} |" in out for part in ("paintings", "network", "loss", "backward")) and "whole step" in out
 
 
+@pytest.mark.heavy(5)
 def test_bench_peer_runs_ours_side_by_side_without_the_peer(tiny_exports, tmp_path, monkeypatch, capsys):
     """scripts/bench_peer.py at a tiny size, ours only (the peer lives in another venv): an .onnx on the
     torch-free path and a .pt through torch, both timed in-process and as whole commands."""

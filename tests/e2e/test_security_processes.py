@@ -96,6 +96,7 @@ def _limited(genuine: list[list[str]], payloads: list[list[str]], cwd: Path) -> 
     return rows[1:]
 
 
+@pytest.mark.heavy(4)
 def test_resource_payloads_are_refused_in_one_line_under_a_hard_memory_limit(tiny_exports, make_image, tmp_path):
     """Every resource payload x every loader: exit 2, one line, nothing written, within the baseline
     + 1.5 GB of address space (the payloads declare 1-50 GB or loop forever), and no file read
@@ -222,6 +223,7 @@ def test_old_format_and_vgg_payloads_are_refused_for_what_they_are(tiny_exports,
     assert not out.exists()
 
 
+@pytest.mark.heavy(4)
 def test_video_frame_and_pixel_rates_are_bounded(tiny_exports, tmp_path):
     """Tiny clips that declare (a GIF repainting a 4600 x 4600 screen 50 times a second; an MP4 of
     frames a microsecond apart) or carry (1,100 frames at one timestamp under a 25 fps header) more

@@ -39,6 +39,7 @@ from fastmmd.apps.serve.app import create_app, serve_forever  # noqa: E402
 # ------------------------------------------------------------------------------------------ command line
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.heavy(4)
 def test_cli_serves_warns_on_all_interfaces_and_cleans_up(models_dir, tmp_path, stop):
     """``fastmmd serve --host 0.0.0.0 --port 0``: warns, prints its address, serves, and removes its
     folder when stopped by Ctrl+C or SIGTERM."""
@@ -359,6 +360,7 @@ def check_several_photos_to_a_zip(page_on, live_server, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy(10)
 def test_page_in_chromium(page_on, live_server, tmp_path):
     """The page in headless Chromium, one scenario after another (one test, so a machine without a
     browser reports one skip line): upload, choose, slide, blend, download, a broken file; two pages

@@ -75,6 +75,7 @@ def torch_only_run(shipped, tmp_path_factory) -> dict[str, dict]:
 
 
 @pytest.mark.slow  # ~10-20 s on 2 CPU cores: a fresh interpreter imports torch and opens six files of each kind
+@pytest.mark.heavy(6)
 def test_shipped_files_load_with_their_runtime_alone_and_look_as_recorded(shipped, torch_only_run):
     """The .pt with torch alone, the .onnx with onnxruntime alone (where installed), in a process
     that cannot import fastmmd: odd sizes in and out, and the checksums zoo.json records."""

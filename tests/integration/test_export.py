@@ -117,6 +117,7 @@ def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_r
                        for c in convs)  # at most 255 levels per channel: what int8 holds
 
 
+@pytest.mark.heavy(4)
 def test_export_takes_an_exported_file_and_keeps_its_storage_and_training(export_matrix, tmp_path, capsys):
     """``fastmmd export FILE.pt --format pt2``: the network an exported file holds (read weights-only),
     exported again; its storage by default (int8 stays int8, the same weights) or the one asked
@@ -138,6 +139,7 @@ def test_export_takes_an_exported_file_and_keeps_its_storage_and_training(export
     assert read_metadata(tmp_path / "again.pt")["dtype"] == "float32"
 
 
+@pytest.mark.heavy(4)
 def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_matrix, make_image, tmp_path, capsys):
     """``--calibrate PHOTOS``: the middle convolutions in int8 (QDQ pairs that onnxruntime fuses into
     QLinearConv, 7-bit weights), the first and the last in float32 from int8-stored weights; the
@@ -174,6 +176,7 @@ def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_m
         assert run(x).shape == x.shape
 
 
+@pytest.mark.heavy(4)
 def test_int8_compute_is_refused_where_it_does_not_apply(export_matrix, make_image, tmp_path, monkeypatch):
     """Only ONNX files of single-style networks; a calibration that moves the output too far writes nothing."""
     pytest.importorskip("onnxruntime")

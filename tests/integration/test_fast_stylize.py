@@ -148,6 +148,7 @@ def test_stylize_array_rounds_as_the_torch_path():
     assert np.array_equal(ours, theirs)
 
 
+@pytest.mark.heavy(4)
 def test_onnx_export_folds_wide_upsampling_kernels(tmp_path):
     """The exporter folds only tensors under 8192 values by itself; a 4x-width bottleneck of 11 channels
     has upsampling weights of 44 x 22 x 9 = 8712 values, which left Einsum nodes outside the allowlist."""

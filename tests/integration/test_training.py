@@ -173,6 +173,7 @@ def test_the_test_loop_logs_under_test(plain_run, fit_args):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy(5)
 def test_compiled_training_keeps_the_checkpoint_format(fit_args, monkeypatch):
     """``model.compile``: the network and VGG are compiled in place (``nn.Module.compile``) and the
     checkpoint holds plain ``network.*`` keys that an uncompiled network loads.
