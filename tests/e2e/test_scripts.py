@@ -47,9 +47,9 @@ def script_processes_in_process(name: str, monkeypatch) -> None:
     """``python scripts/NAME ...`` started by the script itself with ``subprocess.run`` (bench_train.py
     runs each variant so) runs in this process instead, as :func:`run_script` runs a script: what it
     prints and its exit code come back as the process's. The variant's code and the parent's reading of
-    its output are the same; a fresh interpreter's start (torch and Lightning imported again, about 4 s
-    of CPU a variant) is what is saved. The global torch settings and the random generator it changes
-    are restored afterwards."""
+    its output are the same; a fresh interpreter's start, torch and Lightning imported again, is what is
+    saved (docs/benchmarks.md, "The test suite"). The global torch settings and the random generator it
+    changes are restored afterwards."""
     script, real_run = str(ROOT / "scripts" / name), subprocess.run
 
     def run(cmd, *args, capture_output=False, **kwargs):
