@@ -19,6 +19,16 @@ For every style file in ``configs/zoo/`` with a trained checkpoint ``<checkpoint
    (through onnxruntime) and, from ``scripts/bench_quality.py``'s JSON (``--fast-quality``), its
    style/content distances on held-out photos against the ``.pt``'s.
 
+``--fine-tuned NAME=RUN,...`` only rebuilds those styles from a fine-tune of their shipped network (a
+``fastmmd fit --model.init_from checkpoints/NAME.pt`` run folder; its ``last.ckpt``, or ``RUN`` a ``.ckpt`` in
+it): the ``.pt`` and ``.onnx`` as above, the checksums, and under ``training.fine_tunes`` what the fine-tune
+added to the original training (:func:`fine_tune_record`: steps, batch, size, loss, stability settings, minutes
+from its ``metrics.csv``, ``--machine``; the lattice before and after from ``--lattice``, the held-out style and
+content distances against the network it replaced from ``--quality``). The painting and the original
+training stay as recorded; ``--scores`` replaces the evaluate scores (else they are dropped: they scored the
+old network). Run it before the old ``.pt`` is replaced: the record names the file it started from
+(its SHA-256); a rebuild from the same run (``--no-export``, to record scores measured since) keeps it.
+
 ``--paintings`` only (re)writes each style's ``download`` record (:data:`DOWNLOADS`) into ``zoo.json``.
 No ``.pt2`` is shipped (the zoo's 40 MB): ``fastmmd export NAME --format pt2`` writes one from the
 ``.pt``, the same network. ``--fast NAME[=SOURCE],...`` only makes (or replaces) those styles' ``.onnx``,
@@ -28,12 +38,16 @@ records the existing file (and its ``--fast-quality``).
 
     python scripts/build_zoo.py --checkpoints out/zoo --scores out/eval --cpu-times out/zoo_cpu/cpu_times.json \
         --machine "one NVIDIA H100 80GB (8 runs sharing it)" --minutes 3.5
+    python scripts/build_zoo.py --fine-tuned wave=runs/stable-wave --machine "2-core CPU, 1 thread" \
+        --lattice lattice_wave.json --quality quality_wave.json --calibrate 'photos/*/*.jpg'
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -186,6 +200,121 @@ def add_onnx(manifest: dict, name: str, zoo: Path, source: Path, quality: Path |
     entry["sha256"]["onnx"] = file_sha256(zoo / file)
 
 
+def _same_file(spec: str, path: Path) -> bool:
+    """Whether a model named ``spec`` in a measurement's output is the file ``path``."""
+    return Path(spec).resolve() == path.resolve()
+
+
+def _pick(models: dict, name: str, ckpt: Path) -> tuple[dict, dict] | None:
+    """The shipped network's row (``NAME`` or ``NAME:pt``) and the fine-tune's (the model whose path is ``ckpt``)
+    of one measurement, or None when it measured not both."""
+    before = next((v for k, v in models.items() if k in (name, f"{name}:pt")), None)
+    after = next((v for k, v in models.items() if _same_file(k, ckpt)), None)
+    return (before, after) if before is not None and after is not None else None
+
+
+def lattice_record(files: list[Path], name: str, ckpt: Path) -> dict | None:
+    """The lattice before and after (``scripts/measure_artifacts.py --json`` of ``NAME:pt`` and ``ckpt``): period-4
+    and period-2 power over the surrounding spectrum, and grid lock for moves of 1..3 px (``off_grid``), each
+    the mean over the photos; None when no file measured both."""
+    for file in files:
+        measured = json.loads(file.read_text())
+        pair = _pick(measured["models"], name, ckpt)
+        if pair:
+            return {"photos": len(measured["settings"]["photos"]), "size": measured["settings"]["size"],
+                    **{when: {"period4": row["lattice"]["period4"], "period2": row["lattice"]["period2"],
+                              "grid_lock": row["grid_lock"]["off_grid"]} for when, row in zip(("before", "after"), pair)}}
+    return None
+
+
+def held_out_record(files: list[Path], name: str, ckpt: Path) -> dict | None:
+    """The fine-tune against the network it replaced on held-out photos (``scripts/bench_quality.py --models
+    NAME:pt,CKPT --json``): mean style (SW) and content distances, their ratios to the old network's (the
+    reference, first in the file), the worst photo's ratio, and ``style_ratio_se``: the standard error of the
+    mean of the per-photo style ratios (how far the ratio moves with the photos drawn); None when no file
+    scored both."""
+    for file in files:
+        q = json.loads(file.read_text())
+        if "summary" not in q or q["summary"][0]["model"] not in (name, f"{name}:pt"):
+            continue
+        mine = next((row for row in q["summary"] if _same_file(row["model"], ckpt)), None)
+        if mine is None:
+            continue
+        ratios = [a["style_swd"] / b["style_swd"] for a, b in zip(q["rows"][mine["model"]], q["rows"][q["summary"][0]["model"]])]
+        return {"photos": len(q["settings"]["photos"]), "size": q["settings"]["size"],
+                **{k: mine[k] for k in ("style_swd", "content", "style_ratio", "content_ratio", "worst_style_ratio",
+                                        "worst_content_ratio")},
+                "style_ratio_se": statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else None}
+    return None
+
+
+def fine_tune_record(ckpt: Path, machine: str, described: dict) -> dict:
+    """What a fine-tune run added (``ckpt``: a ``.ckpt`` of its run folder, ``described`` its ``"fastmmd"``
+    entry): its settings from the run's resolved ``config.yaml`` and the checkpoint, and its wall-clock minutes
+    (the largest ``time/elapsed_s`` in ``metrics.csv``; None without one)."""
+    run = ckpt.parent
+    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    model, data = config.get("model") or {}, config.get("data") or {}
+    seconds = None
+    if (run / "metrics.csv").is_file():
+        with open(run / "metrics.csv", newline="") as f:
+            elapsed = [float(r["time/elapsed_s"]) for r in csv.DictReader(f) if r.get("time/elapsed_s")]
+        seconds = max(elapsed, default=None)
+    return {"run": run.name, "steps": int(described["global_step"]), "batch_size": data.get("batch_size"),
+            "image_size": described["image_size"], "lr": model.get("lr"), "loss": described["loss"],
+            "style_weight": described["style_weight"],
+            "stability": {"weight": described.get("stability_weight", 0.0), "shift": model.get("stability_shift"),
+                          "crop": model.get("stability_crop"), "noise": model.get("stability_noise")},
+            "minutes": seconds / 60 if seconds is not None else None, "machine": machine}
+
+
+def add_fine_tune(manifest: dict, name: str, source: Path, zoo: Path, machine: str, scores_dir: Path | None,
+                  lattice: list[Path], quality: list[Path], fast_quality: Path | None, calibrate: list[str] | None,
+                  no_export: bool) -> None:
+    """Rebuilds style ``name`` of ``manifest`` from a fine-tune of its shipped network (module docstring):
+    ``source`` a run folder (its ``last.ckpt``) or a ``.ckpt``. Refuses a run that did not start from the
+    style's ``.pt`` or trained on another painting."""
+    from fastmmd.infer.export import load_exported
+    from fastmmd.infer.zoo import checksum, file_sha256
+
+    ckpt = source / "last.ckpt" if source.is_dir() else source
+    entry = manifest["styles"].get(name)
+    if entry is None:
+        raise SystemExit(f"--fine-tuned {name}: no such style in {zoo / 'zoo.json'}")
+    described = torch.load(ckpt, map_location="cpu", weights_only=True)["fastmmd"]
+    shipped = entry["files"]["torchscript"]
+    if described.get("init_from") != shipped:
+        raise SystemExit(f"--fine-tuned {name}: {ckpt} started from {described.get('init_from')!r}, not {shipped}")
+    if [Path(p).name for p in described["style_images"]] != [entry["style_image"]]:
+        raise SystemExit(f"--fine-tuned {name}: {ckpt} trained on {described['style_images']}, "
+                         f"not {entry['style_image']}")
+    record = fine_tune_record(ckpt, machine, described)
+    tunes = list(entry["training"].get("fine_tunes") or [])
+    if tunes and tunes[-1]["run"] == record["run"]:  # the same run again (e.g. --no-export with new scores)
+        started = tunes.pop()["from"]
+    else:
+        started = {"file": shipped, "sha256": entry["sha256"]["torchscript"], "steps": entry["training"]["steps"]
+                   + sum(t["steps"] for t in tunes)}
+    record = {"from": started, **record, "lattice": lattice_record(lattice, name, ckpt),
+              "held_out": held_out_record(quality, name, ckpt)}
+    if not no_export:
+        export(ckpt, zoo / shipped)
+    module, exported = load_exported(zoo / shipped)
+    report = scores_dir / name / "report.json" if scores_dir else None
+    if report is not None and report.is_file():
+        evaluated = json.loads(report.read_text())["models"][0]["path"]
+        if not _same_file(evaluated, zoo / shipped):
+            raise SystemExit(f"--scores: {report} scored {evaluated} first, not {zoo / shipped}")
+    else:
+        print(f"{name}: no --scores report; the old network's scores are dropped")
+    entry.update({"loss": described["loss"], "style_weight": described["style_weight"],
+                  "training": {**entry["training"], "fine_tunes": [*tunes, record]},
+                  "weights": exported.get("dtype"), "storage_max_abs_diff": exported.get("storage_max_abs_diff"),
+                  "scores": scores(report) if report is not None else None, "checksum": checksum(module)})
+    entry["sha256"]["torchscript"] = file_sha256(zoo / shipped)
+    add_onnx(manifest, name, zoo, zoo / shipped, fast_quality, calibrate, no_export)
+
+
 def main() -> None:
     from fastmmd.infer.export import load_exported
     from fastmmd.infer.zoo import checksum, file_sha256
@@ -209,6 +338,12 @@ def main() -> None:
     ap.add_argument("--calibrate", nargs="+", default=None, help="photos for the .onnx files' int8 compute "
                     "(fastmmd export --calibrate); without it they compute in float32")
     ap.add_argument("--paintings", action="store_true", help="only (re)write each style's painting download record")
+    ap.add_argument("--fine-tuned", default=None, help="only rebuild NAME from a fine-tune of its shipped network: "
+                    "NAME=RUN (its run folder, or a .ckpt in it); several, comma-separated; needs --machine")
+    ap.add_argument("--lattice", nargs="+", default=[], help="scripts/measure_artifacts.py --json files that measured "
+                    "NAME:pt and the fine-tune's .ckpt (--fine-tuned)")
+    ap.add_argument("--quality", nargs="+", default=[], help="scripts/bench_quality.py --models NAME:pt,CKPT --json "
+                    "files: the fine-tune against the network it replaces (--fine-tuned)")
     args = ap.parse_args()
     if args.paintings:
         zoo = Path(args.zoo)
@@ -219,6 +354,23 @@ def main() -> None:
             manifest["styles"][name] = dict([*items[:at], ("download", DOWNLOADS[name]), *items[at:]])
         (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
         print(f"wrote the painting download records into {zoo / 'zoo.json'}")
+        return
+    if args.fine_tuned:
+        if args.machine is None:
+            ap.error("--fine-tuned needs --machine (where the fine-tunes ran)")
+        zoo = Path(args.zoo)
+        manifest = json.loads((zoo / "zoo.json").read_text())
+        qualities = [Path(q) for q in args.fast_quality or []]
+        for spec in args.fine_tuned.split(","):
+            name, _, run = spec.partition("=")
+            scored = next((q for q in qualities if name in (json.loads(q.read_text()).get("styles") or {})), None)
+            add_fine_tune(manifest, name, Path(run), zoo, args.machine, Path(args.scores) if args.scores else None,
+                          [Path(f) for f in args.lattice], [Path(f) for f in args.quality], scored, args.calibrate,
+                          args.no_export)
+            print(f"{name}: fine-tuned by {Path(run).name}")
+        (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        (zoo / "README.md").write_text(readme(manifest, zoo))
+        print(f"wrote {zoo / 'zoo.json'} and {zoo / 'README.md'}")
         return
     if not args.fast and (args.machine is None or args.minutes is None or not (args.checkpoints or args.arbitrary)):
         ap.error("--machine, --minutes and --checkpoints (or --arbitrary) are needed unless --fast is given")
@@ -335,8 +487,12 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
     for name, e in manifest["styles"].items():
         t, sc = e["training"], e.get("scores") or {}
         num = lambda k, f=".3f": format(sc[k], f) if k in sc else "–"  # noqa: E731
-        lines.append(f"| `{name}` | {e['painter']}, *{e['title']}* ({e['year']}) | {e['loss']} | {t['steps']} ({t['batch_size']}) "
-                     f"| {t['minutes']:g} min, {t['machine']} | {cpu_time(t)} | {num('style_swd')} | {num('content')} | {num('style_ratio', '.2f')} "
+        tunes = t.get("fine_tunes") or []
+        steps = f"{t['steps']} ({t['batch_size']})" + "".join(f" + {f['steps']} ({f['batch_size']})" for f in tunes)
+        trained = f"{t['minutes']:g} min, {t['machine']}" + "".join(f" + {_minutes(f)} fine-tune (below)" for f in tunes)
+        cpu_column = cpu_time(t) + "".join(f" + {_minutes(f)}" for f in tunes)
+        lines.append(f"| `{name}` | {e['painter']}, *{e['title']}* ({e['year']}) | {e['loss']} | {steps} "
+                     f"| {trained} | {cpu_column} | {num('style_swd')} | {num('content')} | {num('style_ratio', '.2f')} "
                      f"| {num('content_ratio', '.2f')} | {num('seconds_per_image', '.2f')} |")
     fast = [(name, e["onnx"]) for name, e in manifest["styles"].items() if e.get("onnx")]
     if fast:
@@ -357,6 +513,7 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
             lines.append(f"| `{name}` | {r.get('compute', 'float32')} | {size:.2f} | {num('style_ratio')} | "
                          f"{num('worst_style_ratio')} | {num('content_ratio')} | {num('worst_content_ratio')} | "
                          f"{move} |")
+    lines += fine_tune_section(manifest)
     lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml --data.root photos/",
               "--model.style_images '[<style>]'` (the painting by name, once `fastmmd data paintings <style>` has downloaded it:",
               "[below](#the-paintings); photos: `fastmmd data coco`), then",
@@ -386,6 +543,50 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
                       f"{sc['content']:.3f} ({sc['content_ratio']:.2f}x); docs/benchmarks.md, \"Arbitrary style\"."]
         lines.append("")
     return "\n".join(lines + paintings_section(manifest))
+
+
+def _minutes(record: dict) -> str:
+    return f"{record['minutes']:.0f} min" if record.get("minutes") else "? min"
+
+
+def fine_tune_section(manifest: dict) -> list[str]:
+    """checkpoints/README.md's table of the styles fine-tuned since their training (``training.fine_tunes``):
+    the fine-tune's settings and time, the lattice before -> after and the held-out distances against the
+    network it replaced; nothing when no style was fine-tuned."""
+    rows = [(name, f) for name, e in manifest["styles"].items() for f in e["training"].get("fine_tunes") or []]
+    if not rows:
+        return []
+    lat = next((f["lattice"] for _, f in rows if f.get("lattice")), None)
+    held = next((f["held_out"] for _, f in rows if f.get("held_out")), None)
+    lines = ["", "Fine-tuned against the lattice (issue 27): these networks were trained on from the shipped one with",
+             "the stability term's whole-pixel moves (`model.stability_crop`), which removes the fine cross-hatch the",
+             "networks drew on their own 4 px grid in flat areas such as skies (docs/benchmarks.md, \"The fix: whole-pixel",
+             "stability moves\" and \"The zoo without the lattice\"): `fastmmd fit --config configs/video.yaml",
+             "--model.init_from checkpoints/<style>.pt --model.style_images '[<style>]' --model.loss.method <loss>",
+             "--trainer.max_steps <steps>` with the settings below (as the runs recorded them). Lattice: the power at",
+             "periods 4 and 2 over the spectrum around it, and grid lock for 1-3 px moves (`scripts/measure_artifacts.py`"
+             + (f", {lat['photos']} held-out photos at {lat['size']} px" if lat else "") + "; the photos themselves:",
+             "period 4 2-86, period 2 3-102); SW / content ratio: the fine-tuned network against the one it replaced",
+             "(`scripts/bench_quality.py`" + (f", {held['photos']} held-out photos at {held['size']} px" if held else "")
+             + "; below 1: closer).", "",
+             ("| style | steps (batch) at px | loss, style weight | stability weight, moves, noise | time | period 4 "
+              "| period 2 | grid lock | SW ratio | content ratio |"),
+             "|---|---|---|---|---|---|---|---|---:|---:|"]
+    for name, f in rows:
+        st, la, ho = f["stability"], f.get("lattice") or {}, f.get("held_out") or {}
+
+        def change(key: str, form: str, la: dict = la) -> str:
+            return f"{la['before'][key]:{form}} → {la['after'][key]:{form}}" if la else "–"
+
+        def ratio(key: str, ho: dict = ho) -> str:
+            return f"{ho[key]:.3f}" if ho else "–"
+
+        moves = f"0-{st['shift']:g} px" + (" crops" if st.get("crop") else " shifts") if st.get("shift") else "–"
+        lines.append(f"| `{name}` | {f['steps']} ({f['batch_size']}) at {f['image_size']} | {f['loss']}, {f['style_weight']:g} "
+                     f"| {st['weight']:g}, {moves}, {st.get('noise') or 0:g} | {_minutes(f)}, {f['machine']} "
+                     f"| {change('period4', '.0f')} | {change('period2', '.0f')} | {change('grid_lock', '.4f')} "
+                     f"| {ratio('style_ratio')} | {ratio('content_ratio')} |")
+    return lines
 
 
 def paintings_section(manifest: dict) -> list[str]:

@@ -20,12 +20,17 @@ For each model (a ``.ckpt`` of ``fastmmd fit`` or an exported ``.pt``/``.pt2``/`
 
     python scripts/measure_artifacts.py run/last.ckpt other.pt --photos photos/*.jpg --size 256
     python scripts/measure_artifacts.py a.ckpt b.ckpt --crops out/crops.png   # top-left crops side by side
+
+The last line of the output is the results as JSON (``{model: row}``); ``--json FILE`` also writes
+them with the settings (``{"settings": {"size", "photos"}, "models": {model: row}}``), the form
+``scripts/build_zoo.py --lattice`` reads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -84,6 +89,7 @@ def main() -> None:
     ap.add_argument("--photos", nargs="*", default=[])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--crops", default=None, help="PNG of the top-left 96 px of each model's output on the first photo")
+    ap.add_argument("--json", default=None, help="write the results with the settings (size, photo names) here")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     photos = [read_image(p, args.size) for p in args.photos]
@@ -113,6 +119,9 @@ def main() -> None:
 
         save_image(torch.stack(crops), args.crops, nrow=len(crops), padding=4, pad_value=1.0)
     print(json.dumps(results))
+    if args.json:
+        settings = {"size": args.size, "photos": [Path(p).name for p in args.photos]}
+        Path(args.json).write_text(json.dumps({"settings": settings, "models": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -256,3 +256,91 @@ def test_bench_quality_scores_models_and_each_zoo_style_against_its_painting(tin
                "--json", str(tmp_path / "z.json"), monkeypatch=monkeypatch, capsys=capsys)
     group = json.loads((tmp_path / "z.json").read_text())["styles"]["tiny"]
     assert group["style"] == "paint.png" and [s["model"] for s in group["summary"]] == ["tiny", "tiny:onnx"]
+
+
+@pytest.mark.slow  # ~8 s on 2 CPU cores (a tiny fit, the export's own interpreter), more if it makes the tiny .onnx
+def test_build_zoo_rebuilds_a_style_from_a_fine_tune_and_records_it_over_the_original_training(
+        tiny_exports, fit_data, tmp_path, monkeypatch, capsys):
+    """scripts/build_zoo.py --fine-tuned on a tiny zoo of one style: a 2-step fit started from the style's
+    .pt (the stability term's whole-pixel moves on) replaces its .pt and .onnx; zoo.json keeps the
+    original training and adds the fine-tune (the file it started from, its steps, batch, stability
+    settings, minutes) with the lattice before/after that measure_artifacts.py --json measured and the
+    held-out ratios; a rebuild from the same run keeps one record and its start; a run that did not
+    start from the style's .pt is refused. The .onnx export itself (~10 s here; tests/integration/test_export.py)
+    is the session's tiny network's: only that it is asked of the new .pt is checked."""
+    import importlib.util
+    import shutil
+
+    from conftest import tiny_fit_args
+
+    from fastmmd.infer.zoo import file_sha256
+    from fastmmd.model.files import read_metadata
+    from fastmmd.train.cli import build_cli
+
+    require_onnx()
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copy(tiny_exports["torchscript"], zoo / "tiny.pt")
+    old_sha = file_sha256(zoo / "tiny.pt")
+    original = {"machine": "a GPU", "minutes": 1.0, "steps": 3, "batch_size": 8, "image_size": 32}
+    manifest = {"format_version": 1, "styles": {"tiny": {
+        "title": "Tiny", "painter": "P", "year": "2026", "style_image": "style.png", "loss": "gram", "style_weight": 5.0,
+        "training": original, "files": {"torchscript": "tiny.pt"}, "sha256": {"torchscript": old_sha},
+        "scores": {"style_ratio": 1.0}, "checksum": {}}}}
+    (zoo / "zoo.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("FASTMMD_ZOO", str(zoo))
+    build_cli(["fit", *tiny_fit_args(tmp_path, data=fit_data), "--model.init_from", str(zoo / "tiny.pt"),
+               "--model.stability_weight", "10", "--model.stability_crop", "true", "--model.stability_shift", "3",
+               "--trainer.max_steps", "2", "--run_name", "tune"])
+    run = tmp_path / "runs" / "tune"
+    photos = sorted((fit_data / "photos").glob("*.png"))[:2]
+    run_script("measure_artifacts.py", "tiny:pt", str(run / "last.ckpt"), "--photos", *map(str, photos), "--size", "64",
+               "--json", str(tmp_path / "lattice.json"), monkeypatch=monkeypatch, capsys=capsys)
+    lattice = json.loads((tmp_path / "lattice.json").read_text())
+    assert lattice["settings"] == {"size": 64, "photos": [p.name for p in photos]} and len(lattice["models"]) == 2
+    rows = {"tiny:pt": [{"style_swd": 0.2, "content": 0.5}] * 2,
+            str(run / "last.ckpt"): [{"style_swd": 0.19, "content": 0.6}, {"style_swd": 0.21, "content": 0.6}]}
+    summary = [{"model": m, "style_swd": 0.2, "content": c, "style_ratio": 1.0, "content_ratio": c / 0.5,
+                "worst_style_ratio": w, "worst_content_ratio": c / 0.5} for m, c, w in zip(rows, (0.5, 0.6), (1, 1.05))]
+    (tmp_path / "quality.json").write_text(json.dumps({"settings": {"size": 64, "photos": ["a", "b"]}, "summary": summary,
+                                                       "rows": rows}))
+    asked, onnx = [], tiny_exports["onnx"]  # made (once a session) before export_checkpoint is replaced
+
+    def onnx_export(source, target, weights, calibration):  # build_zoo's fast_entry: the .onnx from the new .pt
+        asked.append((source, weights, calibration))
+        shutil.copy(onnx, target)
+
+    monkeypatch.setattr("fastmmd.infer.export.export_checkpoint", onnx_export)
+    build = ["--zoo", str(zoo), "--fine-tuned", f"tiny={run}", "--machine", "the test box",
+             "--lattice", str(tmp_path / "lattice.json"), "--quality", str(tmp_path / "quality.json")]
+    run_script("build_zoo.py", *build, monkeypatch=monkeypatch, capsys=capsys)
+    entry = json.loads((zoo / "zoo.json").read_text())["styles"]["tiny"]
+    assert asked == [(zoo / "tiny.pt", "int8", None)]
+    assert entry["sha256"]["torchscript"] == file_sha256(zoo / "tiny.pt") != old_sha
+    assert entry["sha256"]["onnx"] == file_sha256(zoo / "tiny.onnx") and entry["files"]["onnx"] == "tiny.onnx"
+    meta = read_metadata(zoo / "tiny.pt")
+    assert meta["training_steps"] == 2 and meta["training"]["init_from"] == "tiny.pt"
+    assert entry["style_weight"] == meta["style_weight"] and entry["scores"] is None  # they scored the old network
+    tune = entry["training"]["fine_tunes"]
+    assert {k: entry["training"][k] for k in original} == original and len(tune) == 1
+    tune = tune[0]
+    assert tune["from"] == {"file": "tiny.pt", "sha256": old_sha, "steps": 3}
+    assert (tune["run"], tune["steps"], tune["batch_size"], tune["image_size"], tune["machine"]) == (
+        "tune", 2, 2, 32, "the test box")
+    assert tune["stability"] == {"weight": 10.0, "shift": 3.0, "crop": True, "noise": 0.02} and tune["minutes"] > 0
+    models = lattice["models"]
+    assert tune["lattice"]["before"]["period4"] == models["tiny:pt"]["lattice"]["period4"]
+    assert tune["lattice"]["after"]["grid_lock"] == models[str(run / "last.ckpt")]["grid_lock"]["off_grid"]
+    assert tune["held_out"]["photos"] == 2 and tune["held_out"]["content_ratio"] == pytest.approx(1.2)
+    assert tune["held_out"]["style_ratio_se"] == pytest.approx(0.05)  # per-photo ratios 0.95, 1.05: sd 0.0707 / sqrt 2
+    card = (zoo / "README.md").read_text()
+    assert "| 3 (8) + 2 (2) |" in card and "| `tiny` | 2 (2) at 32 | gram, " in card
+    run_script("build_zoo.py", *build, "--no-export", monkeypatch=monkeypatch, capsys=capsys)  # the same run again
+    again = json.loads((zoo / "zoo.json").read_text())["styles"]["tiny"]["training"]["fine_tunes"]
+    assert len(again) == 1 and again[0]["from"]["sha256"] == old_sha
+
+    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit, match="started from None, not tiny.pt"):
+        module.add_fine_tune(manifest, "tiny", tiny_exports["ckpt"], zoo, "box", None, [], [], None, None, True)

@@ -288,6 +288,11 @@ def test_shipped_manifest_is_complete(real_zoo, shipped_arbitrary):
         assert {"minutes", "steps", "batch_size", "image_size"} <= set(e["training"]), name
         assert e["training"]["cpu_minutes"] > 0 and e["training"]["cpu_seconds_per_step"] > 0, name  # on the 2-core CPU
         assert {"style_ratio", "content_ratio", "photos", "size"} <= set(e["scores"]), name
+        for tune in e["training"].get("fine_tunes") or []:  # trained on from the shipped network since
+            assert tune["steps"] > 0 and tune["minutes"] > 0 and tune["machine"] and len(tune["from"]["sha256"]) == 64, name
+            lattice, held_out = tune["lattice"], tune["held_out"]  # measured against the network it replaced
+            assert lattice["photos"] >= 10 and held_out["photos"] >= 10, name
+            assert {"period4", "period2", "grid_lock"} <= set(lattice["before"]) & set(lattice["after"]), name
         c = e["checksum"]
         assert c["seed"] == CHECKSUM_SEED and c["shape"] == list(CHECKSUM_SHAPE) and 0 < c["tolerance"] <= 0.01, name
         assert len(c["mean"]) == len(c["std"]) == 3, name
@@ -315,7 +320,11 @@ def test_shipped_files_through_fastmmd(real_zoo):
             assert meta.get(key) is not None, (name, key)
         assert entry["style_image"] in [Path(s).name for s in meta["style_images"]], name
         assert (meta["loss"], meta["style_weight"]) == (entry["loss"], entry["style_weight"]), name
-        assert meta["training_steps"] == entry["training"]["steps"], name
+        tunes = entry["training"].get("fine_tunes") or []  # trained on since (scripts/build_zoo.py --fine-tuned)
+        assert meta["training_steps"] == (tunes[-1] if tunes else entry["training"])["steps"], name
+        if tunes:  # the file says where it started, and the manifest how
+            assert meta["training"]["init_from"] == tunes[-1]["from"]["file"] == entry["files"]["torchscript"], name
+            assert meta["training"]["stability_weight"] == tunes[-1]["stability"]["weight"], name
         assert meta["min_size"] <= min(image.size), name
         read_network(path)
         for spec in (name, f"{name}:pt"):  # by name, from the default zoo folder (load_stylizer: the torch path)
