@@ -397,8 +397,8 @@ def export_network(net: TransformerNet, output: str | os.PathLike, fmt: str | No
     # the graphs exports write keep each conditional norm and its affine apart (the fused call is an eager speed-up,
     # TransformerNet.set_layout); onnxruntime pads a conv's 3 output channels to 16: ONNX's last conv at 1/4 resolution
     # (48 channels; docs/benchmarks.md, "Side by side")
-    for copy in (full, net):
-        copy.set_layout(space_to_depth_on_cpu="output" if fmt == "onnx" else False, fused_norms=False)
+    for network in (full, net):
+        network.set_layout(space_to_depth_on_cpu="output" if fmt == "onnx" else False, fused_norms=False)
     module = ExportedStylizer(net, json.dumps(metadata), traceable=fmt != "torchscript").eval()
     reference = ExportedStylizer(net).eval()
     x = _example()
