@@ -141,6 +141,23 @@ def check_output_dir(path: str | os.PathLike, inputs: Iterable[tuple[str, str | 
     return p
 
 
+def image_file_output(path: str | os.PathLike, files: list[Path], suffixes: Iterable[str]) -> Path | None:
+    """``--output NAME.jpg`` for one image: that file, checked as :func:`check_output_file` checks
+    (never an input); None when ``path`` is a folder: an existing one, or a name without one of the
+    image ``suffixes`` (the results then go in it as ``<stem>_stylized<suffix>``).
+
+    Raises:
+        UserError: an image file named for several images (or for none), or a file check that fails.
+    """
+    p = Path(path)
+    if p.is_dir() or p.suffix.lower() not in set(suffixes):
+        return None
+    if len(files) != 1:
+        raise UserError(f"--output {str(p)!r} names one image file, but {len(files)} images were given; "
+                        "name a folder instead")
+    return check_output_file(p, [("input", f) for f in files], suffixes, "--output")
+
+
 def remove_created(created: list, error: bool = False) -> None:
     """Removes the folders in ``created`` that are empty, deepest first (never a file, never a full folder).
 

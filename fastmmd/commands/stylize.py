@@ -11,9 +11,9 @@ from PIL import Image
 from torch import Tensor
 
 from fastmmd.base.errors import ImageError, UserError
-from fastmmd.base.images import expand_inputs, open_image, pil_to_tensor, save_image
+from fastmmd.base.images import WRITABLE_SUFFIXES, expand_inputs, open_image, pil_to_tensor, save_image
 from fastmmd.base.inputs import regular_file
-from fastmmd.base.outputs import OutputNames, check_output_dir, check_output_file
+from fastmmd.base.outputs import OutputNames, check_output_dir, check_output_file, image_file_output
 from fastmmd.commands.parsing import add_condition_flags
 from fastmmd.infer.stylize import Stylizer, load_stylizer
 from fastmmd.infer.video import CONTAINERS, VIDEO_SUFFIXES, is_video, stylize_video
@@ -33,8 +33,9 @@ def build_parser():
     parser.add_argument("inputs", nargs="*", default=[], help="image files, folders or globs (quote globs such as 'photos/**/*.jpg')")
     parser.add_argument("--list", action="store_true", help="list the shipped styles (as `fastmmd models`) and exit")
     parser.add_argument("--output-dir", "--output", "-o", default="stylized", dest="output_dir",
-                        help="folder for the results (created if missing); for one video, a video file (.mp4, .mov, "
-                        ".mkv, .webm, .avi) may be named instead")
+                        help="folder for the results (created if missing); for one image, an image file (.png, .jpg, "
+                        ".webp, .bmp, .tif) may be named instead, and for one video a video file (.mp4, .mov, .mkv, "
+                        ".webm, .avi)")
     add_dataclass_flags(parser, RuntimeSettings, exclude=("precision", "no_progress"))  # precision: --bf16/--half
     parser.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 inference (CUDA with bf16, or a CPU with "
@@ -164,7 +165,10 @@ def run(args) -> int:
     files, problems = expand_inputs(list(args.inputs))
     if not files:
         raise UserError(f"no images to stylize: {'; '.join(problems) or 'no inputs'}")
-    out_dir = check_output_dir(args.output_dir)
+    target = image_file_output(args.output_dir, files, WRITABLE_SUFFIXES)  # one photo, one named file
+    if target is not None and args.grid:
+        raise UserError(f"--grid writes its sheets into a folder; --output {args.output_dir!r} names an image file")
+    out_dir = target.parent if target is not None else check_output_dir(args.output_dir)
     stylizer = stylizer or _stylizer_from_args(args, model)
     for line in problems:
         print(f"fastmmd stylize: skipped: {line}", file=sys.stderr)
@@ -186,7 +190,7 @@ def run(args) -> int:
             return
         batch = torch.stack([t for _, t, _ in pending])
         for (src, _, alpha), out in zip(pending, stylizer.stylize_batch(batch)):
-            dest = names.image(src, out_dir, alpha is not None)
+            dest = target or names.image(src, out_dir, alpha is not None)
             try:
                 save_image(out, dest, metadata={**info, "fastmmd:source": src.name}, alpha=alpha)
             except OSError as err:
@@ -210,5 +214,6 @@ def run(args) -> int:
     flush()
     bar.close()
     written = len(files) - failures + len(problems)
-    print(f"wrote {written} image(s) to {str(out_dir)!r}" + (f"; {failures} skipped" if failures else ""), file=sys.stderr)
+    print(f"wrote {written} image(s) to {str(target or out_dir)!r}" + (f"; {failures} skipped" if failures else ""),
+          file=sys.stderr)
     return 1 if failures else 0

@@ -123,7 +123,7 @@ def plan(argv: Sequence[str]) -> tuple[argparse.Namespace, Path, bool, list[Path
     from fastmmd.base.images import IMAGE_SUFFIXES, expand_inputs
 
     out = Path(args.output_dir)
-    if out.suffix and not out.is_dir():  # a video file named as the output
+    if out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES and not out.is_dir():  # a video file named as the output
         return None
     files, problems = expand_inputs(list(args.inputs))
     if not files or any(f.suffix.lower() not in IMAGE_SUFFIXES for f in files):
@@ -180,8 +180,8 @@ def run_fast(argv: Sequence[str]) -> int | None:
     args, model, verified, files, problems = planned
     from PIL import Image
 
-    from fastmmd.base.images import open_image, save_image
-    from fastmmd.base.outputs import OutputNames, check_output_dir
+    from fastmmd.base.images import WRITABLE_SUFFIXES, open_image, save_image
+    from fastmmd.base.outputs import OutputNames, check_output_dir, image_file_output
     from fastmmd.model.onnx_files import OnnxNetwork
 
     network = OnnxNetwork(model, args.threads, verified)
@@ -190,7 +190,8 @@ def run_fast(argv: Sequence[str]) -> int | None:
     if (conditioned and not arbitrary) or arbitrary != (args.style_image is not None):
         return None  # its conditioning label and flags live on the torch path (and its one-line errors)
     phi, label = arbitrary_style(meta, args.style_image[0]) if arbitrary else (None, "")
-    out_dir = check_output_dir(args.output_dir)
+    target = image_file_output(args.output_dir, files, WRITABLE_SUFFIXES)  # one photo, one named file
+    out_dir = target.parent if target is not None else check_output_dir(args.output_dir)
     for line in problems:
         print(f"fastmmd stylize: skipped: {line}", file=sys.stderr)
     failures = len(problems)
@@ -205,13 +206,13 @@ def run_fast(argv: Sequence[str]) -> int | None:
             failures += 1
             continue
         out = Image.fromarray(stylize_array(network, rgb, phi), "RGB")
-        dest = names.image(src, out_dir, alpha is not None)
+        dest = target or names.image(src, out_dir, alpha is not None)
         try:
             save_image(out, dest, metadata={**info, "fastmmd:source": src.name}, alpha=alpha)
         except OSError as err:
             print(f"fastmmd stylize: could not write {str(dest)!r}: {err.strerror or err}", file=sys.stderr)
             failures += 1
     written = len(files) - failures + len(problems)
-    print(f"wrote {written} image(s) to {str(out_dir)!r}" + (f"; {failures} skipped" if failures else ""),
+    print(f"wrote {written} image(s) to {str(target or out_dir)!r}" + (f"; {failures} skipped" if failures else ""),
           file=sys.stderr)
     return 1 if failures else 0

@@ -52,6 +52,30 @@ def test_fast_path_writes_the_torch_paths_image(onnx_file, make_image, tmp_path,
     assert fast_stylize.plan([str(onnx_file), str(photo), "--max-size", "4096"]) is None
 
 
+@pytest.mark.parametrize("path", ["fast", "torch"])
+def test_one_photo_goes_to_the_image_file_named_by_output(path, onnx_file, make_image, tmp_path, monkeypatch, capsys):
+    """``-o out.jpg`` for one photo writes out.jpg (format by suffix), on both paths alike; for two
+    photos it is refused in one line before anything is written (it used to make a folder "out.jpg")."""
+    from fastmmd.commands import stylize
+
+    photo, other = make_image("photo.png", 45, 37, seed=3), make_image("other.png", 30, 20, seed=4)
+    calls = []
+    monkeypatch.setattr(stylize, "run", lambda args, _run=stylize.run: calls.append(1) or _run(args))
+    route = ["--max-size", "4096"] if path == "torch" else []  # --max-size sends the command to the torch path
+    assert main(["stylize", str(onnx_file), str(photo), "-o", str(tmp_path / "out.png"), "-q", *route]) == 0
+    assert bool(calls) == (path == "torch")
+    assert (tmp_path / "out.png").is_file() and f"to {str(tmp_path / 'out.png')!r}" in capsys.readouterr().err
+    assert main(["stylize", str(onnx_file), str(tmp_path), "-o", str(tmp_path / "folder"), "-q", *route]) == 0
+    assert pixels(tmp_path / "out.png") == pixels(tmp_path / "folder" / "photo_stylized.png")
+    assert main(["stylize", str(onnx_file), str(photo), "-o", str(tmp_path / "out.jpg"), "-q", *route]) == 0
+    with Image.open(tmp_path / "out.jpg") as img:
+        assert img.format == "JPEG" and img.size == (45, 37)
+    before = sorted(tmp_path.rglob("*"))
+    fails_with_one_line(["stylize", str(onnx_file), str(photo), str(other), "-o", str(tmp_path / "two.png"), *route],
+                        capsys, "names one image file, but 2 images")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_fast_path_keeps_alpha_and_skips_unreadable_inputs(onnx_file, make_image, tmp_path, capsys):
     rgba = make_image("a.png", 20, 16, mode="RGBA")
     broken = tmp_path / "broken.png"
