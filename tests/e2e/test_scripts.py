@@ -344,3 +344,73 @@ def test_build_zoo_rebuilds_a_style_from_a_fine_tune_and_records_it_over_the_ori
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit, match="started from None, not tiny.pt"):
         module.add_fine_tune(manifest, "tiny", tiny_exports["ckpt"], zoo, "box", None, [], [], None, None, True)
+
+
+def test_build_zoo_ships_a_student_as_the_onnx_and_records_how_it_was_made(
+        tiny_exports, fit_data, tmp_path, monkeypatch, capsys):
+    """scripts/build_zoo.py --fast NAME=RUN_CKPT --distilled NAME=DISTILLED: a student distilled from the
+    style's .pt (`fastmmd distill`, 2 steps) and trained on by `fastmmd fit` from that checkpoint (2 steps)
+    becomes the style's .onnx; zoo.json records the distillation, the fit and the lattice, the card marks
+    the .onnx a student and lists how it was made, the .pt stays; a fit that did not start from the
+    distilled checkpoint, or a checkpoint not distilled from the style's .pt, is refused."""
+    import importlib.util
+    import shutil
+
+    from conftest import tiny_fit_args
+
+    from fastmmd.__main__ import main
+    from fastmmd.infer.zoo import file_sha256
+    from fastmmd.train.cli import build_cli
+
+    require_onnx()
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copy(tiny_exports["torchscript"], zoo / "tiny.pt")
+    pt_sha = file_sha256(zoo / "tiny.pt")
+    manifest = {"format_version": 1, "styles": {"tiny": {
+        "title": "Tiny", "painter": "P", "year": "2026", "style_image": "style.png", "loss": "gram", "style_weight": 5.0,
+        "training": {"machine": "a GPU", "minutes": 1.0, "steps": 3, "batch_size": 8, "image_size": 32},
+        "files": {"torchscript": "tiny.pt"}, "sha256": {"torchscript": pt_sha}, "scores": None, "checksum": {}}}}
+    (zoo / "zoo.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("FASTMMD_ZOO", str(zoo))
+    distilled = tmp_path / "small.ckpt"
+    assert main(["distill", "tiny:pt", "--photos", str(fit_data / "photos"), "--output", str(distilled), "--width", "4",
+                 "--residual-blocks", "1", "--size", "32", "--crops-per-photo", "1", "--steps", "2", "--quiet"]) == 0
+    build_cli(["fit", *tiny_fit_args(tmp_path, data=fit_data), "--model.init_from", str(distilled),
+               "--model.network_width", "4", "--model.stability_weight", "10", "--model.stability_crop", "true",
+               "--trainer.max_steps", "2", "--run_name", "student"])
+    ckpt = tmp_path / "runs" / "student" / "last.ckpt"
+    grid = {"lattice": {"period4": 300.0, "period2": 200.0}, "grid_lock": {"off_grid": 0.05}}
+    (tmp_path / "lattice.json").write_text(json.dumps({"settings": {"size": 64, "photos": ["a", "b"]}, "models": {
+        "tiny:pt": grid, str(ckpt): {"lattice": {"period4": 40.0, "period2": 30.0}, "grid_lock": {"off_grid": 0.02}}}}))
+    asked, onnx = [], tiny_exports["onnx"]
+
+    def onnx_export(source, target, weights, calibration):  # build_zoo's fast_entry: the student's .onnx
+        asked.append((source, weights, calibration))
+        shutil.copy(onnx, target)
+
+    monkeypatch.setattr("fastmmd.infer.export.export_checkpoint", onnx_export)
+    run_script("build_zoo.py", "--zoo", str(zoo), "--fast", f"tiny={ckpt}", "--distilled", f"tiny={distilled}",
+               "--machine", "the test box", "--lattice", str(tmp_path / "lattice.json"),
+               monkeypatch=monkeypatch, capsys=capsys)
+    entry = json.loads((zoo / "zoo.json").read_text())["styles"]["tiny"]
+    assert asked == [(ckpt, "int8", None)] and entry["sha256"]["torchscript"] == pt_sha  # the .pt stays
+    record = entry["onnx"]
+    assert record["distillation"]["teacher"] == "tiny.pt" and record["distillation"]["steps"] == 2
+    assert (record["fine_tune"]["run"], record["fine_tune"]["steps"], record["fine_tune"]["machine"]) == (
+        "student", 2, "the test box")
+    assert record["fine_tune"]["stability"]["weight"] == 10.0 and record["fine_tune"]["stability"]["crop"] is True
+    assert record["lattice"]["before"]["period4"] == 300.0 and record["lattice"]["after"]["period4"] == 40.0
+    card = (zoo / "README.md").read_text()
+    assert "| `tiny` | student, " in card and "| `tiny` | 2, " in card and "| 300 → 40 | 200 → 30 |" in card
+
+    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entry = manifest["styles"]["tiny"]
+    with pytest.raises(SystemExit, match="was distilled from None, not tiny.pt"):
+        module.student_record("tiny", entry, ckpt, ckpt, "box", [])  # the fit itself is no distillation of tiny.pt
+    with pytest.raises(SystemExit, match="started from .*, not small.ckpt"):
+        module.student_record("tiny", entry, distilled, distilled, "box", [])  # no fit from the distilled network
+    with pytest.raises(SystemExit, match="was distilled from 'tiny.pt', not other.pt"):
+        module.student_record("tiny", {**entry, "files": {"torchscript": "other.pt"}}, ckpt, distilled, "box", [])
