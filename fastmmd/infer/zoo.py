@@ -192,7 +192,8 @@ def checksum_difference(expected: dict[str, Any], measured: dict[str, Any]) -> f
 
 
 def describe_styles(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """One row per shipped style, for listings: name, painting, loss, scores, training time, files.
+    """One row per shipped style, for listings: name, painting, loss, scores, training time, files, and
+    ``student``: whether its ``.onnx`` is a smaller network distilled from its ``.pt`` (checkpoints/README.md).
 
     ``style_ratio``/``content_ratio`` are the network's distance to the painting / photo divided by
     per-image optimization's on the same photos (``fastmmd evaluate``; below 1: closer).
@@ -211,6 +212,7 @@ def describe_styles(folder: str | os.PathLike | None = None) -> list[dict[str, A
             "loss": entry.get("loss"),
             "style_ratio": scores.get("style_ratio"), "content_ratio": scores.get("content_ratio"),
             "minutes": training.get("minutes"), "files": files,
+            "student": bool((entry.get("onnx") if isinstance(entry.get("onnx"), dict) else {}).get("distillation")),
             "missing": [f for f in files if not (root / f).is_file()],
             "megabytes": sum((root / f).stat().st_size for f in files if (root / f).is_file()) / 1e6,
         })
@@ -231,6 +233,7 @@ def styles_table(rows: list[dict[str, Any]], folder: str | os.PathLike) -> str:
         if r.get("kind") == "arbitrary":
             painting = "any painting: --style-image PAINTING"
         short = [f[len(r["name"]):] if f.startswith(f"{r['name']}.") else f for f in r["files"]]  # NAME.pt -> .pt
+        short = [f"{f} (student)" if r.get("student") and f.endswith(".onnx") else f for f in short]
         files = " ".join(short) + f" ({r['megabytes']:.1f} MB)"
         if r["missing"]:
             files += " MISSING: " + " ".join(r["missing"])

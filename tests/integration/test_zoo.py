@@ -30,6 +30,7 @@ from fastmmd.infer.zoo import (
     describe_styles,
     read_manifest,
     resolve_model,
+    styles_table,
     zoo_dir,
 )
 
@@ -424,8 +425,11 @@ def test_shipped_onnx_files_pass_the_onnx_checks_and_look_as_recorded(real_zoo):
         assert verified_shipped_file(f"{name}:onnx") == path
         check_onnx_graph(onnx.load_model_from_string(path.read_bytes()), path)
         record = entry["onnx"]
+        listed = next(r for r in describe_styles(REAL_ZOO) if r["name"] == name)  # fastmmd models says which
+        assert listed["student"] == bool(record.get("distillation")), name
         if record.get("distillation"):  # a student of the style's own network
             assert record["distillation"]["teacher"] == entry["files"]["torchscript"], name
+            assert ".onnx (student)" in styles_table([listed], REAL_ZOO), name
         else:  # the style's own network: the same weights as its .pt
             assert record["network"] == read_metadata(REAL_ZOO / entry["files"]["torchscript"])["network"], name
         module, meta = load_exported(path)
