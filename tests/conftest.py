@@ -442,7 +442,7 @@ PREBUILD = {
     "gw0": [("tiny_exports", None, None), ("plain_run", None, None), ("export_matrix", ("single", "int8"), None),
             ("export_matrix", ("arbitrary", "float32"), ("onnx", "pt2"))],
     "gw1": [("conditioned", None, None), ("stateful_run", None, None),
-            ("export_matrix", ("single", "float16"), ("torchscript", "pt2")),
+            ("export_matrix", ("single", "float16"), ("torchscript",)),
             ("export_matrix", ("conditioned", "float16"), ("onnx",)),
             ("export_matrix", ("arbitrary", "float32"), ("torchscript",))],
 }
