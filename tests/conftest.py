@@ -443,8 +443,7 @@ PREBUILD = {
             ("export_matrix", ("arbitrary", "float32"), ("onnx", "pt2"))],
     "gw1": [("conditioned", None, None), ("stateful_run", None, None),
             ("export_matrix", ("single", "float16"), ("torchscript",)),
-            ("export_matrix", ("conditioned", "float16"), ("onnx",)),
-            ("export_matrix", ("arbitrary", "float32"), ("torchscript",))],
+            ("export_matrix", ("conditioned", "float16"), ("onnx",))],
 }
 
 
