@@ -147,20 +147,30 @@ def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_m
     """``--calibrate PHOTOS``: the middle convolutions in int8 (QDQ pairs that onnxruntime fuses into
     QLinearConv, 7-bit weights), the first and the last in float32 from int8-stored weights; the
     metadata states how far the calibration crops moved, and fastmmd's ONNX checks take the file.
-    A calibration that moves the output too far writes nothing (the float graph traced once for both:
-    the trace is the same, what follows it is what is checked)."""
+    A calibration that moves the output too far writes nothing.
+
+    The float graph that is calibrated is the export matrix's int8 ``.onnx`` of the same network: the
+    exporter's trace of it, byte for byte (checked once by tracing both; tracing it again here would
+    repeat 4-6 s of torch.onnx for nothing this test checks). ``fastmmd export --calibrate`` with
+    its own trace runs in tests/e2e/test_docs_run.py (docs/inference.md's ``--calibrate photos/``)."""
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     from collections import Counter
 
     from fastmmd.infer import export, quantize
     from fastmmd.infer.quantize import MEAN_DIFF_TOLERANCE
-    from fastmmd.model.files import ONNX_OPERATORS, open_onnx
+    from fastmmd.model.files import ONNX_OPERATORS, open_onnx, read_network
 
-    build, save = export._BUILDERS["onnx"]
+    int8 = export_matrix("single", "int8")
+    source, graph = int8["torchscript"], onnx.load(str(int8["onnx"]))
+    del graph.metadata_props[:]  # what the exporter returned: the metadata is the file's
     traced = []
-    monkeypatch.setitem(export._BUILDERS, "onnx", (lambda module: traced.append(build(module)) or traced[-1], save))
-    source = export_matrix("single", "int8")["torchscript"]
+
+    def trace(module):
+        traced.append(module.net.config())
+        return onnx.ModelProto.FromString(graph.SerializeToString())
+
+    monkeypatch.setitem(export._BUILDERS, "onnx", (trace, export._BUILDERS["onnx"][1]))
     photos = [str(make_image(f"cal/{i}.png", 48, 40, seed=i)) for i in range(3)]
     out = tmp_path / "int8.onnx"
     assert main(["export", str(source), "-o", str(out), "--calibrate", str(tmp_path / "cal")]) == 0
@@ -183,8 +193,7 @@ def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_m
     x = torch.rand(1, 3, 37, 45)
     with torch.inference_mode():
         assert run(x).shape == x.shape
-    assert len(traced) == 1
-    monkeypatch.setitem(export._BUILDERS, "onnx", (lambda module: onnx.ModelProto.FromString(traced[0].SerializeToString()), save))
+    assert traced == [read_network(source)[0].config()]  # the network of the file given, as int8 stores it
     monkeypatch.setattr(quantize, "MEAN_DIFF_TOLERANCE", 0.0)
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(UserError, match="moves the calibration photos by .* nothing written"):
