@@ -141,7 +141,6 @@ def test_export_takes_an_exported_file_and_keeps_its_storage_and_training(export
     assert meta["dtype"] == "float32" and meta["training"] == int8.meta("pt2")["training"]
 
 
-@pytest.mark.heavy(4)
 def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_matrix, make_image, tmp_path, capsys,
                                                                          monkeypatch):
     """``--calibrate PHOTOS``: the middle convolutions in int8 (QDQ pairs that onnxruntime fuses into
