@@ -1,4 +1,5 @@
-"""Every shipped config parses through the real CLI and trains a step; bad configs are one line + exit 2."""
+"""Every shipped config parses through the real CLI and trains a step (one that only sets the loss
+method on a base: that base and that loss do); bad configs are one line + exit 2."""
 
 from __future__ import annotations
 
