@@ -138,7 +138,7 @@ def runnable() -> list[Shown]:
 RUN = runnable()
 #: Rough CPU seconds of each group's commands, which its first test runs (tests/conftest.py's ``heavy``:
 #: it starts a pytest-xdist worker's share; docs/benchmarks.md, "The test suite").
-GROUP_SECONDS = {"recipes": 25, "readme": 10, "conditioning": 6}
+GROUP_SECONDS = {"recipes": 33, "readme": 10, "conditioning": 6}
 
 
 def as_params(commands: list[Shown]) -> list:
@@ -419,7 +419,7 @@ def test_the_not_run_table_names_only_commands_shown():
 
 # ----------------------------------------------------------------------------- the quickstart
 @pytest.mark.slow
-@pytest.mark.heavy(6)
+@pytest.mark.heavy(8)
 def test_the_quickstart_runs_every_step(tmp_path):
     """``bash scripts/quickstart.sh`` (the README's first command) from a copy of the repository's
     layout (the script and ``configs/``), with its knobs: this interpreter, 4 sample photos of 64 px,

@@ -153,26 +153,3 @@ def test_sigkill_then_resume_equals_uninterrupted_run(plain_run, tmp_path):
     for key, value in a.items():
         assert torch.allclose(value, b[key], rtol=0, atol=1e-6), key
 
-
-def test_old_module_names_still_import_with_one_warning():
-    """The flat layout's names keep working until 0.3 (fastmmd.MOVED), each with a FutureWarning
-    naming the new home; a split module answers every name it had."""
-    import importlib
-    import subprocess
-    import sys
-
-    import fastmmd
-
-    code = ("import warnings, sys\n"
-            "warnings.simplefilter('error')\n"
-            "try:\n    import fastmmd.stylize\nexcept FutureWarning as w:\n    print('WARN', w)\n"
-            "warnings.simplefilter('ignore')\n"
-            "from fastmmd.stylize import load_stylizer, build_parser, available_memory\n"
-            "from fastmmd.conditioning import Condition, ConditionalAffine, draw_conditions, condition_defaults\n"
-            "from fastmmd.infer.stylize import load_stylizer as new\n"
-            "print('SAME', load_stylizer is new)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "WARN fastmmd.stylize moved to fastmmd.infer.stylize" in out and "SAME True" in out, out
-    for old, homes in fastmmd.MOVED.items():
-        assert all(importlib.util.find_spec(f"fastmmd.{h}") for h in homes), old
-        assert importlib.util.find_spec(f"fastmmd.{old}") is not None

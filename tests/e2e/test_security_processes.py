@@ -194,78 +194,132 @@ def test_pickle_memo_and_bytearray_sizes_allocate_nothing():
     assert rows["bytearray8"]["plain"] == "UnpicklingError", rows
 
 
-def test_old_format_and_vgg_payloads_are_refused_for_what_they_are(tiny_exports, make_image, tmp_path):
-    """Old-format (non-zip) files whose storages declare gigabytes they do not store, or views that
-    grow a storage, and VGG files whose weights would be expanded by ``.float()``: refused with their
-    reason, under a hard memory limit (before, each failed on the limit as 'truncated or corrupt', or
-    with a traceback, or - within memory - wrote the gigabytes)."""
+def _old_format_and_vgg_cases(tiny_exports, folder: Path) -> list[tuple[list[str], str]]:
+    """Old-format checkpoints and VGG files that declare gigabytes: (argv, the reason the refusal names)."""
+    from conftest import synthetic_image
     from payloads import ckpt_legacy_declared, ckpt_legacy_resized, pt_memo, vgg_legacy_declared, vgg_stride0
 
-    img = make_image("photo.png", 20, 20)
-    out = tmp_path / "out"
-    cases = [(ckpt_legacy_declared(tiny_exports, tmp_path), "storages nowhere"),
-             (ckpt_legacy_resized(tiny_exports, tmp_path, 1 << 30), "reaches past its storage"),
-             (pt_memo(tiny_exports, tmp_path, 1 << 30), "do not match its network description")]
-    payloads, needles = [], []
-    for crafted, needle in cases:
-        for argv in (["stylize", str(crafted), str(img), "-o", str(out), "-q"], ["load_stylizer", str(crafted)]):
-            payloads.append(argv)
-            needles.append(needle)
-    for crafted, needle in ((vgg_legacy_declared(tmp_path, 1 << 31), "storages nowhere"),
-                            (vgg_stride0(tmp_path, 1 << 31), "overlapping or repeated views")):
-        payloads.append(["optimize", *TINY_OPTIMIZE[2:], "--content", str(img), "--style", str(img),
-                         "--vgg-weights", str(crafted), "--output", str(out / "o.png")])
-        needles.append(needle)
-    rows = _limited([], payloads, tmp_path)
-    assert len(rows) == len(payloads)
-    for row, needle in zip(rows, needles):
-        assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
-    assert not out.exists()
+    img, out = folder / "photo.png", folder / "out"
+    synthetic_image(20, 20).save(img)
+    cases = []
+    for crafted, needle in ((ckpt_legacy_declared(tiny_exports, folder), "storages nowhere"),
+                            (ckpt_legacy_resized(tiny_exports, folder, 1 << 30), "reaches past its storage"),
+                            (pt_memo(tiny_exports, folder, 1 << 30), "do not match its network description")):
+        cases += [(["stylize", str(crafted), str(img), "-o", str(out), "-q"], needle), (["load_stylizer", str(crafted)], needle)]
+    for crafted, needle in ((vgg_legacy_declared(folder, 1 << 31), "storages nowhere"),
+                            (vgg_stride0(folder, 1 << 31), "overlapping or repeated views")):
+        cases.append((["optimize", *TINY_OPTIMIZE[2:], "--content", str(img), "--style", str(img),
+                       "--vgg-weights", str(crafted), "--output", str(out / "o.png")], needle))
+    return cases
 
 
-@pytest.mark.heavy(4)
-def test_video_frame_and_pixel_rates_are_bounded(tiny_exports, tmp_path):
-    """Tiny clips that declare (a GIF repainting a 4600 x 4600 screen 50 times a second; an MP4 of
-    frames a microsecond apart) or carry (1,100 frames at one timestamp under a 25 fps header) more
-    frames or pixels per second than any real clip: one line, exit 2, nothing written, under a hard
-    memory limit; the decoded frames are counted by the message (at most one second's worth)."""
-    pytest.importorskip("av")
+def _video_cases(tiny_exports, folder: Path) -> list[tuple[list[str], str]]:
+    """Clips that declare or carry more frames or pixels per second than any real clip."""
     from payloads import clip_microsecond_frames, clip_one_instant, gif_fast_screen
 
     from fastmmd.infer.video import MAX_FRAME_RATE
 
     model = str(tiny_exports["ckpt"])
-    cases = [(gif_fast_screen(tmp_path), "Gpx per second"), (clip_microsecond_frames(tmp_path), "frames per second"),
-             (clip_one_instant(tmp_path), f"holds {MAX_FRAME_RATE + 1} frames in 0.000 s")]
-    payloads = [["stylize", model, str(clip), "-o", str(tmp_path / f"out{i}.mp4"), "-q"] for i, (clip, _) in enumerate(cases)]
-    payloads.append(["stylize", model, str(cases[2][0]), "-o", str(tmp_path / "frames"), "-q"])  # frames out: none kept
-    rows = _limited([], payloads, tmp_path)
-    for row, (_, needle) in zip(rows, [*cases, cases[2]]):
+    clips = [(gif_fast_screen(folder), "Gpx per second"), (clip_microsecond_frames(folder), "frames per second"),
+             (clip_one_instant(folder), f"holds {MAX_FRAME_RATE + 1} frames in 0.000 s")]
+    cases = [(["stylize", model, str(clip), "-o", str(folder / f"out{i}.mp4"), "-q"], needle)
+             for i, (clip, needle) in enumerate(clips)]
+    return [*cases, (["stylize", model, str(clips[2][0]), "-o", str(folder / "frames"), "-q"], clips[2][1])]  # frames out
+
+
+def _onnx_cases(folder: Path) -> list[tuple[list[str], str | None]]:
+    """ONNX graphs whose memory grows with a constant, with the image's pixels or with its values; the
+    last case (needle None) is a small batch of the quadratic graph, which runs."""
+    from conftest import synthetic_image
+    from payloads import onnx_constant_expand, onnx_outer_product, onnx_shape_from_data
+
+    from fastmmd.model.files import ONNX_PROBE
+
+    small, big, out = folder / "small.png", folder / "big.png", folder / "out"
+    synthetic_image(ONNX_PROBE[3], ONNX_PROBE[2]).save(small)
+    synthetic_image(100, 100).save(big)
+    outer = onnx_outer_product({}, folder)
+    return [(["stylize", str(onnx_constant_expand({}, folder)), str(small), "-o", str(out), "-q"], "4.29 GB for a 1x3x16x16"),
+            (["stylize", str(onnx_shape_from_data({}, folder)), str(small), "-o", str(out), "-q"], "cannot bound"),
+            (["stylize", str(outer), str(big), "-o", str(out), "-q"], "3.60 GB for a 1x3x100x100 batch"),
+            (["export", "--info", str(onnx_constant_expand({}, folder))], "in proportion to its input"),
+            (["stylize", str(outer), str(small), "-o", str(folder / "ok"), "-q"], None)]
+
+
+@pytest.fixture(scope="session")
+def limited_payloads(tiny_exports, tmp_path_factory) -> dict[str, tuple[Path, list[tuple[list[str], str | None, dict]]]]:
+    """The payloads of the three tests below run in one process under one hard limit (:func:`_limited`,
+    no genuine run first: the interpreter's own peak + :data:`HEADROOM`), once for all pytest-xdist
+    workers (conftest.built_once), each group in a folder of its own: group name -> (its folder,
+    [(argv, needle, what the run gave)]). A group whose extra is not installed is left out (its test skips)."""
+    from conftest import built_once
+
+    groups = {"old_format": lambda f: _old_format_and_vgg_cases(tiny_exports, f)}
+    try:
+        import av  # noqa: F401
+
+        groups["video"] = lambda f: _video_cases(tiny_exports, f)
+    except ImportError:
+        pass
+    try:
+        import onnx  # noqa: F401
+
+        groups["onnx"] = _onnx_cases
+    except ImportError:
+        pass
+
+    def run(root: Path) -> None:
+        cases = {}
+        for name, make in groups.items():
+            (root / name).mkdir()
+            cases[name] = make(root / name)
+        rows = iter(_limited([], [argv for group in cases.values() for argv, _ in group], root))
+        runs = {name: [(argv, needle, next(rows)) for argv, needle in group] for name, group in cases.items()}
+        (root / "runs.json").write_text(json.dumps(runs))
+
+    root = built_once(tmp_path_factory, "limited_payloads", run)
+    return {name: (root / name, [tuple(r) for r in runs]) for name, runs in json.loads((root / "runs.json").read_text()).items()}
+
+
+@pytest.mark.heavy(6)  # the three tests' payloads (limited_payloads)
+def test_old_format_and_vgg_payloads_are_refused_for_what_they_are(limited_payloads):
+    """Old-format (non-zip) files whose storages declare gigabytes they do not store, or views that
+    grow a storage, and VGG files whose weights would be expanded by ``.float()``: refused with their
+    reason, under a hard memory limit (before, each failed on the limit as 'truncated or corrupt', or
+    with a traceback, or - within memory - wrote the gigabytes)."""
+    folder, runs = limited_payloads["old_format"]
+    assert len(runs) == 8
+    for _, needle, row in runs:
         assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("out", ".out", "frames"))]
+    assert not (folder / "out").exists()
 
 
-def test_onnx_memory_is_bounded_per_run_in_proportion_to_its_input(tiny_exports, make_image, tmp_path):
+def test_video_frame_and_pixel_rates_are_bounded(limited_payloads):
+    """Tiny clips that declare (a GIF repainting a 4600 x 4600 screen 50 times a second; an MP4 of
+    frames a microsecond apart) or carry (1,100 frames at one timestamp under a 25 fps header) more
+    frames or pixels per second than any real clip: one line, exit 2, nothing written, under a hard
+    memory limit; the decoded frames are counted by the message (at most one second's worth)."""
+    if "video" not in limited_payloads:
+        pytest.skip("video needs PyAV: pip install -e '.[test]'")
+    folder, runs = limited_payloads["video"]
+    assert len(runs) == 4
+    for _, needle, row in runs:
+        assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
+    assert not [p for p in folder.iterdir() if p.name.startswith(("out", ".out", "frames"))]
+
+
+def test_onnx_memory_is_bounded_per_run_in_proportion_to_its_input(limited_payloads):
     """Allowed operators only, under a hard memory limit: a constant Expand that onnxruntime folds
     while opening the session (4 GiB), an outer product of the image with itself (quadratic in its
     pixels) and an Expand sized from the image's values: refused, the first and last when the file
     opens, the outer product for the batch that would take 3.6 GB (a 100 x 100 photo) while a
     16 x 16 one runs. Before, each ran (exit 0, up to 4.9 GB) unless over onnxruntime's process cap."""
-    pytest.importorskip("onnx")
-    from payloads import onnx_constant_expand, onnx_outer_product, onnx_shape_from_data
-
-    from fastmmd.model.files import ONNX_PROBE
-
-    small, big = make_image("small.png", ONNX_PROBE[3], ONNX_PROBE[2]), make_image("big.png", 100, 100)
-    out = tmp_path / "out"
-    outer = onnx_outer_product({}, tmp_path)
-    cases = [(["stylize", str(onnx_constant_expand({}, tmp_path)), str(small), "-o", str(out), "-q"], "4.29 GB for a 1x3x16x16"),
-             (["stylize", str(onnx_shape_from_data({}, tmp_path)), str(small), "-o", str(out), "-q"], "cannot bound"),
-             (["stylize", str(outer), str(big), "-o", str(out), "-q"], "3.60 GB for a 1x3x100x100 batch"),
-             (["export", "--info", str(onnx_constant_expand({}, tmp_path))], "in proportion to its input")]
-    rows = _limited([], [argv for argv, _ in cases] + [["stylize", str(outer), str(small), "-o", str(tmp_path / "ok"), "-q"]],
-                    tmp_path)
-    for row, (_, needle) in zip(rows, cases):
+    if "onnx" not in limited_payloads:
+        pytest.skip("needs the onnx extra: pip install -e '.[onnx]'")
+    folder, runs = limited_payloads["onnx"]
+    *refused, (_, _, small) = runs
+    assert len(refused) == 4
+    for _, needle, row in refused:
         assert row["code"] == 2 and len(row["err"]) == 1 and needle in row["err"][0], row
-    assert rows[-1]["code"] == 0, rows[-1]  # a small batch of the same graph is within its share
-    assert not out.exists()
+    assert small["code"] == 0, small  # a small batch of the same graph is within its share
+    assert not (folder / "out").exists()

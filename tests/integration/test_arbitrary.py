@@ -301,10 +301,10 @@ def test_export_re_exports_a_model_file_or_a_shipped_style_with_its_training_des
     its training description and source checkpoint carried over (export_network itself: the tests above)."""
     import fastmmd.infer.export as export
 
-    seen, source = {}, arbitrary_exports["torchscript"]  # made (by the real export) before export_network is replaced
+    seen, source = {}, arbitrary_exports["pt2"]  # made (by the real export) before export_network is replaced
     monkeypatch.setattr(export, "export_network", lambda net, output, **kw: seen.update(net=net, **kw) or {})
     export.export_checkpoint(source, tmp_path / "arb.onnx", weights="int8")
-    ckpt_net, ckpt_meta = read_checkpoint(arbitrary_exports["ckpt"]), arbitrary_exports.meta("torchscript")
+    ckpt_net, ckpt_meta = read_checkpoint(arbitrary_exports["ckpt"]), arbitrary_exports.meta("pt2")
     assert seen["source"] == "arb.ckpt" and seen["weights"] == "int8" and seen["meta"] == ckpt_meta["training"]
     expected = {k[len("network."):]: v for k, v in ckpt_net["state_dict"].items() if k.startswith("network.")}
     assert all(torch.equal(v, expected[k]) for k, v in seen["net"].state_dict().items())

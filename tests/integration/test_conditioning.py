@@ -246,7 +246,7 @@ def _rank_correlation(values: list[float], against: list[float]) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.heavy(13)
+@pytest.mark.heavy(16)
 def test_strength_trades_style_for_content_monotonically(tmp_path):
     """A tiny strength-conditioned network (width 8, 32 px, tiny VGG, 800 steps, ~12 s): on held-out
     photos, as s rises over 0, 0.5, 1, 2 the style distance (compare's Gram distance) falls and the

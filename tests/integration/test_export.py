@@ -117,41 +117,59 @@ def test_int8_export_is_a_quarter_of_float32_and_what_fastmmd_reads_is_what_it_r
                        for c in convs)  # at most 255 levels per channel: what int8 holds
 
 
-@pytest.mark.heavy(4)
 def test_export_takes_an_exported_file_and_keeps_its_storage_and_training(export_matrix, tmp_path, capsys):
-    """``fastmmd export FILE.pt --format pt2``: the network an exported file holds (read weights-only),
-    exported again; its storage by default (int8 stays int8, the same weights) or the one asked
-    for, and the training description it carries."""
+    """``fastmmd export FILE.pt2`` (TorchScript by default, written beside it) and ``FILE.pt``: the
+    network an exported file holds (read weights-only), exported again; its storage by default (int8
+    stays int8, the same weights) or the one asked for, and the training description it carries."""
+    import shutil
+
     from fastmmd.model.files import read_network
 
     int8 = export_matrix("single", "int8")
-    source = int8["torchscript"]
-    assert main(["export", str(source), "--format", "pt2", "-o", str(tmp_path / "again.pt2")]) == 0
-    assert "(pt2, int8," in capsys.readouterr().out
-    meta = read_metadata(tmp_path / "again.pt2")
-    assert meta["format"] == "pt2" and meta["dtype"] == "int8"
-    assert meta["source_checkpoint"] == int8.meta("torchscript")["source_checkpoint"]  # the checkpoint it came from
+    source = Path(shutil.copy(int8["pt2"], tmp_path / "again.pt2"))
+    assert main(["export", str(source)]) == 0  # default output: beside it
+    assert "(torchscript, int8," in capsys.readouterr().out
+    meta = read_metadata(tmp_path / "again.pt")
+    assert meta["format"] == "torchscript" and meta["dtype"] == "int8"
+    assert meta["source_checkpoint"] == int8.meta("pt2")["source_checkpoint"]  # the checkpoint it came from
     assert meta["storage_max_abs_diff"] <= 1e-6  # q s quantized again gives q s
-    assert meta["training"] == int8.meta("torchscript")["training"] and meta["loss"] == int8.meta("torchscript")["loss"]
-    before, after = read_network(source)[0].state_dict(), read_network(tmp_path / "again.pt2")[0].state_dict()
+    assert meta["training"] == int8.meta("pt2")["training"] and meta["loss"] == int8.meta("pt2")["loss"]
+    before, after = read_network(source)[0].state_dict(), read_network(tmp_path / "again.pt")[0].state_dict()
     assert before.keys() == after.keys() and all(torch.allclose(before[k], after[k], rtol=0, atol=1e-7) for k in before)
-    assert main(["export", str(tmp_path / "again.pt2"), "--weights", "float32"]) == 0  # default output: beside it
-    assert read_metadata(tmp_path / "again.pt")["dtype"] == "float32"
+    assert main(["export", str(tmp_path / "again.pt"), "--weights", "float32", "-o", str(tmp_path / "float.pt")]) == 0
+    meta = read_metadata(tmp_path / "float.pt")
+    assert meta["dtype"] == "float32" and meta["training"] == int8.meta("pt2")["training"]
 
 
-@pytest.mark.heavy(4)
-def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_matrix, make_image, tmp_path, capsys):
+def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_matrix, make_image, tmp_path, capsys,
+                                                                         monkeypatch):
     """``--calibrate PHOTOS``: the middle convolutions in int8 (QDQ pairs that onnxruntime fuses into
     QLinearConv, 7-bit weights), the first and the last in float32 from int8-stored weights; the
-    metadata states how far the calibration crops moved, and fastmmd's ONNX checks take the file."""
+    metadata states how far the calibration crops moved, and fastmmd's ONNX checks take the file.
+    A calibration that moves the output too far writes nothing.
+
+    The float graph that is calibrated is the export matrix's int8 ``.onnx`` of the same network: the
+    exporter's trace of it, byte for byte (checked once by tracing both; tracing it again here would
+    repeat 4-6 s of torch.onnx for nothing this test checks). ``fastmmd export --calibrate`` with
+    its own trace runs in tests/e2e/test_docs_run.py (docs/inference.md's ``--calibrate photos/``)."""
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     from collections import Counter
 
+    from fastmmd.infer import export, quantize
     from fastmmd.infer.quantize import MEAN_DIFF_TOLERANCE
-    from fastmmd.model.files import ONNX_OPERATORS, open_onnx
+    from fastmmd.model.files import ONNX_OPERATORS, open_onnx, read_network
 
-    source = export_matrix("single", "int8")["torchscript"]
+    int8 = export_matrix("single", "int8")
+    source, graph = int8["torchscript"], onnx.load(str(int8["onnx"]))
+    del graph.metadata_props[:]  # what the exporter returned: the metadata is the file's
+    traced = []
+
+    def trace(module):
+        traced.append(module.net.config())
+        return onnx.ModelProto.FromString(graph.SerializeToString())
+
+    monkeypatch.setitem(export._BUILDERS, "onnx", (trace, export._BUILDERS["onnx"][1]))
     photos = [str(make_image(f"cal/{i}.png", 48, 40, seed=i)) for i in range(3)]
     out = tmp_path / "int8.onnx"
     assert main(["export", str(source), "-o", str(out), "--calibrate", str(tmp_path / "cal")]) == 0
@@ -174,23 +192,24 @@ def test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity(export_m
     x = torch.rand(1, 3, 37, 45)
     with torch.inference_mode():
         assert run(x).shape == x.shape
+    assert traced == [read_network(source)[0].config()]  # the network of the file given, as int8 stores it
+    monkeypatch.setattr(quantize, "MEAN_DIFF_TOLERANCE", 0.0)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(UserError, match="moves the calibration photos by .* nothing written"):
+        export_checkpoint(source, tmp_path / "far.onnx", calibration=photos)
+    assert sorted(tmp_path.rglob("*")) == before
 
 
-@pytest.mark.heavy(4)
-def test_int8_compute_is_refused_where_it_does_not_apply(export_matrix, make_image, tmp_path, monkeypatch):
-    """Only ONNX files of single-style networks; a calibration that moves the output too far writes nothing."""
+def test_int8_compute_is_refused_where_it_does_not_apply(export_matrix, make_image, tmp_path):
+    """Only ONNX files of single-style networks (a calibration that moves the output too far:
+    test_int8_compute_onnx_runs_int8_convolutions_and_states_its_parity)."""
     pytest.importorskip("onnxruntime")
-    from fastmmd.infer import quantize
-
     photo = [make_image("p.png", 48, 40)]
     int8 = export_matrix("single", "int8")
     with pytest.raises(UserError, match="ONNX files .* not pt2"):
         export_checkpoint(int8["torchscript"], tmp_path / "x.pt2", calibration=photo)
     with pytest.raises(UserError, match="not a conditioned network"):
         export_checkpoint(export_matrix("conditioned")["ckpt"], tmp_path / "x.onnx", calibration=photo)
-    monkeypatch.setattr(quantize, "MEAN_DIFF_TOLERANCE", 0.0)
-    with pytest.raises(UserError, match="moves the calibration photos by .* nothing written"):
-        export_checkpoint(int8["torchscript"], tmp_path / "x.onnx", calibration=photo)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
 
 

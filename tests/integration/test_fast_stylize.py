@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fails_with_one_line, require_onnx, write_tiny_checkpoint
+from conftest import fails_with_one_line, require_onnx
 from PIL import Image
 
 from fastmmd.__main__ import main
@@ -172,17 +172,16 @@ def test_stylize_array_rounds_as_the_torch_path():
     assert np.array_equal(ours, theirs)
 
 
-@pytest.mark.heavy(4)
-def test_onnx_export_folds_wide_upsampling_kernels(tmp_path):
+def test_onnx_export_folds_wide_upsampling_kernels(conditioned):
     """The exporter folds only tensors under 8192 values by itself; a 4x-width bottleneck of 11 channels
-    has upsampling weights of 44 x 22 x 9 = 8712 values, which left Einsum nodes outside the allowlist."""
+    (the export matrix's conditioned network) has upsampling weights of 44 x 22 x 9 = 8712 values, which
+    left Einsum nodes outside the allowlist."""
     import onnx
 
-    from fastmmd.infer.export import export_checkpoint
-    from fastmmd.model.files import ONNX_OPERATORS
+    from fastmmd.model.files import ONNX_OPERATORS, read_network
 
-    ckpt = write_tiny_checkpoint(tmp_path / "wide.ckpt", width=11, residual_blocks=0)
-    meta = export_checkpoint(ckpt, tmp_path / "wide.onnx")
-    assert meta["parity_max_abs_diff"] <= 1e-5
-    ops = {n.op_type for n in onnx.load(str(tmp_path / "wide.onnx")).graph.node}
+    require_onnx()
+    net, _ = read_network(conditioned["ckpt"])
+    assert net.width == 11 and conditioned.meta("onnx")["parity_max_abs_diff"] <= 1e-5
+    ops = {n.op_type for n in onnx.load(str(conditioned["onnx"])).graph.node}
     assert ops <= ONNX_OPERATORS and "Einsum" not in ops

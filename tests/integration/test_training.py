@@ -191,7 +191,8 @@ def test_compiled_training_keeps_the_checkpoint_format(fit_args, monkeypatch):
         return compile_(module, *args, **{**kwargs, "backend": "aot_eager"})
 
     monkeypatch.setattr(torch.nn.Module, "compile", aot_eager)
-    cli, run = fit(fit_args, "--model.compile", "true", "--trainer.max_steps", "2", "--run_name", "compiled")
+    cli, run = fit(fit_args, "--model.compile", "true", "--trainer.max_steps", "2", "--trainer.num_sanity_val_steps", "0",
+                   "--run_name", "compiled")
     assert sorted(compiled) == ["TransformerNet", "VGGFeatures"], compiled
     ckpt = read_checkpoint(run / "last.ckpt")
     assert ckpt["global_step"] == 2 and all(k.startswith("network.") and "_orig_mod" not in k for k in ckpt["state_dict"])

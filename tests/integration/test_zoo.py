@@ -1,6 +1,6 @@
 """The style zoo: names resolve to shipped files everywhere a model is taken, and the shipped files hold up.
 
-Two parts. A fake zoo (a tiny network exported to fp16 ``.pt``/``.pt2`` with fastmmd's own export,
+Two parts. A fake zoo (a tiny network exported to int8 ``.pt``/``.pt2``, as the real zoo ships, with fastmmd's own export,
 and a ``zoo.json`` written here with :func:`fastmmd.infer.zoo.checksum`, as ``scripts/build_zoo.py``
 does) checks resolution, listings and errors. Then the real zoo in ``checkpoints/`` (skipped only
 while ``checkpoints/zoo.json`` does not exist): every file describes itself, stylizes odd sizes,
@@ -55,15 +55,16 @@ def _entry(files: dict[str, str], check: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def fake_zoo(tmp_path_factory, export_matrix) -> Path:
-    """A zoo folder: ``tiny`` (.pt and .pt2, fp16: the session's export matrix) and ``mosaic`` (.pt only, the same file)."""
+    """A zoo folder: ``tiny`` (.pt and .pt2, int8 weights as the real zoo's: the session's export matrix) and
+    ``mosaic`` (.pt only, the same file)."""
     import shutil
 
     from fastmmd.infer.export import load_exported
 
     root = tmp_path_factory.mktemp("zoo")
-    half = export_matrix("single", "float16")
+    int8 = export_matrix("single", "int8")
     for kind, suffix in (("torchscript", ".pt"), ("pt2", ".pt2")):
-        shutil.copyfile(half[kind], root / f"tiny{suffix}")
+        shutil.copyfile(int8[kind], root / f"tiny{suffix}")
     program, _ = load_exported(root / "tiny.pt")  # our own file: its program, as build_zoo.py checks it
     check = checksum(program)
     styles = {"tiny": _entry({"torchscript": "tiny.pt", "pt2": "tiny.pt2"}, check),
@@ -196,7 +197,7 @@ def test_export_info_by_name(zoo, capsys):
     for name, fmt in (("tiny", "torchscript"), ("tiny:pt2", "pt2")):
         assert main(["export", "--info", name]) == 0
         meta = json.loads(capsys.readouterr().out)
-        assert meta["format"] == fmt and meta["dtype"] == "float16"
+        assert meta["format"] == fmt and meta["dtype"] == "int8"
 
 
 def test_export_by_name_writes_the_style_in_another_format_in_the_current_folder(zoo, tmp_path, monkeypatch, capsys):
@@ -208,9 +209,9 @@ def test_export_by_name_writes_the_style_in_another_format_in_the_current_folder
     before = {p.name: p.stat().st_mtime_ns for p in zoo.iterdir()}
     monkeypatch.chdir(tmp_path)
     assert main(["export", "Tiny:pt", "--format", "torchscript"]) == 0
-    assert capsys.readouterr().out.startswith("wrote tiny.pt (torchscript, float16,")
+    assert capsys.readouterr().out.startswith("wrote tiny.pt (torchscript, int8,")
     meta = read_metadata(tmp_path / "tiny.pt")
-    assert meta["format"] == "torchscript" and meta["dtype"] == "float16"
+    assert meta["format"] == "torchscript" and meta["dtype"] == "int8"
     assert meta["source_checkpoint"] == read_metadata(zoo / "tiny.pt")["source_checkpoint"]
     assert {p.name: p.stat().st_mtime_ns for p in zoo.iterdir()} == before
 
@@ -233,7 +234,7 @@ def test_checksum_is_the_same_through_fastmmd_and_catches_a_changed_look(zoo):
 
     expected = read_manifest()["tiny"]["checksum"]
     assert expected["seed"] == CHECKSUM_SEED and expected["shape"] == list(CHECKSUM_SHAPE)
-    for name in ("tiny", "tiny:pt2"):  # what fastmmd runs (weights read, its own network, stored fp16)
+    for name in ("tiny", "tiny:pt2"):  # what fastmmd runs (weights read, its own network, in fp16)
         module, _ = load_model(resolve_model(name), torch.device("cpu"), torch.float16, False)
         assert checksum_difference(expected, checksum(module)) <= expected["tolerance"]
     net, _ = read_network(zoo / "tiny.pt")
