@@ -153,11 +153,20 @@ def as_params(commands: list[Shown]) -> list:
     ]
 
 
-def phase(command: Shown) -> int:
-    """When a command runs: photos, training, exports, then (after :data:`MADE_BY`) everything else."""
+def distilled_start(argv: list[str]) -> bool:
+    """Whether ``fastmmd fit ARGV`` starts from a student that a documented ``distill`` writes."""
+    students = {out for c in RUN if c.argv[0] == "distill" for out in named_outputs(list(c.argv))}
+    return any(flag == "--model.init_from" and value in students for flag, value in itertools.pairwise(argv))
+
+
+def phase(command: Shown) -> float:
+    """When a command runs: photos, training, distillation (then a fit that trains its student on),
+    exports, then (after :data:`MADE_BY`) everything else."""
     name = command.argv[0]
     if name == "export" and "--info" not in command.argv:
         return 3
+    if name == "fit" and distilled_start(list(command.argv)):
+        return 2.5
     return {"data": 0, "fit": 1, "distill": 2}.get(name, 5)
 
 
@@ -180,6 +189,7 @@ def shrunk(command: Shown, cwd: Path) -> list[str]:
     if command.argv[0] == "fit":
         argv += RESUME if "--ckpt_path" in argv else []
         argv += [] if warm_start(argv, cwd) else TINY_NETWORK
+        argv += ["--model.residual_blocks", "1"] if distilled_start(argv) else []  # the shrunk distill's student
     return argv
 
 
