@@ -274,6 +274,17 @@ def fine_tune_record(ckpt: Path, machine: str, described: dict) -> dict:
             "minutes": seconds / 60 if seconds is not None else None, "machine": machine}
 
 
+def _refuse_other_painting(flag: str, name: str, ckpt: Path, described: dict, entry: dict) -> None:
+    """Refuses (SystemExit) a run ``ckpt`` that trained on another painting than style ``name``'s."""
+    if [Path(p).name for p in described["style_images"]] != [entry["style_image"]]:
+        raise SystemExit(f"{flag} {name}: {ckpt} trained on {described['style_images']}, not {entry['style_image']}")
+
+
+def has_student(entry: dict) -> bool:
+    """Whether a style's ``.onnx`` is a student distilled from its ``.pt`` (its record has a ``distillation``)."""
+    return bool((entry.get("onnx") or {}).get("distillation"))
+
+
 def student_record(name: str, entry: dict, ckpt: Path, distilled: Path, machine: str, lattice: list[Path]) -> dict:
     """How style ``name``'s student (``ckpt``: a ``fastmmd fit`` run that started from ``distilled``, a
     ``fastmmd distill`` checkpoint of the style's ``.pt``) was made: ``distillation`` (that checkpoint's own
@@ -288,8 +299,7 @@ def student_record(name: str, entry: dict, ckpt: Path, distilled: Path, machine:
                          f"not {entry['files']['torchscript']}")
     if described.get("init_from") != distilled.name:
         raise SystemExit(f"--distilled {name}: {ckpt} started from {described.get('init_from')!r}, not {distilled.name}")
-    if [Path(p).name for p in described["style_images"]] != [entry["style_image"]]:
-        raise SystemExit(f"--distilled {name}: {ckpt} trained on {described['style_images']}, not {entry['style_image']}")
+    _refuse_other_painting("--distilled", name, ckpt, described, entry)
     return {"distillation": distillation, "fine_tune": fine_tune_record(ckpt, machine, described),
             "lattice": lattice_record(lattice, name, ckpt)}
 
@@ -311,9 +321,7 @@ def add_fine_tune(manifest: dict, name: str, source: Path, zoo: Path, machine: s
     shipped = entry["files"]["torchscript"]
     if described.get("init_from") != shipped:
         raise SystemExit(f"--fine-tuned {name}: {ckpt} started from {described.get('init_from')!r}, not {shipped}")
-    if [Path(p).name for p in described["style_images"]] != [entry["style_image"]]:
-        raise SystemExit(f"--fine-tuned {name}: {ckpt} trained on {described['style_images']}, "
-                         f"not {entry['style_image']}")
+    _refuse_other_painting("--fine-tuned", name, ckpt, described, entry)
     record = fine_tune_record(ckpt, machine, described)
     tunes = list(entry["training"].get("fine_tunes") or [])
     if tunes and tunes[-1]["run"] == record["run"]:  # the same run again (e.g. --no-export with new scores)
@@ -407,15 +415,15 @@ def main() -> None:
         manifest = json.loads((zoo / "zoo.json").read_text())
         qualities = [Path(q) for q in args.fast_quality or []]
         distilled = dict(spec.partition("=")[::2] for spec in (args.distilled or "").split(",") if spec)
-        for spec in args.fast.split(","):
-            name, _, source = spec.partition("=")
+        sources = dict(spec.partition("=")[::2] for spec in args.fast.split(","))
+        if distilled and (args.machine is None or not all(sources.get(name) for name in distilled)):
+            ap.error("--distilled needs --machine and a --fast NAME=SOURCE (the fit run's .ckpt) for each NAME")
+        for name, source in sources.items():
             scored = next((q for q in qualities if name in (json.loads(q.read_text()).get("styles") or {name: 1})),
                           None)
             own = zoo / manifest["styles"][name]["files"]["torchscript"]
             add_onnx(manifest, name, zoo, Path(source) if source else own, scored, args.calibrate, args.no_export)
             if name in distilled:
-                if args.machine is None or not source:
-                    ap.error("--distilled needs --machine and a --fast NAME=SOURCE (the fit run's .ckpt)")
                 manifest["styles"][name]["onnx"].update(student_record(
                     name, manifest["styles"][name], Path(source), Path(distilled[name]), args.machine,
                     [Path(f) for f in args.lattice]))
@@ -500,7 +508,7 @@ def readme(manifest: dict, zoo: Path, cpu: dict | None = None) -> str:
         "Each style is a TorchScript `.pt` (torch: GPUs, `NAME:pt`) and an ONNX `.onnx` (what `fastmmd stylize",
         "NAME` runs on a CPU, without torch) of the same network (1.75 M parameters"
         + ("; where the second table says *student*, the `.onnx` is a small network distilled from it, below)"
-           if any((e.get("onnx") or {}).get("distillation") for e in manifest["styles"].values()) else ")")
+           if any(has_student(e) for e in manifest["styles"].values()) else ")")
         + " with int8 weights",
         "(`fastmmd export --weights int8`: 8-bit convolution weights with one scale per output channel;",
         "`fastmmd/model/storage.py`). Storage moves the output of the fp32 network by a mean of",
@@ -594,7 +602,7 @@ def _minutes(record: dict) -> str:
 def student_section(manifest: dict) -> list[str]:
     """checkpoints/README.md's table of the styles whose ``.onnx`` is a student (``onnx.distillation``): how it
     was distilled and trained on, its lattice and its held-out distances against the ``.pt``; nothing when none is."""
-    rows = [(name, e["onnx"]) for name, e in manifest["styles"].items() if (e.get("onnx") or {}).get("distillation")]
+    rows = [(name, e["onnx"]) for name, e in manifest["styles"].items() if has_student(e)]
     if not rows:
         return []
     lines = ["", "Students: where the table above says so, the `.onnx` is not the `.pt`'s network but a small one (width",
