@@ -19,6 +19,7 @@ import runpy
 import subprocess
 import sys
 import traceback
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,6 +42,16 @@ def run_script(name: str, *args: str, monkeypatch, capsys) -> str:
         torch.set_grad_enabled(grad)
         torch.set_num_threads(threads)
     return capsys.readouterr().out
+
+
+def script_module(name: str):
+    """``scripts/NAME.py`` as a module, for its functions (nothing under its ``__main__`` runs)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def script_processes_in_process(name: str, monkeypatch) -> None:
@@ -181,13 +192,9 @@ def test_measure_artifacts_finds_a_flat_output_for_a_flat_input(tmp_path, monkey
 
 
 def test_grid_lock_tells_a_pattern_tied_to_the_grid_from_one_that_moves_with_the_photo():
-    import importlib.util
-
     import torch
 
-    spec = importlib.util.spec_from_file_location("measure_artifacts", ROOT / "scripts" / "measure_artifacts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script_module("measure_artifacts")
     photo = torch.rand(3, 64, 72, generator=torch.Generator().manual_seed(0))
 
     def gridded(x):  # draws a period-4 lattice where the network's grid is, not where the photo is
@@ -259,6 +266,43 @@ def test_bench_quality_scores_models_and_each_zoo_style_against_its_painting(tin
 
 
 @pytest.mark.slow  # ~8 s on 2 CPU cores (a tiny fit, the export's own interpreter), more if it makes the tiny .onnx
+def one_style_zoo(tmp_path: Path, tiny_exports, monkeypatch, scores: dict | None) -> tuple[Path, dict]:
+    """A zoo of one style, ``tiny`` (the session's tiny TorchScript export as its .pt, trained 3 steps
+    of 8 on a GPU, painting style.png), made the zoo of this test (FASTMMD_ZOO): (its folder, zoo.json)."""
+    import shutil
+
+    from fastmmd.infer.zoo import file_sha256
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copy(tiny_exports["torchscript"], zoo / "tiny.pt")
+    manifest = {"format_version": 1, "styles": {"tiny": {
+        "title": "Tiny", "painter": "P", "year": "2026", "style_image": "style.png", "loss": "gram", "style_weight": 5.0,
+        "training": {"machine": "a GPU", "minutes": 1.0, "steps": 3, "batch_size": 8, "image_size": 32},
+        "files": {"torchscript": "tiny.pt"}, "sha256": {"torchscript": file_sha256(zoo / "tiny.pt")},
+        "scores": scores, "checksum": {}}}}
+    (zoo / "zoo.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("FASTMMD_ZOO", str(zoo))
+    return zoo, manifest
+
+
+def fake_onnx_export(tiny_exports, monkeypatch) -> list:
+    """build_zoo's .onnx export replaced by a copy of the session's tiny .onnx (its export, ~10 s here, is
+    tests/integration/test_export.py's): returns the list of what it was asked (source, weights, calibration)."""
+    import shutil
+
+    asked, onnx = [], tiny_exports["onnx"]  # made (once a session) before export_checkpoint is replaced
+
+    def onnx_export(source, target, weights, calibration):
+        asked.append((source, weights, calibration))
+        shutil.copy(onnx, target)
+
+    monkeypatch.setattr("fastmmd.infer.export.export_checkpoint", onnx_export)
+    return asked
+
+
+
+
 def test_build_zoo_rebuilds_a_style_from_a_fine_tune_and_records_it_over_the_original_training(
         tiny_exports, fit_data, tmp_path, monkeypatch, capsys):
     """scripts/build_zoo.py --fine-tuned on a tiny zoo of one style: a 2-step fit started from the style's
@@ -268,9 +312,6 @@ def test_build_zoo_rebuilds_a_style_from_a_fine_tune_and_records_it_over_the_ori
     held-out ratios; a rebuild from the same run keeps one record and its start; a run that did not
     start from the style's .pt is refused. The .onnx export itself (~10 s here; tests/integration/test_export.py)
     is the session's tiny network's: only that it is asked of the new .pt is checked."""
-    import importlib.util
-    import shutil
-
     from conftest import tiny_fit_args
 
     from fastmmd.infer.zoo import file_sha256
@@ -278,17 +319,8 @@ def test_build_zoo_rebuilds_a_style_from_a_fine_tune_and_records_it_over_the_ori
     from fastmmd.train.cli import build_cli
 
     require_onnx()
-    zoo = tmp_path / "zoo"
-    zoo.mkdir()
-    shutil.copy(tiny_exports["torchscript"], zoo / "tiny.pt")
-    old_sha = file_sha256(zoo / "tiny.pt")
-    original = {"machine": "a GPU", "minutes": 1.0, "steps": 3, "batch_size": 8, "image_size": 32}
-    manifest = {"format_version": 1, "styles": {"tiny": {
-        "title": "Tiny", "painter": "P", "year": "2026", "style_image": "style.png", "loss": "gram", "style_weight": 5.0,
-        "training": original, "files": {"torchscript": "tiny.pt"}, "sha256": {"torchscript": old_sha},
-        "scores": {"style_ratio": 1.0}, "checksum": {}}}}
-    (zoo / "zoo.json").write_text(json.dumps(manifest))
-    monkeypatch.setenv("FASTMMD_ZOO", str(zoo))
+    zoo, manifest = one_style_zoo(tmp_path, tiny_exports, monkeypatch, scores={"style_ratio": 1.0})
+    old_sha, original = manifest["styles"]["tiny"]["sha256"]["torchscript"], manifest["styles"]["tiny"]["training"]
     build_cli(["fit", *tiny_fit_args(tmp_path, data=fit_data), "--model.init_from", str(zoo / "tiny.pt"),
                "--model.stability_weight", "10", "--model.stability_crop", "true", "--model.stability_shift", "3",
                "--trainer.max_steps", "2", "--run_name", "tune"])
@@ -304,13 +336,7 @@ def test_build_zoo_rebuilds_a_style_from_a_fine_tune_and_records_it_over_the_ori
                 "worst_style_ratio": w, "worst_content_ratio": c / 0.5} for m, c, w in zip(rows, (0.5, 0.6), (1, 1.05))]
     (tmp_path / "quality.json").write_text(json.dumps({"settings": {"size": 64, "photos": ["a", "b"]}, "summary": summary,
                                                        "rows": rows}))
-    asked, onnx = [], tiny_exports["onnx"]  # made (once a session) before export_checkpoint is replaced
-
-    def onnx_export(source, target, weights, calibration):  # build_zoo's fast_entry: the .onnx from the new .pt
-        asked.append((source, weights, calibration))
-        shutil.copy(onnx, target)
-
-    monkeypatch.setattr("fastmmd.infer.export.export_checkpoint", onnx_export)
+    asked = fake_onnx_export(tiny_exports, monkeypatch)  # build_zoo's fast_entry: the .onnx from the new .pt
     build = ["--zoo", str(zoo), "--fine-tuned", f"tiny={run}", "--machine", "the test box",
              "--lattice", str(tmp_path / "lattice.json"), "--quality", str(tmp_path / "quality.json")]
     run_script("build_zoo.py", *build, monkeypatch=monkeypatch, capsys=capsys)
@@ -339,11 +365,8 @@ def test_build_zoo_rebuilds_a_style_from_a_fine_tune_and_records_it_over_the_ori
     again = json.loads((zoo / "zoo.json").read_text())["styles"]["tiny"]["training"]["fine_tunes"]
     assert len(again) == 1 and again[0]["from"]["sha256"] == old_sha
 
-    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     with pytest.raises(SystemExit, match="started from None, not tiny.pt"):
-        module.add_fine_tune(manifest, "tiny", tiny_exports["ckpt"], zoo, "box", None, [], [], None, None, True)
+        script_module("build_zoo").add_fine_tune(manifest, "tiny", tiny_exports["ckpt"], zoo, "box", None, [], [], None, None, True)
 
 
 def test_build_zoo_ships_a_student_as_the_onnx_and_records_how_it_was_made(
@@ -353,26 +376,14 @@ def test_build_zoo_ships_a_student_as_the_onnx_and_records_how_it_was_made(
     becomes the style's .onnx; zoo.json records the distillation, the fit and the lattice, the card marks
     the .onnx a student and lists how it was made, the .pt stays; a fit that did not start from the
     distilled checkpoint, or a checkpoint not distilled from the style's .pt, is refused."""
-    import importlib.util
-    import shutil
-
     from conftest import tiny_fit_args
 
     from fastmmd.__main__ import main
-    from fastmmd.infer.zoo import file_sha256
     from fastmmd.train.cli import build_cli
 
     require_onnx()
-    zoo = tmp_path / "zoo"
-    zoo.mkdir()
-    shutil.copy(tiny_exports["torchscript"], zoo / "tiny.pt")
-    pt_sha = file_sha256(zoo / "tiny.pt")
-    manifest = {"format_version": 1, "styles": {"tiny": {
-        "title": "Tiny", "painter": "P", "year": "2026", "style_image": "style.png", "loss": "gram", "style_weight": 5.0,
-        "training": {"machine": "a GPU", "minutes": 1.0, "steps": 3, "batch_size": 8, "image_size": 32},
-        "files": {"torchscript": "tiny.pt"}, "sha256": {"torchscript": pt_sha}, "scores": None, "checksum": {}}}}
-    (zoo / "zoo.json").write_text(json.dumps(manifest))
-    monkeypatch.setenv("FASTMMD_ZOO", str(zoo))
+    zoo, manifest = one_style_zoo(tmp_path, tiny_exports, monkeypatch, scores=None)
+    pt_sha = manifest["styles"]["tiny"]["sha256"]["torchscript"]
     distilled = tmp_path / "small.ckpt"
     assert main(["distill", "tiny:pt", "--photos", str(fit_data / "photos"), "--output", str(distilled), "--width", "4",
                  "--residual-blocks", "1", "--size", "32", "--crops-per-photo", "1", "--steps", "2", "--quiet"]) == 0
@@ -383,13 +394,7 @@ def test_build_zoo_ships_a_student_as_the_onnx_and_records_how_it_was_made(
     grid = {"lattice": {"period4": 300.0, "period2": 200.0}, "grid_lock": {"off_grid": 0.05}}
     (tmp_path / "lattice.json").write_text(json.dumps({"settings": {"size": 64, "photos": ["a", "b"]}, "models": {
         "tiny:pt": grid, str(ckpt): {"lattice": {"period4": 40.0, "period2": 30.0}, "grid_lock": {"off_grid": 0.02}}}}))
-    asked, onnx = [], tiny_exports["onnx"]
-
-    def onnx_export(source, target, weights, calibration):  # build_zoo's fast_entry: the student's .onnx
-        asked.append((source, weights, calibration))
-        shutil.copy(onnx, target)
-
-    monkeypatch.setattr("fastmmd.infer.export.export_checkpoint", onnx_export)
+    asked = fake_onnx_export(tiny_exports, monkeypatch)  # build_zoo's fast_entry: the student's .onnx
     run_script("build_zoo.py", "--zoo", str(zoo), "--fast", f"tiny={ckpt}", "--distilled", f"tiny={distilled}",
                "--machine", "the test box", "--lattice", str(tmp_path / "lattice.json"),
                monkeypatch=monkeypatch, capsys=capsys)
@@ -404,10 +409,7 @@ def test_build_zoo_ships_a_student_as_the_onnx_and_records_how_it_was_made(
     card = (zoo / "README.md").read_text()
     assert "| `tiny` | student, " in card and "| `tiny` | 2, " in card and "| 300 → 40 | 200 → 30 |" in card
 
-    spec = importlib.util.spec_from_file_location("build_zoo", ROOT / "scripts" / "build_zoo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    entry = manifest["styles"]["tiny"]
+    module, entry = script_module("build_zoo"), manifest["styles"]["tiny"]
     with pytest.raises(SystemExit, match="was distilled from None, not tiny.pt"):
         module.student_record("tiny", entry, ckpt, ckpt, "box", [])  # the fit itself is no distillation of tiny.pt
     with pytest.raises(SystemExit, match="started from .*, not small.ckpt"):
