@@ -58,7 +58,7 @@ KEYS = ("style_swd", "content")
 def score_group(models: list[str], photos: list[torch.Tensor], names: list[str], painting: Path, scorer: ImageScorer,
                 size: int, threads: int, peer_python: str | None) -> dict:
     """Every model (and the peer) on every photo against ``painting``: {"style", "summary", "rows"}."""
-    style = scorer.reference("style", read_image(painting, size).unsqueeze(0))
+    style = scorer.reference(("style", painting), read_image(painting, size).unsqueeze(0))  # one per painting (--zoo)
 
     def score(outputs: list[torch.Tensor]) -> list[dict[str, float]]:
         rows = []

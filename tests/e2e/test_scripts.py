@@ -256,13 +256,18 @@ def test_bench_quality_scores_models_and_each_zoo_style_against_its_painting(tin
     zoo.mkdir()
     shutil.copy(tiny_exports["torchscript"], zoo / "tiny.pt")
     shutil.copy(tiny_exports["onnx"], zoo / "tiny.onnx")
-    (zoo / "zoo.json").write_text(json.dumps({"format_version": 1, "styles": {"tiny": {
-        "files": {"torchscript": "tiny.pt", "onnx": "tiny.onnx"}, "style_image": "paint.png"}}}))
+    synthetic_image(36, 36, seed=8).save(tmp_path / "paint2.png")
+    files = {"torchscript": "tiny.pt", "onnx": "tiny.onnx"}  # the same network as two styles, two paintings
+    (zoo / "zoo.json").write_text(json.dumps({"format_version": 1, "styles": {
+        "tiny": {"files": files, "style_image": "paint.png"}, "tiny2": {"files": files, "style_image": "paint2.png"}}}))
     monkeypatch.setenv("FASTMMD_ZOO", str(zoo))
     run_script("bench_quality.py", "--zoo", "all", "--styles-dir", str(tmp_path), "--no-arbitrary", *common,
                "--json", str(tmp_path / "z.json"), monkeypatch=monkeypatch, capsys=capsys)
-    group = json.loads((tmp_path / "z.json").read_text())["styles"]["tiny"]
-    assert group["style"] == "paint.png" and [s["model"] for s in group["summary"]] == ["tiny", "tiny:onnx"]
+    groups = json.loads((tmp_path / "z.json").read_text())["styles"]
+    assert groups["tiny"]["style"] == "paint.png" and [s["model"] for s in groups["tiny"]["summary"]] == ["tiny", "tiny:onnx"]
+    first, second = (groups[name]["summary"][0]["style_swd"] for name in ("tiny", "tiny2"))
+    assert first == pytest.approx(summary[0]["style_swd"])  # what --models measured against paint.png
+    assert abs(second - first) > 1e-3 * first  # the second style against its own painting, not the first's
 
 
 @pytest.mark.slow  # ~8 s on 2 CPU cores (a tiny fit, the export's own interpreter), more if it makes the tiny .onnx
