@@ -281,8 +281,8 @@ def test_shipped_manifest_is_complete(real_zoo, shipped_arbitrary):
         assert set(e["files"]) == {"torchscript", "onnx"} and "onnx" in e, name
         quality = e["onnx"]["quality"]  # the .onnx against the .pt on held-out photos (scripts/bench_quality.py)
         assert quality["reference"] == name and quality["photos"] >= 10, name
-        for ratio in ("style_ratio", "content_ratio"):  # the bar: within 5 % of the full network's distances
-            assert abs(quality[ratio] - 1) <= 0.05, (name, ratio, quality[ratio])
+        for ratio in ("style_ratio", "content_ratio"):  # the bar: no more than 5 % farther than the full
+            assert quality[ratio] <= 1.05, (name, ratio, quality[ratio])  # network (a student may sit closer)
         for key in ("title", "painter", "year", "source", "license", "style_image", "loss"):
             assert isinstance(e.get(key), str) and e[key], (name, key)
         assert e["style_weight"] > 0, name
