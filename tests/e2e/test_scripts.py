@@ -270,7 +270,6 @@ def test_bench_quality_scores_models_and_each_zoo_style_against_its_painting(tin
     assert abs(second - first) > 1e-3 * first  # the second style against its own painting, not the first's
 
 
-@pytest.mark.slow  # ~8 s on 2 CPU cores (a tiny fit, the export's own interpreter), more if it makes the tiny .onnx
 def one_style_zoo(tmp_path: Path, tiny_exports, monkeypatch, scores: dict | None) -> tuple[Path, dict]:
     """A zoo of one style, ``tiny`` (the session's tiny TorchScript export as its .pt, trained 3 steps
     of 8 on a GPU, painting style.png), made the zoo of this test (FASTMMD_ZOO): (its folder, zoo.json)."""
@@ -306,8 +305,7 @@ def fake_onnx_export(tiny_exports, monkeypatch) -> list:
     return asked
 
 
-
-
+@pytest.mark.slow  # ~8 s on 2 CPU cores (a tiny fit, the export's own interpreter), more if it makes the tiny .onnx
 def test_build_zoo_rebuilds_a_style_from_a_fine_tune_and_records_it_over_the_original_training(
         tiny_exports, fit_data, tmp_path, monkeypatch, capsys):
     """scripts/build_zoo.py --fine-tuned on a tiny zoo of one style: a 2-step fit started from the style's
