@@ -61,6 +61,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from fastmmd.infer.zoo import has_student
+
 #: The paintings: title, painter, year, where the image came from, licence.
 CATALOG = {
     "starry_night": ("The Starry Night", "Vincent van Gogh", "1889", "jcjohnson/neural-style examples/inputs/starry_night.jpg", "public domain"),
@@ -278,11 +280,6 @@ def _refuse_other_painting(flag: str, name: str, ckpt: Path, described: dict, en
     """Refuses (SystemExit) a run ``ckpt`` that trained on another painting than style ``name``'s."""
     if [Path(p).name for p in described["style_images"]] != [entry["style_image"]]:
         raise SystemExit(f"{flag} {name}: {ckpt} trained on {described['style_images']}, not {entry['style_image']}")
-
-
-def has_student(entry: dict) -> bool:
-    """Whether a style's ``.onnx`` is a student distilled from its ``.pt`` (its record has a ``distillation``)."""
-    return bool((entry.get("onnx") or {}).get("distillation"))
 
 
 def student_record(name: str, entry: dict, ckpt: Path, distilled: Path, machine: str, lattice: list[Path]) -> dict:

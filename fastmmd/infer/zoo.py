@@ -191,6 +191,13 @@ def checksum_difference(expected: dict[str, Any], measured: dict[str, Any]) -> f
     return max(abs(float(a) - float(b)) for a, b in pairs)
 
 
+def has_student(entry: dict[str, Any]) -> bool:
+    """Whether a manifest entry's ``.onnx`` is a student distilled from its ``.pt`` (its ``onnx`` record
+    has a ``distillation``; checkpoints/README.md)."""
+    record = entry.get("onnx")
+    return isinstance(record, dict) and bool(record.get("distillation"))
+
+
 def describe_styles(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """One row per shipped style, for listings: name, painting, loss, scores, training time, files, and
     ``student``: whether its ``.onnx`` is a smaller network distilled from its ``.pt`` (checkpoints/README.md).
@@ -212,7 +219,7 @@ def describe_styles(folder: str | os.PathLike | None = None) -> list[dict[str, A
             "loss": entry.get("loss"),
             "style_ratio": scores.get("style_ratio"), "content_ratio": scores.get("content_ratio"),
             "minutes": training.get("minutes"), "files": files,
-            "student": bool((entry.get("onnx") if isinstance(entry.get("onnx"), dict) else {}).get("distillation")),
+            "student": has_student(entry),
             "missing": [f for f in files if not (root / f).is_file()],
             "megabytes": sum((root / f).stat().st_size for f in files if (root / f).is_file()) / 1e6,
         })
