@@ -420,13 +420,14 @@ def test_shipped_onnx_files_pass_the_onnx_checks_and_look_as_recorded(real_zoo):
     from fastmmd.infer.zoo import file_sha256, verified_shipped_file
     from fastmmd.model.files import OnnxMemoryBound, check_onnx_graph, read_metadata
 
+    listing = {r["name"]: r for r in describe_styles(REAL_ZOO)}  # what fastmmd models says of each style
     for name, entry in real_zoo.items():
         path = REAL_ZOO / entry["files"]["onnx"]
         assert entry["sha256"]["onnx"] == file_sha256(path), f"{name}: zoo.json's sha256 is stale; run build_zoo.py --fast"
         assert verified_shipped_file(f"{name}:onnx") == path
         check_onnx_graph(onnx.load_model_from_string(path.read_bytes()), path)
         record = entry["onnx"]
-        listed = next(r for r in describe_styles(REAL_ZOO) if r["name"] == name)  # fastmmd models says which
+        listed = listing[name]
         assert listed["student"] == bool(record.get("distillation")), name
         if record.get("distillation"):  # a student of the style's own network
             assert record["distillation"]["teacher"] == entry["files"]["torchscript"], name
